@@ -1,0 +1,260 @@
+//! The REST handlers of the API contract: increment, get, batch, leaderboard, health, metrics and
+//! the OpenAPI document. They validate, call the [`CounterBackend`] and shape the envelope.
+
+use std::borrow::Cow;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::{ApiError, ErrorCode};
+use super::json::{JsonBody, parse, success};
+use super::validate;
+use crate::counter::CounterBackend;
+use crate::metrics::METRICS;
+use crate::store::{CounterKey, Period};
+
+#[derive(Deserialize)]
+struct IncrementRequest<'a> {
+    #[serde(borrow)]
+    resource_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    counter_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    user_id: Option<Cow<'a, str>>,
+    #[serde(alias = "delta")]
+    increment: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct IncrementResult<'a> {
+    resource_id: &'a str,
+    counter_type: &'a str,
+    current_value: i64,
+    increment: i64,
+}
+
+#[derive(Serialize)]
+struct CounterValue<'a> {
+    resource_id: &'a str,
+    counter_type: &'a str,
+    current_value: i64,
+}
+
+fn required<'a>(value: &'a Option<Cow<'a, str>>, field: &str) -> Result<&'a str, ApiError> {
+    value
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid(field, format!("{field} is required")))
+}
+
+/// `POST /api/v1/counter/increment`
+pub async fn increment<B: CounterBackend>(State(state): State<AppState<B>>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+    let req: IncrementRequest = parse(&body)?;
+    let resource_id = required(&req.resource_id, "resource_id")?;
+    validate::resource_id("resource_id", resource_id)?;
+    let counter_type = required(&req.counter_type, "counter_type")?;
+    validate::counter_type("counter_type", counter_type)?;
+    validate::user_id(required(&req.user_id, "user_id")?)?;
+    let delta = req.increment.unwrap_or(1);
+    validate::increment(delta, &state.limits)?;
+
+    let current_value = state
+        .backend
+        .increment(CounterKey::new(counter_type, resource_id), delta)
+        .await?;
+    Ok(success(IncrementResult {
+        resource_id,
+        counter_type,
+        current_value,
+        increment: delta,
+    }))
+}
+
+/// `GET /api/v1/counter/{resource_id}/{counter_type}`
+pub async fn get_counter<B: CounterBackend>(
+    State(state): State<AppState<B>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path((resource_id, counter_type)) =
+        path.map_err(|e| ApiError::invalid("path", format!("invalid path parameters: {}", e.body_text())))?;
+    validate::resource_id("resource_id", &resource_id)?;
+    validate::counter_type("counter_type", &counter_type)?;
+    let values = state
+        .backend
+        .get_many(vec![CounterKey::new(&counter_type, &resource_id)])
+        .await?;
+    Ok(success(CounterValue {
+        resource_id: &resource_id,
+        counter_type: &counter_type,
+        current_value: values[0],
+    }))
+}
+
+#[derive(Deserialize)]
+struct BatchRequest<'a> {
+    #[serde(borrow, alias = "items")]
+    queries: Option<Vec<BatchQuery<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct BatchQuery<'a> {
+    #[serde(borrow)]
+    resource_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    counter_type: Option<Cow<'a, str>>,
+}
+
+#[derive(Serialize)]
+struct BatchResult<'a> {
+    results: Vec<CounterValue<'a>>,
+    total: usize,
+}
+
+/// `POST /api/v1/counter/batch`
+pub async fn batch<B: CounterBackend>(State(state): State<AppState<B>>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+    let req: BatchRequest = parse(&body)?;
+    let queries = req
+        .queries
+        .ok_or_else(|| ApiError::invalid("queries", "queries is required"))?;
+    let max = state.limits.max_batch_queries;
+    if queries.is_empty() || queries.len() > max {
+        return Err(ApiError::invalid("queries", format!("queries must hold 1 to {max} items")));
+    }
+    let mut parts = Vec::with_capacity(queries.len());
+    for (i, q) in queries.iter().enumerate() {
+        let rid_field = format!("queries[{i}].resource_id");
+        let ct_field = format!("queries[{i}].counter_type");
+        let resource_id = required(&q.resource_id, &rid_field)?;
+        validate::resource_id(&rid_field, resource_id)?;
+        let counter_type = required(&q.counter_type, &ct_field)?;
+        validate::counter_type(&ct_field, counter_type)?;
+        parts.push((resource_id, counter_type));
+    }
+    let keys = parts.iter().map(|(r, t)| CounterKey::new(t, r)).collect();
+    let values = state.backend.get_many(keys).await?;
+    let results: Vec<CounterValue> = parts
+        .iter()
+        .zip(values)
+        .map(|(&(resource_id, counter_type), current_value)| CounterValue {
+            resource_id,
+            counter_type,
+            current_value,
+        })
+        .collect();
+    Ok(success(BatchResult {
+        total: results.len(),
+        results,
+    }))
+}
+
+#[derive(Serialize)]
+struct LeaderboardResult<'a> {
+    counter_type: &'a str,
+    period: &'static str,
+    items: Vec<RankedItem>,
+}
+
+#[derive(Serialize)]
+struct RankedItem {
+    rank: usize,
+    resource_id: String,
+    count: i64,
+}
+
+/// `GET /api/v1/leaderboard/{counter_type}?period=hour|day|week|all&limit=N`
+pub async fn leaderboard<B: CounterBackend>(
+    State(state): State<AppState<B>>,
+    path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let Path(counter_type) =
+        path.map_err(|e| ApiError::invalid("path", format!("invalid path parameters: {}", e.body_text())))?;
+    validate::counter_type("counter_type", &counter_type)?;
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|_| ApiError::invalid("query", "the query string is malformed"))?;
+    let param = |name: &str| params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let period = match param("period") {
+        None => Period::Day,
+        Some(p) => Period::parse(p).ok_or_else(|| ApiError::invalid("period", "period must be one of hour, day, week, all"))?,
+    };
+    let limit = match param("limit") {
+        None => 10,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| ApiError::invalid("limit", "limit must be an integer from 1 to 100"))?,
+    };
+    let entries = state.backend.leaderboard(&counter_type, period, limit).await?;
+    let items = entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| RankedItem {
+            rank: i + 1,
+            resource_id: e.resource_id,
+            count: e.count,
+        })
+        .collect();
+    Ok(success(LeaderboardResult {
+        counter_type: &counter_type,
+        period: period.as_str(),
+        items,
+    }))
+}
+
+fn plain_json(status: StatusCode, body: &'static str) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// `GET /health`: 200 while the process serves, with the state of each dependency.
+pub async fn health<B: CounterBackend>(State(state): State<AppState<B>>) -> Response {
+    if state.backend.is_ready() {
+        plain_json(StatusCode::OK, r#"{"status":"ok","checks":{"store":"ok"}}"#)
+    } else {
+        plain_json(StatusCode::OK, r#"{"status":"ok","checks":{"store":"unavailable"}}"#)
+    }
+}
+
+/// `GET /livez`: the process is alive.
+pub async fn livez() -> Response {
+    plain_json(StatusCode::OK, r#"{"status":"alive"}"#)
+}
+
+/// `GET /readyz`: 200 only while the store answers.
+pub async fn readyz<B: CounterBackend>(State(state): State<AppState<B>>) -> Response {
+    if state.backend.is_ready() {
+        plain_json(StatusCode::OK, r#"{"status":"ready"}"#)
+    } else {
+        plain_json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not_ready"}"#)
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        METRICS.render(),
+    )
+        .into_response()
+}
+
+/// The OpenAPI document of this contract, `docs/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
+
+/// `GET /openapi.json`
+pub async fn openapi() -> Response {
+    plain_json(StatusCode::OK, OPENAPI_JSON)
+}
+
+/// Unknown routes.
+pub async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route")
+}
+
+/// Known routes called with the wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "this route does not accept that method")
+}

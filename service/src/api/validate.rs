@@ -1,0 +1,122 @@
+//! Request validation, shared by every front end (REST now, gRPC with the split). Each check
+//! names the field at fault; nothing reaches the engine before it passes.
+
+use super::error::ApiError;
+
+/// Limits that configuration can change.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_increment: i64,
+    pub max_batch_queries: usize,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_increment: 1_000_000,
+            max_batch_queries: 1_000,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// `resource_id`: 1–128 bytes of `[A-Za-z0-9_.:@/-]`.
+pub fn resource_id(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > 128 {
+        return Err(ApiError::invalid(field, format!("{field} must be 1 to 128 bytes long")));
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'@' | b'/' | b'-'))
+    {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} may contain only letters, digits and _ . : @ / -"),
+        ));
+    }
+    Ok(())
+}
+
+/// `counter_type`: 1–64 bytes of `[a-z0-9_-]`.
+pub fn counter_type(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > 64 {
+        return Err(ApiError::invalid(field, format!("{field} must be 1 to 64 bytes long")));
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} may contain only lowercase letters, digits, _ and -"),
+        ));
+    }
+    Ok(())
+}
+
+/// `user_id`: 1–128 bytes, no control characters.
+pub fn user_id(value: &str) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > 128 {
+        return Err(ApiError::invalid("user_id", "user_id must be 1 to 128 bytes long"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::invalid("user_id", "user_id must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// `increment`: non-zero, within ±`max_increment`.
+pub fn increment(value: i64, limits: &Limits) -> Result<(), ApiError> {
+    if value == 0 {
+        return Err(ApiError::invalid("increment", "increment must not be 0"));
+    }
+    if value.unsigned_abs() > limits.max_increment.unsigned_abs() {
+        return Err(ApiError::invalid(
+            "increment",
+            format!("increment must be within ±{}", limits.max_increment),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_ids() {
+        for ok in ["article_001", "a", "user@example.com/post:1.v2-x", &"x".repeat(128)] {
+            assert!(resource_id("resource_id", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "has space", "ünï", "a?b", &"x".repeat(129)] {
+            let e = resource_id("resource_id", bad).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("resource_id"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn counter_types() {
+        for ok in ["like", "view_count", "a-1", &"z".repeat(64)] {
+            assert!(counter_type("counter_type", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Like", "a:b", "a.b", &"z".repeat(65)] {
+            assert!(counter_type("counter_type", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn user_ids_and_increments() {
+        assert!(user_id("user_123").is_ok());
+        assert!(user_id("名前 with spaces").is_ok());
+        assert!(user_id("").is_err());
+        assert!(user_id("a\nb").is_err());
+        assert!(user_id(&"u".repeat(129)).is_err());
+        let limits = Limits::default();
+        assert!(increment(1, &limits).is_ok());
+        assert!(increment(-1_000_000, &limits).is_ok());
+        assert!(increment(0, &limits).is_err());
+        assert!(increment(1_000_001, &limits).is_err());
+        assert!(increment(i64::MIN, &limits).is_err());
+    }
+}

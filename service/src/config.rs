@@ -1,0 +1,528 @@
+//! Typed configuration: one struct, loaded once from `configs/config.yaml` (or `--config FILE`)
+//! and then from `HIGHPRESS_<SECTION>__<KEY>` environment variables, validated at start-up.
+//!
+//! Every error names the offending key, so a bad deployment fails loudly before serving.
+
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Yaml};
+use serde::{Deserialize, Serialize};
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment variable could not be parsed into the typed config.
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    /// A value parsed but is out of range or inconsistent with another key.
+    #[error("invalid configuration: {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// The whole configuration of a `highpress` process.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub redis: RedisConfig,
+    pub log: LogConfig,
+    pub coalescing: CoalescingConfig,
+    pub cache: CacheConfig,
+    pub leaderboard: LeaderboardConfig,
+    pub limits: LimitsConfig,
+    /// The original's gRPC client section; read by the gateway mode.
+    pub grpc: GrpcConfig,
+    /// The original's Consul section. Accepted for compatibility and ignored:
+    /// Kubernetes DNS discovery replaces Consul.
+    pub consul: Option<serde_json::Value>,
+    /// The original's Kafka section. Accepted; events arrive in a later release.
+    pub kafka: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// How long a graceful shutdown may take before in-flight requests are abandoned.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 8080,
+            max_body_bytes: 64 * 1024,
+            shutdown_timeout_ms: 25_000,
+        }
+    }
+}
+
+/// Which store backs the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The embedded in-memory store: no dependencies, nothing persisted.
+    #[default]
+    Memory,
+    /// Redis (standalone server).
+    Redis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `host:port` (as the original), or a `redis://` / `rediss://` URL.
+    pub addr: String,
+    pub password: String,
+    pub db: i64,
+    /// Per-command response timeout; a flush waiting longer fails with 503.
+    pub timeout_ms: u64,
+    /// Connection establishment timeout.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            addr: "localhost:6379".into(),
+            password: String::new(),
+            db: 0,
+            timeout_ms: 1_000,
+            connect_timeout_ms: 500,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// The connection URL built from `addr`, `password` and `db`.
+    pub fn url(&self) -> Result<String, ConfigError> {
+        let addr = self.addr.trim();
+        if addr.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "redis.addr",
+                message: "must not be empty".into(),
+            });
+        }
+        if addr.starts_with("redis://") || addr.starts_with("rediss://") {
+            // A URL carries its own password and db; the separate keys fill in what it lacks.
+            let (scheme, rest) = addr.split_once("://").unwrap_or(("redis", addr));
+            let (authority, path) = match rest.split_once('/') {
+                Some((a, p)) => (a, p),
+                None => (rest, ""),
+            };
+            if authority.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "redis.addr",
+                    message: format!("URL {addr:?} has no host"),
+                });
+            }
+            let authority = if !authority.contains('@') && !self.password.is_empty() {
+                format!(":{}@{authority}", percent_encode(&self.password))
+            } else {
+                authority.to_string()
+            };
+            let db = if path.is_empty() {
+                self.db.to_string()
+            } else {
+                path.to_string()
+            };
+            return Ok(format!("{scheme}://{authority}/{db}"));
+        }
+        if addr.contains("://") {
+            return Err(ConfigError::Invalid {
+                key: "redis.addr",
+                message: format!("{addr:?}: use host:port, redis://... or rediss://..."),
+            });
+        }
+        let Some((host, port)) = addr.rsplit_once(':') else {
+            return Err(ConfigError::Invalid {
+                key: "redis.addr",
+                message: format!("{addr:?} is not host:port"),
+            });
+        };
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(ConfigError::Invalid {
+                key: "redis.addr",
+                message: format!("{addr:?} is not host:port"),
+            });
+        }
+        let auth = if self.password.is_empty() {
+            String::new()
+        } else {
+            format!(":{}@", percent_encode(&self.password))
+        };
+        Ok(format!("redis://{auth}{host}:{port}/{}", self.db))
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Log format, as in the original's config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    #[default]
+    Text,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoalescingConfig {
+    /// Most increments one flush takes from the queue (`maxBatch`).
+    pub max_batch: usize,
+    /// Capacity of the pending-increment queue; when full, requests get `503 overloaded`.
+    pub queue_capacity: usize,
+}
+
+impl Default for CoalescingConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 4096,
+            queue_capacity: 65_536,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// How long a cached value may be served; 0 disables the cache.
+    pub ttl_ms: u64,
+    /// Most keys held in the cache.
+    pub max_entries: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            ttl_ms: 1_000,
+            max_entries: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeaderboardConfig {
+    /// How often accumulated leaderboard deltas are written to the store.
+    pub flush_interval_ms: u64,
+}
+
+impl Default for LeaderboardConfig {
+    fn default() -> Self {
+        Self {
+            flush_interval_ms: 1_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest absolute value of one increment.
+    pub max_increment: i64,
+    /// Most queries in one batch request.
+    pub max_batch_queries: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_increment: 1_000_000,
+            max_batch_queries: 1_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// The original's `grpc.counter_service` client settings.
+    pub counter_service: Option<serde_json::Value>,
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then `HIGHPRESS_*` environment variables.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, Env::prefixed("HIGHPRESS_").split("__"))
+    }
+
+    fn load_from(file: Option<&std::path::Path>, env: Env) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Parse(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Yaml::file(path));
+        }
+        let config: Config = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Parse(describe_figment_error(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Cross-field and range checks that serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid {
+                key,
+                message: message.into(),
+            }
+        }
+        if self.server.host.trim().is_empty() {
+            return Err(invalid("server.host", "must not be empty"));
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err(invalid("server.max_body_bytes", "must be at least 1"));
+        }
+        if self.store.kind == StoreKind::Redis {
+            self.redis.url()?;
+        }
+        if !(0..=15_000).contains(&self.redis.db) && !self.redis.addr.contains("://") {
+            return Err(invalid("redis.db", "must be a database index ≥ 0"));
+        }
+        if self.redis.timeout_ms == 0 {
+            return Err(invalid("redis.timeout_ms", "must be at least 1"));
+        }
+        if self.redis.connect_timeout_ms == 0 {
+            return Err(invalid("redis.connect_timeout_ms", "must be at least 1"));
+        }
+        if !self.log_level_is_valid() {
+            return Err(invalid(
+                "log.level",
+                format!(
+                    "{:?} is not a level (trace, debug, info, warn, error)",
+                    self.log.level
+                ),
+            ));
+        }
+        if !(1..=65_536).contains(&self.coalescing.max_batch) {
+            return Err(invalid("coalescing.max_batch", "must be within 1..=65536"));
+        }
+        if self.coalescing.queue_capacity < self.coalescing.max_batch {
+            return Err(invalid(
+                "coalescing.queue_capacity",
+                "must be at least coalescing.max_batch",
+            ));
+        }
+        if self.cache.ttl_ms > 0 && self.cache.max_entries == 0 {
+            return Err(invalid(
+                "cache.max_entries",
+                "must be at least 1 when cache.ttl_ms > 0",
+            ));
+        }
+        if self.leaderboard.flush_interval_ms == 0 {
+            return Err(invalid("leaderboard.flush_interval_ms", "must be at least 1"));
+        }
+        // Bounded so that a flush's per-key sum and any serialization of it stay far from i64's edges.
+        if !(1..=(1_i64 << 53)).contains(&self.limits.max_increment) {
+            return Err(invalid("limits.max_increment", "must be within 1..=2^53"));
+        }
+        if !(1..=100_000).contains(&self.limits.max_batch_queries) {
+            return Err(invalid(
+                "limits.max_batch_queries",
+                "must be within 1..=100000",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A plain level, or `tracing` directives such as `highpress=debug,info`.
+    fn log_level_is_valid(&self) -> bool {
+        let level = self.log.level.trim();
+        const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+        LEVELS.contains(&level.to_ascii_lowercase().as_str())
+            || (level.contains('=') && level.parse::<tracing_subscriber::EnvFilter>().is_ok())
+    }
+
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis.timeout_ms)
+    }
+}
+
+/// Renders a figment error as one line per problem, each naming the key and its source.
+fn describe_figment_error(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                String::from("(top level)")
+            } else {
+                e.path.join(".")
+            };
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| match &e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+                    Some(src) => format!(" (from {} {src})", m.name),
+                    None => format!(" (from {})", m.name),
+                })
+                .unwrap_or_default();
+            format!("{key}: {}{source}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_yaml_env(yaml: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let mut outcome = None;
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("config.yaml", yaml)?;
+            for (k, v) in env {
+                jail.set_env(k, v);
+            }
+            outcome = Some(Config::load(Some(std::path::Path::new("config.yaml"))).map_err(|e| e.to_string()));
+            Ok(())
+        });
+        outcome.expect("the jail ran")
+    }
+
+    #[test]
+    fn defaults_run_standalone_on_memory_store_at_8080() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.store.kind, StoreKind::Memory);
+        assert_eq!(c.server.port, 8080);
+        assert_eq!(c.server.max_body_bytes, 65_536);
+    }
+
+    #[test]
+    fn environment_overrides_file_with_double_underscore_sections() {
+        let c = load_yaml_env(
+            "server: {host: 0.0.0.0, port: 9000}\nredis: {addr: 'localhost:6379'}\n",
+            &[
+                ("HIGHPRESS_SERVER__PORT", "9100"),
+                ("HIGHPRESS_SERVER__HOST", "127.0.0.1"),
+                ("HIGHPRESS_STORE__KIND", "redis"),
+                ("HIGHPRESS_REDIS__ADDR", "10.1.2.3:6380"),
+                ("HIGHPRESS_LOG__LEVEL", "debug"),
+                ("HIGHPRESS_COALESCING__MAX_BATCH", "128"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.server.port, 9100);
+        assert_eq!(c.server.host, "127.0.0.1");
+        assert_eq!(c.store.kind, StoreKind::Redis);
+        assert_eq!(c.redis.addr, "10.1.2.3:6380");
+        assert_eq!(c.log.level, "debug");
+        assert_eq!(c.coalescing.max_batch, 128);
+    }
+
+    #[test]
+    fn originals_config_file_is_accepted() {
+        let original = r#"
+server: {host: "0.0.0.0", port: 8080}
+redis:  {addr: "localhost:6379", password: "", db: 0}
+log:    {level: "info", format: "json"}
+grpc:
+  counter_service: {host: "localhost:50051", pool_size: 20, keep_alive: 30s}
+consul: {address: "localhost:8500", health_interval: "10s"}
+kafka:  {brokers: ["localhost:9092"], topic: "counter_events"}
+"#;
+        let c = load_yaml_env(original, &[]).unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.redis.url().unwrap(), "redis://localhost:6379/0");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = load_yaml_env("server: {port: nine}\n", &[])
+            .unwrap_err();
+        assert!(err.contains("server.port"), "{err}");
+        let err = load_yaml_env("", &[("HIGHPRESS_SERVER__PORT", "99999")])
+            .unwrap_err();
+        assert!(err.contains("server.port"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name() {
+        let err = load_yaml_env("redis: {adress: 'x:1'}\n", &[])
+            .unwrap_err();
+        assert!(err.contains("adress"), "{err}");
+    }
+
+    #[test]
+    fn unknown_store_kind_names_the_key() {
+        let err = load_yaml_env("", &[("HIGHPRESS_STORE__KIND", "postgres")])
+            .unwrap_err();
+        assert!(err.contains("store.kind"), "{err}");
+    }
+
+    #[test]
+    fn invalid_ranges_name_the_key() {
+        for (yaml, key) in [
+            ("coalescing: {max_batch: 0}", "coalescing.max_batch"),
+            ("log: {level: loud}", "log.level"),
+            ("limits: {max_increment: 0}", "limits.max_increment"),
+            ("store: {kind: redis}\nredis: {addr: 'nohostport'}", "redis.addr"),
+        ] {
+            let err = load_yaml_env(yaml, &[]).unwrap_err();
+            assert!(err.contains(key), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn redis_addr_forms_become_urls() {
+        let mut r = RedisConfig {
+            addr: "redis.example:6380".into(),
+            password: "p@ss".into(),
+            db: 2,
+            ..RedisConfig::default()
+        };
+        assert_eq!(r.url().unwrap(), "redis://:p%40ss@redis.example:6380/2");
+        r.addr = "rediss://cache.example:6390".into();
+        assert_eq!(r.url().unwrap(), "rediss://:p%40ss@cache.example:6390/2");
+        r.addr = "redis://:own@h:1/5".into();
+        assert_eq!(r.url().unwrap(), "redis://:own@h:1/5");
+        r.addr = "http://h:1".into();
+        assert!(r.url().is_err());
+    }
+}

@@ -1,0 +1,405 @@
+//! Group commit. Increments wait in a bounded queue; one flusher drains everything queued while
+//! the previous flush was in flight (smart batching: no timer, so batches are small at low load
+//! and large at high load), sums the deltas per key, writes them in one pipelined round trip and
+//! answers every waiter only after the store acknowledged, each with its own exact post-value.
+//!
+//! A key whose sum overflows is retried once as one `INCRBY` per request in arrival order, so
+//! exactly the requests that would overflow get [`CounterError::Overflow`] and nothing is written
+//! for them; other keys in the flush are unaffected.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::time::Instant;
+
+use hashbrown::HashTable;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{CounterError, FlushEffects};
+use crate::metrics::METRICS;
+use crate::store::{CounterKey, IncrOutcome, Store, StoreError, WriteBatch, keys::current_hour};
+
+/// One increment waiting for a flush.
+struct PendingIncrement {
+    key: CounterKey,
+    delta: i64,
+    reply: oneshot::Sender<Result<i64, CounterError>>,
+}
+
+/// The handle requests use to enqueue increments.
+#[derive(Clone)]
+pub struct Coalescer {
+    queue: mpsc::Sender<PendingIncrement>,
+}
+
+impl Coalescer {
+    /// Starts the flusher. It stops after `shutdown` fires and the queue is drained and flushed.
+    pub fn start<S: Store>(
+        store: Arc<S>,
+        effects: Arc<FlushEffects>,
+        max_batch: usize,
+        queue_capacity: usize,
+        shutdown: CancellationToken,
+    ) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(queue_capacity);
+        let flusher = Flusher {
+            store,
+            effects,
+            max_batch,
+            plan: FlushPlan::default(),
+        };
+        let handle = tokio::spawn(flusher.run(rx, shutdown));
+        (Self { queue: tx }, handle)
+    }
+
+    /// Queues one increment and waits for its post-value.
+    pub async fn increment(&self, key: CounterKey, delta: i64) -> Result<i64, CounterError> {
+        let (reply, answer) = oneshot::channel();
+        match self.queue.try_send(PendingIncrement { key, delta, reply }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(CounterError::Overloaded),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(CounterError::ShuttingDown),
+        }
+        // A dropped reply means the increment was never flushed: not applied, not acknowledged.
+        answer.await.unwrap_or(Err(CounterError::ShuttingDown))
+    }
+}
+
+struct Flusher<S> {
+    store: Arc<S>,
+    effects: Arc<FlushEffects>,
+    max_batch: usize,
+    plan: FlushPlan,
+}
+
+impl<S: Store> Flusher<S> {
+    async fn run(mut self, mut queue: mpsc::Receiver<PendingIncrement>, shutdown: CancellationToken) {
+        let mut batch: Vec<PendingIncrement> = Vec::with_capacity(self.max_batch);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                biased;
+                n = queue.recv_many(&mut batch, self.max_batch) => {
+                    if n == 0 {
+                        break; // closed and drained
+                    }
+                    self.flush(&mut batch).await;
+                }
+                () = shutdown.cancelled(), if !closing => {
+                    // Refuse new work, then keep looping until what is queued has been flushed.
+                    queue.close();
+                    closing = true;
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self, batch: &mut Vec<PendingIncrement>) {
+        let started = Instant::now();
+        self.plan.group(batch.iter().map(|p| (&p.key, p.delta)));
+        let keys = self.plan.groups.len();
+        METRICS.flushes.inc();
+        METRICS.flush_batch_size.observe(batch.len() as f64);
+        METRICS.flush_keys.inc_by(keys as u64);
+        METRICS.flush_increments.inc_by(batch.len() as u64);
+
+        // Pass 1: one INCRBY per distinct key whose sum fits in i64.
+        let mut replies: Vec<Option<Result<i64, CounterError>>> = (0..batch.len()).map(|_| None).collect();
+        let mut fast = WriteBatch::default();
+        let mut fast_groups = Vec::with_capacity(keys);
+        let mut retry_groups = Vec::new();
+        for (g, group) in self.plan.groups.iter().enumerate() {
+            match i64::try_from(group.sum) {
+                Ok(sum) => {
+                    fast.increments.push((&batch[group.head as usize].key, sum));
+                    fast_groups.push(g);
+                }
+                Err(_) => retry_groups.push(g),
+            }
+        }
+        let mut lb_sums: Vec<(usize, i64)> = Vec::with_capacity(keys);
+        match self.write(&fast).await {
+            Err(e) => self.fail_all(&e, &mut replies),
+            Ok(outcomes) => {
+                for (&g, outcome) in fast_groups.iter().zip(outcomes) {
+                    let group = &self.plan.groups[g];
+                    match outcome {
+                        IncrOutcome::Applied(total) => {
+                            let deltas: Vec<i64> = self.plan.members(g).map(|i| batch[i].delta).collect();
+                            let posts = post_values(total, &deltas);
+                            for (i, post) in self.plan.members(g).zip(posts) {
+                                replies[i] = Some(Ok(post));
+                            }
+                            self.effects.cache.record_write(&batch[group.head as usize].key, total);
+                            lb_sums.push((group.head as usize, group.sum as i64));
+                        }
+                        IncrOutcome::Overflow => retry_groups.push(g),
+                        IncrOutcome::Failed(msg) => {
+                            tracing::error!(key = ?batch[group.head as usize].key, error = %msg, "store rejected an increment");
+                            METRICS.store_errors.with_label_values(&["rejected"]).inc();
+                            for i in self.plan.members(g) {
+                                replies[i] = Some(Err(CounterError::Internal));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        // Pass 2 (rare): overflowing keys, one INCRBY per request in arrival order.
+        if !retry_groups.is_empty() {
+            retry_groups.sort_unstable();
+            let mut slow = WriteBatch::default();
+            let mut slow_items = Vec::new();
+            for &g in &retry_groups {
+                for i in self.plan.members(g) {
+                    slow.increments.push((&batch[i].key, batch[i].delta));
+                    slow_items.push(i);
+                }
+            }
+            match self.write(&slow).await {
+                Err(e) => {
+                    let mut sub: Vec<Option<Result<i64, CounterError>>> = vec![None; slow_items.len()];
+                    self.fail_all(&e, &mut sub);
+                    for (&i, r) in slow_items.iter().zip(sub) {
+                        replies[i] = r;
+                    }
+                }
+                Ok(outcomes) => {
+                    for (&i, outcome) in slow_items.iter().zip(outcomes) {
+                        replies[i] = Some(match outcome {
+                            IncrOutcome::Applied(v) => {
+                                self.effects.cache.record_write(&batch[i].key, v);
+                                lb_sums.push((i, batch[i].delta));
+                                Ok(v)
+                            }
+                            IncrOutcome::Overflow => Err(CounterError::Overflow),
+                            IncrOutcome::Failed(_) => Err(CounterError::Internal),
+                        });
+                    }
+                }
+            }
+        }
+
+        self.effects
+            .leaderboard
+            .add(current_hour(), lb_sums.iter().map(|&(i, d)| (&batch[i].key, d)));
+        METRICS.flush_duration.observe(started.elapsed().as_secs_f64());
+
+        for (pending, reply) in batch.drain(..).zip(replies) {
+            let reply = reply.unwrap_or(Err(CounterError::Internal));
+            match &reply {
+                Ok(_) => METRICS.acknowledged_increments.inc(),
+                Err(e) => METRICS.rejected_increments.with_label_values(&[e.reason()]).inc(),
+            }
+            // The requester may have gone away; its increment stands regardless.
+            let _ = pending.reply.send(reply);
+        }
+    }
+
+    async fn write(&self, batch: &WriteBatch<'_>) -> Result<Vec<IncrOutcome>, StoreError> {
+        METRICS.store_commands.inc_by(batch.increments.len() as u64);
+        let result = self.store.write(batch).await;
+        match &result {
+            Ok(_) => self.effects.health.mark_up(),
+            Err(e) => self.effects.health.record_error(e),
+        }
+        result
+    }
+
+    fn fail_all(&self, error: &StoreError, replies: &mut [Option<Result<i64, CounterError>>]) {
+        tracing::warn!(%error, "flush failed; its increments are not acknowledged");
+        for r in replies.iter_mut().filter(|r| r.is_none()) {
+            *r = Some(Err(CounterError::from(error)));
+        }
+    }
+}
+
+/// The batch grouped by key, with arrival order kept within each key. Reused across flushes.
+#[derive(Default)]
+struct FlushPlan {
+    hasher: RandomState,
+    index: HashTable<u32>,
+    groups: Vec<KeyGroup>,
+    /// `next[i]` is the next item with the same key as item `i`, or `u32::MAX`.
+    next: Vec<u32>,
+}
+
+struct KeyGroup {
+    head: u32,
+    tail: u32,
+    sum: i128,
+}
+
+impl FlushPlan {
+    fn group<'a>(&mut self, items: impl Iterator<Item = (&'a CounterKey, i64)>) {
+        self.index.clear();
+        self.groups.clear();
+        self.next.clear();
+        let mut keys: Vec<&CounterKey> = Vec::new();
+        for (i, (key, delta)) in items.enumerate() {
+            let i = i as u32;
+            self.next.push(u32::MAX);
+            let hash = self.hasher.hash_one(key);
+            let groups = &self.groups;
+            let found = self
+                .index
+                .find(hash, |&g| keys[groups[g as usize].head as usize] == key)
+                .copied();
+            keys.push(key);
+            match found {
+                Some(g) => {
+                    let group = &mut self.groups[g as usize];
+                    self.next[group.tail as usize] = i;
+                    group.tail = i;
+                    group.sum += i128::from(delta);
+                }
+                None => {
+                    let g = self.groups.len() as u32;
+                    self.groups.push(KeyGroup {
+                        head: i,
+                        tail: i,
+                        sum: i128::from(delta),
+                    });
+                    let (groups, hasher) = (&self.groups, &self.hasher);
+                    self.index
+                        .insert_unique(hash, g, |&g| hasher.hash_one(keys[groups[g as usize].head as usize]));
+                }
+            }
+        }
+    }
+
+    /// Item indices of group `g`, in arrival order.
+    fn members(&self, g: usize) -> impl Iterator<Item = usize> + '_ {
+        let mut at = self.groups[g].head;
+        std::iter::from_fn(move || {
+            if at == u32::MAX {
+                return None;
+            }
+            let i = at;
+            at = self.next[i as usize];
+            Some(i as usize)
+        })
+    }
+}
+
+/// Each request's own post-value, given the key's total after the whole group was applied.
+///
+/// In arrival order, request `i` sees `total − (deltas after i)`. If that sequence would pass
+/// through a value outside i64 (possible only near the range's edges with mixed signs), the
+/// requests, all concurrent, are serialized in an order that stays in range instead: a positive
+/// delta whenever it fits, otherwise a negative one. With |delta| ≤ 2^53 such an order exists.
+pub(crate) fn post_values(total: i64, deltas: &[i64]) -> Vec<i64> {
+    serialize(total, deltas).0
+}
+
+/// [`post_values`] plus the order of requests those values correspond to.
+fn serialize(total: i64, deltas: &[i64]) -> (Vec<i64>, Vec<usize>) {
+    let sum: i128 = deltas.iter().map(|&d| i128::from(d)).sum();
+    let start = i128::from(total) - sum;
+    let mut running = start;
+    let mut posts = Vec::with_capacity(deltas.len());
+    for &d in deltas {
+        running += i128::from(d);
+        match i64::try_from(running) {
+            Ok(v) => posts.push(v),
+            Err(_) => break,
+        }
+    }
+    if posts.len() == deltas.len() {
+        return (posts, (0..deltas.len()).collect());
+    }
+    let (mut pos, mut neg): (Vec<usize>, Vec<usize>) = (0..deltas.len()).partition(|&i| deltas[i] >= 0);
+    pos.reverse();
+    neg.reverse();
+    let mut out = vec![0i64; deltas.len()];
+    let mut order = Vec::with_capacity(deltas.len());
+    let mut running = start;
+    while !pos.is_empty() || !neg.is_empty() {
+        let take_pos = match (pos.last(), neg.last()) {
+            (Some(&p), Some(_)) => running + i128::from(deltas[p]) <= i128::from(i64::MAX),
+            (Some(_), None) => true,
+            _ => false,
+        };
+        let i = if take_pos { pos.pop() } else { neg.pop() }.expect("one side is non-empty");
+        running += i128::from(deltas[i]);
+        out[i] = running.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+        order.push(i);
+    }
+    (out, order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sequential(start: i64, deltas: &[i64]) -> Option<Vec<i64>> {
+        let mut v = start;
+        deltas
+            .iter()
+            .map(|&d| {
+                v = v.checked_add(d)?;
+                Some(v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn post_values_are_each_requests_own_value() {
+        assert_eq!(post_values(10, &[1, 1, 1]), vec![8, 9, 10]);
+        assert_eq!(post_values(0, &[5, -5]), vec![5, 0]);
+    }
+
+    #[test]
+    fn near_the_edge_an_in_range_serialization_is_chosen() {
+        // Starting at MAX-3: +5 first would overflow, so -5 goes first.
+        let posts = post_values(i64::MAX - 3, &[5, -5]);
+        assert_eq!(posts, vec![i64::MAX - 3, i64::MAX - 8]);
+    }
+
+    #[test]
+    fn plan_groups_keys_in_arrival_order() {
+        let (a, b) = (CounterKey::new("like", "a"), CounterKey::new("like", "b"));
+        let items = [(&a, 1), (&b, 2), (&a, 3), (&a, -1), (&b, 5)];
+        let mut plan = FlushPlan::default();
+        plan.group(items.iter().copied());
+        assert_eq!(plan.groups.len(), 2);
+        assert_eq!(plan.members(0).collect::<Vec<_>>(), vec![0, 2, 3]);
+        assert_eq!(plan.members(1).collect::<Vec<_>>(), vec![1, 4]);
+        assert_eq!(plan.groups[0].sum, 3);
+        assert_eq!(plan.groups[1].sum, 7);
+    }
+
+    proptest! {
+        #[test]
+        fn coalesced_post_values_equal_sequential_application(
+            start in -1_000_000i64..1_000_000, deltas in prop::collection::vec(-1_000i64..1_000, 1..64)
+        ) {
+            let total = start + deltas.iter().sum::<i64>();
+            prop_assert_eq!(Some(post_values(total, &deltas)), sequential(start, &deltas));
+        }
+
+        #[test]
+        fn edge_serializations_stay_in_range_and_reach_the_total(
+            offset in 0i64..2_000, deltas in prop::collection::vec(-1_000i64..1_000, 1..64), high in any::<bool>()
+        ) {
+            let start = if high { i64::MAX - offset } else { i64::MIN + offset };
+            let sum: i64 = deltas.iter().sum();
+            prop_assume!(start.checked_add(sum).is_some());
+            let total = start + sum;
+            let (posts, order) = serialize(total, &deltas);
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            prop_assert_eq!(sorted, (0..deltas.len()).collect::<Vec<_>>());
+            let mut v = start;
+            for &i in &order {
+                let next = v.checked_add(deltas[i]);
+                prop_assert_eq!(next, Some(posts[i]), "request {} leaves the range", i);
+                v = posts[i];
+            }
+            prop_assert_eq!(v, total);
+        }
+    }
+}

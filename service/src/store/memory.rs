@@ -1,0 +1,149 @@
+//! The embedded store: counters and leaderboards in process memory, with Redis's semantics
+//! (checked `INCRBY`, sorted-set rankings with expiry). Nothing is persisted; it exists so that
+//! `highpress standalone` runs on a machine with nothing else installed.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::{
+    CounterKey, IncrOutcome, LeaderboardBucket, LeaderboardDelta, Period, RankedEntry, Store,
+    StoreError, WriteBatch,
+};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    counters: Mutex<HashMap<CounterKey, i64>>,
+    rankings: Mutex<HashMap<String, Ranking>>,
+}
+
+struct Ranking {
+    scores: HashMap<String, i64>,
+    expires_at: Option<Instant>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Store for MemoryStore {
+    async fn write<'a>(&'a self, batch: &'a WriteBatch<'a>) -> Result<Vec<IncrOutcome>, StoreError> {
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let outcomes = batch
+            .increments
+            .iter()
+            .map(|&(key, delta)| {
+                let current = counters.get(key).copied().unwrap_or(0);
+                match current.checked_add(delta) {
+                    Some(next) => {
+                        if let Some(v) = counters.get_mut(key) {
+                            *v = next;
+                        } else {
+                            counters.insert(key.clone(), next);
+                        }
+                        IncrOutcome::Applied(next)
+                    }
+                    None => IncrOutcome::Overflow,
+                }
+            })
+            .collect();
+        Ok(outcomes)
+    }
+
+    async fn get_many<'a>(&'a self, keys: &'a [&'a CounterKey]) -> Result<Vec<i64>, StoreError> {
+        let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(keys.iter().map(|k| counters.get(*k).copied().unwrap_or(0)).collect())
+    }
+
+    async fn add_to_leaderboards<'a>(&'a self, deltas: &'a [LeaderboardDelta]) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut rankings = self.rankings.lock().unwrap_or_else(|e| e.into_inner());
+        rankings.retain(|_, r| r.expires_at.is_none_or(|t| t > now));
+        for d in deltas {
+            for period in Period::ALL {
+                let bucket = LeaderboardBucket::containing(d.key.counter_type(), period, d.hour);
+                let ranking = rankings.entry(bucket.as_str().to_string()).or_insert_with(|| Ranking {
+                    scores: HashMap::new(),
+                    expires_at: None,
+                });
+                ranking.expires_at = period.retention().map(|r| now + r);
+                let score = ranking.scores.entry(d.key.resource_id().to_string()).or_insert(0);
+                *score = score.saturating_add(d.delta);
+            }
+        }
+        Ok(())
+    }
+
+    async fn leaderboard_top<'a>(
+        &'a self,
+        bucket: &'a LeaderboardBucket,
+        limit: usize,
+    ) -> Result<Vec<RankedEntry>, StoreError> {
+        let rankings = self.rankings.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(ranking) = rankings
+            .get(bucket.as_str())
+            .filter(|r| r.expires_at.is_none_or(|t| t > Instant::now()))
+        else {
+            return Ok(Vec::new());
+        };
+        let mut entries: Vec<RankedEntry> = ranking
+            .scores
+            .iter()
+            .map(|(id, &count)| RankedEntry {
+                resource_id: id.clone(),
+                count,
+            })
+            .collect();
+        // Highest first; ties in reverse lexicographic order, as Redis's ZREVRANGE orders them.
+        entries.sort_unstable_by(|a, b| b.count.cmp(&a.count).then_with(|| b.resource_id.cmp(&a.resource_id)));
+        entries.truncate(limit);
+        Ok(entries)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn increments_apply_in_order_and_overflow_writes_nothing() {
+        let store = MemoryStore::new();
+        let k = CounterKey::new("like", "a");
+        let batch = WriteBatch {
+            increments: vec![(&k, i64::MAX - 1), (&k, 5), (&k, 1)],
+        };
+        let out = store.write(&batch).await.unwrap();
+        assert_eq!(
+            out,
+            vec![IncrOutcome::Applied(i64::MAX - 1), IncrOutcome::Overflow, IncrOutcome::Applied(i64::MAX)]
+        );
+        assert_eq!(store.get_many(&[&k]).await.unwrap(), vec![i64::MAX]);
+    }
+
+    #[tokio::test]
+    async fn leaderboard_ranks_by_count() {
+        let store = MemoryStore::new();
+        let hour = super::super::keys::current_hour();
+        let deltas: Vec<_> = [("a", 3), ("b", 7), ("c", 5)]
+            .into_iter()
+            .map(|(id, n)| LeaderboardDelta {
+                key: CounterKey::new("view", id),
+                hour,
+                delta: n,
+            })
+            .collect();
+        store.add_to_leaderboards(&deltas).await.unwrap();
+        let top = store
+            .leaderboard_top(&LeaderboardBucket::containing("view", Period::Day, hour), 2)
+            .await
+            .unwrap();
+        let ids: Vec<_> = top.iter().map(|e| (e.resource_id.as_str(), e.count)).collect();
+        assert_eq!(ids, vec![("b", 7), ("c", 5)]);
+    }
+}
