@@ -1,0 +1,286 @@
+//! Shared fixtures for integration tests: real `redis-server` and `highpress` processes on free
+//! loopback ports, an HTTP client, and the consistency-check helpers. A missing `redis-server`
+//! fails the test (run `scripts/install-test-deps.sh`); nothing is skipped.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn scratch_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "highpress-{prefix}-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// A private `redis-server` with append-only persistence, so a killed server keeps what it
+/// acknowledged.
+pub struct RedisServer {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let mut server = Self {
+            port: free_port(),
+            dir: scratch_dir("redis"),
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/install-test-deps.sh)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.try_cmd(&["PING"]).is_some_and(|r| r == "PONG") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server on port {} did not start", self.port);
+    }
+
+    /// `host:port`, the original's address form.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn try_cmd(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--raw"])
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Runs a command through `redis-cli` and returns its raw reply.
+    pub fn cmd(&self, args: &[&str]) -> String {
+        self.try_cmd(args).expect("redis-cli answers")
+    }
+
+    /// The integer stored at `key` (0 when absent).
+    pub fn get_i64(&self, key: &str) -> i64 {
+        let v = self.cmd(&["GET", key]);
+        if v.is_empty() { 0 } else { v.parse().expect("integer value") }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Which store a standalone process runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backing {
+    Memory,
+    Redis,
+}
+
+/// A running `highpress` process.
+pub struct Highpress {
+    pub port: u16,
+    pub base: String,
+    child: Option<Child>,
+    pub redis: Option<RedisServer>,
+}
+
+impl Highpress {
+    /// `highpress standalone` on `backing`, with extra `HIGHPRESS_*` settings.
+    pub async fn standalone(backing: Backing, env: &[(&str, &str)]) -> Self {
+        let redis = (backing == Backing::Redis).then(RedisServer::start);
+        let mut all: Vec<(String, String)> = Vec::new();
+        if let Some(r) = &redis {
+            all.push(("HIGHPRESS_STORE__KIND".into(), "redis".into()));
+            all.push(("HIGHPRESS_REDIS__ADDR".into(), r.addr()));
+        }
+        all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut hp = Self::spawn(&all).await;
+        hp.redis = redis;
+        hp
+    }
+
+    /// Starts the binary with `env` and waits until it answers `/livez`.
+    pub async fn spawn(env: &[(String, String)]) -> Self {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_highpress"))
+            .arg("standalone")
+            .env("HIGHPRESS_SERVER__HOST", "127.0.0.1")
+            .env("HIGHPRESS_SERVER__PORT", port.to_string())
+            .env("HIGHPRESS_LOG__LEVEL", "warn")
+            .env("HIGHPRESS_LEADERBOARD__FLUSH_INTERVAL_MS", "50")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn highpress");
+        let hp = Self {
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            child: Some(child),
+            redis: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(r) = client().get(format!("{}/livez", hp.base)).send().await
+                && r.status().is_success()
+            {
+                return hp;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("highpress did not start on port {port}");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "highpress did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn redis(&mut self) -> &mut RedisServer {
+        self.redis.as_mut().expect("a Redis-backed process")
+    }
+
+    pub async fn increment(&self, resource_id: &str, counter_type: &str, delta: i64) -> (u16, Value) {
+        post_json(
+            &self.url("/api/v1/counter/increment"),
+            &json!({"resource_id": resource_id, "counter_type": counter_type, "user_id": "tester", "increment": delta}),
+        )
+        .await
+    }
+
+    /// The counter's value through the API.
+    pub async fn value(&self, resource_id: &str, counter_type: &str) -> i64 {
+        let (status, body) = get_json(&self.url(&format!("/api/v1/counter/{resource_id}/{counter_type}"))).await;
+        assert_eq!(status, 200, "{body}");
+        body["data"]["current_value"].as_i64().expect("current_value")
+    }
+}
+
+impl Drop for Highpress {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A client with bounded timeouts; nothing in a test may hang.
+pub fn client() -> reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .pool_max_idle_per_host(64)
+                .build()
+                .expect("HTTP client")
+        })
+        .clone()
+}
+
+pub async fn post_json(url: &str, body: &Value) -> (u16, Value) {
+    let r = client().post(url).json(body).send().await.expect("request sent");
+    read(r).await
+}
+
+pub async fn post_raw(url: &str, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let mut req = client().post(url).body(body);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    read(req.send().await.expect("request sent")).await
+}
+
+pub async fn get_json(url: &str) -> (u16, Value) {
+    read(client().get(url).send().await.expect("request sent")).await
+}
+
+async fn read(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+/// Asserts the error envelope: status, code and (optionally) the field named.
+pub fn assert_error(got: &(u16, Value), status: u16, code: &str, field: Option<&str>) {
+    let (s, body) = got;
+    assert_eq!(*s, status, "{body}");
+    assert_eq!(body["status"], "error", "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    match field {
+        Some(f) => assert_eq!(body["error"]["field"], f, "{body}"),
+        None => assert!(body["error"].get("field").is_none(), "{body}"),
+    }
+}
