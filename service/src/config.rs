@@ -356,7 +356,10 @@ impl Config {
             ));
         }
         if self.leaderboard.flush_interval_ms == 0 {
-            return Err(invalid("leaderboard.flush_interval_ms", "must be at least 1"));
+            return Err(invalid(
+                "leaderboard.flush_interval_ms",
+                "must be at least 1",
+            ));
         }
         // Bounded so that a flush's per-key sum and any serialization of it stay far from i64's edges.
         if !(1..=(1_i64 << 53)).contains(&self.limits.max_increment) {
@@ -397,10 +400,12 @@ fn describe_figment_error(error: figment::Error) -> String {
             let source = e
                 .metadata
                 .as_ref()
-                .map(|m| match &e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
-                    Some(src) => format!(" (from {} {src})", m.name),
-                    None => format!(" (from {})", m.name),
-                })
+                .map(
+                    |m| match &e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+                        Some(src) => format!(" (from {} {src})", m.name),
+                        None => format!(" (from {})", m.name),
+                    },
+                )
                 .unwrap_or_default();
             format!("{key}: {}{source}", e.kind)
         })
@@ -412,6 +417,7 @@ fn describe_figment_error(error: figment::Error) -> String {
 mod tests {
     use super::*;
 
+    #[allow(clippy::result_large_err)] // figment::Jail dictates the closure type.
     fn load_yaml_env(yaml: &str, env: &[(&str, &str)]) -> Result<Config, String> {
         let mut outcome = None;
         figment::Jail::expect_with(|jail| {
@@ -419,7 +425,9 @@ mod tests {
             for (k, v) in env {
                 jail.set_env(k, v);
             }
-            outcome = Some(Config::load(Some(std::path::Path::new("config.yaml"))).map_err(|e| e.to_string()));
+            outcome = Some(
+                Config::load(Some(std::path::Path::new("config.yaml"))).map_err(|e| e.to_string()),
+            );
             Ok(())
         });
         outcome.expect("the jail ran")
@@ -474,25 +482,21 @@ kafka:  {brokers: ["localhost:9092"], topic: "counter_events"}
 
     #[test]
     fn wrong_type_names_the_key() {
-        let err = load_yaml_env("server: {port: nine}\n", &[])
-            .unwrap_err();
+        let err = load_yaml_env("server: {port: nine}\n", &[]).unwrap_err();
         assert!(err.contains("server.port"), "{err}");
-        let err = load_yaml_env("", &[("HIGHPRESS_SERVER__PORT", "99999")])
-            .unwrap_err();
+        let err = load_yaml_env("", &[("HIGHPRESS_SERVER__PORT", "99999")]).unwrap_err();
         assert!(err.contains("server.port"), "{err}");
     }
 
     #[test]
     fn unknown_key_is_rejected_with_its_name() {
-        let err = load_yaml_env("redis: {adress: 'x:1'}\n", &[])
-            .unwrap_err();
+        let err = load_yaml_env("redis: {adress: 'x:1'}\n", &[]).unwrap_err();
         assert!(err.contains("adress"), "{err}");
     }
 
     #[test]
     fn unknown_store_kind_names_the_key() {
-        let err = load_yaml_env("", &[("HIGHPRESS_STORE__KIND", "postgres")])
-            .unwrap_err();
+        let err = load_yaml_env("", &[("HIGHPRESS_STORE__KIND", "postgres")]).unwrap_err();
         assert!(err.contains("store.kind"), "{err}");
     }
 
@@ -502,7 +506,10 @@ kafka:  {brokers: ["localhost:9092"], topic: "counter_events"}
             ("coalescing: {max_batch: 0}", "coalescing.max_batch"),
             ("log: {level: loud}", "log.level"),
             ("limits: {max_increment: 0}", "limits.max_increment"),
-            ("store: {kind: redis}\nredis: {addr: 'nohostport'}", "redis.addr"),
+            (
+                "store: {kind: redis}\nredis: {addr: 'nohostport'}",
+                "redis.addr",
+            ),
         ] {
             let err = load_yaml_env(yaml, &[]).unwrap_err();
             assert!(err.contains(key), "{yaml}: {err}");

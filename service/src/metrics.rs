@@ -4,8 +4,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric of the service, registered in one registry.
@@ -36,28 +36,43 @@ impl Metrics {
     fn new() -> Self {
         let registry = Registry::new();
         let http_requests = IntCounterVec::new(
-            Opts::new("highpress_http_requests_total", "HTTP requests by route template, method, status and mode."),
+            Opts::new(
+                "highpress_http_requests_total",
+                "HTTP requests by route template, method, status and mode.",
+            ),
             &["route", "method", "status", "mode"],
         )
         .expect("valid metric");
         let http_duration = HistogramVec::new(
-            HistogramOpts::new("highpress_http_request_duration_seconds", "HTTP request latency.")
-                .buckets(exp_buckets(0.000_1, 2.0, 16)),
+            HistogramOpts::new(
+                "highpress_http_request_duration_seconds",
+                "HTTP request latency.",
+            )
+            .buckets(exp_buckets(0.000_1, 2.0, 16)),
             &["route", "method", "status", "mode"],
         )
         .expect("valid metric");
         let flush_batch_size = Histogram::with_opts(
-            HistogramOpts::new("highpress_coalescer_batch_size", "Increments per coalesced flush.")
-                .buckets(exp_buckets(1.0, 2.0, 17)),
+            HistogramOpts::new(
+                "highpress_coalescer_batch_size",
+                "Increments per coalesced flush.",
+            )
+            .buckets(exp_buckets(1.0, 2.0, 17)),
         )
         .expect("valid metric");
         let flush_duration = Histogram::with_opts(
-            HistogramOpts::new("highpress_coalescer_flush_duration_seconds", "Time from flush start to store acknowledgement.")
-                .buckets(exp_buckets(0.000_05, 2.0, 16)),
+            HistogramOpts::new(
+                "highpress_coalescer_flush_duration_seconds",
+                "Time from flush start to store acknowledgement.",
+            )
+            .buckets(exp_buckets(0.000_05, 2.0, 16)),
         )
         .expect("valid metric");
-        let flushes = IntCounter::new("highpress_coalescer_flushes_total", "Coalesced flushes sent to the store.")
-            .expect("valid metric");
+        let flushes = IntCounter::new(
+            "highpress_coalescer_flushes_total",
+            "Coalesced flushes sent to the store.",
+        )
+        .expect("valid metric");
         let flush_keys = IntCounter::new(
             "highpress_coalescer_flush_keys_total",
             "Distinct counter keys over all flushes (the numerator of the coalescing limit).",
@@ -79,28 +94,44 @@ impl Metrics {
         )
         .expect("valid metric");
         let rejected_increments = IntCounterVec::new(
-            Opts::new("highpress_increments_rejected_total", "Increments not applied, by reason."),
+            Opts::new(
+                "highpress_increments_rejected_total",
+                "Increments not applied, by reason.",
+            ),
             &["reason"],
         )
         .expect("valid metric");
         let cache_requests = IntCounterVec::new(
-            Opts::new("highpress_cache_requests_total", "Read-cache lookups by result (hit or miss)."),
+            Opts::new(
+                "highpress_cache_requests_total",
+                "Read-cache lookups by result (hit or miss).",
+            ),
             &["result"],
         )
         .expect("valid metric");
         let store_errors = IntCounterVec::new(
-            Opts::new("highpress_store_errors_total", "Store operations that failed, by kind."),
+            Opts::new(
+                "highpress_store_errors_total",
+                "Store operations that failed, by kind.",
+            ),
             &["kind"],
         )
         .expect("valid metric");
-        let store_up = IntGauge::new("highpress_store_up", "1 while the store answers, else 0.").expect("valid metric");
+        let store_up = IntGauge::new("highpress_store_up", "1 while the store answers, else 0.")
+            .expect("valid metric");
         let leaderboard_flushes = IntCounterVec::new(
-            Opts::new("highpress_leaderboard_flushes_total", "Leaderboard flushes by result."),
+            Opts::new(
+                "highpress_leaderboard_flushes_total",
+                "Leaderboard flushes by result.",
+            ),
             &["result"],
         )
         .expect("valid metric");
         let build_info = IntGaugeVec::new(
-            Opts::new("highpress_build_info", "Build information; the value is always 1."),
+            Opts::new(
+                "highpress_build_info",
+                "Build information; the value is always 1.",
+            ),
             &["version", "mode"],
         )
         .expect("valid metric");
@@ -126,10 +157,12 @@ impl Metrics {
         }
         #[cfg(target_os = "linux")]
         registry
-            .register(Box::new(prometheus::process_collector::ProcessCollector::new(
-                std::process::id() as i32,
-                "highpress",
-            )))
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::new(
+                    std::process::id() as i32,
+                    "highpress",
+                ),
+            ))
             .expect("process collector registers once");
 
         Self {

@@ -25,7 +25,9 @@ pub async fn run_standalone(config: Config, shutdown: CancellationToken) -> anyh
         .with_label_values(&[env!("CARGO_PKG_VERSION"), "standalone"])
         .set(1);
     match config.store.kind {
-        StoreKind::Memory => serve_standalone(Arc::new(MemoryStore::new()), &config, shutdown).await,
+        StoreKind::Memory => {
+            serve_standalone(Arc::new(MemoryStore::new()), &config, shutdown).await
+        }
         StoreKind::Redis => {
             let store = RedisStore::connect_lazy(
                 &config.redis.url()?,
@@ -37,7 +39,11 @@ pub async fn run_standalone(config: Config, shutdown: CancellationToken) -> anyh
     }
 }
 
-async fn serve_standalone<S: Store>(store: Arc<S>, config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn serve_standalone<S: Store>(
+    store: Arc<S>,
+    config: &Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let (engine, tasks) = LocalCounter::start(store, config);
     let state = AppState {
         backend: engine,
@@ -52,13 +58,16 @@ async fn serve_standalone<S: Store>(store: Arc<S>, config: &Config, shutdown: Ca
 
     let drain_deadline = Duration::from_millis(config.server.shutdown_timeout_ms);
     let signal = shutdown.clone();
-    let server = axum::serve(listener, api::app(state)).with_graceful_shutdown(async move { signal.cancelled().await });
+    let server = axum::serve(listener, api::app(state))
+        .with_graceful_shutdown(async move { signal.cancelled().await });
     let serving = tokio::spawn(async move { server.await });
     shutdown.cancelled().await;
     tracing::info!("shutting down: finishing in-flight requests");
     match tokio::time::timeout(drain_deadline, serving).await {
         Ok(result) => result.context("HTTP server task")?.context("HTTP server")?,
-        Err(_) => tracing::warn!("in-flight requests did not finish within server.shutdown_timeout_ms"),
+        Err(_) => {
+            tracing::warn!("in-flight requests did not finish within server.shutdown_timeout_ms")
+        }
     }
     tracing::info!("flushing pending increments and leaderboards");
     tasks.finish().await;
@@ -92,15 +101,16 @@ pub async fn cancel_on_signal(token: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                let _ = ctrl_c.await;
-                token.cancel();
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -35,7 +35,12 @@ async fn many_tasks_on_few_keys(backing: Backing) {
     for (k, mut values) in per_key {
         let n = values.len() as i64;
         values.sort_unstable();
-        assert_eq!(values, (1..=n).collect::<Vec<_>>(), "post-values of {}", KEYS[k]);
+        assert_eq!(
+            values,
+            (1..=n).collect::<Vec<_>>(),
+            "post-values of {}",
+            KEYS[k]
+        );
         assert_eq!(hp.value(KEYS[k], "like").await, n);
     }
     let total: i64 = futures::future::join_all(KEYS.iter().map(|k| hp.value(k, "like")))
@@ -76,7 +81,10 @@ async fn coalescing_sends_fewer_commands_than_increments_to_redis() {
     let mut hp = std::sync::Arc::into_inner(hp).expect("tasks done");
     let calls = incrby_calls(hp.redis()) - before;
     assert_eq!(hp.redis().get_i64("c:like:viral"), 2000);
-    assert!(calls < 2000, "{calls} INCRBY commands for 2000 increments: no coalescing happened");
+    assert!(
+        calls < 2000,
+        "{calls} INCRBY commands for 2000 increments: no coalescing happened"
+    );
 }
 
 fn incrby_calls(redis: &mut support::RedisServer) -> u64 {

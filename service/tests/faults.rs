@@ -75,7 +75,11 @@ impl Load {
                 })
             })
             .collect();
-        Self { tally, stop, handles }
+        Self {
+            tally,
+            stop,
+            handles,
+        }
     }
 
     async fn wait_for_acks(&self, at_least: i64) {
@@ -97,8 +101,14 @@ impl Load {
 
 fn assert_consistent(stored: i64, tally: &Tally) {
     let (acked, attempted) = (tally.get(&tally.acknowledged), tally.get(&tally.attempted));
-    assert!(stored >= acked, "lost acknowledged increments: stored {stored}, acknowledged {acked}");
-    assert!(stored <= attempted, "stored {stored} exceeds the {attempted} attempted");
+    assert!(
+        stored >= acked,
+        "lost acknowledged increments: stored {stored}, acknowledged {acked}"
+    );
+    assert!(
+        stored <= attempted,
+        "stored {stored} exceeds the {attempted} attempted"
+    );
 }
 
 async fn wait_ready(hp: &Highpress, want: u16) {
@@ -114,7 +124,8 @@ async fn wait_ready(hp: &Highpress, want: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_kill_and_restart_under_load_loses_no_acknowledged_increment() {
-    let mut hp = Highpress::standalone(Backing::Redis, &[("HIGHPRESS_REDIS__TIMEOUT_MS", "300")]).await;
+    let mut hp =
+        Highpress::standalone(Backing::Redis, &[("HIGHPRESS_REDIS__TIMEOUT_MS", "300")]).await;
     let load = Load::start(&hp.base, "fault", 16);
     load.wait_for_acks(200).await;
 
@@ -125,9 +136,15 @@ async fn redis_kill_and_restart_under_load_loses_no_acknowledged_increment() {
     let probe_started = Instant::now();
     let got = hp.increment("probe", "like", 1).await;
     assert_error(&got, 503, "unavailable", None);
-    assert!(probe_started.elapsed() < Duration::from_secs(5), "a request hung during the outage");
+    assert!(
+        probe_started.elapsed() < Duration::from_secs(5),
+        "a request hung during the outage"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(load.tally.get(&load.tally.unavailable) > 0, "no request saw the outage");
+    assert!(
+        load.tally.get(&load.tally.unavailable) > 0,
+        "no request saw the outage"
+    );
     let (_, health) = get_json(&hp.url("/health")).await;
     assert_eq!(health["checks"]["store"], "unavailable");
     let acked_in_outage = load.tally.get(&load.tally.acknowledged);
@@ -140,7 +157,11 @@ async fn redis_kill_and_restart_under_load_loses_no_acknowledged_increment() {
 
     let tally = load.finish().await;
     assert_eq!(tally.get(&tally.other), 0, "answers other than 200 and 503");
-    assert_eq!(tally.get(&tally.refused), 0, "highpress itself refused connections");
+    assert_eq!(
+        tally.get(&tally.refused),
+        0,
+        "highpress itself refused connections"
+    );
     assert_consistent(hp.redis().get_i64("c:like:fault"), &tally);
     assert_eq!(hp.increment("probe", "like", 1).await.0, 200);
 }
@@ -161,7 +182,11 @@ async fn sigterm_under_load_flushes_every_acknowledged_increment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_writes_pending_leaderboard_deltas() {
     // A flush interval far longer than the test: only the shutdown flush can write the rankings.
-    let mut hp = Highpress::standalone(Backing::Redis, &[("HIGHPRESS_LEADERBOARD__FLUSH_INTERVAL_MS", "600000")]).await;
+    let mut hp = Highpress::standalone(
+        Backing::Redis,
+        &[("HIGHPRESS_LEADERBOARD__FLUSH_INTERVAL_MS", "600000")],
+    )
+    .await;
     for _ in 0..3 {
         assert_eq!(hp.increment("ranked", "view", 2).await.0, 200);
     }
@@ -195,7 +220,10 @@ async fn a_full_queue_sheds_load_with_503_overloaded_and_writes_only_what_it_ack
     let answers = futures::future::join_all(requests).await;
     stall.join().unwrap();
     let acked = answers.iter().filter(|(s, _)| *s == 200).count() as i64;
-    let overloaded: Vec<_> = answers.iter().filter(|(_, b)| b["error"]["code"] == "overloaded").collect();
+    let overloaded: Vec<_> = answers
+        .iter()
+        .filter(|(_, b)| b["error"]["code"] == "overloaded")
+        .collect();
     assert!(!overloaded.is_empty(), "no request was shed: {answers:?}");
     for got in &overloaded {
         assert_error(got, 503, "overloaded", None);

@@ -72,9 +72,18 @@ impl From<CounterError> for ApiError {
                 ErrorCode::Overflow,
                 "the increment would take the counter outside the signed 64-bit range; nothing was written",
             ),
-            CounterError::Overloaded => Self::new(ErrorCode::Overloaded, "too many pending increments; retry shortly"),
-            CounterError::Unavailable => Self::new(ErrorCode::Unavailable, "the counter store is unavailable; retry shortly"),
-            CounterError::ShuttingDown => Self::new(ErrorCode::Unavailable, "the service is shutting down; retry shortly"),
+            CounterError::Overloaded => Self::new(
+                ErrorCode::Overloaded,
+                "too many pending increments; retry shortly",
+            ),
+            CounterError::Unavailable => Self::new(
+                ErrorCode::Unavailable,
+                "the counter store is unavailable; retry shortly",
+            ),
+            CounterError::ShuttingDown => Self::new(
+                ErrorCode::Unavailable,
+                "the service is shutting down; retry shortly",
+            ),
             CounterError::Internal => Self::new(ErrorCode::Internal, "internal error"),
         }
     }
@@ -108,7 +117,10 @@ impl IntoResponse for ApiError {
         .unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

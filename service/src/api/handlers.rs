@@ -51,7 +51,10 @@ fn required<'a>(value: &'a Option<Cow<'a, str>>, field: &str) -> Result<&'a str,
 }
 
 /// `POST /api/v1/counter/increment`
-pub async fn increment<B: CounterBackend>(State(state): State<AppState<B>>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+pub async fn increment<B: CounterBackend>(
+    State(state): State<AppState<B>>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     let req: IncrementRequest = parse(&body)?;
     let resource_id = required(&req.resource_id, "resource_id")?;
     validate::resource_id("resource_id", resource_id)?;
@@ -78,8 +81,12 @@ pub async fn get_counter<B: CounterBackend>(
     State(state): State<AppState<B>>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let Path((resource_id, counter_type)) =
-        path.map_err(|e| ApiError::invalid("path", format!("invalid path parameters: {}", e.body_text())))?;
+    let Path((resource_id, counter_type)) = path.map_err(|e| {
+        ApiError::invalid(
+            "path",
+            format!("invalid path parameters: {}", e.body_text()),
+        )
+    })?;
     validate::resource_id("resource_id", &resource_id)?;
     validate::counter_type("counter_type", &counter_type)?;
     let values = state
@@ -114,14 +121,20 @@ struct BatchResult<'a> {
 }
 
 /// `POST /api/v1/counter/batch`
-pub async fn batch<B: CounterBackend>(State(state): State<AppState<B>>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+pub async fn batch<B: CounterBackend>(
+    State(state): State<AppState<B>>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     let req: BatchRequest = parse(&body)?;
     let queries = req
         .queries
         .ok_or_else(|| ApiError::invalid("queries", "queries is required"))?;
     let max = state.limits.max_batch_queries;
     if queries.is_empty() || queries.len() > max {
-        return Err(ApiError::invalid("queries", format!("queries must hold 1 to {max} items")));
+        return Err(ApiError::invalid(
+            "queries",
+            format!("queries must hold 1 to {max} items"),
+        ));
     }
     let mut parts = Vec::with_capacity(queries.len());
     for (i, q) in queries.iter().enumerate() {
@@ -138,11 +151,13 @@ pub async fn batch<B: CounterBackend>(State(state): State<AppState<B>>, JsonBody
     let results: Vec<CounterValue> = parts
         .iter()
         .zip(values)
-        .map(|(&(resource_id, counter_type), current_value)| CounterValue {
-            resource_id,
-            counter_type,
-            current_value,
-        })
+        .map(
+            |(&(resource_id, counter_type), current_value)| CounterValue {
+                resource_id,
+                counter_type,
+                current_value,
+            },
+        )
         .collect();
     Ok(success(BatchResult {
         total: results.len(),
@@ -170,15 +185,27 @@ pub async fn leaderboard<B: CounterBackend>(
     path: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let Path(counter_type) =
-        path.map_err(|e| ApiError::invalid("path", format!("invalid path parameters: {}", e.body_text())))?;
+    let Path(counter_type) = path.map_err(|e| {
+        ApiError::invalid(
+            "path",
+            format!("invalid path parameters: {}", e.body_text()),
+        )
+    })?;
     validate::counter_type("counter_type", &counter_type)?;
     let params: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|_| ApiError::invalid("query", "the query string is malformed"))?;
-    let param = |name: &str| params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let param = |name: &str| {
+        params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     let period = match param("period") {
         None => Period::Day,
-        Some(p) => Period::parse(p).ok_or_else(|| ApiError::invalid("period", "period must be one of hour, day, week, all"))?,
+        Some(p) => Period::parse(p).ok_or_else(|| {
+            ApiError::invalid("period", "period must be one of hour, day, week, all")
+        })?,
     };
     let limit = match param("limit") {
         None => 10,
@@ -188,7 +215,10 @@ pub async fn leaderboard<B: CounterBackend>(
             .filter(|n| (1..=100).contains(n))
             .ok_or_else(|| ApiError::invalid("limit", "limit must be an integer from 1 to 100"))?,
     };
-    let entries = state.backend.leaderboard(&counter_type, period, limit).await?;
+    let entries = state
+        .backend
+        .leaderboard(&counter_type, period, limit)
+        .await?;
     let items = entries
         .into_iter()
         .enumerate()
@@ -214,7 +244,10 @@ pub async fn health<B: CounterBackend>(State(state): State<AppState<B>>) -> Resp
     if state.backend.is_ready() {
         plain_json(StatusCode::OK, r#"{"status":"ok","checks":{"store":"ok"}}"#)
     } else {
-        plain_json(StatusCode::OK, r#"{"status":"ok","checks":{"store":"unavailable"}}"#)
+        plain_json(
+            StatusCode::OK,
+            r#"{"status":"ok","checks":{"store":"unavailable"}}"#,
+        )
     }
 }
 
@@ -235,7 +268,10 @@ pub async fn readyz<B: CounterBackend>(State(state): State<AppState<B>>) -> Resp
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics() -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         METRICS.render(),
     )
         .into_response()
@@ -256,5 +292,8 @@ pub async fn not_found() -> ApiError {
 
 /// Known routes called with the wrong method.
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(ErrorCode::MethodNotAllowed, "this route does not accept that method")
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not accept that method",
+    )
 }

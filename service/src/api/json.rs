@@ -48,7 +48,10 @@ impl<B: CounterBackend> FromRequest<AppState<B>> for JsonBody {
         match Limited::new(req.into_body(), limit).collect().await {
             Ok(collected) => Ok(Self(collected.to_bytes())),
             Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-            Err(_) => Err(ApiError::invalid("body", "the request body could not be read")),
+            Err(_) => Err(ApiError::invalid(
+                "body",
+                "the request body could not be read",
+            )),
         }
     }
 }
@@ -56,9 +59,9 @@ impl<B: CounterBackend> FromRequest<AppState<B>> for JsonBody {
 fn is_json_media_type(value: &str) -> bool {
     let essence = value.split(';').next().unwrap_or("").trim();
     essence.eq_ignore_ascii_case("application/json")
-        || essence
-            .split_once('/')
-            .is_some_and(|(t, sub)| t.eq_ignore_ascii_case("application") && sub.to_ascii_lowercase().ends_with("+json"))
+        || essence.split_once('/').is_some_and(|(t, sub)| {
+            t.eq_ignore_ascii_case("application") && sub.to_ascii_lowercase().ends_with("+json")
+        })
 }
 
 /// Parses a body, naming the field whose value has the wrong type.
@@ -66,8 +69,18 @@ pub fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     // serde would also accept a struct written as an array; the contract takes objects only.
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => {}
-        None => return Err(ApiError::invalid("body", "the request body is empty; send a JSON object")),
-        Some(_) => return Err(ApiError::invalid("body", "the request body must be a JSON object")),
+        None => {
+            return Err(ApiError::invalid(
+                "body",
+                "the request body is empty; send a JSON object",
+            ));
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "body",
+                "the request body must be a JSON object",
+            ));
+        }
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -77,14 +90,22 @@ pub fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
             serde_json::error::Category::Data if path != "." => {
                 ApiError::invalid(path.clone(), format!("{path}: {}", strip_position(&inner)))
             }
-            serde_json::error::Category::Data => {
-                ApiError::invalid("body", format!("the request body must be a JSON object: {}", strip_position(&inner)))
-            }
-            _ => ApiError::invalid("body", format!("the request body is not valid JSON: {inner}")),
+            serde_json::error::Category::Data => ApiError::invalid(
+                "body",
+                format!(
+                    "the request body must be a JSON object: {}",
+                    strip_position(&inner)
+                ),
+            ),
+            _ => ApiError::invalid(
+                "body",
+                format!("the request body is not valid JSON: {inner}"),
+            ),
         }
     })?;
-    de.end()
-        .map_err(|e| ApiError::invalid("body", format!("the request body is not valid JSON: {e}")))?;
+    de.end().map_err(|e| {
+        ApiError::invalid("body", format!("the request body is not valid JSON: {e}"))
+    })?;
     Ok(value)
 }
 
@@ -105,7 +126,13 @@ struct Success<T> {
 /// `200 {"status":"success","data":...}`.
 pub fn success<T: Serialize>(data: T) -> Response {
     let mut buf = Vec::with_capacity(160);
-    match serde_json::to_writer(&mut buf, &Success { status: "success", data }) {
+    match serde_json::to_writer(
+        &mut buf,
+        &Success {
+            status: "success",
+            data,
+        },
+    ) {
         Ok(()) => ([(header::CONTENT_TYPE, "application/json")], buf).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "response serialization failed");
@@ -143,7 +170,12 @@ mod tests {
         for body in [&b"{"[..], b"[]", b"42", b"{} trailing", b""] {
             let e = parse::<Probe>(body).unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidArgument);
-            assert_eq!(e.field.as_deref(), Some("body"), "{:?}", String::from_utf8_lossy(body));
+            assert_eq!(
+                e.field.as_deref(),
+                Some("body"),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 

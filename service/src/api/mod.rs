@@ -44,8 +44,14 @@ pub fn app<B: CounterBackend>(state: AppState<B>) -> Router {
     Router::new()
         .route("/api/v1/counter/increment", post(handlers::increment::<B>))
         .route("/api/v1/counter/batch", post(handlers::batch::<B>))
-        .route("/api/v1/counter/{resource_id}/{counter_type}", get(handlers::get_counter::<B>))
-        .route("/api/v1/leaderboard/{counter_type}", get(handlers::leaderboard::<B>))
+        .route(
+            "/api/v1/counter/{resource_id}/{counter_type}",
+            get(handlers::get_counter::<B>),
+        )
+        .route(
+            "/api/v1/leaderboard/{counter_type}",
+            get(handlers::leaderboard::<B>),
+        )
         .route("/health", get(handlers::health::<B>))
         .route("/livez", get(handlers::livez))
         .route("/readyz", get(handlers::readyz::<B>))
@@ -58,12 +64,13 @@ pub fn app<B: CounterBackend>(state: AppState<B>) -> Router {
 }
 
 /// Counts every request and its latency by route template, method, status and mode.
-async fn record_request(State(mode): State<&'static str>, request: Request, next: Next) -> Response {
+async fn record_request(
+    State(mode): State<&'static str>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .cloned();
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = method_label(request.method());
     let response = next.run(request).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);

@@ -24,7 +24,10 @@ impl Default for Limits {
 /// `resource_id`: 1–128 bytes of `[A-Za-z0-9_.:@/-]`.
 pub fn resource_id(field: &str, value: &str) -> Result<(), ApiError> {
     if value.is_empty() || value.len() > 128 {
-        return Err(ApiError::invalid(field, format!("{field} must be 1 to 128 bytes long")));
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must be 1 to 128 bytes long"),
+        ));
     }
     if !value
         .bytes()
@@ -41,7 +44,10 @@ pub fn resource_id(field: &str, value: &str) -> Result<(), ApiError> {
 /// `counter_type`: 1–64 bytes of `[a-z0-9_-]`.
 pub fn counter_type(field: &str, value: &str) -> Result<(), ApiError> {
     if value.is_empty() || value.len() > 64 {
-        return Err(ApiError::invalid(field, format!("{field} must be 1 to 64 bytes long")));
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must be 1 to 64 bytes long"),
+        ));
     }
     if !value
         .bytes()
@@ -58,10 +64,16 @@ pub fn counter_type(field: &str, value: &str) -> Result<(), ApiError> {
 /// `user_id`: 1–128 bytes, no control characters.
 pub fn user_id(value: &str) -> Result<(), ApiError> {
     if value.is_empty() || value.len() > 128 {
-        return Err(ApiError::invalid("user_id", "user_id must be 1 to 128 bytes long"));
+        return Err(ApiError::invalid(
+            "user_id",
+            "user_id must be 1 to 128 bytes long",
+        ));
     }
     if value.chars().any(char::is_control) {
-        return Err(ApiError::invalid("user_id", "user_id must not contain control characters"));
+        return Err(ApiError::invalid(
+            "user_id",
+            "user_id must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -86,7 +98,12 @@ mod tests {
 
     #[test]
     fn resource_ids() {
-        for ok in ["article_001", "a", "user@example.com/post:1.v2-x", &"x".repeat(128)] {
+        for ok in [
+            "article_001",
+            "a",
+            "user@example.com/post:1.v2-x",
+            &"x".repeat(128),
+        ] {
             assert!(resource_id("resource_id", ok).is_ok(), "{ok}");
         }
         for bad in ["", "has space", "ünï", "a?b", &"x".repeat(129)] {

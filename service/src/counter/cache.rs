@@ -18,7 +18,10 @@ const SHARDS: usize = 64;
 type Load = Arc<OnceCell<Result<i64, CounterError>>>;
 
 enum Slot {
-    Ready { value: i64, expires_at: Instant },
+    Ready {
+        value: i64,
+        expires_at: Instant,
+    },
     /// A store read is in flight; later misses wait for it instead of reading again.
     Loading(Load),
 }
@@ -65,7 +68,9 @@ impl ReadCache {
         }
         let shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
         match shard.get(key) {
-            Some(Slot::Ready { value, expires_at }) if *expires_at > Instant::now() => Lookup::Hit(*value),
+            Some(Slot::Ready { value, expires_at }) if *expires_at > Instant::now() => {
+                Lookup::Hit(*value)
+            }
             _ => Lookup::Miss,
         }
     }
@@ -99,7 +104,13 @@ impl ReadCache {
             Some(Slot::Loading(_)) => {}
             _ => {
                 self.make_room(&mut shard);
-                shard.insert(key.clone(), Slot::Ready { value, expires_at: now + self.ttl });
+                shard.insert(
+                    key.clone(),
+                    Slot::Ready {
+                        value,
+                        expires_at: now + self.ttl,
+                    },
+                );
             }
         }
     }
@@ -117,7 +128,9 @@ impl ReadCache {
         let cell = {
             let mut shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
             match shard.get(key) {
-                Some(Slot::Ready { value, expires_at }) if *expires_at > Instant::now() => return Ok(*value),
+                Some(Slot::Ready { value, expires_at }) if *expires_at > Instant::now() => {
+                    return Ok(*value);
+                }
                 Some(Slot::Loading(cell)) => cell.clone(),
                 _ => {
                     let cell: Load = Arc::new(OnceCell::new());
@@ -134,7 +147,13 @@ impl ReadCache {
         {
             match &result {
                 Ok(value) => {
-                    shard.insert(key.clone(), Slot::Ready { value: *value, expires_at: Instant::now() + self.ttl });
+                    shard.insert(
+                        key.clone(),
+                        Slot::Ready {
+                            value: *value,
+                            expires_at: Instant::now() + self.ttl,
+                        },
+                    );
                 }
                 Err(_) => {
                     shard.remove(key);
@@ -168,7 +187,10 @@ impl ReadCache {
 
     /// Number of entries, for tests and metrics.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len()).sum()
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -74,7 +74,11 @@ struct Flusher<S> {
 }
 
 impl<S: Store> Flusher<S> {
-    async fn run(mut self, mut queue: mpsc::Receiver<PendingIncrement>, shutdown: CancellationToken) {
+    async fn run(
+        mut self,
+        mut queue: mpsc::Receiver<PendingIncrement>,
+        shutdown: CancellationToken,
+    ) {
         let mut batch: Vec<PendingIncrement> = Vec::with_capacity(self.max_batch);
         let mut closing = false;
         loop {
@@ -105,7 +109,8 @@ impl<S: Store> Flusher<S> {
         METRICS.flush_increments.inc_by(batch.len() as u64);
 
         // Pass 1: one INCRBY per distinct key whose sum fits in i64.
-        let mut replies: Vec<Option<Result<i64, CounterError>>> = (0..batch.len()).map(|_| None).collect();
+        let mut replies: Vec<Option<Result<i64, CounterError>>> =
+            (0..batch.len()).map(|_| None).collect();
         let mut fast = WriteBatch::default();
         let mut fast_groups = Vec::with_capacity(keys);
         let mut retry_groups = Vec::new();
@@ -126,12 +131,15 @@ impl<S: Store> Flusher<S> {
                     let group = &self.plan.groups[g];
                     match outcome {
                         IncrOutcome::Applied(total) => {
-                            let deltas: Vec<i64> = self.plan.members(g).map(|i| batch[i].delta).collect();
+                            let deltas: Vec<i64> =
+                                self.plan.members(g).map(|i| batch[i].delta).collect();
                             let posts = post_values(total, &deltas);
                             for (i, post) in self.plan.members(g).zip(posts) {
                                 replies[i] = Some(Ok(post));
                             }
-                            self.effects.cache.record_write(&batch[group.head as usize].key, total);
+                            self.effects
+                                .cache
+                                .record_write(&batch[group.head as usize].key, total);
                             lb_sums.push((group.head as usize, group.sum as i64));
                         }
                         IncrOutcome::Overflow => retry_groups.push(g),
@@ -160,7 +168,8 @@ impl<S: Store> Flusher<S> {
             }
             match self.write(&slow).await {
                 Err(e) => {
-                    let mut sub: Vec<Option<Result<i64, CounterError>>> = vec![None; slow_items.len()];
+                    let mut sub: Vec<Option<Result<i64, CounterError>>> =
+                        vec![None; slow_items.len()];
                     self.fail_all(&e, &mut sub);
                     for (&i, r) in slow_items.iter().zip(sub) {
                         replies[i] = r;
@@ -182,16 +191,22 @@ impl<S: Store> Flusher<S> {
             }
         }
 
-        self.effects
-            .leaderboard
-            .add(current_hour(), lb_sums.iter().map(|&(i, d)| (&batch[i].key, d)));
-        METRICS.flush_duration.observe(started.elapsed().as_secs_f64());
+        self.effects.leaderboard.add(
+            current_hour(),
+            lb_sums.iter().map(|&(i, d)| (&batch[i].key, d)),
+        );
+        METRICS
+            .flush_duration
+            .observe(started.elapsed().as_secs_f64());
 
         for (pending, reply) in batch.drain(..).zip(replies) {
             let reply = reply.unwrap_or(Err(CounterError::Internal));
             match &reply {
                 Ok(_) => METRICS.acknowledged_increments.inc(),
-                Err(e) => METRICS.rejected_increments.with_label_values(&[e.reason()]).inc(),
+                Err(e) => METRICS
+                    .rejected_increments
+                    .with_label_values(&[e.reason()])
+                    .inc(),
             }
             // The requester may have gone away; its increment stands regardless.
             let _ = pending.reply.send(reply);
@@ -263,8 +278,9 @@ impl FlushPlan {
                         sum: i128::from(delta),
                     });
                     let (groups, hasher) = (&self.groups, &self.hasher);
-                    self.index
-                        .insert_unique(hash, g, |&g| hasher.hash_one(keys[groups[g as usize].head as usize]));
+                    self.index.insert_unique(hash, g, |&g| {
+                        hasher.hash_one(keys[groups[g as usize].head as usize])
+                    });
                 }
             }
         }
@@ -310,7 +326,8 @@ fn serialize(total: i64, deltas: &[i64]) -> (Vec<i64>, Vec<usize>) {
     if posts.len() == deltas.len() {
         return (posts, (0..deltas.len()).collect());
     }
-    let (mut pos, mut neg): (Vec<usize>, Vec<usize>) = (0..deltas.len()).partition(|&i| deltas[i] >= 0);
+    let (mut pos, mut neg): (Vec<usize>, Vec<usize>) =
+        (0..deltas.len()).partition(|&i| deltas[i] >= 0);
     pos.reverse();
     neg.reverse();
     let mut out = vec![0i64; deltas.len()];

@@ -20,7 +20,9 @@ impl StoreHealth {
     /// Starts optimistic: the first failed call or ping turns it down.
     pub fn new() -> Self {
         METRICS.store_up.set(1);
-        Self { up: AtomicBool::new(true) }
+        Self {
+            up: AtomicBool::new(true),
+        }
     }
 
     pub fn is_up(&self) -> bool {
@@ -38,7 +40,10 @@ impl StoreHealth {
     pub fn record_error(&self, e: &StoreError) {
         match e {
             StoreError::Unavailable(_) => {
-                METRICS.store_errors.with_label_values(&["unavailable"]).inc();
+                METRICS
+                    .store_errors
+                    .with_label_values(&["unavailable"])
+                    .inc();
                 if self.up.swap(false, Ordering::Relaxed) {
                     METRICS.store_up.set(0);
                     tracing::warn!(error = %e, "store unreachable; failing fast until it answers");
@@ -62,7 +67,11 @@ pub async fn watch<S: Store>(store: Arc<S>, health: Arc<StoreHealth>) {
             Ok(()) => health.mark_up(),
             Err(e) => health.record_error(&e),
         }
-        let pause = if health.is_up() { PING_WHILE_UP } else { PING_WHILE_DOWN };
+        let pause = if health.is_up() {
+            PING_WHILE_UP
+        } else {
+            PING_WHILE_DOWN
+        };
         tokio::time::sleep(pause).await;
     }
 }

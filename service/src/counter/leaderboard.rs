@@ -78,7 +78,10 @@ mod tests {
         assert_eq!(acc.flush_to(&store).await.unwrap(), 2);
         assert_eq!(acc.pending_len(), 0);
         let top = store
-            .leaderboard_top(&LeaderboardBucket::containing("like", Period::Hour, 100), 10)
+            .leaderboard_top(
+                &LeaderboardBucket::containing("like", Period::Hour, 100),
+                10,
+            )
             .await
             .unwrap();
         assert_eq!(top[0].resource_id, "a");

@@ -63,9 +63,16 @@ impl From<&StoreError> for CounterError {
 /// client to counter pods in gateway mode.
 pub trait CounterBackend: Send + Sync + 'static {
     /// Applies `delta` and returns this request's own post-value.
-    fn increment(&self, key: CounterKey, delta: i64) -> impl Future<Output = Result<i64, CounterError>> + Send;
+    fn increment(
+        &self,
+        key: CounterKey,
+        delta: i64,
+    ) -> impl Future<Output = Result<i64, CounterError>> + Send;
     /// Current values, in the order of `keys` (0 for never-incremented counters).
-    fn get_many(&self, keys: Vec<CounterKey>) -> impl Future<Output = Result<Vec<i64>, CounterError>> + Send;
+    fn get_many(
+        &self,
+        keys: Vec<CounterKey>,
+    ) -> impl Future<Output = Result<Vec<i64>, CounterError>> + Send;
     /// The top `limit` entries of `counter_type` for the current bucket of `period`.
     fn leaderboard(
         &self,
@@ -119,7 +126,10 @@ impl<S: Store> LocalCounter<S> {
     pub fn start(store: Arc<S>, config: &Config) -> (Arc<Self>, CounterTasks<S>) {
         let health = Arc::new(StoreHealth::new());
         let effects = Arc::new(FlushEffects {
-            cache: ReadCache::new(Duration::from_millis(config.cache.ttl_ms), config.cache.max_entries),
+            cache: ReadCache::new(
+                Duration::from_millis(config.cache.ttl_ms),
+                config.cache.max_entries,
+            ),
             leaderboard: LeaderboardAccumulator::default(),
             health: health.clone(),
         });
@@ -176,7 +186,10 @@ async fn flush_leaderboard<S: Store>(store: &S, effects: &FlushEffects) {
     match effects.leaderboard.flush_to(store).await {
         Ok(_) => METRICS.leaderboard_flushes.with_label_values(&["ok"]).inc(),
         Err(e) => {
-            METRICS.leaderboard_flushes.with_label_values(&["error"]).inc();
+            METRICS
+                .leaderboard_flushes
+                .with_label_values(&["error"])
+                .inc();
             tracing::warn!(error = %e, "leaderboard flush failed; deltas kept for the next one");
         }
     }
@@ -200,7 +213,11 @@ impl<S: Store> CounterBackend for LocalCounter<S> {
             METRICS.cache_requests.with_label_values(&["miss"]).inc();
             let value = cache
                 .get_or_load(key, || async {
-                    let v = self.store.get_many(&[key]).await.map_err(|e| self.store_failed(&e))?;
+                    let v = self
+                        .store
+                        .get_many(&[key])
+                        .await
+                        .map_err(|e| self.store_failed(&e))?;
                     Ok(v[0])
                 })
                 .await?;
@@ -214,11 +231,21 @@ impl<S: Store> CounterBackend for LocalCounter<S> {
                 Lookup::Miss => missing.push(i),
             }
         }
-        METRICS.cache_requests.with_label_values(&["hit"]).inc_by((keys.len() - missing.len()) as u64);
-        METRICS.cache_requests.with_label_values(&["miss"]).inc_by(missing.len() as u64);
+        METRICS
+            .cache_requests
+            .with_label_values(&["hit"])
+            .inc_by((keys.len() - missing.len()) as u64);
+        METRICS
+            .cache_requests
+            .with_label_values(&["miss"])
+            .inc_by(missing.len() as u64);
         if !missing.is_empty() {
             let wanted: Vec<&CounterKey> = missing.iter().map(|&i| &keys[i]).collect();
-            let read = self.store.get_many(&wanted).await.map_err(|e| self.store_failed(&e))?;
+            let read = self
+                .store
+                .get_many(&wanted)
+                .await
+                .map_err(|e| self.store_failed(&e))?;
             for (&i, v) in missing.iter().zip(read) {
                 values[i] = v;
                 cache.fill(&keys[i], v);
@@ -227,7 +254,12 @@ impl<S: Store> CounterBackend for LocalCounter<S> {
         Ok(values)
     }
 
-    async fn leaderboard(&self, counter_type: &str, period: Period, limit: usize) -> Result<Vec<RankedEntry>, CounterError> {
+    async fn leaderboard(
+        &self,
+        counter_type: &str,
+        period: Period,
+        limit: usize,
+    ) -> Result<Vec<RankedEntry>, CounterError> {
         let bucket = LeaderboardBucket::current(counter_type, period);
         self.store
             .leaderboard_top(&bucket, limit)

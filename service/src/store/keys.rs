@@ -115,7 +115,8 @@ pub struct LeaderboardBucket {
 impl LeaderboardBucket {
     /// The bucket of `period` that contains the UTC hour `hour` (hours since the epoch).
     pub fn containing(counter_type: &str, period: Period, hour: i64) -> Self {
-        let t = OffsetDateTime::from_unix_timestamp(hour * 3600).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let t =
+            OffsetDateTime::from_unix_timestamp(hour * 3600).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let (y, m, d, h) = (t.year(), t.month() as u8, t.day(), t.hour());
         let suffix = match period {
             Period::Hour => format!("hour:{y:04}{m:02}{d:02}{h:02}"),
@@ -181,7 +182,11 @@ mod tests {
         .unwrap()
         .unix_timestamp()
             / 3600;
-        let b = |p| LeaderboardBucket::containing("like", p, hour).as_str().to_string();
+        let b = |p| {
+            LeaderboardBucket::containing("like", p, hour)
+                .as_str()
+                .to_string()
+        };
         assert_eq!(b(Period::Hour), "lb:like:hour:2027010105");
         assert_eq!(b(Period::Day), "lb:like:day:20270101");
         assert_eq!(b(Period::Week), "lb:like:week:2026W53");

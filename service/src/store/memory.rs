@@ -29,7 +29,10 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    async fn write<'a>(&'a self, batch: &'a WriteBatch<'a>) -> Result<Vec<IncrOutcome>, StoreError> {
+    async fn write<'a>(
+        &'a self,
+        batch: &'a WriteBatch<'a>,
+    ) -> Result<Vec<IncrOutcome>, StoreError> {
         let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
         let outcomes = batch
             .increments
@@ -54,22 +57,33 @@ impl Store for MemoryStore {
 
     async fn get_many<'a>(&'a self, keys: &'a [&'a CounterKey]) -> Result<Vec<i64>, StoreError> {
         let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(keys.iter().map(|k| counters.get(*k).copied().unwrap_or(0)).collect())
+        Ok(keys
+            .iter()
+            .map(|k| counters.get(*k).copied().unwrap_or(0))
+            .collect())
     }
 
-    async fn add_to_leaderboards<'a>(&'a self, deltas: &'a [LeaderboardDelta]) -> Result<(), StoreError> {
+    async fn add_to_leaderboards<'a>(
+        &'a self,
+        deltas: &'a [LeaderboardDelta],
+    ) -> Result<(), StoreError> {
         let now = Instant::now();
         let mut rankings = self.rankings.lock().unwrap_or_else(|e| e.into_inner());
         rankings.retain(|_, r| r.expires_at.is_none_or(|t| t > now));
         for d in deltas {
             for period in Period::ALL {
                 let bucket = LeaderboardBucket::containing(d.key.counter_type(), period, d.hour);
-                let ranking = rankings.entry(bucket.as_str().to_string()).or_insert_with(|| Ranking {
-                    scores: HashMap::new(),
-                    expires_at: None,
-                });
+                let ranking = rankings
+                    .entry(bucket.as_str().to_string())
+                    .or_insert_with(|| Ranking {
+                        scores: HashMap::new(),
+                        expires_at: None,
+                    });
                 ranking.expires_at = period.retention().map(|r| now + r);
-                let score = ranking.scores.entry(d.key.resource_id().to_string()).or_insert(0);
+                let score = ranking
+                    .scores
+                    .entry(d.key.resource_id().to_string())
+                    .or_insert(0);
                 *score = score.saturating_add(d.delta);
             }
         }
@@ -97,7 +111,11 @@ impl Store for MemoryStore {
             })
             .collect();
         // Highest first; ties in reverse lexicographic order, as Redis's ZREVRANGE orders them.
-        entries.sort_unstable_by(|a, b| b.count.cmp(&a.count).then_with(|| b.resource_id.cmp(&a.resource_id)));
+        entries.sort_unstable_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| b.resource_id.cmp(&a.resource_id))
+        });
         entries.truncate(limit);
         Ok(entries)
     }
@@ -121,7 +139,11 @@ mod tests {
         let out = store.write(&batch).await.unwrap();
         assert_eq!(
             out,
-            vec![IncrOutcome::Applied(i64::MAX - 1), IncrOutcome::Overflow, IncrOutcome::Applied(i64::MAX)]
+            vec![
+                IncrOutcome::Applied(i64::MAX - 1),
+                IncrOutcome::Overflow,
+                IncrOutcome::Applied(i64::MAX)
+            ]
         );
         assert_eq!(store.get_many(&[&k]).await.unwrap(), vec![i64::MAX]);
     }
@@ -143,7 +165,10 @@ mod tests {
             .leaderboard_top(&LeaderboardBucket::containing("view", Period::Day, hour), 2)
             .await
             .unwrap();
-        let ids: Vec<_> = top.iter().map(|e| (e.resource_id.as_str(), e.count)).collect();
+        let ids: Vec<_> = top
+            .iter()
+            .map(|e| (e.resource_id.as_str(), e.count))
+            .collect();
         assert_eq!(ids, vec![("b", 7), ("c", 5)]);
     }
 }

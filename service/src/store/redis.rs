@@ -23,21 +23,32 @@ pub struct RedisStore {
 impl RedisStore {
     /// Prepares a connection to `url` without waiting for Redis: highpress starts (not ready)
     /// while Redis is down, and connects when it comes up.
-    pub fn connect_lazy(url: &str, timeout: Duration, connect_timeout: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| StoreError::Internal(format!("redis URL: {e}")))?;
+    pub fn connect_lazy(
+        url: &str,
+        timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Internal(format!("redis URL: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(timeout))
             .set_connection_timeout(Some(connect_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
-        let connection = ConnectionManager::new_lazy_with_config(client, config).map_err(classify)?;
-        Ok(Self { connection, timeout })
+        let connection =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(classify)?;
+        Ok(Self {
+            connection,
+            timeout,
+        })
     }
 
     async fn run<T>(&self, fut: impl Future<Output = RedisResult<T>>) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(result) => result.map_err(classify),
-            Err(_) => Err(StoreError::Unavailable("redis did not answer in time".into())),
+            Err(_) => Err(StoreError::Unavailable(
+                "redis did not answer in time".into(),
+            )),
         }
     }
 }
@@ -47,7 +58,9 @@ fn classify(e: RedisError) -> StoreError {
         StoreError::Unavailable(e.to_string())
     } else {
         match e.code() {
-            Some("LOADING" | "BUSY" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN") => StoreError::Unavailable(e.to_string()),
+            Some("LOADING" | "BUSY" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN") => {
+                StoreError::Unavailable(e.to_string())
+            }
             _ => StoreError::Internal(e.to_string()),
         }
     }
@@ -62,7 +75,10 @@ fn incr_outcome(result: RedisResult<i64>) -> IncrOutcome {
 }
 
 impl Store for RedisStore {
-    async fn write<'a>(&'a self, batch: &'a WriteBatch<'a>) -> Result<Vec<IncrOutcome>, StoreError> {
+    async fn write<'a>(
+        &'a self,
+        batch: &'a WriteBatch<'a>,
+    ) -> Result<Vec<IncrOutcome>, StoreError> {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for &(key, delta) in &batch.increments {
@@ -90,7 +106,10 @@ impl Store for RedisStore {
         Ok(values.into_iter().map(|v| v.unwrap_or(0)).collect())
     }
 
-    async fn add_to_leaderboards<'a>(&'a self, deltas: &'a [LeaderboardDelta]) -> Result<(), StoreError> {
+    async fn add_to_leaderboards<'a>(
+        &'a self,
+        deltas: &'a [LeaderboardDelta],
+    ) -> Result<(), StoreError> {
         if deltas.is_empty() {
             return Ok(());
         }
@@ -99,7 +118,11 @@ impl Store for RedisStore {
         for d in deltas {
             for period in Period::ALL {
                 let bucket = LeaderboardBucket::containing(d.key.counter_type(), period, d.hour);
-                pipe.cmd("ZINCRBY").arg(bucket.as_str()).arg(d.delta).arg(d.key.resource_id()).ignore();
+                pipe.cmd("ZINCRBY")
+                    .arg(bucket.as_str())
+                    .arg(d.delta)
+                    .arg(d.key.resource_id())
+                    .ignore();
                 if period.retention().is_some() {
                     expiring.insert(bucket);
                 }
@@ -119,7 +142,10 @@ impl Store for RedisStore {
         limit: usize,
     ) -> Result<Vec<RankedEntry>, StoreError> {
         let mut cmd = redis::cmd("ZREVRANGE");
-        cmd.arg(bucket.as_str()).arg(0).arg(limit as i64 - 1).arg("WITHSCORES");
+        cmd.arg(bucket.as_str())
+            .arg(0)
+            .arg(limit as i64 - 1)
+            .arg("WITHSCORES");
         let mut con = self.connection.clone();
         let pairs: Vec<(String, f64)> = self.run(cmd.query_async(&mut con)).await?;
         Ok(pairs
@@ -136,7 +162,9 @@ impl Store for RedisStore {
         let reply: Value = self.run(redis::cmd("PING").query_async(&mut con)).await?;
         match reply {
             Value::SimpleString(s) if s == "PONG" => Ok(()),
-            other => Err(StoreError::Internal(format!("unexpected PING reply {other:?}"))),
+            other => Err(StoreError::Internal(format!(
+                "unexpected PING reply {other:?}"
+            ))),
         }
     }
 }

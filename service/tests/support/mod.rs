@@ -50,7 +50,14 @@ impl RedisServer {
 
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")
             .arg(&self.dir)
@@ -108,7 +115,11 @@ impl RedisServer {
     /// The integer stored at `key` (0 when absent).
     pub fn get_i64(&self, key: &str) -> i64 {
         let v = self.cmd(&["GET", key]);
-        if v.is_empty() { 0 } else { v.parse().expect("integer value") }
+        if v.is_empty() {
+            0
+        } else {
+            v.parse().expect("integer value")
+        }
     }
 }
 
@@ -200,7 +211,10 @@ impl Highpress {
             if let Some(status) = child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "highpress did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "highpress did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -209,7 +223,12 @@ impl Highpress {
         self.redis.as_mut().expect("a Redis-backed process")
     }
 
-    pub async fn increment(&self, resource_id: &str, counter_type: &str, delta: i64) -> (u16, Value) {
+    pub async fn increment(
+        &self,
+        resource_id: &str,
+        counter_type: &str,
+        delta: i64,
+    ) -> (u16, Value) {
         post_json(
             &self.url("/api/v1/counter/increment"),
             &json!({"resource_id": resource_id, "counter_type": counter_type, "user_id": "tester", "increment": delta}),
@@ -219,9 +238,12 @@ impl Highpress {
 
     /// The counter's value through the API.
     pub async fn value(&self, resource_id: &str, counter_type: &str) -> i64 {
-        let (status, body) = get_json(&self.url(&format!("/api/v1/counter/{resource_id}/{counter_type}"))).await;
+        let (status, body) =
+            get_json(&self.url(&format!("/api/v1/counter/{resource_id}/{counter_type}"))).await;
         assert_eq!(status, 200, "{body}");
-        body["data"]["current_value"].as_i64().expect("current_value")
+        body["data"]["current_value"]
+            .as_i64()
+            .expect("current_value")
     }
 }
 
@@ -249,11 +271,20 @@ pub fn client() -> reqwest::Client {
 }
 
 pub async fn post_json(url: &str, body: &Value) -> (u16, Value) {
-    let r = client().post(url).json(body).send().await.expect("request sent");
+    let r = client()
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .expect("request sent");
     read(r).await
 }
 
-pub async fn post_raw(url: &str, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, Value) {
+pub async fn post_raw(
+    url: &str,
+    content_type: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> (u16, Value) {
     let mut req = client().post(url).body(body);
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
@@ -278,7 +309,12 @@ pub fn assert_error(got: &(u16, Value), status: u16, code: &str, field: Option<&
     assert_eq!(*s, status, "{body}");
     assert_eq!(body["status"], "error", "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     match field {
         Some(f) => assert_eq!(body["error"]["field"], f, "{body}"),
         None => assert!(body["error"].get("field").is_none(), "{body}"),
