@@ -22,6 +22,10 @@ pub struct Metrics {
     pub acknowledged_increments: IntCounter,
     pub rejected_increments: IntCounterVec,
     pub cache_requests: IntCounterVec,
+    /// `cache_requests{result="hit"}`, resolved once for the read path.
+    pub cache_hits: IntCounter,
+    /// `cache_requests{result="miss"}`.
+    pub cache_misses: IntCounter,
     pub store_errors: IntCounterVec,
     pub store_up: IntGauge,
     pub leaderboard_flushes: IntCounterVec,
@@ -109,6 +113,8 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let cache_hits = cache_requests.with_label_values(&["hit"]);
+        let cache_misses = cache_requests.with_label_values(&["miss"]);
         let store_errors = IntCounterVec::new(
             Opts::new(
                 "highpress_store_errors_total",
@@ -178,6 +184,8 @@ impl Metrics {
             acknowledged_increments,
             rejected_increments,
             cache_requests,
+            cache_hits,
+            cache_misses,
             store_errors,
             store_up,
             leaderboard_flushes,

@@ -463,3 +463,23 @@ on_both_stores!(
         }
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_leaderboards_write_no_rankings_and_answer_404() {
+    let mut hp = Highpress::standalone(
+        Backing::Redis,
+        &[("HIGHPRESS_LEADERBOARD__ENABLED", "false")],
+    )
+    .await;
+    assert_eq!(hp.increment("quiet", "like", 3).await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_error(
+        &get_json(&hp.url("/api/v1/leaderboard/like")).await,
+        404,
+        "not_found",
+        None,
+    );
+    assert!(hp.terminate().success());
+    assert_eq!(hp.redis().cmd(&["KEYS", "lb:*"]), "");
+    assert_eq!(hp.redis().get_i64("c:like:quiet"), 3);
+}

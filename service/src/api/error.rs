@@ -84,6 +84,10 @@ impl From<CounterError> for ApiError {
                 ErrorCode::Unavailable,
                 "the service is shutting down; retry shortly",
             ),
+            CounterError::LeaderboardsDisabled => Self::new(
+                ErrorCode::NotFound,
+                "leaderboards are disabled on this deployment (leaderboard.enabled)",
+            ),
             CounterError::Internal => Self::new(ErrorCode::Internal, "internal error"),
         }
     }

@@ -89,14 +89,14 @@ pub async fn get_counter<B: CounterBackend>(
     })?;
     validate::resource_id("resource_id", &resource_id)?;
     validate::counter_type("counter_type", &counter_type)?;
-    let values = state
+    let current_value = state
         .backend
-        .get_many(vec![CounterKey::new(&counter_type, &resource_id)])
+        .get(CounterKey::new(&counter_type, &resource_id))
         .await?;
     Ok(success(CounterValue {
         resource_id: &resource_id,
         counter_type: &counter_type,
-        current_value: values[0],
+        current_value,
     }))
 }
 

@@ -191,10 +191,12 @@ impl<S: Store> Flusher<S> {
             }
         }
 
-        self.effects.leaderboard.add(
-            current_hour(),
-            lb_sums.iter().map(|&(i, d)| (&batch[i].key, d)),
-        );
+        if let Some(leaderboard) = &self.effects.leaderboard {
+            leaderboard.add(
+                current_hour(),
+                lb_sums.iter().map(|&(i, d)| (&batch[i].key, d)),
+            );
+        }
         METRICS
             .flush_duration
             .observe(started.elapsed().as_secs_f64());

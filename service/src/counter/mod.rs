@@ -33,6 +33,8 @@ pub enum CounterError {
     Unavailable,
     #[error("the service is shutting down")]
     ShuttingDown,
+    #[error("leaderboards are disabled (leaderboard.enabled)")]
+    LeaderboardsDisabled,
     #[error("internal error")]
     Internal,
 }
@@ -45,6 +47,7 @@ impl CounterError {
             Self::Overloaded => "overloaded",
             Self::Unavailable => "unavailable",
             Self::ShuttingDown => "shutting_down",
+            Self::LeaderboardsDisabled => "leaderboards_disabled",
             Self::Internal => "internal",
         }
     }
@@ -68,6 +71,8 @@ pub trait CounterBackend: Send + Sync + 'static {
         key: CounterKey,
         delta: i64,
     ) -> impl Future<Output = Result<i64, CounterError>> + Send;
+    /// The current value of one counter (0 if never incremented).
+    fn get(&self, key: CounterKey) -> impl Future<Output = Result<i64, CounterError>> + Send;
     /// Current values, in the order of `keys` (0 for never-incremented counters).
     fn get_many(
         &self,
@@ -84,11 +89,11 @@ pub trait CounterBackend: Send + Sync + 'static {
     fn is_ready(&self) -> bool;
 }
 
-/// What a flush updates besides the counters: the read cache, the leaderboard accumulator and
-/// store health. Later additions (events, counting policies) join here.
+/// What a flush updates besides the counters: the read cache, the leaderboard accumulator (when
+/// leaderboards are enabled) and store health. Later additions (events, policies) join here.
 pub struct FlushEffects {
     pub cache: ReadCache,
-    pub leaderboard: LeaderboardAccumulator,
+    pub leaderboard: Option<LeaderboardAccumulator>,
     pub health: Arc<StoreHealth>,
 }
 
@@ -105,7 +110,7 @@ pub struct CounterTasks<S: Store> {
     effects: Arc<FlushEffects>,
     stop: CancellationToken,
     flusher: JoinHandle<()>,
-    leaderboard: JoinHandle<()>,
+    leaderboard: Option<JoinHandle<()>>,
     health: JoinHandle<()>,
 }
 
@@ -115,8 +120,10 @@ impl<S: Store> CounterTasks<S> {
     pub async fn finish(self) {
         self.stop.cancel();
         let _ = self.flusher.await;
-        let _ = self.leaderboard.await;
-        flush_leaderboard(&*self.store, &self.effects).await;
+        if let Some(task) = self.leaderboard {
+            let _ = task.await;
+            flush_leaderboard(&*self.store, &self.effects).await;
+        }
         self.health.abort();
     }
 }
@@ -130,7 +137,10 @@ impl<S: Store> LocalCounter<S> {
                 Duration::from_millis(config.cache.ttl_ms),
                 config.cache.max_entries,
             ),
-            leaderboard: LeaderboardAccumulator::default(),
+            leaderboard: config
+                .leaderboard
+                .enabled
+                .then(LeaderboardAccumulator::default),
             health: health.clone(),
         });
         let stop = CancellationToken::new();
@@ -142,12 +152,14 @@ impl<S: Store> LocalCounter<S> {
             stop.clone(),
         );
         let health_task = tokio::spawn(health::watch(store.clone(), health.clone()));
-        let leaderboard = tokio::spawn(run_leaderboard_flusher(
-            store.clone(),
-            effects.clone(),
-            Duration::from_millis(config.leaderboard.flush_interval_ms),
-            stop.clone(),
-        ));
+        let leaderboard = config.leaderboard.enabled.then(|| {
+            tokio::spawn(run_leaderboard_flusher(
+                store.clone(),
+                effects.clone(),
+                Duration::from_millis(config.leaderboard.flush_interval_ms),
+                stop.clone(),
+            ))
+        });
         let engine = Arc::new(Self {
             store: store.clone(),
             coalescer,
@@ -183,7 +195,10 @@ async fn run_leaderboard_flusher<S: Store>(
 }
 
 async fn flush_leaderboard<S: Store>(store: &S, effects: &FlushEffects) {
-    match effects.leaderboard.flush_to(store).await {
+    let Some(leaderboard) = &effects.leaderboard else {
+        return;
+    };
+    match leaderboard.flush_to(store).await {
         Ok(_) => METRICS.leaderboard_flushes.with_label_values(&["ok"]).inc(),
         Err(e) => {
             METRICS
@@ -203,26 +218,27 @@ impl<S: Store> CounterBackend for LocalCounter<S> {
         self.coalescer.increment(key, delta).await
     }
 
+    async fn get(&self, key: CounterKey) -> Result<i64, CounterError> {
+        let cache = &self.effects.cache;
+        if let Lookup::Hit(v) = cache.lookup(&key) {
+            METRICS.cache_hits.inc();
+            return Ok(v);
+        }
+        METRICS.cache_misses.inc();
+        cache
+            .get_or_load(&key, || async {
+                let v = self
+                    .store
+                    .get_many(&[&key])
+                    .await
+                    .map_err(|e| self.store_failed(&e))?;
+                Ok(v[0])
+            })
+            .await
+    }
+
     async fn get_many(&self, keys: Vec<CounterKey>) -> Result<Vec<i64>, CounterError> {
         let cache = &self.effects.cache;
-        if let [key] = keys.as_slice() {
-            if let Lookup::Hit(v) = cache.lookup(key) {
-                METRICS.cache_requests.with_label_values(&["hit"]).inc();
-                return Ok(vec![v]);
-            }
-            METRICS.cache_requests.with_label_values(&["miss"]).inc();
-            let value = cache
-                .get_or_load(key, || async {
-                    let v = self
-                        .store
-                        .get_many(&[key])
-                        .await
-                        .map_err(|e| self.store_failed(&e))?;
-                    Ok(v[0])
-                })
-                .await?;
-            return Ok(vec![value]);
-        }
         let mut values = vec![0i64; keys.len()];
         let mut missing: Vec<usize> = Vec::new();
         for (i, key) in keys.iter().enumerate() {
@@ -260,6 +276,9 @@ impl<S: Store> CounterBackend for LocalCounter<S> {
         period: Period,
         limit: usize,
     ) -> Result<Vec<RankedEntry>, CounterError> {
+        if self.effects.leaderboard.is_none() {
+            return Err(CounterError::LeaderboardsDisabled);
+        }
         let bucket = LeaderboardBucket::current(counter_type, period);
         self.store
             .leaderboard_top(&bucket, limit)
