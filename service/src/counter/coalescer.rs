@@ -201,10 +201,11 @@ impl<S: Store> Flusher<S> {
             .flush_duration
             .observe(started.elapsed().as_secs_f64());
 
+        let mut acknowledged = 0;
         for (pending, reply) in batch.drain(..).zip(replies) {
             let reply = reply.unwrap_or(Err(CounterError::Internal));
             match &reply {
-                Ok(_) => METRICS.acknowledged_increments.inc(),
+                Ok(_) => acknowledged += 1,
                 Err(e) => METRICS
                     .rejected_increments
                     .with_label_values(&[e.reason()])
@@ -213,6 +214,7 @@ impl<S: Store> Flusher<S> {
             // The requester may have gone away; its increment stands regardless.
             let _ = pending.reply.send(reply);
         }
+        METRICS.acknowledged_increments.inc_by(acknowledged);
     }
 
     async fn write(&self, batch: &WriteBatch<'_>) -> Result<Vec<IncrOutcome>, StoreError> {
