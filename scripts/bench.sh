@@ -9,8 +9,13 @@
 # key distributions hot = one key, uniform = rotation over 1,000 keys,
 # zipf = Zipf s=1.1 over 100,000 keys), plus redis-benchmark for raw Redis.
 # Measurements alternate between systems in each round; figures are medians
-# over the rounds. It prints the targets table (rows P1, P1u, P2, P3, P5a,
-# P5b, P6, P7, P8, P9), the peers' raw figures, and writes everything as JSON.
+# over the rounds. After the rounds, highpress is restarted with leaderboards
+# off (HIGHPRESS_LEADERBOARD__ENABLED=false) for row P5b, the coalescer's own
+# cost (counter writes only); row P5b-lb, informational, is the same
+# measurement on the rounds' zipf runs with leaderboards on (default config),
+# with the Redis commands split by kind (INCRBY, ZINCRBY, EXPIRE, other).
+# It prints the targets table (rows P1, P1u, P2, P3, P5a, P5b, P5b-lb, P6, P7,
+# P8, P9), the peers' raw figures, and writes everything as JSON.
 #
 # Usage: scripts/bench.sh [--quick] [--no-build] [--strict]
 #   --quick      smoke run: 1 round of 3 s runs, redis-benchmark -n 200000,
@@ -33,15 +38,16 @@
 # What highpress must provide: `highpress standalone` configured by the
 # environment (HIGHPRESS_SERVER__HOST, HIGHPRESS_SERVER__PORT,
 # HIGHPRESS_STORE__KIND=redis, HIGHPRESS_REDIS__ADDR=127.0.0.1:<port>,
-# HIGHPRESS_LOG__LEVEL), GET /health answering 200 once it serves, the REST
-# API of docs/API.md (increment, get, batch), and on /metrics the counters
-# highpress_coalescer_flush_keys[_total] and
-# highpress_coalescer_flush_increments[_total] for P5b (else P5b is n/a).
+# HIGHPRESS_LOG__LEVEL, HIGHPRESS_LEADERBOARD__ENABLED), GET /health answering
+# 200 once it serves, the REST API of docs/API.md (increment, get, batch), and
+# on /metrics the counters highpress_coalescer_flush_keys[_total] and
+# highpress_coalescer_flush_increments[_total] for P5b and P5b-lb (else they
+# are n/a).
 #
 # Exit status: 0 when the benchmark ran (targets are reported, not enforced,
 # unless --strict); 1 when a build failed or highpress did not start (the
 # peers are still measured and reported).
-# Bounded in time: about 6-8 minutes with the defaults, about 1.5 minutes
+# Bounded in time: about 7-9 minutes with the defaults, about 1.5 minutes
 # with --quick, plus the build. Every process it starts is stopped on exit.
 set -euo pipefail
 
@@ -203,6 +209,26 @@ def cmdstats(text_path):
             total += int(m.group(2))
     print(total)
 
+CMD_KINDS = ("incrby", "zincrby", "expire")
+
+def cmdsplit(before_path, after_path):
+    """Change of calls= between two INFO commandstats by kind (incrby, zincrby,
+    expire, other; INFO itself left out), as cmds_<kind>=N fields for record."""
+    def read(path):
+        counts = dict.fromkeys(CMD_KINDS + ("other",), 0)
+        try:
+            lines = open(path, encoding="utf-8", errors="replace").read().splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            m = re.match(r"^cmdstat_([^:]+):calls=(\d+)", line.strip())
+            if m and m.group(1) != "info":
+                kind = m.group(1) if m.group(1) in CMD_KINDS else "other"
+                counts[kind] += int(m.group(2))
+        return counts
+    c0, c1 = read(before_path), read(after_path)
+    print(" ".join(f"cmds_{k}={c1[k] - c0[k]}" for k in CMD_KINDS + ("other",)))
+
 def wrk_json(path):
     for line in open(path, encoding="utf-8", errors="replace"):
         if line.startswith("BENCHJSON "):
@@ -304,11 +330,31 @@ def summarize(results_path, meta_path, out_path, strict):
     webdis, naive = med("webdis_incrby_hot", "rps"), med("naive_post_hot", "rps")
     rbench = med("redis_benchmark_incr", "rps")
     p5a = med("highpress_post_hot", "cmds_per_inc")
-    zipf_cpi = med("highpress_post_zipf", "cmds_per_inc")
-    zipf_limit = med("highpress_post_zipf", "coalescing_limit")
+    # P5b: leaderboards off (a highpress restarted for it); P5b-lb: the rounds'
+    # zipf runs, leaderboards on (default config), informational.
+    zipf_cpi = med("highpress_post_zipf_lboff", "cmds_per_inc")
+    zipf_limit = med("highpress_post_zipf_lboff", "coalescing_limit")
     p5b = ratio(zipf_cpi, zipf_limit)
+    lb_cpi = med("highpress_post_zipf", "cmds_per_inc")
+    lb_limit = med("highpress_post_zipf", "coalescing_limit")
+    p5b_lb = ratio(lb_cpi, lb_limit)
+
+    def split(scn):
+        """Redis commands by kind over a scenario's runs: totals and per acknowledged increment."""
+        runs = [r for r in by.get(scn, []) if r.get("cmds_incrby") is not None]
+        acked = sum(r.get("acked", 0) for r in runs)
+        if not runs or not acked:
+            return None
+        kinds = ("incrby", "zincrby", "expire", "other")
+        totals = {k: sum(r.get("cmds_" + k) or 0 for r in runs) for k in kinds}
+        return {"scenario": scn, "runs": len(runs), "acked": acked, "commands": totals,
+                "per_inc": {k: totals[k] / acked for k in kinds},
+                "share": {k: (totals[k] / sum(totals.values()) if sum(totals.values()) else None)
+                          for k in kinds}}
+    lb_split, lboff_split = split("highpress_post_zipf"), split("highpress_post_zipf_lboff")
     p7 = med("highpress_post_hot", "p99_ms")
-    hp_runs = [r for s in ("highpress_post_hot", "highpress_post_uniform", "highpress_post_zipf")
+    hp_runs = [r for s in ("highpress_post_hot", "highpress_post_uniform", "highpress_post_zipf",
+                           "highpress_post_zipf_lboff")
                for r in by.get(s, [])]
     p8_errors = sum(r.get("errors", 0) for r in hp_runs)
     p8_lost = sum(r.get("lost", 0) for r in hp_runs if r.get("lost") is not None)
@@ -332,6 +378,13 @@ def summarize(results_path, meta_path, out_path, strict):
         p8_shown += f", {p8_unchecked} runs unchecked)" if p8_unchecked else ")"
     p5b_shown = "n/a" if p5b is None else (
         f"{p5b:.2f} ({zipf_cpi:.3f} cmd/inc ÷ limit {zipf_limit:.3f})")
+    if p5b is None and meta.get("p5b_error"):
+        p5b_shown = f"n/a ({meta['p5b_error']})"
+    elif lboff_split and lboff_split["commands"]["zincrby"]:
+        # The switch did not take effect: this is not the counter-writes-only cost.
+        p5b_shown += f" WARNING: {lboff_split['commands']['zincrby']} ZINCRBY seen"
+    p5b_lb_shown = "n/a" if p5b_lb is None else (
+        f"{lb_cpi:.3f} cmd/inc, {p5b_lb:.2f} × limit {lb_limit:.3f}")
     p9_shown = "n/a" if p9_mb is None else (
         f"{p9_mb:.1f} MB ({p9.get('keys_touched', 0):,} keys, start {p9.get('rss_start_kb', 0) / 1024:.1f} MB)")
     rows = [
@@ -343,7 +396,12 @@ def summarize(results_path, meta_path, out_path, strict):
             ratio(hp_hot, rbench), 1.0, ">="),
         row("P5a", "Redis commands per acknowledged increment, hot", p5a, 0.02, "<=",
             None if p5a is None else f"{p5a:.4f}"),
-        row("P5b", "Redis commands per increment, zipf, ÷ coalescing limit", p5b, 1.1, "<=", p5b_shown),
+        row("P5b", "Redis commands per increment, zipf, ÷ coalescing limit (leaderboards off)",
+            p5b, 1.1, "<=", p5b_shown),
+        {"row": "P5b-lb", "what": "the same with leaderboards on (default config), informational",
+         "measured": p5b_lb, "cmds_per_inc": lb_cpi, "coalescing_limit": lb_limit,
+         "shown": p5b_lb_shown, "target": "n/a (informational)", "met": None,
+         "informational": True},
         row("P6", "hot-key GET reads/s ÷ ceiling GET", ratio(hp_get, ceil_get), 0.95, ">="),
         row("P7", "p99 latency ms, c=%d, hot" % meta["connections"], p7, 20, "<="),
         row("P8", "errors + lost acknowledged increments, all highpress runs", p8, 0, "<=", p8_shown),
@@ -364,6 +422,7 @@ def summarize(results_path, meta_path, out_path, strict):
         ("highpress_post_hot", "highpress POST increment, hot", "req/s"),
         ("highpress_post_uniform", "highpress POST increment, uniform 1,000", "req/s"),
         ("highpress_post_zipf", "highpress POST increment, zipf 100k", "req/s"),
+        ("highpress_post_zipf_lboff", "highpress POST increment, zipf 100k, leaderboards off", "req/s"),
         ("highpress_get_hot", "highpress GET counter, hot", "req/s"),
     ]:
         if scn not in by:
@@ -395,7 +454,17 @@ def summarize(results_path, meta_path, out_path, strict):
     lines.append("|---|---|---|---|---|")
     for r in rows:
         met = "n/a" if r["met"] is None else ("yes" if r["met"] else "NO")
+        if r.get("informational"):
+            met = "–"
         lines.append(f"| {r['row']} | {r['what']} | {r['shown']} | {r['target']} | {met} |")
+    if lb_split and hp_ok:
+        n, pi, sh = lb_split["commands"], lb_split["per_inc"], lb_split["share"]
+        lines.append("")
+        lines.append("P5b-lb Redis commands by kind (leaderboards on, zipf, "
+                     f"{lb_split['runs']} runs, {lb_split['acked']:,} increments): "
+                     + ", ".join(f"{k.upper() if k != 'other' else k} {n[k]:,} "
+                                 f"({pi[k]:.3f}/inc, {(sh[k] or 0) * 100:.0f}%)"
+                                 for k in ("incrby", "zincrby", "expire", "other")))
     lines.append("")
     lines.append("| system | median | unit | runs | p99 ms | CPU s per 1M (server + redis) "
                  "| Redis cmds per inc | errors | lost |")
@@ -411,6 +480,8 @@ def summarize(results_path, meta_path, out_path, strict):
 
     doc = dict(meta)
     doc["targets"] = rows
+    doc["p5b_lb_commands_by_kind"] = lb_split
+    doc["p5b_commands_by_kind"] = lboff_split
     doc["peers"] = peer_rows
     doc["runs_raw"] = recs
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
@@ -441,7 +512,7 @@ def meta(path, *kvs):
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"free-port": free_port, "wait-http": wait_http, "get-value": get_value,
-     "batch-sum": batch_sum, "metrics": metrics, "cmdstats": cmdstats,
+     "batch-sum": batch_sum, "metrics": metrics, "cmdstats": cmdstats, "cmdsplit": cmdsplit,
      "wrk-json": wrk_json, "redis-bench": redis_bench, "record": record,
      "summarize": summarize, "meta": meta}[cmd](*args)
 PY
@@ -561,6 +632,8 @@ lua_script highpress_post_hot post hot bench_hp_hot_ 1
 lua_script highpress_get_hot get hot bench_hp_hot_ 1
 lua_script highpress_post_uniform post uniform bench_hp_uni_ 1000
 lua_script highpress_post_zipf post zipf bench_hp_zipf_ 100000
+# (Prefixes no longer than bench_hp_zipf_: batch reads of 1,000 keys stay under 64 KiB.)
+lua_script highpress_post_zipf_lboff post zipf bench_hp_zoff_ 100000
 lua_script highpress_p9 post seq bench_hp_p9_ 1 $(((P9_KEYS + THREADS - 1) / THREADS))
 
 # ----------------------------------------------------------------------------
@@ -651,16 +724,16 @@ HP_OK=0
 HP_PID=
 HP_PORT=
 HP_ERROR=
-start_highpress() { # sets HP_OK, HP_PID, HP_PORT, HP_ERROR
+start_highpress() { # start_highpress [VAR=value ...]: sets HP_OK, HP_PID, HP_PORT, HP_ERROR
     HP_OK=0
     if [ ! -x "$HP_BIN" ]; then
         HP_ERROR="no binary at $HP_BIN"
         return 1
     fi
     HP_PORT=$(helper free-port)
-    HIGHPRESS_SERVER__HOST=127.0.0.1 HIGHPRESS_SERVER__PORT=$HP_PORT \
+    env HIGHPRESS_SERVER__HOST=127.0.0.1 HIGHPRESS_SERVER__PORT="$HP_PORT" \
         HIGHPRESS_STORE__KIND=redis HIGHPRESS_REDIS__ADDR="127.0.0.1:$REDIS_PORT" \
-        HIGHPRESS_LOG__LEVEL=warn "$HP_BIN" standalone >>"$WORK/highpress.log" 2>&1 &
+        HIGHPRESS_LOG__LEVEL=warn "$@" "$HP_BIN" standalone >>"$WORK/highpress.log" 2>&1 &
     HP_PID=$!
     PIDS+=("$HP_PID")
     if helper wait-http "http://127.0.0.1:$HP_PORT/health" 30; then
@@ -732,10 +805,12 @@ run_wrk() { # run_wrk SCENARIO URL ROUND
 
 # A storage-backed run: also the CPU of the server and redis, the Redis
 # commands, highpress's coalescer metrics, and the counters' change (read with
-# count_of COUNT_KIND).
-measured_run() { # measured_run SCENARIO URL ROUND SERVER_PID COUNT_KIND
-    local scenario=$1 url=$2 round=$3 pid=$4 kind=$5
-    local before after c0 c1 t0 t1 fk0=none fi0=none fk1=none fi1=none
+# count_of COUNT_KIND). SETTLE: seconds to wait after wrk before reading back
+# (default 0.3; longer than leaderboard.flush_interval where the leaderboard
+# writes of the run must be counted in it).
+measured_run() { # measured_run SCENARIO URL ROUND SERVER_PID COUNT_KIND [SETTLE]
+    local scenario=$1 url=$2 round=$3 pid=$4 kind=$5 settle=${6:-0.3}
+    local before after c0 c1 t0 t1 fk0=none fi0=none fk1=none fi1=none split
     local metric_names=(highpress_coalescer_flush_keys highpress_coalescer_flush_increments)
     before=$(count_of "$kind" || true)
     if [ "$pid" = "$HP_PID" ]; then
@@ -745,7 +820,7 @@ measured_run() { # measured_run SCENARIO URL ROUND SERVER_PID COUNT_KIND
     t0=$(($(cpu_ticks "$pid") + $(cpu_ticks "$REDIS_PID")))
     wrk_once "$scenario" "$url"
     # Let requests in flight when wrk stopped settle before reading back.
-    sleep 0.3
+    sleep "$settle"
     t1=$(($(cpu_ticks "$pid") + $(cpu_ticks "$REDIS_PID")))
     rcli INFO commandstats >"$WORK/cs1.txt" 2>/dev/null || true
     if [ "$pid" = "$HP_PID" ]; then
@@ -754,10 +829,12 @@ measured_run() { # measured_run SCENARIO URL ROUND SERVER_PID COUNT_KIND
     after=$(count_of "$kind" || true)
     c0=$(helper cmdstats "$WORK/cs0.txt")
     c1=$(helper cmdstats "$WORK/cs1.txt")
+    read -r -a split < <(helper cmdsplit "$WORK/cs0.txt" "$WORK/cs1.txt")
     helper record "$RESULTS" "$(helper wrk-json "$WORK/wrk.out")" \
         "scenario=$scenario" "round=$round" "clk_tck=$CLK_TCK" \
         "before=$before" "after=$after" "cmds_before=$c0" "cmds_after=$c1" \
-        "cpu_ticks=$((t1 - t0))" "fk_before=$fk0" "fi_before=$fi0" "fk_after=$fk1" "fi_after=$fi1"
+        "cpu_ticks=$((t1 - t0))" "fk_before=$fk0" "fi_before=$fi0" "fk_after=$fk1" "fi_after=$fi1" \
+        "${split[@]}"
 }
 
 # Counter readers: count_of KIND prints the total of a scenario's counters, or fails.
@@ -767,6 +844,7 @@ count_of() {
         hp_hot) helper get-value "$HP_URL/api/v1/counter/bench_hp_hot_0/like" ;;
         hp_uni) helper batch-sum "$HP_URL" bench_hp_uni_ 1000 ;;
         hp_zipf) helper batch-sum "$HP_URL" bench_hp_zipf_ 100000 ;;
+        hp_zipf_lboff) helper batch-sum "$HP_URL" bench_hp_zoff_ 100000 ;;
         naive) v=$(rcli GET c:like:bench_naive_0) && echo "${v:-0}" ;;
         webdis) v=$(rcli GET bench_webdis_0) && echo "${v:-0}" ;;
         *) return 1 ;;
@@ -815,13 +893,47 @@ for round in $(seq 1 "$RUNS"); do
     measured_run webdis_incrby_hot "$WEBDIS_URL" "$round" "$WEBDIS_PID" webdis
     redis_benchmark_run "$round"
     if [ "$HP_OK" = 1 ]; then
-        measured_run highpress_post_zipf "$HP_URL" "$round" "$HP_PID" hp_zipf
+        # Also P5b-lb: wait out one leaderboard flush interval (1 s by default)
+        # so that the run's ZINCRBY/EXPIRE writes are all counted in it.
+        measured_run highpress_post_zipf "$HP_URL" "$round" "$HP_PID" hp_zipf 1.3
     fi
     run_wrk ceiling_get_hot "$CEILING_URL" "$round"
     if [ "$HP_OK" = 1 ]; then
         run_wrk highpress_get_hot "$HP_URL" "$round"
     fi
 done
+
+# ----------------------------------------------------------------------------
+# P5b: the coalescer's own cost, counter writes only. highpress restarted with
+# leaderboards off (HIGHPRESS_LEADERBOARD__ENABLED=false), zipf, RUNS runs;
+# own key prefix. Afterwards the default configuration is restarted for P9.
+P5B_ERROR=
+if [ "$HP_OK" = 1 ]; then
+    stop_highpress
+    if start_highpress HIGHPRESS_LEADERBOARD__ENABLED=false; then
+        HP_URL="http://127.0.0.1:$HP_PORT"
+        log "P5b: highpress with leaderboards off on 127.0.0.1:$HP_PORT (pid $HP_PID)"
+        timeout 30 wrk -t "$THREADS" -c "$CONNS" -d 2s -s "$WORK/highpress_post_hot.lua" "$HP_URL" >/dev/null 2>&1 || true
+        for round in $(seq 1 "$RUNS"); do
+            if ! kill -0 "$HP_PID" 2>/dev/null; then
+                P5B_ERROR="highpress with leaderboards off exited during its runs"
+                log "$P5B_ERROR"
+                tail -n 30 "$WORK/highpress.log" >&2 || true
+                break
+            fi
+            log "P5b: leaderboards off, run $round/$RUNS"
+            measured_run highpress_post_zipf_lboff "$HP_URL" "$round" "$HP_PID" hp_zipf_lboff
+        done
+        stop_highpress
+    else
+        P5B_ERROR="highpress with HIGHPRESS_LEADERBOARD__ENABLED=false: $HP_ERROR"
+        log "P5b NOT measured: $P5B_ERROR"
+        HP_ERROR=
+    fi
+    # The rounds above measured highpress; P9 starts its own instance below.
+    HP_OK=1
+fi
+helper meta "$WORK/meta.json" "p5b_error=$P5B_ERROR"
 
 # ----------------------------------------------------------------------------
 # P9: resident memory of a fresh highpress after P9_KEYS distinct keys.

@@ -19,6 +19,7 @@
 use axum::{
     Router,
     body::Bytes,
+    extract::Path,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -68,7 +69,11 @@ async fn increment(body: Bytes) -> Response {
     }
 }
 
-async fn get_counter() -> Response {
+/// Extracts the same path parameters highpress reads, then answers a fixed body.
+async fn get_counter(Path((resource_id, counter_type)): Path<(String, String)>) -> Response {
+    if resource_id.is_empty() || counter_type.is_empty() {
+        return json(StatusCode::BAD_REQUEST, BAD_REQUEST);
+    }
     json(StatusCode::OK, GET_RESPONSE)
 }
 

@@ -9,6 +9,9 @@ use std::sync::Mutex;
 
 use crate::store::{CounterKey, LeaderboardDelta, Store, StoreError};
 
+/// Leaderboard entries per store round trip.
+const CHUNK: usize = 512;
+
 /// Deltas waiting to be written to the rankings.
 #[derive(Default)]
 pub struct LeaderboardAccumulator {
@@ -32,8 +35,10 @@ impl LeaderboardAccumulator {
         }
     }
 
-    /// Writes everything accumulated so far. On failure the deltas go back into the map and are
-    /// retried at the next flush, so rankings catch up after an outage.
+    /// Writes everything accumulated so far, in pipelines of [`CHUNK`] entries so that Redis
+    /// serves counter flushes between them. Entries of a failed chunk go back into the map and
+    /// are retried at the next flush, so rankings catch up after an outage (a chunk that timed
+    /// out after Redis applied it is counted twice: rankings are at-least-once under faults).
     pub async fn flush_to<S: Store>(&self, store: &S) -> Result<usize, StoreError> {
         let taken = mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         if taken.is_empty() {
@@ -43,16 +48,22 @@ impl LeaderboardAccumulator {
             .into_iter()
             .map(|((hour, key), delta)| LeaderboardDelta { key, hour, delta })
             .collect();
-        match store.add_to_leaderboards(&deltas).await {
-            Ok(()) => Ok(deltas.len()),
-            Err(e) => {
-                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-                for d in deltas {
-                    let total = pending.entry((d.hour, d.key)).or_insert(0);
-                    *total = total.saturating_add(d.delta);
-                }
-                Err(e)
+        let mut written = 0;
+        for chunk in deltas.chunks(CHUNK) {
+            if let Err(e) = store.add_to_leaderboards(chunk).await {
+                self.restore(&deltas[written..]);
+                return Err(e);
             }
+            written += chunk.len();
+        }
+        Ok(written)
+    }
+
+    fn restore(&self, deltas: &[LeaderboardDelta]) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for d in deltas {
+            let total = pending.entry((d.hour, d.key.clone())).or_insert(0);
+            *total = total.saturating_add(d.delta);
         }
     }
 

@@ -1,10 +1,11 @@
-//! The Redis store: one auto-reconnecting multiplexed connection; each flush is one pipeline,
+//! The Redis store: auto-reconnecting multiplexed connections; each flush is one pipeline,
 //! reads are one `MGET`, leaderboards are sorted sets (`ZINCRBY` with `EXPIRE` per bucket).
 //!
+//! Leaderboards use a second connection, so their bulk pipelines never delay a counter flush.
 //! Every call is bounded by the configured response timeout, so a dead Redis yields a fast
 //! [`StoreError::Unavailable`], never a hang, and the connection manager reconnects by itself.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -16,9 +17,14 @@ use super::{
 };
 
 pub struct RedisStore {
+    /// Counter flushes and reads: latency-critical, kept free of bulk work.
     connection: ConnectionManager,
+    /// Leaderboard writes and queries: bulk pipelines that must not delay a flush queued
+    /// behind them on the same connection.
+    background: ConnectionManager,
     timeout: Duration,
 }
+
 
 impl RedisStore {
     /// Prepares a connection to `url` without waiting for Redis: highpress starts (not ready)
@@ -35,10 +41,13 @@ impl RedisStore {
             .set_connection_timeout(Some(connect_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
-        let connection =
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+            .map_err(classify)?;
+        let background =
             ConnectionManager::new_lazy_with_config(client, config).map_err(classify)?;
         Ok(Self {
             connection,
+            background,
             timeout,
         })
     }
@@ -113,26 +122,36 @@ impl Store for RedisStore {
         if deltas.is_empty() {
             return Ok(());
         }
+        // Each (counter type, hour) names the same four sorted sets; build their keys once.
+        let mut buckets: HashMap<(&str, i64), [LeaderboardBucket; 4]> = HashMap::new();
+        let mut expiring: HashSet<&str> = HashSet::new();
         let mut pipe = redis::pipe();
-        let mut expiring: HashSet<LeaderboardBucket> = HashSet::new();
         for d in deltas {
-            for period in Period::ALL {
-                let bucket = LeaderboardBucket::containing(d.key.counter_type(), period, d.hour);
+            let counter_type = d.key.counter_type();
+            let set = buckets.entry((counter_type, d.hour)).or_insert_with(|| {
+                Period::ALL.map(|p| LeaderboardBucket::containing(counter_type, p, d.hour))
+            });
+            for bucket in set.iter() {
                 pipe.cmd("ZINCRBY")
                     .arg(bucket.as_str())
                     .arg(d.delta)
                     .arg(d.key.resource_id())
                     .ignore();
-                if period.retention().is_some() {
-                    expiring.insert(bucket);
+            }
+        }
+        for set in buckets.values() {
+            for bucket in set.iter() {
+                if let Some(retention) = bucket.period.retention()
+                    && expiring.insert(bucket.as_str())
+                {
+                    pipe.cmd("EXPIRE")
+                        .arg(bucket.as_str())
+                        .arg(retention.as_secs())
+                        .ignore();
                 }
             }
         }
-        for bucket in &expiring {
-            let secs = bucket.period.retention().map_or(0, |r| r.as_secs());
-            pipe.cmd("EXPIRE").arg(bucket.as_str()).arg(secs).ignore();
-        }
-        let mut con = self.connection.clone();
+        let mut con = self.background.clone();
         self.run(pipe.query_async::<()>(&mut con)).await
     }
 
@@ -146,7 +165,7 @@ impl Store for RedisStore {
             .arg(0)
             .arg(limit as i64 - 1)
             .arg("WITHSCORES");
-        let mut con = self.connection.clone();
+        let mut con = self.background.clone();
         let pairs: Vec<(String, f64)> = self.run(cmd.query_async(&mut con)).await?;
         Ok(pairs
             .into_iter()
