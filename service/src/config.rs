@@ -32,8 +32,11 @@ pub struct Config {
     pub cache: CacheConfig,
     pub leaderboard: LeaderboardConfig,
     pub limits: LimitsConfig,
-    /// The original's gRPC client section; read by the gateway mode.
+    /// gRPC: the counter's listen address and the gateway's client settings.
     pub grpc: GrpcConfig,
+    pub discovery: DiscoveryConfig,
+    pub breaker: BreakerConfig,
+    pub gateway: GatewayConfig,
     /// The original's Consul section. Accepted for compatibility and ignored:
     /// Kubernetes DNS discovery replaces Consul.
     pub consul: Option<serde_json::Value>,
@@ -277,11 +280,182 @@ impl Default for LimitsConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GrpcConfig {
-    /// The original's `grpc.counter_service` client settings.
-    pub counter_service: Option<serde_json::Value>,
+    /// Where `highpress counter` serves gRPC.
+    pub listen: String,
+    /// Deadline of every gateway-to-counter call.
+    pub deadline_ms: u64,
+    /// The original's client section: one counter endpoint plus connection settings.
+    pub counter_service: CounterServiceConfig,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:50051".into(),
+            deadline_ms: 1_000,
+            counter_service: CounterServiceConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CounterServiceConfig {
+    /// A single counter endpoint `host:port`, used when `discovery` names none.
+    pub host: String,
+    /// HTTP/2 connections per counter endpoint.
+    pub pool_size: usize,
+    /// HTTP/2 keep-alive ping interval (`30s`, `500ms`, or milliseconds).
+    pub keep_alive: HumanDuration,
+}
+
+impl Default for CounterServiceConfig {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            pool_size: 2,
+            keep_alive: HumanDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// How the gateway finds counter endpoints: a Kubernetes headless Service name re-resolved
+/// periodically, or a static list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// Static counter endpoints (`host:port`); comma-separated in the environment.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub endpoints: Vec<String>,
+    /// `host:port` of a headless Service; every address it resolves to is a counter endpoint.
+    pub dns: String,
+    /// How often `dns` is resolved again.
+    pub refresh_interval: HumanDuration,
+    /// How often each endpoint's gRPC health is checked.
+    pub health_interval: HumanDuration,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            endpoints: Vec::new(),
+            dns: String::new(),
+            refresh_interval: HumanDuration(Duration::from_secs(5)),
+            health_interval: HumanDuration(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// Per-endpoint circuit breaking in the gateway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive failed calls that open the circuit.
+    pub failure_threshold: u32,
+    /// Share of failed calls in a window that opens the circuit.
+    pub error_rate: f64,
+    /// Calls per error-rate window.
+    pub window: u32,
+    /// How long an open circuit waits before letting one probe call through.
+    pub open_ms: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            error_rate: 0.5,
+            window: 50,
+            open_ms: 1_000,
+        }
+    }
+}
+
+/// Gateway-side micro-batching of increments per counter endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Most increments in one `IncrementBatch` call.
+    pub max_batch: usize,
+    /// `IncrementBatch` calls in flight per endpoint; more requests wait and batch up.
+    pub max_in_flight: usize,
+    /// Pending increments per endpoint before `503 overloaded`.
+    pub queue_capacity: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 1024,
+            max_in_flight: 4,
+            queue_capacity: 65_536,
+        }
+    }
+}
+
+/// A duration written as `30s`, `500ms`, `2m`, or a number of milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    fn parse(s: &str) -> Option<Duration> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (n, unit) = s.split_at(split);
+        let n: u64 = n.parse().ok()?;
+        match unit.trim() {
+            "" | "ms" => Some(Duration::from_millis(n)),
+            "s" => Some(Duration::from_secs(n)),
+            "m" => Some(Duration::from_secs(n * 60)),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", self.0.as_millis()))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Millis(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Millis(ms) => Ok(Self(Duration::from_millis(ms))),
+            Raw::Text(t) => Self::parse(&t).map(Self).ok_or_else(|| {
+                serde::de::Error::custom(format!("{t:?} is not a duration like 30s, 500ms or 2m"))
+            }),
+        }
+    }
+}
+
+fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::List(v) => v,
+        Raw::Text(t) => t
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+    })
 }
 
 impl Config {
@@ -365,6 +539,63 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if self.grpc.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "grpc.listen",
+                format!("{:?} is not an ip:port address", self.grpc.listen),
+            ));
+        }
+        if self.grpc.deadline_ms == 0 {
+            return Err(invalid("grpc.deadline_ms", "must be at least 1"));
+        }
+        if !(1..=64).contains(&self.grpc.counter_service.pool_size) {
+            return Err(invalid(
+                "grpc.counter_service.pool_size",
+                "must be within 1..=64",
+            ));
+        }
+        for endpoint in self.discovery.endpoints.iter().chain(
+            [&self.discovery.dns, &self.grpc.counter_service.host]
+                .into_iter()
+                .filter(|s| !s.is_empty()),
+        ) {
+            if endpoint
+                .rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                return Err(invalid(
+                    "discovery",
+                    format!("{endpoint:?} is not host:port"),
+                ));
+            }
+        }
+        if self.discovery.refresh_interval.0.is_zero() || self.discovery.health_interval.0.is_zero()
+        {
+            return Err(invalid(
+                "discovery.refresh_interval",
+                "intervals must be positive",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.breaker.error_rate) || self.breaker.error_rate == 0.0 {
+            return Err(invalid("breaker.error_rate", "must be within (0, 1]"));
+        }
+        if self.breaker.failure_threshold == 0 || self.breaker.window == 0 {
+            return Err(invalid(
+                "breaker.failure_threshold",
+                "thresholds must be at least 1",
+            ));
+        }
+        if self.gateway.max_batch == 0
+            || self.gateway.max_batch > crate::grpc::server::MAX_INCREMENT_BATCH
+        {
+            return Err(invalid("gateway.max_batch", "must be within 1..=8192"));
+        }
+        if self.gateway.max_in_flight == 0 || self.gateway.queue_capacity < self.gateway.max_batch {
+            return Err(invalid(
+                "gateway.queue_capacity",
+                "must be at least gateway.max_batch, with max_in_flight ≥ 1",
+            ));
+        }
         // Bounded so that a flush's per-key sum and any serialization of it stay far from i64's edges.
         if !(1..=(1_i64 << 53)).contains(&self.limits.max_increment) {
             return Err(invalid("limits.max_increment", "must be within 1..=2^53"));
@@ -384,6 +615,18 @@ impl Config {
         const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
         LEVELS.contains(&level.to_ascii_lowercase().as_str())
             || (level.contains('=') && level.parse::<tracing_subscriber::EnvFilter>().is_ok())
+    }
+
+    /// The gateway's counter endpoints when they are static: `discovery.endpoints`, else the
+    /// original's `grpc.counter_service.host`.
+    pub fn static_endpoints(&self) -> Vec<String> {
+        if !self.discovery.endpoints.is_empty() {
+            self.discovery.endpoints.clone()
+        } else if !self.grpc.counter_service.host.is_empty() {
+            vec![self.grpc.counter_service.host.clone()]
+        } else {
+            Vec::new()
+        }
     }
 
     pub fn redis_timeout(&self) -> Duration {
@@ -518,6 +761,42 @@ kafka:  {brokers: ["localhost:9092"], topic: "counter_events"}
             let err = load_yaml_env(yaml, &[]).unwrap_err();
             assert!(err.contains(key), "{yaml}: {err}");
         }
+    }
+
+    #[test]
+    fn discovery_endpoints_accept_a_comma_separated_environment_value() {
+        let c = load_yaml_env(
+            "",
+            &[(
+                "HIGHPRESS_DISCOVERY__ENDPOINTS",
+                "127.0.0.1:5001, 127.0.0.1:5002",
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            c.static_endpoints(),
+            vec!["127.0.0.1:5001", "127.0.0.1:5002"]
+        );
+        let c = load_yaml_env(
+            "discovery: {endpoints: ['a:1', 'b:2'], refresh_interval: 2s}",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.discovery.endpoints, vec!["a:1", "b:2"]);
+        assert_eq!(c.discovery.refresh_interval.0, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn originals_counter_service_host_is_a_single_endpoint() {
+        let c = load_yaml_env(
+            "grpc: {counter_service: {host: 'counter:50051', pool_size: 20, keep_alive: 30s}}",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.static_endpoints(), vec!["counter:50051"]);
+        assert_eq!(c.grpc.counter_service.keep_alive.0, Duration::from_secs(30));
+        let err = load_yaml_env("grpc: {counter_service: {keep_alive: soon}}", &[]).unwrap_err();
+        assert!(err.contains("keep_alive"), "{err}");
     }
 
     #[test]

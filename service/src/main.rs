@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use highpress::config::{Config, LogFormat};
+use highpress::server::Mode;
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
@@ -18,22 +19,33 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Cli {
     #[command(subcommand)]
-    mode: Mode,
+    mode: Command,
 }
 
 #[derive(Subcommand)]
-enum Mode {
-    /// Gateway and counter in one process (embedded memory store unless configured otherwise).
-    Standalone {
-        /// YAML config file; `HIGHPRESS_<SECTION>__<KEY>` variables override it.
-        #[arg(long, env = "HIGHPRESS_CONFIG")]
-        config: Option<PathBuf>,
-    },
+enum Command {
+    /// REST API and counter engine in one process (embedded memory store unless configured).
+    Standalone(ConfigArg),
+    /// REST API routing each key to its counter process over gRPC.
+    Gateway(ConfigArg),
+    /// The counter engine behind gRPC, over the configured store.
+    Counter(ConfigArg),
+}
+
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// YAML config file; `HIGHPRESS_<SECTION>__<KEY>` variables override it.
+    #[arg(long, env = "HIGHPRESS_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Mode::Standalone { config } = cli.mode;
+    let (mode, ConfigArg { config }) = match cli.mode {
+        Command::Standalone(c) => (Mode::Standalone, c),
+        Command::Gateway(c) => (Mode::Gateway, c),
+        Command::Counter(c) => (Mode::Counter, c),
+    };
     let config = match Config::load(config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -55,7 +67,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(highpress::server::cancel_on_signal(shutdown.clone()));
-        highpress::server::run_standalone(config, shutdown).await
+        highpress::server::run(mode, config, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

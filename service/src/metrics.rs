@@ -29,6 +29,8 @@ pub struct Metrics {
     pub store_errors: IntCounterVec,
     pub store_up: IntGauge,
     pub leaderboard_flushes: IntCounterVec,
+    pub gateway_batch_size: Histogram,
+    pub discovery_refreshes: IntCounterVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -133,6 +135,22 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let gateway_batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "highpress_gateway_batch_size",
+                "Increments per IncrementBatch call from the gateway to a counter.",
+            )
+            .buckets(exp_buckets(1.0, 2.0, 14)),
+        )
+        .expect("valid metric");
+        let discovery_refreshes = IntCounterVec::new(
+            Opts::new(
+                "highpress_discovery_refreshes_total",
+                "Counter discovery refreshes by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "highpress_build_info",
@@ -157,6 +175,8 @@ impl Metrics {
             Box::new(store_errors.clone()),
             Box::new(store_up.clone()),
             Box::new(leaderboard_flushes.clone()),
+            Box::new(gateway_batch_size.clone()),
+            Box::new(discovery_refreshes.clone()),
             Box::new(build_info.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -189,6 +209,8 @@ impl Metrics {
             store_errors,
             store_up,
             leaderboard_flushes,
+            gateway_batch_size,
+            discovery_refreshes,
             build_info,
         }
     }

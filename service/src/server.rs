@@ -1,77 +1,206 @@
-//! Process lifecycle: build the store and engine from config, serve HTTP, and on SIGTERM or
-//! ctrl-c shut down in order: stop accepting, finish in-flight requests, flush the coalescer,
-//! write the last leaderboard deltas, exit. No acknowledged increment is lost on the way.
+//! Process lifecycle for the three modes. Each builds its parts from config, serves, and on
+//! SIGTERM or ctrl-c shuts down in order: stop accepting (gRPC health turns NOT_SERVING), finish
+//! in-flight requests, flush the coalescer, write the last leaderboard deltas, exit. No
+//! acknowledged increment is lost on the way.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState, Limits};
 use crate::config::{Config, StoreKind};
-use crate::counter::LocalCounter;
+use crate::counter::{CounterTasks, LocalCounter};
+use crate::gateway::{EndpointSet, GatewayBackend, discovery};
+use crate::grpc::pb::counter_service_server::CounterServiceServer;
+use crate::grpc::server::CounterGrpcService;
 use crate::metrics::METRICS;
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 
-/// Runs `highpress standalone` until `shutdown` fires.
-pub async fn run_standalone(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    METRICS
-        .build_info
-        .with_label_values(&[env!("CARGO_PKG_VERSION"), "standalone"])
-        .set(1);
-    match config.store.kind {
-        StoreKind::Memory => {
-            serve_standalone(Arc::new(MemoryStore::new()), &config, shutdown).await
-        }
-        StoreKind::Redis => {
-            let store = RedisStore::connect_lazy(
-                &config.redis.url()?,
-                config.redis_timeout(),
-                Duration::from_millis(config.redis.connect_timeout_ms),
-            )?;
-            serve_standalone(Arc::new(store), &config, shutdown).await
+/// The process mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// REST API and counter engine in one process.
+    Standalone,
+    /// REST API; counting happens on counter processes over gRPC.
+    Gateway,
+    /// gRPC counter engine over the store.
+    Counter,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standalone => "standalone",
+            Self::Gateway => "gateway",
+            Self::Counter => "counter",
         }
     }
 }
 
-async fn serve_standalone<S: Store>(
+/// Runs `mode` until `shutdown` fires.
+pub async fn run(mode: Mode, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    METRICS
+        .build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), mode.as_str()])
+        .set(1);
+    match mode {
+        Mode::Gateway => run_gateway(config, shutdown).await,
+        Mode::Standalone | Mode::Counter => match config.store.kind {
+            StoreKind::Memory => {
+                run_engine(mode, Arc::new(MemoryStore::new()), &config, shutdown).await
+            }
+            StoreKind::Redis => {
+                let store = RedisStore::connect_lazy(
+                    &config.redis.url()?,
+                    config.redis_timeout(),
+                    Duration::from_millis(config.redis.connect_timeout_ms),
+                )?;
+                run_engine(mode, Arc::new(store), &config, shutdown).await
+            }
+        },
+    }
+}
+
+/// Standalone (REST on the engine) or counter (gRPC on the engine, probes over HTTP).
+async fn run_engine<S: Store>(
+    mode: Mode,
     store: Arc<S>,
     config: &Config,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (engine, tasks) = LocalCounter::start(store, config);
     let state = AppState {
-        backend: engine,
+        backend: engine.clone(),
         limits: limits(config),
-        mode: "standalone",
+        mode: mode.as_str(),
     };
+    if mode == Mode::Standalone {
+        serve_http(api::app(state), config, &shutdown).await?;
+        return finish(tasks).await;
+    }
+
+    let grpc_addr: SocketAddr = config.grpc.listen.parse().context("grpc.listen")?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(
+            discovery::COUNTER_SERVICE_NAME,
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let grpc_stop = CancellationToken::new();
+    let grpc = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(CounterServiceServer::new(CounterGrpcService::new(
+            engine,
+            limits(config),
+        )))
+        .serve_with_shutdown(grpc_addr, grpc_stop.clone().cancelled_owned());
+    let grpc = tokio::spawn(grpc);
+    tracing::info!(%grpc_addr, "counter serving gRPC");
+
+    let http = serve_http(api::probe_app(state), config, &shutdown);
+    let http_result = http.await;
+    // Tell gateways first, then stop taking calls; in-flight calls finish before the flush.
+    health
+        .set_service_status(
+            discovery::COUNTER_SERVICE_NAME,
+            tonic_health::ServingStatus::NotServing,
+        )
+        .await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    grpc_stop.cancel();
+    let drain = Duration::from_millis(config.server.shutdown_timeout_ms);
+    match tokio::time::timeout(drain, grpc).await {
+        Ok(joined) => joined.context("gRPC server task")?.context("gRPC server")?,
+        Err(_) => tracing::warn!("gRPC calls did not finish within server.shutdown_timeout_ms"),
+    }
+    http_result?;
+    finish(tasks).await
+}
+
+async fn finish<S: Store>(tasks: CounterTasks<S>) -> anyhow::Result<()> {
+    tracing::info!("flushing pending increments and leaderboards");
+    tasks.finish().await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// The REST API over counter processes found by discovery.
+async fn run_gateway(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if config.discovery.dns.is_empty() && config.static_endpoints().is_empty() {
+        anyhow::bail!(
+            "discovery: the gateway needs discovery.dns, discovery.endpoints or grpc.counter_service.host"
+        );
+    }
+    let config = Arc::new(config);
+    let endpoints = Arc::new(EndpointSet::default());
+    let stop = CancellationToken::new();
+    let discovery = tokio::spawn(discovery::run(
+        endpoints.clone(),
+        config.clone(),
+        stop.clone(),
+    ));
+    let health = tokio::spawn(discovery::watch_health(
+        endpoints.clone(),
+        config.discovery.health_interval.0,
+        Duration::from_millis(config.grpc.deadline_ms),
+        stop.clone(),
+    ));
+    let backend = Arc::new(GatewayBackend::new(endpoints, &config));
+    let state = AppState {
+        backend,
+        limits: limits(&config),
+        mode: Mode::Gateway.as_str(),
+    };
+    let served = serve_http(api::app(state), &config, &shutdown).await;
+    stop.cancel();
+    let _ = discovery.await;
+    let _ = health.await;
+    tracing::info!("shutdown complete");
+    served
+}
+
+/// Serves `app` on `server.host:server.port` until `shutdown`, then lets in-flight requests
+/// finish within `server.shutdown_timeout_ms`.
+async fn serve_http(
+    app: Router,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     let addr = bind_address(config)?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (server.host, server.port)"))?;
-    tracing::info!(%addr, store = ?config.store.kind, "highpress standalone serving");
-
-    let drain_deadline = Duration::from_millis(config.server.shutdown_timeout_ms);
+    tracing::info!(%addr, store = ?config.store.kind, "serving HTTP");
     let signal = shutdown.clone();
-    let server = axum::serve(listener, api::app(state))
-        .with_graceful_shutdown(async move { signal.cancelled().await });
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(async move { signal.cancelled().await });
     let serving = tokio::spawn(async move { server.await });
     shutdown.cancelled().await;
     tracing::info!("shutting down: finishing in-flight requests");
-    match tokio::time::timeout(drain_deadline, serving).await {
+    match tokio::time::timeout(
+        Duration::from_millis(config.server.shutdown_timeout_ms),
+        serving,
+    )
+    .await
+    {
         Ok(result) => result.context("HTTP server task")?.context("HTTP server")?,
         Err(_) => {
             tracing::warn!("in-flight requests did not finish within server.shutdown_timeout_ms")
         }
     }
-    tracing::info!("flushing pending increments and leaderboards");
-    tasks.finish().await;
-    tracing::info!("shutdown complete");
     Ok(())
 }
 

@@ -1,31 +1,34 @@
-//! The REST contract of API.md, end to end against a real `highpress standalone` process, on the
-//! embedded store and on a real `redis-server`. Every error case checks that nothing was written.
+//! The REST contract of API.md, end to end against real processes in every topology: standalone
+//! on the embedded store and on a real `redis-server`, and a gateway in front of two counters. Every error case checks that nothing was written.
 
 mod support;
 
 use serde_json::{Value, json};
-use support::{Backing, Highpress, assert_error, get_json, post_json, post_raw};
+use support::{Backing, Highpress, Topology, assert_error, get_json, post_json, post_raw};
 
-/// Runs one contract case against both stores, as two tests named after the store.
-macro_rules! on_both_stores {
+/// Runs one contract case in every topology, as three tests: `memory` and `redis` (standalone
+/// on each store) and `split` (a gateway in front of two counters on Redis).
+macro_rules! on_every_topology {
     ($name:ident, $env:expr, $body:expr) => {
         mod $name {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn memory() {
-                let hp = Highpress::standalone(Backing::Memory, $env).await;
-                ($body)(hp).await;
+                ($body)(Highpress::start(Topology::StandaloneMemory, $env).await).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn redis() {
-                let hp = Highpress::standalone(Backing::Redis, $env).await;
-                ($body)(hp).await;
+                ($body)(Highpress::start(Topology::StandaloneRedis, $env).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn split() {
+                ($body)(Highpress::start(Topology::Split, $env).await).await;
             }
         }
     };
 }
 
-on_both_stores!(
+on_every_topology!(
     increment_returns_its_own_post_value,
     &[],
     |hp: Highpress| async move {
@@ -41,7 +44,7 @@ on_both_stores!(
     }
 );
 
-on_both_stores!(
+on_every_topology!(
     increment_defaults_to_one_and_accepts_delta_alias,
     &[],
     |hp: Highpress| async move {
@@ -69,7 +72,7 @@ on_both_stores!(
     }
 );
 
-on_both_stores!(
+on_every_topology!(
     never_incremented_counter_reads_zero,
     &[],
     |hp: Highpress| async move {
@@ -82,7 +85,7 @@ on_both_stores!(
     }
 );
 
-on_both_stores!(
+on_every_topology!(
     path_parameters_are_percent_decoded,
     &[],
     |hp: Highpress| async move {
@@ -94,7 +97,7 @@ on_both_stores!(
     }
 );
 
-on_both_stores!(
+on_every_topology!(
     batch_answers_in_request_order_with_duplicates,
     &[],
     |hp: Highpress| async move {
@@ -126,7 +129,7 @@ on_both_stores!(
     }
 );
 
-on_both_stores!(
+on_every_topology!(
     leaderboard_ranks_every_period,
     &[],
     |hp: Highpress| async move {
@@ -162,7 +165,7 @@ on_both_stores!(
     }
 );
 
-on_both_stores!(
+on_every_topology!(
     invalid_increments_are_rejected_naming_the_field_and_write_nothing,
     &[],
     |hp: Highpress| async move {
@@ -224,7 +227,7 @@ on_both_stores!(
     }
 );
 
-on_both_stores!(
+on_every_topology!(
     media_type_size_route_and_method_errors,
     &[],
     |hp: Highpress| async move {
@@ -269,7 +272,7 @@ on_both_stores!(
     }
 );
 
-on_both_stores!(
+on_every_topology!(
     invalid_reads_name_the_field,
     &[],
     |hp: Highpress| async move {
@@ -362,7 +365,7 @@ on_both_stores!(
 /// 2^53, the largest increment the configuration allows.
 const BIG: i64 = 1 << 53;
 
-on_both_stores!(
+on_every_topology!(
     overflow_answers_422_to_exactly_the_requests_that_overflow,
     &[("HIGHPRESS_LIMITS__MAX_INCREMENT", "9007199254740992")],
     |hp: Highpress| async move {
@@ -404,7 +407,7 @@ on_both_stores!(
     }
 );
 
-on_both_stores!(
+on_every_topology!(
     health_readiness_metrics_and_openapi,
     &[],
     |hp: Highpress| async move {
@@ -432,17 +435,30 @@ on_both_stores!(
                 .any(|l| l.starts_with("highpress_http_requests_total{")
                     && l.contains(r#"route="/api/v1/counter/increment""#)
                     && l.contains(r#"status="200""#)
-                    && l.contains(r#"mode="standalone""#)),
+                    && l.contains(&format!(r#"mode="{}""#, hp.mode()))),
             "{text}"
         );
         assert!(
             text.contains("highpress_http_request_duration_seconds_bucket{"),
             "{text}"
         );
-        assert!(
-            text.contains("highpress_coalescer_batch_size_count 1"),
-            "{text}"
-        );
+        // Exactly one flush happened, on whichever process runs the engine.
+        let mut flushes = 0;
+        for url in hp.engine_metrics_urls() {
+            let text = support::client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            flushes += text
+                .lines()
+                .find_map(|l| l.strip_prefix("highpress_coalescer_batch_size_count "))
+                .map_or(0, |n| n.parse::<u64>().unwrap());
+        }
+        assert_eq!(flushes, 1);
 
         let (s, doc) = get_json(&hp.url("/openapi.json")).await;
         assert_eq!(s, 200);

@@ -60,13 +60,14 @@ pub async fn increment<B: CounterBackend>(
     validate::resource_id("resource_id", resource_id)?;
     let counter_type = required(&req.counter_type, "counter_type")?;
     validate::counter_type("counter_type", counter_type)?;
-    validate::user_id(required(&req.user_id, "user_id")?)?;
+    let user_id = required(&req.user_id, "user_id")?;
+    validate::user_id(user_id)?;
     let delta = req.increment.unwrap_or(1);
     validate::increment(delta, &state.limits)?;
 
     let current_value = state
         .backend
-        .increment(CounterKey::new(counter_type, resource_id), delta)
+        .increment(CounterKey::new(counter_type, resource_id), delta, user_id)
         .await?;
     Ok(success(IncrementResult {
         resource_id,

@@ -57,6 +57,14 @@ pub fn app<B: CounterBackend>(state: AppState<B>) -> Router {
         ("/metrics", get(handlers::metrics)),
         ("/openapi.json", get(handlers::openapi)),
     ];
+    with_routes(routes, mode).with_state(state)
+}
+
+/// A router of `routes`, each with its metrics layer and a 405 fallback, plus a 404 fallback.
+fn with_routes<B: CounterBackend, const N: usize>(
+    routes: [(&'static str, MethodRouter<AppState<B>>); N],
+    mode: &'static str,
+) -> Router<AppState<B>> {
     let not_found = ServiceBuilder::new()
         .layer(RequestMetricsLayer::new("unmatched", mode))
         .service(handlers::not_found.into_service());
@@ -69,5 +77,16 @@ pub fn app<B: CounterBackend>(state: AppState<B>) -> Router {
             router.route(path, method_router)
         })
         .fallback_service(not_found)
-        .with_state(state)
+}
+
+/// The probe and metrics routes alone, for counter processes, whose API is gRPC.
+pub fn probe_app<B: CounterBackend>(state: AppState<B>) -> Router {
+    let mode = state.mode;
+    let routes: [(&'static str, MethodRouter<AppState<B>>); 4] = [
+        ("/health", get(handlers::health::<B>)),
+        ("/livez", get(handlers::livez)),
+        ("/readyz", get(handlers::readyz::<B>)),
+        ("/metrics", get(handlers::metrics)),
+    ];
+    with_routes(routes, mode).with_state(state)
 }

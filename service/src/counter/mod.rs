@@ -65,11 +65,12 @@ impl From<&StoreError> for CounterError {
 /// What the REST layer needs from a counter implementation: the local engine here, the gRPC
 /// client to counter pods in gateway mode.
 pub trait CounterBackend: Send + Sync + 'static {
-    /// Applies `delta` and returns this request's own post-value.
+    /// Applies `delta` for `user_id` and returns this request's own post-value.
     fn increment(
         &self,
         key: CounterKey,
         delta: i64,
+        user_id: &str,
     ) -> impl Future<Output = Result<i64, CounterError>> + Send;
     /// The current value of one counter (0 if never incremented).
     fn get(&self, key: CounterKey) -> impl Future<Output = Result<i64, CounterError>> + Send;
@@ -211,7 +212,12 @@ async fn flush_leaderboard<S: Store>(store: &S, effects: &FlushEffects) {
 }
 
 impl<S: Store> CounterBackend for LocalCounter<S> {
-    async fn increment(&self, key: CounterKey, delta: i64) -> Result<i64, CounterError> {
+    async fn increment(
+        &self,
+        key: CounterKey,
+        delta: i64,
+        _user_id: &str,
+    ) -> Result<i64, CounterError> {
         if !self.effects.health.is_up() {
             return Err(CounterError::Unavailable);
         }

@@ -25,7 +25,6 @@ pub struct RedisStore {
     timeout: Duration,
 }
 
-
 impl RedisStore {
     /// Prepares a connection to `url` without waiting for Redis: highpress starts (not ready)
     /// while Redis is down, and connects when it comes up.

@@ -137,58 +137,206 @@ pub enum Backing {
     Redis,
 }
 
-/// A running `highpress` process.
+/// How highpress is deployed for a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// `highpress standalone` on the embedded store.
+    StandaloneMemory,
+    /// `highpress standalone` on Redis.
+    StandaloneRedis,
+    /// `highpress gateway` in front of two `highpress counter` processes on one Redis.
+    Split,
+}
+
+/// A running `highpress` deployment: the process serving REST, plus counters when split.
 pub struct Highpress {
     pub port: u16,
     pub base: String,
+    pub topology: Topology,
     child: Option<Child>,
+    pub counters: Vec<CounterProcess>,
     pub redis: Option<RedisServer>,
+}
+
+/// A `highpress counter` process.
+pub struct CounterProcess {
+    pub grpc_port: u16,
+    pub http_port: u16,
+    child: Option<Child>,
+    env: Vec<(String, String)>,
+}
+
+impl CounterProcess {
+    fn spawn(
+        redis: &RedisServer,
+        env: &[(String, String)],
+        grpc_port: u16,
+        http_port: u16,
+    ) -> Self {
+        let mut all = vec![
+            ("HIGHPRESS_STORE__KIND".to_string(), "redis".to_string()),
+            ("HIGHPRESS_REDIS__ADDR".to_string(), redis.addr()),
+            (
+                "HIGHPRESS_GRPC__LISTEN".to_string(),
+                format!("127.0.0.1:{grpc_port}"),
+            ),
+        ];
+        all.extend(env.iter().cloned());
+        let child = spawn_process("counter", http_port, &all);
+        Self {
+            grpc_port,
+            http_port,
+            child: Some(child),
+            env: env.to_vec(),
+        }
+    }
+
+    pub fn grpc_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.grpc_port)
+    }
+
+    pub fn metrics_url(&self) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.http_port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same ports.
+    pub fn restart(&mut self, redis: &RedisServer) {
+        self.kill();
+        let env = std::mem::take(&mut self.env);
+        *self = Self::spawn(redis, &env, self.grpc_port, self.http_port);
+    }
+
+    pub async fn wait_ready(&self) {
+        wait_for(&format!("http://127.0.0.1:{}/readyz", self.http_port)).await;
+    }
+}
+
+impl Drop for CounterProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_process(mode: &str, port: u16, env: &[(String, String)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_highpress"))
+        .arg(mode)
+        .env("HIGHPRESS_SERVER__HOST", "127.0.0.1")
+        .env("HIGHPRESS_SERVER__PORT", port.to_string())
+        .env("HIGHPRESS_LOG__LEVEL", "warn")
+        .env("HIGHPRESS_LEADERBOARD__FLUSH_INTERVAL_MS", "50")
+        .env("HIGHPRESS_DISCOVERY__HEALTH_INTERVAL", "100ms")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn highpress {mode}: {e}"))
+}
+
+/// Waits (bounded) until `url` answers 2xx.
+async fn wait_for(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(r) = client().get(url).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{url} did not become ready");
+}
+
+fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
+    env.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 impl Highpress {
     /// `highpress standalone` on `backing`, with extra `HIGHPRESS_*` settings.
     pub async fn standalone(backing: Backing, env: &[(&str, &str)]) -> Self {
-        let redis = (backing == Backing::Redis).then(RedisServer::start);
-        let mut all: Vec<(String, String)> = Vec::new();
-        if let Some(r) = &redis {
-            all.push(("HIGHPRESS_STORE__KIND".into(), "redis".into()));
-            all.push(("HIGHPRESS_REDIS__ADDR".into(), r.addr()));
-        }
-        all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut hp = Self::spawn(&all).await;
-        hp.redis = redis;
-        hp
+        let topology = match backing {
+            Backing::Memory => Topology::StandaloneMemory,
+            Backing::Redis => Topology::StandaloneRedis,
+        };
+        Self::start(topology, env).await
     }
 
-    /// Starts the binary with `env` and waits until it answers `/livez`.
-    pub async fn spawn(env: &[(String, String)]) -> Self {
+    /// Starts `topology`; `env` applies to every highpress process.
+    pub async fn start(topology: Topology, env: &[(&str, &str)]) -> Self {
+        let env = owned(env);
+        let redis = (topology != Topology::StandaloneMemory).then(RedisServer::start);
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_highpress"))
-            .arg("standalone")
-            .env("HIGHPRESS_SERVER__HOST", "127.0.0.1")
-            .env("HIGHPRESS_SERVER__PORT", port.to_string())
-            .env("HIGHPRESS_LOG__LEVEL", "warn")
-            .env("HIGHPRESS_LEADERBOARD__FLUSH_INTERVAL_MS", "50")
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn highpress");
+        let (child, counters) = match topology {
+            Topology::StandaloneMemory => (spawn_process("standalone", port, &env), Vec::new()),
+            Topology::StandaloneRedis => {
+                let r = redis.as_ref().expect("redis");
+                let mut all = vec![
+                    ("HIGHPRESS_STORE__KIND".to_string(), "redis".to_string()),
+                    ("HIGHPRESS_REDIS__ADDR".to_string(), r.addr()),
+                ];
+                all.extend(env.iter().cloned());
+                (spawn_process("standalone", port, &all), Vec::new())
+            }
+            Topology::Split => {
+                let r = redis.as_ref().expect("redis");
+                let counters: Vec<CounterProcess> = (0..2)
+                    .map(|_| CounterProcess::spawn(r, &env, free_port(), free_port()))
+                    .collect();
+                for c in &counters {
+                    c.wait_ready().await;
+                }
+                let endpoints: Vec<String> =
+                    counters.iter().map(CounterProcess::grpc_addr).collect();
+                let mut all = vec![(
+                    "HIGHPRESS_DISCOVERY__ENDPOINTS".to_string(),
+                    endpoints.join(","),
+                )];
+                all.extend(env.iter().cloned());
+                (spawn_process("gateway", port, &all), counters)
+            }
+        };
         let hp = Self {
             port,
             base: format!("http://127.0.0.1:{port}"),
+            topology,
             child: Some(child),
-            redis: None,
+            counters,
+            redis,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(r) = client().get(format!("{}/livez", hp.base)).send().await
-                && r.status().is_success()
-            {
-                return hp;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        wait_for(&hp.url("/readyz")).await;
+        hp
+    }
+
+    /// The `mode` label of the process serving REST.
+    pub fn mode(&self) -> &'static str {
+        match self.topology {
+            Topology::Split => "gateway",
+            _ => "standalone",
         }
-        panic!("highpress did not start on port {port}");
+    }
+
+    /// `/metrics` URLs of the processes that run the counter engine.
+    pub fn engine_metrics_urls(&self) -> Vec<String> {
+        match self.topology {
+            Topology::Split => self
+                .counters
+                .iter()
+                .map(CounterProcess::metrics_url)
+                .collect(),
+            _ => vec![self.url("/metrics")],
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

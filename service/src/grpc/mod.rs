@@ -1,0 +1,50 @@
+//! The gateway-to-counter gRPC API (`highpress.counter.v1`): generated types, the mapping
+//! between [`CounterError`] and gRPC status codes, and the counter-side service.
+
+pub mod server;
+
+use tonic::{Code, Status};
+
+use crate::api::error::{ApiError, ErrorCode};
+use crate::counter::CounterError;
+
+/// Generated protobuf and tonic code.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("highpress.counter.v1");
+}
+
+/// The status a counter answers for an engine error.
+pub fn status_from_counter(e: &CounterError) -> Status {
+    match e {
+        CounterError::Overflow => Status::out_of_range(e.to_string()),
+        CounterError::Overloaded => Status::resource_exhausted(e.to_string()),
+        CounterError::Unavailable | CounterError::ShuttingDown => {
+            Status::unavailable(e.to_string())
+        }
+        CounterError::LeaderboardsDisabled => Status::not_found(e.to_string()),
+        CounterError::Internal => Status::internal("internal error"),
+    }
+}
+
+/// The engine error a gateway reports for a counter's status code (`code`, as on the wire).
+pub fn counter_error_from_code(code: Code) -> CounterError {
+    match code {
+        Code::OutOfRange => CounterError::Overflow,
+        Code::ResourceExhausted => CounterError::Overloaded,
+        Code::NotFound => CounterError::LeaderboardsDisabled,
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
+            CounterError::Unavailable
+        }
+        _ => CounterError::Internal,
+    }
+}
+
+/// The status for a request rejected by validation; the field travels in the message.
+pub fn status_from_invalid(e: &ApiError) -> Status {
+    debug_assert_eq!(e.code, ErrorCode::InvalidArgument);
+    match &e.field {
+        Some(field) => Status::invalid_argument(format!("{field}: {}", e.message)),
+        None => Status::invalid_argument(e.message.clone()),
+    }
+}

@@ -1,0 +1,172 @@
+//! The counter side of the gRPC API: validates each call with the same rules as the REST
+//! contract and runs it on a [`CounterBackend`] (the local engine). A batch's items are queued
+//! together, so they share one coalesced flush, and each gets its own outcome.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::pb::counter_service_server::CounterService;
+use super::pb::{self, increment_outcome};
+use super::{status_from_counter, status_from_invalid};
+use crate::api::validate::{self, Limits};
+use crate::counter::CounterBackend;
+use crate::store::{CounterKey, Period};
+
+/// Most items in one `IncrementBatch`.
+pub const MAX_INCREMENT_BATCH: usize = 8192;
+
+pub struct CounterGrpcService<B> {
+    backend: Arc<B>,
+    limits: Limits,
+}
+
+impl<B> CounterGrpcService<B> {
+    pub fn new(backend: Arc<B>, limits: Limits) -> Self {
+        Self { backend, limits }
+    }
+}
+
+fn counter_key(id: Option<&pb::CounterId>) -> Result<CounterKey, Status> {
+    let id = id.ok_or_else(|| Status::invalid_argument("counter: required"))?;
+    validate::resource_id("resource_id", &id.resource_id).map_err(|e| status_from_invalid(&e))?;
+    validate::counter_type("counter_type", &id.counter_type)
+        .map_err(|e| status_from_invalid(&e))?;
+    Ok(CounterKey::new(&id.counter_type, &id.resource_id))
+}
+
+impl<B: CounterBackend> CounterGrpcService<B> {
+    fn validated_increment(&self, req: &pb::IncrementRequest) -> Result<CounterKey, Status> {
+        let key = counter_key(req.counter.as_ref())?;
+        validate::user_id(&req.user_id).map_err(|e| status_from_invalid(&e))?;
+        validate::increment(req.increment, &self.limits).map_err(|e| status_from_invalid(&e))?;
+        Ok(key)
+    }
+
+    async fn apply(&self, req: &pb::IncrementRequest) -> Result<i64, Status> {
+        let key = self.validated_increment(req)?;
+        self.backend
+            .increment(key, req.increment, &req.user_id)
+            .await
+            .map_err(|e| status_from_counter(&e))
+    }
+}
+
+#[tonic::async_trait]
+impl<B: CounterBackend> CounterService for CounterGrpcService<B> {
+    async fn increment(
+        &self,
+        request: Request<pb::IncrementRequest>,
+    ) -> Result<Response<pb::IncrementResponse>, Status> {
+        let current_value = self.apply(request.get_ref()).await?;
+        Ok(Response::new(pb::IncrementResponse { current_value }))
+    }
+
+    async fn increment_batch(
+        &self,
+        request: Request<pb::IncrementBatchRequest>,
+    ) -> Result<Response<pb::IncrementBatchResponse>, Status> {
+        let items = request.into_inner().items;
+        if items.len() > MAX_INCREMENT_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "items: at most {MAX_INCREMENT_BATCH} per batch"
+            )));
+        }
+        let results = futures::future::join_all(items.iter().map(|item| self.apply(item))).await;
+        let outcomes = results
+            .into_iter()
+            .map(|r| pb::IncrementOutcome {
+                result: Some(match r {
+                    Ok(v) => increment_outcome::Result::CurrentValue(v),
+                    Err(s) => increment_outcome::Result::Error(pb::ItemError {
+                        code: s.code() as i32,
+                        message: s.message().to_string(),
+                    }),
+                }),
+            })
+            .collect();
+        Ok(Response::new(pb::IncrementBatchResponse { outcomes }))
+    }
+
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        let key = counter_key(request.get_ref().counter.as_ref())?;
+        let current_value = self
+            .backend
+            .get(key)
+            .await
+            .map_err(|e| status_from_counter(&e))?;
+        Ok(Response::new(pb::GetResponse { current_value }))
+    }
+
+    async fn batch_get(
+        &self,
+        request: Request<pb::BatchGetRequest>,
+    ) -> Result<Response<pb::BatchGetResponse>, Status> {
+        let counters = &request.get_ref().counters;
+        let max = self.limits.max_batch_queries;
+        if counters.is_empty() || counters.len() > max {
+            return Err(Status::invalid_argument(format!(
+                "counters: 1 to {max} per call"
+            )));
+        }
+        let keys = counters
+            .iter()
+            .map(|id| counter_key(Some(id)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let values = self
+            .backend
+            .get_many(keys)
+            .await
+            .map_err(|e| status_from_counter(&e))?;
+        Ok(Response::new(pb::BatchGetResponse { values }))
+    }
+
+    async fn leaderboard(
+        &self,
+        request: Request<pb::LeaderboardRequest>,
+    ) -> Result<Response<pb::LeaderboardResponse>, Status> {
+        let req = request.get_ref();
+        validate::counter_type("counter_type", &req.counter_type)
+            .map_err(|e| status_from_invalid(&e))?;
+        let period = period_from_pb(req.period)?;
+        if !(1..=100).contains(&req.limit) {
+            return Err(Status::invalid_argument("limit: must be from 1 to 100"));
+        }
+        let entries = self
+            .backend
+            .leaderboard(&req.counter_type, period, req.limit as usize)
+            .await
+            .map_err(|e| status_from_counter(&e))?;
+        Ok(Response::new(pb::LeaderboardResponse {
+            entries: entries
+                .into_iter()
+                .map(|e| pb::RankedEntry {
+                    resource_id: e.resource_id,
+                    count: e.count,
+                })
+                .collect(),
+        }))
+    }
+}
+
+pub fn period_to_pb(period: Period) -> pb::Period {
+    match period {
+        Period::Hour => pb::Period::Hour,
+        Period::Day => pb::Period::Day,
+        Period::Week => pb::Period::Week,
+        Period::All => pb::Period::All,
+    }
+}
+
+fn period_from_pb(value: i32) -> Result<Period, Status> {
+    match pb::Period::try_from(value) {
+        Ok(pb::Period::Hour) => Ok(Period::Hour),
+        Ok(pb::Period::Day) | Ok(pb::Period::Unspecified) => Ok(Period::Day),
+        Ok(pb::Period::Week) => Ok(Period::Week),
+        Ok(pb::Period::All) => Ok(Period::All),
+        Err(_) => Err(Status::invalid_argument("period: unknown value")),
+    }
+}
