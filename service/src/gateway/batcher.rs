@@ -126,10 +126,13 @@ async fn send_batches(
                     }
                 }
                 Err(code) => {
-                    if is_transport_failure(code) {
+                    // A call that failed in transit was not acknowledged: 503, never 500.
+                    let error = if is_transport_failure(code) {
                         breaker.record_failure();
-                    }
-                    let error = counter_error_from_code(code);
+                        CounterError::Unavailable
+                    } else {
+                        counter_error_from_code(code)
+                    };
                     for reply in replies {
                         let _ = reply.send(Err(error.clone()));
                     }
