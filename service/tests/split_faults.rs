@@ -241,3 +241,23 @@ async fn a_frozen_counter_hits_deadlines_and_other_keys_are_unaffected() {
     }
     assert_consistent(&mut hp, &tallies);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_counter_stopped_with_sigterm_drains_and_its_keys_move_on() {
+    let mut hp = Highpress::start(Topology::Split, &[]).await;
+    let victims: Vec<usize> = (0..KEYS)
+        .filter(|&k| owner(&hp, &key_name(k)) == 0)
+        .collect();
+    let load = Load::start(&hp.base, 16);
+    load.wait_for_more_acks(&victims, 20).await;
+
+    let status = hp.counters[0].terminate();
+    assert!(status.success(), "the counter exited with {status}");
+    // Its keys are served by the other counter.
+    load.wait_for_more_acks(&victims, 50).await;
+
+    let (tallies, failures) = load.finish().await;
+    eprintln!("counter SIGTERM: {} failed requests", failures.len());
+    assert!(failures.iter().all(|&(_, k)| victims.contains(&k)));
+    assert_consistent(&mut hp, &tallies);
+}

@@ -19,26 +19,62 @@ use crate::metrics::METRICS;
 /// The service name counters report in `grpc.health.v1`.
 pub const COUNTER_SERVICE_NAME: &str = "highpress.counter.v1.CounterService";
 
-/// Keeps `set` in line with discovery until `stop`.
+/// Answers "which addresses does this name have now?". The system resolver in production; tests
+/// script the answers to add and remove counters while traffic flows.
+pub trait Resolver: Send + Sync + 'static {
+    /// The `ip:port` addresses of `target` (`host:port`).
+    fn resolve(&self, target: &str) -> impl Future<Output = std::io::Result<Vec<String>>> + Send;
+}
+
+/// The operating system's resolver (Kubernetes DNS in a pod).
+pub struct SystemResolver;
+
+impl Resolver for SystemResolver {
+    async fn resolve(&self, target: &str) -> std::io::Result<Vec<String>> {
+        Ok(tokio::net::lookup_host(target)
+            .await?
+            .map(|a| a.to_string())
+            .collect())
+    }
+}
+
+/// Keeps `set` in line with the configured discovery until `stop`.
 pub async fn run(set: Arc<EndpointSet>, config: Arc<Config>, stop: CancellationToken) {
-    let dns = config.discovery.dns.trim().to_string();
-    if dns.is_empty() {
+    if config.discovery.dns.trim().is_empty() {
         set.update(&config.static_endpoints(), &config);
         stop.cancelled().await;
         return;
     }
+    let target = config.discovery.dns.trim().to_string();
+    run_dns(set, config, &SystemResolver, &target, stop).await;
+}
+
+/// Resolves `target` every `discovery.refresh_interval` and makes its addresses the endpoint set.
+/// A failed or empty answer keeps the last known endpoints: a DNS hiccup must not empty the ring.
+pub async fn run_dns<R: Resolver>(
+    set: Arc<EndpointSet>,
+    config: Arc<Config>,
+    resolver: &R,
+    target: &str,
+    stop: CancellationToken,
+) {
     loop {
-        match tokio::net::lookup_host(dns.as_str()).await {
-            Ok(addrs) => {
-                let mut names: Vec<String> = addrs.map(|a| a.to_string()).collect();
+        match resolver.resolve(target).await {
+            Ok(mut names) if !names.is_empty() => {
                 names.sort();
                 names.dedup();
                 set.update(&names, &config);
                 METRICS.discovery_refreshes.with_label_values(&["ok"]).inc();
             }
+            Ok(_) => {
+                tracing::warn!(%target, "counter discovery found no addresses; keeping the last ones");
+                METRICS
+                    .discovery_refreshes
+                    .with_label_values(&["empty"])
+                    .inc();
+            }
             Err(e) => {
-                // Keep the last known endpoints: a DNS hiccup must not empty the ring.
-                tracing::warn!(%dns, error = %e, "counter discovery failed");
+                tracing::warn!(%target, error = %e, "counter discovery failed; keeping the last endpoints");
                 METRICS
                     .discovery_refreshes
                     .with_label_values(&["error"])

@@ -167,7 +167,7 @@ pub struct CounterProcess {
 }
 
 impl CounterProcess {
-    fn spawn(
+    pub fn spawn(
         redis: &RedisServer,
         env: &[(String, String)],
         grpc_port: u16,
@@ -211,6 +211,11 @@ impl CounterProcess {
         }
     }
 
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        terminate(self.child.take().expect("running"))
+    }
+
     /// Starts again on the same ports.
     pub fn restart(&mut self, redis: &RedisServer) {
         self.kill();
@@ -241,6 +246,24 @@ fn spawn_process(mode: &str, port: u16, env: &[(String, String)]) -> Child {
         .stdout(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn highpress {mode}: {e}"))
+}
+
+fn terminate(mut child: Child) -> std::process::ExitStatus {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "highpress did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Waits (bounded) until `url` answers 2xx.
@@ -349,22 +372,7 @@ impl Highpress {
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "highpress did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        terminate(self.child.take().expect("running"))
     }
 
     pub fn redis(&mut self) -> &mut RedisServer {
