@@ -14,14 +14,32 @@
 # cost (counter writes only); row P5b-lb, informational, is the same
 # measurement on the rounds' zipf runs with leaderboards on (default config),
 # with the Redis commands split by kind (INCRBY, ZINCRBY, EXPIRE, other).
-# It prints the targets table (rows P1, P1u, P2, P3, P5a, P5b, P5b-lb, P6, P7,
-# P8, P9), the peers' raw figures, and writes everything as JSON.
 #
-# Usage: scripts/bench.sh [--quick] [--no-build] [--strict]
+# Split topology (default; --topology standalone leaves it out): on the same
+# Redis, ONE `highpress counter` (gRPC + probes/metrics over HTTP) and ONE
+# `highpress gateway` routing to it, measured in every round right after the
+# standalone hot run (hot key, c=BENCH_CONNECTIONS, POST increment through the
+# gateway). Rows: P4 = split increments/s ÷ standalone increments/s (hot, same
+# run); P4-batching (informational) = gRPC IncrementBatch calls per REST
+# request (Δ gateway highpress_gateway_batch_size_count ÷ Δ the counter's
+# highpress_increments_acknowledged_total) and the average micro-batch
+# (Δ _sum ÷ Δ _count); P4-p99 (informational) = the split's p99. The split
+# runs also appear in the peers table and in P8's consistency checks. They add
+# about 35 s to a default run (about 8 s with --quick), which keeps a default
+# run under 10 minutes, so they are on by default.
+#
+# It prints the targets table (rows P1, P1u, P2, P3, P4, P4-batching, P4-p99,
+# P5a, P5b, P5b-lb, P6, P7, P8, P9), the peers' raw figures, and writes
+# everything as JSON.
+#
+# Usage: scripts/bench.sh [--quick] [--no-build] [--strict] [--topology T]
 #   --quick      smoke run: 1 round of 3 s runs, redis-benchmark -n 200000,
 #                P9 with 200,000 keys instead of 1,000,000
 #   --no-build   do not run cargo build; use the binaries already built
 #   --strict     exit 1 when a target is not met (default: report only)
+#   --topology T split (default): standalone and gateway+counter, alternating
+#                in each round; standalone: standalone only, the P4 rows are
+#                n/a (as before the split existed)
 #   -h, --help   this text
 #
 # Environment:
@@ -42,12 +60,18 @@
 # 200 once it serves, the REST API of docs/API.md (increment, get, batch), and
 # on /metrics the counters highpress_coalescer_flush_keys[_total] and
 # highpress_coalescer_flush_increments[_total] for P5b and P5b-lb (else they
-# are n/a).
+# are n/a). For the split: `highpress counter` with HIGHPRESS_GRPC__LISTEN
+# (ip:port) and HIGHPRESS_SERVER__PORT (probes, /metrics with the coalescer
+# counters and highpress_increments_acknowledged[_total]), /readyz 200 once
+# its store answers; `highpress gateway` with HIGHPRESS_DISCOVERY__ENDPOINTS,
+# the same REST API, /readyz 200 once a counter is healthy, and the histogram
+# highpress_gateway_batch_size on /metrics (else P4-batching is n/a).
 #
 # Exit status: 0 when the benchmark ran (targets are reported, not enforced,
-# unless --strict); 1 when a build failed or highpress did not start (the
-# peers are still measured and reported).
-# Bounded in time: about 7-9 minutes with the defaults, about 1.5 minutes
+# unless --strict); 1 when a build failed, or highpress (standalone, or the
+# split when asked for) did not start (the peers are still measured and
+# reported).
+# Bounded in time: about 8-10 minutes with the defaults, about 2 minutes
 # with --quick, plus the build. Every process it starts is stopped on exit.
 set -euo pipefail
 
@@ -56,16 +80,27 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 QUICK=0
 BUILD=1
 STRICT=0
+TOPOLOGY="split"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
         --no-build) BUILD=0 ;;
         --strict) STRICT=1 ;;
+        --topology)
+            [ $# -ge 2 ] || { echo "--topology needs a value (split or standalone)" >&2; exit 2; }
+            TOPOLOGY=$2
+            shift
+            ;;
         -h | --help) usage; exit 0 ;;
         *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
 done
+
+case "$TOPOLOGY" in
+    split | standalone) ;;
+    *) echo "bench: --topology must be split or standalone, got '$TOPOLOGY'" >&2; exit 2 ;;
+esac
 
 if [ "$QUICK" = 1 ]; then
     DURATION=${BENCH_DURATION:-3}
@@ -134,12 +169,16 @@ log() { echo "bench: $*" >&2; }
 cat >"$WORK/helper.py" <<'PY'
 import json, os, re, socket, statistics, sys, time, urllib.request
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    print(port)
+def free_port(n="1"):
+    # n distinct free ports, one a line (all held open until every one is chosen).
+    socks = []
+    for _ in range(int(n)):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    for s in socks:
+        print(s.getsockname()[1])
+        s.close()
 
 def wait_http(url, seconds):
     deadline = time.monotonic() + float(seconds)
@@ -183,12 +222,15 @@ def batch_sum(base, prefix, n):
     print(total)
 
 def metrics(url, *names):
-    """Prints the sum over label sets of each metric (name or name_total), 'none' if absent."""
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            text = r.read().decode("utf-8", "replace")
-    except Exception:  # noqa: BLE001
-        text = ""
+    """Prints the sum over label sets of each metric (name or name_total), 'none' if absent
+    (all 'none' for the URL '-')."""
+    text = ""
+    if url != "-":
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                text = r.read().decode("utf-8", "replace")
+        except Exception:  # noqa: BLE001
+            pass
     out = []
     for name in names:
         total, seen = 0.0, False
@@ -299,6 +341,17 @@ def derive(r):
             and r.get("fi_before") is not None and r.get("fi_after") is not None:
         dk, di = r["fk_after"] - r["fk_before"], r["fi_after"] - r["fi_before"]
         r["coalescing_limit"] = dk / di if di > 0 else None
+    # Split topology: the gateway's gRPC calls (histogram _count) and the increments
+    # they carried (_sum), against the increments the counter acknowledged.
+    if r.get("ack_before") is not None and r.get("ack_after") is not None:
+        r["engine_acked"] = r["ack_after"] - r["ack_before"]
+    if r.get("gc_before") is not None and r.get("gc_after") is not None \
+            and r.get("gs_before") is not None and r.get("gs_after") is not None:
+        calls, items = r["gc_after"] - r["gc_before"], r["gs_after"] - r["gs_before"]
+        r["grpc_calls"], r["grpc_items"] = calls, items
+        per = r.get("engine_acked") or r["acked"]
+        r["grpc_calls_per_request"] = calls / per if per else None
+        r["grpc_avg_batch"] = items / calls if calls else None
     return r
 
 def fmt(v, nd=2):
@@ -353,8 +406,34 @@ def summarize(results_path, meta_path, out_path, strict):
                           for k in kinds}}
     lb_split, lboff_split = split("highpress_post_zipf"), split("highpress_post_zipf_lboff")
     p7 = med("highpress_post_hot", "p99_ms")
+    # P4: the split topology (gateway + 1 counter), hot, same rounds as the standalone.
+    split_asked = meta.get("topology") == "split"
+    split_ok = split_asked and bool(by.get("split_post_hot"))
+    split_hot = med("split_post_hot", "rps")
+    p4 = ratio(split_hot, hp_hot)
+    p4_calls = med("split_post_hot", "grpc_calls_per_request")
+    p4_batch = med("split_post_hot", "grpc_avg_batch")
+    p4_p99 = med("split_post_hot", "p99_ms")
+    split_runs = by.get("split_post_hot", [])
+    calls_tot = sum(r.get("grpc_calls") or 0 for r in split_runs)
+    items_tot = sum(r.get("grpc_items") or 0 for r in split_runs)
+    acked_tot = sum(r.get("engine_acked") or 0 for r in split_runs)
+    if not split_asked:
+        why = "not measured: --topology standalone"
+    elif not split_ok:
+        why = "split did not run: " + (meta.get("split_error") or "unknown")
+    else:
+        why = None
+    p4_shown = f"n/a ({why})" if why else (
+        "n/a" if p4 is None else f"{p4:.2f} ({fmt(split_hot, 0)} ÷ {fmt(hp_hot, 0)} inc/s)")
+    p4_batch_shown = f"n/a ({why})" if why else (
+        "n/a (no highpress_gateway_batch_size)" if p4_calls is None else
+        f"{p4_calls:.4f} calls/request, avg batch {fmt(p4_batch, 1)} "
+        f"({calls_tot:,.0f} calls, {items_tot:,.0f} increments sent, "
+        f"{acked_tot:,.0f} acknowledged by the counter)")
+    p4_p99_shown = f"n/a ({why})" if why else fmt(p4_p99)
     hp_runs = [r for s in ("highpress_post_hot", "highpress_post_uniform", "highpress_post_zipf",
-                           "highpress_post_zipf_lboff")
+                           "highpress_post_zipf_lboff", "split_post_hot")
                for r in by.get(s, [])]
     p8_errors = sum(r.get("errors", 0) for r in hp_runs)
     p8_lost = sum(r.get("lost", 0) for r in hp_runs if r.get("lost") is not None)
@@ -394,6 +473,18 @@ def summarize(results_path, meta_path, out_path, strict):
         row("P2", "standalone increments/s ÷ webdis INCRBY, hot", ratio(hp_hot, webdis), 1.6, ">="),
         row("P3", "standalone increments/s ÷ redis-benchmark INCR -c 50 ops/s",
             ratio(hp_hot, rbench), 1.0, ">="),
+        row("P4", "gateway+counter increments/s ÷ standalone, c=%d, hot (same run)"
+            % meta["connections"], p4, 0.6, ">=", p4_shown),
+        {"row": "P4-batching", "what": "gRPC IncrementBatch calls per REST request, split, hot, "
+                                       "informational",
+         "measured": p4_calls, "avg_batch": p4_batch, "grpc_calls": calls_tot,
+         "grpc_items": items_tot, "counter_acked": acked_tot,
+         "shown": p4_batch_shown, "target": "n/a (informational)", "met": None,
+         "informational": True},
+        {"row": "P4-p99", "what": "p99 latency ms of the split, c=%d, hot, informational"
+                                  % meta["connections"],
+         "measured": p4_p99, "shown": p4_p99_shown, "target": "n/a (informational)",
+         "met": None, "informational": True},
         row("P5a", "Redis commands per acknowledged increment, hot", p5a, 0.02, "<=",
             None if p5a is None else f"{p5a:.4f}"),
         row("P5b", "Redis commands per increment, zipf, ÷ coalescing limit (leaderboards off)",
@@ -404,13 +495,19 @@ def summarize(results_path, meta_path, out_path, strict):
          "informational": True},
         row("P6", "hot-key GET reads/s ÷ ceiling GET", ratio(hp_get, ceil_get), 0.95, ">="),
         row("P7", "p99 latency ms, c=%d, hot" % meta["connections"], p7, 20, "<="),
-        row("P8", "errors + lost acknowledged increments, all highpress runs", p8, 0, "<=", p8_shown),
+        row("P8", "errors + lost acknowledged increments, all highpress runs"
+            + (" (standalone and split)" if split_ok else ""), p8, 0, "<=", p8_shown),
         row("P9", f"RSS MB after {p9.get('keys_target', 0):,} distinct keys touched", p9_mb, 128, "<=", p9_shown),
     ]
     if not hp_ok:
         for r in rows:
             r["shown"] = "n/a (highpress did not start)"
             r["met"] = None
+    # Asked for and not measured: not met (counts for --strict).
+    if split_asked and not split_ok:
+        for r in rows:
+            if r["row"] == "P4":
+                r["met"] = False
 
     peer_rows = []
     for scn, label, unit in [
@@ -420,6 +517,7 @@ def summarize(results_path, meta_path, out_path, strict):
         ("webdis_incrby_hot", "webdis INCRBY, hot", "req/s"),
         ("redis_benchmark_incr", "redis-benchmark INCR -c 50, no pipeline", "ops/s"),
         ("highpress_post_hot", "highpress POST increment, hot", "req/s"),
+        ("split_post_hot", "highpress gateway + 1 counter POST increment, hot", "req/s"),
         ("highpress_post_uniform", "highpress POST increment, uniform 1,000", "req/s"),
         ("highpress_post_zipf", "highpress POST increment, zipf 100k", "req/s"),
         ("highpress_post_zipf_lboff", "highpress POST increment, zipf 100k, leaderboards off", "req/s"),
@@ -435,6 +533,8 @@ def summarize(results_path, meta_path, out_path, strict):
             "p99_ms": med(scn, "p99_ms"),
             "cpu_s_per_million": med(scn, "cpu_s_per_million"),
             "cmds_per_inc": med(scn, "cmds_per_inc"),
+            "grpc_calls_per_request": med(scn, "grpc_calls_per_request"),
+            "grpc_avg_batch": med(scn, "grpc_avg_batch"),
             "errors": sum(r.get("errors", 0) or 0 for r in runs),
             "lost": sum(lost) if lost else None,
         })
@@ -444,11 +544,15 @@ def summarize(results_path, meta_path, out_path, strict):
                  f"{meta['nproc']} cores, commit {meta['git_commit']}")
     lines.append(f"load generator wrk ({meta['wrk_version']}), {meta['threads']} threads, "
                  f"c={meta['connections']}, {meta['duration_s']} s per run, medians of "
-                 f"{meta['runs']} alternating rounds; mode standalone on Redis "
-                 f"{meta['redis_version']}; hot = 1 key, uniform = 1,000 keys in rotation, "
+                 f"{meta['runs']} alternating rounds; "
+                 + ("modes standalone and gateway + 1 counter (gRPC)" if split_asked
+                    else "mode standalone (split not measured: --topology standalone)")
+                 + f" on Redis {meta['redis_version']}; hot = 1 key, uniform = 1,000 keys in rotation, "
                  f"zipf = s 1.1 over 100,000 keys")
     if not hp_ok:
         lines.append(f"highpress: NOT MEASURED: {meta.get('highpress_error', 'did not start')}")
+    if split_ok and meta.get("split_error"):
+        lines.append(f"split: {meta['split_error']}; P4 rows from the runs before that")
     lines.append("")
     lines.append("| row | what | measured | target | met? |")
     lines.append("|---|---|---|---|---|")
@@ -466,7 +570,7 @@ def summarize(results_path, meta_path, out_path, strict):
                                  f"({pi[k]:.3f}/inc, {(sh[k] or 0) * 100:.0f}%)"
                                  for k in ("incrby", "zincrby", "expire", "other")))
     lines.append("")
-    lines.append("| system | median | unit | runs | p99 ms | CPU s per 1M (server + redis) "
+    lines.append("| system | median | unit | runs | p99 ms | CPU s per 1M (server(s) + redis) "
                  "| Redis cmds per inc | errors | lost |")
     lines.append("|---|---|---|---|---|---|---|---|---|")
     for p in peer_rows:
@@ -629,6 +733,7 @@ lua_script ceiling_get_hot get hot bench_ceiling_ 1
 lua_script naive_post_hot post hot bench_naive_ 1
 lua_script webdis_incrby_hot incrby hot bench_webdis_ 1
 lua_script highpress_post_hot post hot bench_hp_hot_ 1
+lua_script split_post_hot post hot bench_split_hot_ 1
 lua_script highpress_get_hot get hot bench_hp_hot_ 1
 lua_script highpress_post_uniform post uniform bench_hp_uni_ 1000
 lua_script highpress_post_zipf post zipf bench_hp_zipf_ 100000
@@ -767,6 +872,72 @@ else
 fi
 HP_URL="http://127.0.0.1:$HP_PORT"
 
+# The split topology: ONE counter (gRPC + probes/metrics over HTTP) on the same
+# Redis, and ONE gateway routing to it.
+SPLIT_OK=0
+SPLIT_ERROR=
+CTR_PID=
+GW_PID=
+CTR_METRICS_URL=-
+GW_URL=
+start_split() { # sets SPLIT_OK, SPLIT_ERROR, CTR_PID, GW_PID, CTR_METRICS_URL, GW_URL
+    local gw_port ctr_http ctr_grpc
+    if [ ! -x "$HP_BIN" ]; then
+        SPLIT_ERROR="no binary at $HP_BIN"
+        return 1
+    fi
+    { read -r gw_port; read -r ctr_http; read -r ctr_grpc; } < <(helper free-port 3)
+    env HIGHPRESS_SERVER__HOST=127.0.0.1 HIGHPRESS_SERVER__PORT="$ctr_http" \
+        HIGHPRESS_GRPC__LISTEN="127.0.0.1:$ctr_grpc" \
+        HIGHPRESS_STORE__KIND=redis HIGHPRESS_REDIS__ADDR="127.0.0.1:$REDIS_PORT" \
+        HIGHPRESS_LOG__LEVEL=warn "$HP_BIN" counter >>"$WORK/counter.log" 2>&1 &
+    CTR_PID=$!
+    PIDS+=("$CTR_PID")
+    if ! helper wait-http "http://127.0.0.1:$ctr_http/readyz" 30; then
+        SPLIT_ERROR="highpress counter: GET /readyz did not answer 200 within 30 s"
+        kill -0 "$CTR_PID" 2>/dev/null || SPLIT_ERROR="highpress counter exited at start-up"
+        log "$SPLIT_ERROR; its log:"
+        tail -n 30 "$WORK/counter.log" >&2 || true
+        return 1
+    fi
+    env HIGHPRESS_SERVER__HOST=127.0.0.1 HIGHPRESS_SERVER__PORT="$gw_port" \
+        HIGHPRESS_DISCOVERY__ENDPOINTS="127.0.0.1:$ctr_grpc" \
+        HIGHPRESS_LOG__LEVEL=warn "$HP_BIN" gateway >>"$WORK/gateway.log" 2>&1 &
+    GW_PID=$!
+    PIDS+=("$GW_PID")
+    # /readyz turns 200 once the gateway has seen a healthy counter.
+    if ! helper wait-http "http://127.0.0.1:$gw_port/readyz" 30; then
+        SPLIT_ERROR="highpress gateway: GET /readyz did not answer 200 within 30 s"
+        kill -0 "$GW_PID" 2>/dev/null || SPLIT_ERROR="highpress gateway exited at start-up"
+        log "$SPLIT_ERROR; its log:"
+        tail -n 30 "$WORK/gateway.log" >&2 || true
+        return 1
+    fi
+    CTR_METRICS_URL="http://127.0.0.1:$ctr_http/metrics"
+    GW_URL="http://127.0.0.1:$gw_port"
+    SPLIT_OK=1
+    log "split: highpress counter gRPC 127.0.0.1:$ctr_grpc, probes :$ctr_http (pid $CTR_PID);" \
+        "gateway $GW_URL (pid $GW_PID)"
+}
+stop_split() {
+    local pid keep=()
+    for pid in $CTR_PID $GW_PID; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in $CTR_PID $GW_PID; do
+        wait "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        [ "$pid" = "$CTR_PID" ] || [ "$pid" = "$GW_PID" ] || keep+=("$pid")
+    done
+    PIDS=("${keep[@]}")
+    CTR_PID=
+    GW_PID=
+}
+if [ "$TOPOLOGY" = split ]; then
+    start_split || log "split NOT measured: $SPLIT_ERROR (the rest is still measured)"
+fi
+
 CLK_TCK=$(getconf CLK_TCK)
 GIT_COMMIT=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo none)
 if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null || true)" ]; then
@@ -785,6 +956,7 @@ helper meta "$WORK/meta.json" \
     "quick=$([ "$QUICK" = 1 ] && echo true || echo false)" \
     "highpress_started=$([ "$HP_OK" = 1 ] && echo true || echo false)" \
     "highpress_error=$HP_ERROR" \
+    "topology=$TOPOLOGY" "split_error=$SPLIT_ERROR" \
     "p9.keys_target=$P9_KEYS"
 
 # ----------------------------------------------------------------------------
@@ -803,29 +975,47 @@ run_wrk() { # run_wrk SCENARIO URL ROUND
         "scenario=$1" "round=$3" "clk_tck=$CLK_TCK"
 }
 
-# A storage-backed run: also the CPU of the server and redis, the Redis
-# commands, highpress's coalescer metrics, and the counters' change (read with
-# count_of COUNT_KIND). SETTLE: seconds to wait after wrk before reading back
-# (default 0.3; longer than leaderboard.flush_interval where the leaderboard
-# writes of the run must be counted in it).
-measured_run() { # measured_run SCENARIO URL ROUND SERVER_PID COUNT_KIND [SETTLE]
-    local scenario=$1 url=$2 round=$3 pid=$4 kind=$5 settle=${6:-0.3}
-    local before after c0 c1 t0 t1 fk0=none fi0=none fk1=none fi1=none split
-    local metric_names=(highpress_coalescer_flush_keys highpress_coalescer_flush_increments)
+# A storage-backed run: also the CPU of the server(s) and redis, the Redis
+# commands, the engine's coalescer metrics (standalone, or the counter in the
+# split) and the gateway's gRPC batching metrics (split), and the counters'
+# change (read with count_of COUNT_KIND). SETTLE: seconds to wait after wrk
+# before reading back (default 0.3; longer than leaderboard.flush_interval
+# where the leaderboard writes of the run must be counted in it).
+ENGINE_METRICS=(highpress_coalescer_flush_keys highpress_coalescer_flush_increments
+    highpress_increments_acknowledged)
+GATEWAY_METRICS=(highpress_gateway_batch_size_count highpress_gateway_batch_size_sum)
+metrics_urls() { # metrics_urls COUNT_KIND: the engine's and the gateway's /metrics ('-': none)
+    case "$1" in
+        hp_*) echo "$HP_URL/metrics -" ;;
+        split_*) echo "$CTR_METRICS_URL $GW_URL/metrics" ;;
+        *) echo "- -" ;;
+    esac
+}
+server_cpu() { # server_cpu "PID ...": their CPU ticks plus redis-server's
+    local pid total
+    total=$(cpu_ticks "$REDIS_PID")
+    for pid in $1; do
+        total=$((total + $(cpu_ticks "$pid")))
+    done
+    echo "$total"
+}
+measured_run() { # measured_run SCENARIO URL ROUND "SERVER_PID ..." COUNT_KIND [SETTLE]
+    local scenario=$1 url=$2 round=$3 pids=$4 kind=$5 settle=${6:-0.3}
+    local before after c0 c1 t0 t1 engine_url gateway_url split
+    local fk0 fi0 ack0 fk1 fi1 ack1 gc0 gs0 gc1 gs1
+    read -r engine_url gateway_url < <(metrics_urls "$kind")
     before=$(count_of "$kind" || true)
-    if [ "$pid" = "$HP_PID" ]; then
-        read -r fk0 fi0 < <(helper metrics "$HP_URL/metrics" "${metric_names[@]}")
-    fi
+    read -r fk0 fi0 ack0 < <(helper metrics "$engine_url" "${ENGINE_METRICS[@]}")
+    read -r gc0 gs0 < <(helper metrics "$gateway_url" "${GATEWAY_METRICS[@]}")
     rcli INFO commandstats >"$WORK/cs0.txt" 2>/dev/null || true
-    t0=$(($(cpu_ticks "$pid") + $(cpu_ticks "$REDIS_PID")))
+    t0=$(server_cpu "$pids")
     wrk_once "$scenario" "$url"
     # Let requests in flight when wrk stopped settle before reading back.
     sleep "$settle"
-    t1=$(($(cpu_ticks "$pid") + $(cpu_ticks "$REDIS_PID")))
+    t1=$(server_cpu "$pids")
     rcli INFO commandstats >"$WORK/cs1.txt" 2>/dev/null || true
-    if [ "$pid" = "$HP_PID" ]; then
-        read -r fk1 fi1 < <(helper metrics "$HP_URL/metrics" "${metric_names[@]}")
-    fi
+    read -r fk1 fi1 ack1 < <(helper metrics "$engine_url" "${ENGINE_METRICS[@]}")
+    read -r gc1 gs1 < <(helper metrics "$gateway_url" "${GATEWAY_METRICS[@]}")
     after=$(count_of "$kind" || true)
     c0=$(helper cmdstats "$WORK/cs0.txt")
     c1=$(helper cmdstats "$WORK/cs1.txt")
@@ -834,6 +1024,8 @@ measured_run() { # measured_run SCENARIO URL ROUND SERVER_PID COUNT_KIND [SETTLE
         "scenario=$scenario" "round=$round" "clk_tck=$CLK_TCK" \
         "before=$before" "after=$after" "cmds_before=$c0" "cmds_after=$c1" \
         "cpu_ticks=$((t1 - t0))" "fk_before=$fk0" "fi_before=$fi0" "fk_after=$fk1" "fi_after=$fi1" \
+        "ack_before=$ack0" "ack_after=$ack1" \
+        "gc_before=$gc0" "gs_before=$gs0" "gc_after=$gc1" "gs_after=$gs1" \
         "${split[@]}"
 }
 
@@ -845,6 +1037,7 @@ count_of() {
         hp_uni) helper batch-sum "$HP_URL" bench_hp_uni_ 1000 ;;
         hp_zipf) helper batch-sum "$HP_URL" bench_hp_zipf_ 100000 ;;
         hp_zipf_lboff) helper batch-sum "$HP_URL" bench_hp_zoff_ 100000 ;;
+        split_hot) helper get-value "$GW_URL/api/v1/counter/bench_split_hot_0/like" ;;
         naive) v=$(rcli GET c:like:bench_naive_0) && echo "${v:-0}" ;;
         webdis) v=$(rcli GET bench_webdis_0) && echo "${v:-0}" ;;
         *) return 1 ;;
@@ -875,6 +1068,9 @@ done
 if [ "$HP_OK" = 1 ]; then
     timeout 30 wrk -t "$THREADS" -c "$CONNS" -d 2s -s "$WORK/highpress_post_hot.lua" "$HP_URL" >/dev/null 2>&1 || true
 fi
+if [ "$SPLIT_OK" = 1 ]; then
+    timeout 30 wrk -t "$THREADS" -c "$CONNS" -d 2s -s "$WORK/split_post_hot.lua" "$GW_URL" >/dev/null 2>&1 || true
+fi
 
 for round in $(seq 1 "$RUNS"); do
     log "round $round/$RUNS"
@@ -884,9 +1080,22 @@ for round in $(seq 1 "$RUNS"); do
         log "$HP_ERROR"
         tail -n 30 "$WORK/highpress.log" >&2 || true
     fi
+    if [ "$SPLIT_OK" = 1 ] && ! { kill -0 "$CTR_PID" && kill -0 "$GW_PID"; } 2>/dev/null; then
+        SPLIT_OK=0
+        SPLIT_ERROR="the counter or the gateway exited during the benchmark"
+        log "split: $SPLIT_ERROR"
+        tail -n 15 "$WORK/counter.log" "$WORK/gateway.log" >&2 || true
+    fi
     run_wrk ceiling_post_hot "$CEILING_URL" "$round"
     if [ "$HP_OK" = 1 ]; then
         measured_run highpress_post_hot "$HP_URL" "$round" "$HP_PID" hp_hot
+    fi
+    if [ "$SPLIT_OK" = 1 ]; then
+        # Right after the standalone hot run, for P4. A longer settle: in-flight
+        # increments cross the gRPC hop before the counter's metrics are read.
+        measured_run split_post_hot "$GW_URL" "$round" "$GW_PID $CTR_PID" split_hot 0.5
+    fi
+    if [ "$HP_OK" = 1 ]; then
         measured_run highpress_post_uniform "$HP_URL" "$round" "$HP_PID" hp_uni
     fi
     measured_run naive_post_hot "$NAIVE_URL" "$round" "$NAIVE_PID" naive
@@ -902,6 +1111,12 @@ for round in $(seq 1 "$RUNS"); do
         run_wrk highpress_get_hot "$HP_URL" "$round"
     fi
 done
+
+# The split is measured only in the rounds: stop it before P5b and P9.
+if [ "$TOPOLOGY" = split ]; then
+    stop_split
+    helper meta "$WORK/meta.json" "split_error=$SPLIT_ERROR"
+fi
 
 # ----------------------------------------------------------------------------
 # P5b: the coalescer's own cost, counter writes only. highpress restarted with
@@ -980,6 +1195,10 @@ echo
 log "JSON written to $OUT"
 if [ "$HP_OK" != 1 ]; then
     log "highpress was not measured: $HP_ERROR"
+    exit 1
+fi
+if [ "$TOPOLOGY" = split ] && [ -n "$SPLIT_ERROR" ]; then
+    log "the split topology was not (fully) measured: $SPLIT_ERROR"
     exit 1
 fi
 exit "$status"

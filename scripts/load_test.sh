@@ -15,21 +15,32 @@
 # (GET /api/v1/counter/<resource_id>/like, data.current_value), and checks that
 # the increments acknowledged with 2xx equal the counter's change. It prints a
 # markdown table and exits non-zero if any level had an error or an
-# inconsistency.
+# inconsistency. The table's header line names the topology.
 #
-# Usage: scripts/load_test.sh [--quick] [--scale F] [--start [--redis]]
+# Usage: scripts/load_test.sh [--quick] [--scale F] [--topology T] [--start [--redis] [--no-build]]
 #   --quick      smoke run: request counts scaled by 0.1 (same as LEVEL_SCALE=0.1)
 #   --scale F    scale request counts by F (0 < F <= 10); also env LEVEL_SCALE
+#   --topology T standalone (default) or split. split: the target is a gateway
+#                in front of counter processes; with --start, the script starts
+#                ONE `highpress counter` (gRPC and probes on free ports) and a
+#                `highpress gateway` routing to it
+#                (HIGHPRESS_DISCOVERY__ENDPOINTS), waits for the gateway's
+#                /readyz, and runs the levels against the gateway
 #   --start      build (cargo build --release -p highpress) and start
-#                $CARGO_TARGET_DIR/release/highpress standalone on a free
-#                loopback port, stop it on exit; HIGHPRESS_URL is then ignored
+#                $CARGO_TARGET_DIR/release/highpress (standalone, or counter +
+#                gateway with --topology split) on free loopback ports, stop
+#                it on exit; HIGHPRESS_URL is then ignored
 #   --redis      with --start: also start a private redis-server on a free port
 #                (no persistence, temp dir) and point highpress at it
-#                (HIGHPRESS_STORE__KIND=redis, HIGHPRESS_REDIS__ADDR)
+#                (HIGHPRESS_STORE__KIND=redis, HIGHPRESS_REDIS__ADDR); required
+#                by --start --topology split (the counter runs on Redis)
+#   --no-build   with --start: do not run cargo build; use the binary already
+#                built in $CARGO_TARGET_DIR/release
 #   -h, --help   this text
 #
 # Environment:
-#   HIGHPRESS_URL     target (default http://127.0.0.1:8080) when not --start
+#   HIGHPRESS_URL     target (default http://127.0.0.1:8080) when not --start;
+#                     with --topology split, a gateway's URL
 #   LEVEL_SCALE       request count scale (default 1)
 #   CARGO_TARGET_DIR  cargo target dir (default $HOME/.cache/highpress-target)
 #   HEY_TIMEOUT       per-request timeout in seconds for hey (default 20)
@@ -42,8 +53,10 @@ set -euo pipefail
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 
 SCALE=${LEVEL_SCALE:-1}
+TOPOLOGY=standalone
 START=0
 WITH_REDIS=0
+BUILD=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) SCALE=0.1 ;;
@@ -52,8 +65,14 @@ while [ $# -gt 0 ]; do
             SCALE=$2
             shift
             ;;
+        --topology)
+            [ $# -ge 2 ] || { echo "--topology needs a value (standalone or split)" >&2; exit 2; }
+            TOPOLOGY=$2
+            shift
+            ;;
         --start) START=1 ;;
         --redis) WITH_REDIS=1 ;;
+        --no-build) BUILD=0 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
     esac
@@ -69,9 +88,21 @@ if ! python3 -c 'import sys; s = float(sys.argv[1]); sys.exit(0 if 0 < s <= 10 e
     echo "load_test: the scale must be a number in (0, 10], got '$SCALE'" >&2
     exit 2
 fi
-if [ "$WITH_REDIS" = 1 ] && [ "$START" = 0 ]; then
-    echo "--redis only makes sense with --start" >&2
+if [ "$START" = 0 ] && { [ "$WITH_REDIS" = 1 ] || [ "$BUILD" = 0 ]; }; then
+    echo "--redis and --no-build only make sense with --start" >&2
     exit 2
+fi
+case "$TOPOLOGY" in
+    standalone) TOPOLOGY_LABEL="standalone" ;;
+    split) TOPOLOGY_LABEL="split (gateway + 1 counter over gRPC)" ;;
+    *) echo "--topology must be standalone or split, got '$TOPOLOGY'" >&2; exit 2 ;;
+esac
+if [ "$TOPOLOGY" = split ] && [ "$START" = 1 ] && [ "$WITH_REDIS" = 0 ]; then
+    echo "--start --topology split needs --redis (the counter runs on Redis)" >&2
+    exit 2
+fi
+if [ "$TOPOLOGY" = split ] && [ "$START" = 0 ]; then
+    TOPOLOGY_LABEL="split (gateway at HIGHPRESS_URL)"
 fi
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/highpress-target}
@@ -99,12 +130,16 @@ trap 'exit 130' INT TERM
 cat >"$WORK/helper.py" <<'PY'
 import json, re, socket, sys, time, urllib.request
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    print(port)
+def free_port(n="1"):
+    # n distinct free ports, one a line (all held open until every one is chosen).
+    socks = []
+    for _ in range(int(n)):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    for s in socks:
+        print(s.getsockname()[1])
+        s.close()
 
 def get_value(url):
     # Prints data.current_value of a GET, or exits 1.
@@ -219,26 +254,57 @@ if [ "$START" = 1 ]; then
         HP_ENV+=(HIGHPRESS_STORE__KIND=redis "HIGHPRESS_REDIS__ADDR=127.0.0.1:$REDIS_PORT")
         echo "load_test: private redis-server on 127.0.0.1:$REDIS_PORT"
     fi
-    echo "load_test: building highpress (release)"
-    (cd "$ROOT" && cargo build --release -p highpress --bin highpress) >"$WORK/build.log" 2>&1 || {
-        tail -n 30 "$WORK/build.log" >&2
-        echo "load_test: cargo build failed" >&2
+    if [ "$BUILD" = 1 ]; then
+        echo "load_test: building highpress (release)"
+        (cd "$ROOT" && cargo build --release -p highpress --bin highpress) >"$WORK/build.log" 2>&1 || {
+            tail -n 30 "$WORK/build.log" >&2
+            echo "load_test: cargo build failed" >&2
+            exit 1
+        }
+    fi
+    [ -x "$CARGO_TARGET_DIR/release/highpress" ] || {
+        echo "load_test: no binary at $CARGO_TARGET_DIR/release/highpress (build it, or drop --no-build)" >&2
         exit 1
     }
-    HP_PORT=$(helper free-port)
-    env "${HP_ENV[@]}" HIGHPRESS_SERVER__HOST=127.0.0.1 HIGHPRESS_SERVER__PORT="$HP_PORT" \
-        HIGHPRESS_LOG__LEVEL=warn \
-        "$CARGO_TARGET_DIR/release/highpress" standalone >"$WORK/highpress.log" 2>&1 &
-    HP_PID=$!
-    PIDS+=("$HP_PID")
-    HIGHPRESS_URL="http://127.0.0.1:$HP_PORT"
-    if ! helper wait-http "$HIGHPRESS_URL/health" 30; then
-        echo "load_test: highpress did not answer GET /health with 200 within 30 s" >&2
-        kill -0 "$HP_PID" 2>/dev/null || echo "load_test: highpress exited" >&2
-        tail -n 30 "$WORK/highpress.log" >&2 || true
+    # start_hp NAME MODE [VAR=value ...]: starts highpress MODE in the background,
+    # log in $WORK/NAME.log; sets LAST_PID.
+    start_hp() {
+        local name=$1 mode=$2
+        shift 2
+        env HIGHPRESS_SERVER__HOST=127.0.0.1 HIGHPRESS_LOG__LEVEL=warn "$@" \
+            "$CARGO_TARGET_DIR/release/highpress" "$mode" >"$WORK/$name.log" 2>&1 &
+        LAST_PID=$!
+        PIDS+=("$LAST_PID")
+    }
+    # wait_up NAME PID URL: until URL answers 200 (30 s), else report and exit.
+    wait_up() {
+        local name=$1 pid=$2 url=$3
+        helper wait-http "$url" 30 && return 0
+        echo "load_test: $name did not answer GET $url with 200 within 30 s" >&2
+        kill -0 "$pid" 2>/dev/null || echo "load_test: $name exited" >&2
+        tail -n 30 "$WORK/$name.log" >&2 || true
         exit 1
+    }
+    { read -r HP_PORT; read -r COUNTER_HTTP_PORT; read -r COUNTER_GRPC_PORT; } < <(helper free-port 3)
+    HIGHPRESS_URL="http://127.0.0.1:$HP_PORT"
+    if [ "$TOPOLOGY" = standalone ]; then
+        start_hp highpress standalone "${HP_ENV[@]}" HIGHPRESS_SERVER__PORT="$HP_PORT"
+        HP_PID=$LAST_PID
+        wait_up highpress "$HP_PID" "$HIGHPRESS_URL/health"
+        echo "load_test: highpress standalone on $HIGHPRESS_URL (pid $HP_PID)"
+    else
+        start_hp counter counter "${HP_ENV[@]}" HIGHPRESS_SERVER__PORT="$COUNTER_HTTP_PORT" \
+            HIGHPRESS_GRPC__LISTEN="127.0.0.1:$COUNTER_GRPC_PORT"
+        COUNTER_PID=$LAST_PID
+        wait_up counter "$COUNTER_PID" "http://127.0.0.1:$COUNTER_HTTP_PORT/readyz"
+        echo "load_test: highpress counter on gRPC 127.0.0.1:$COUNTER_GRPC_PORT, probes on :$COUNTER_HTTP_PORT (pid $COUNTER_PID)"
+        start_hp gateway gateway HIGHPRESS_SERVER__PORT="$HP_PORT" \
+            HIGHPRESS_DISCOVERY__ENDPOINTS="127.0.0.1:$COUNTER_GRPC_PORT"
+        GATEWAY_PID=$LAST_PID
+        # /readyz turns 200 once the gateway has seen a healthy counter.
+        wait_up gateway "$GATEWAY_PID" "$HIGHPRESS_URL/readyz"
+        echo "load_test: highpress gateway on $HIGHPRESS_URL (pid $GATEWAY_PID)"
     fi
-    echo "load_test: highpress standalone on $HIGHPRESS_URL (pid $HP_PID)"
 fi
 
 BASE=${HIGHPRESS_URL:-http://127.0.0.1:8080}
@@ -255,7 +321,7 @@ if ! helper get-value "$GET_URL" >/dev/null; then
 fi
 
 LEVELS=("1000 10" "5000 50" "10000 100" "20000 200" "50000 500")
-echo "load_test: target $BASE, counter $RESOURCE/like, scale $SCALE, hey $(command -v hey)"
+echo "load_test: topology $TOPOLOGY, target $BASE, counter $RESOURCE/like, scale $SCALE, hey $(command -v hey)"
 : >"$WORK/rows.jsonl"
 level=0
 for spec in "${LEVELS[@]}"; do
@@ -277,7 +343,7 @@ for spec in "${LEVELS[@]}"; do
 done
 
 echo
-echo "Load test: hey, POST increment, one counter, target $BASE ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+echo "Load test: topology $TOPOLOGY_LABEL, hey, POST increment, one counter, target $BASE ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
 echo
 status=0
 helper report "$WORK/rows.jsonl" || status=$?

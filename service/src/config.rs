@@ -94,6 +94,8 @@ pub struct RedisConfig {
     pub timeout_ms: u64,
     /// Connection establishment timeout.
     pub connect_timeout_ms: u64,
+    /// Use the Redis Cluster client; `addr` lists seed nodes, comma-separated.
+    pub cluster: bool,
 }
 
 impl Default for RedisConfig {
@@ -104,11 +106,29 @@ impl Default for RedisConfig {
             db: 0,
             timeout_ms: 1_000,
             connect_timeout_ms: 500,
+            cluster: false,
         }
     }
 }
 
 impl RedisConfig {
+    /// The Redis Cluster seed URLs: every comma-separated entry of `addr`, with `password`.
+    pub fn cluster_seeds(&self) -> Result<Vec<String>, ConfigError> {
+        self.addr
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|addr| {
+                RedisConfig {
+                    addr: addr.to_string(),
+                    db: 0,
+                    ..self.clone()
+                }
+                .url()
+            })
+            .collect()
+    }
+
     /// The connection URL built from `addr`, `password` and `db`.
     pub fn url(&self) -> Result<String, ConfigError> {
         let addr = self.addr.trim();
@@ -498,7 +518,16 @@ impl Config {
             return Err(invalid("server.max_body_bytes", "must be at least 1"));
         }
         if self.store.kind == StoreKind::Redis {
-            self.redis.url()?;
+            if self.redis.cluster {
+                if self.redis.cluster_seeds()?.is_empty() {
+                    return Err(invalid("redis.addr", "name at least one cluster seed node"));
+                }
+                if self.redis.db != 0 {
+                    return Err(invalid("redis.db", "Redis Cluster has only database 0"));
+                }
+            } else {
+                self.redis.url()?;
+            }
         }
         if !(0..=15_000).contains(&self.redis.db) && !self.redis.addr.contains("://") {
             return Err(invalid("redis.db", "must be a database index ≥ 0"));

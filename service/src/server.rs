@@ -22,6 +22,7 @@ use crate::metrics::METRICS;
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
+use crate::store::redis_cluster::RedisClusterStore;
 
 /// The process mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,14 @@ pub async fn run(mode: Mode, config: Config, shutdown: CancellationToken) -> any
         Mode::Standalone | Mode::Counter => match config.store.kind {
             StoreKind::Memory => {
                 run_engine(mode, Arc::new(MemoryStore::new()), &config, shutdown).await
+            }
+            StoreKind::Redis if config.redis.cluster => {
+                let store = RedisClusterStore::new(
+                    &config.redis.cluster_seeds()?,
+                    config.redis_timeout(),
+                    Duration::from_millis(config.redis.connect_timeout_ms),
+                )?;
+                run_engine(mode, Arc::new(store), &config, shutdown).await
             }
             StoreKind::Redis => {
                 let store = RedisStore::connect_lazy(

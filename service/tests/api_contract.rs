@@ -6,8 +6,9 @@ mod support;
 use serde_json::{Value, json};
 use support::{Backing, Highpress, Topology, assert_error, get_json, post_json, post_raw};
 
-/// Runs one contract case in every topology, as three tests: `memory` and `redis` (standalone
-/// on each store) and `split` (a gateway in front of two counters on Redis).
+/// Runs one contract case in every topology, as four tests: `memory` and `redis` (standalone on
+/// each store), `split` (a gateway in front of two counters on Redis) and `cluster` (standalone
+/// on a three-master Redis Cluster).
 macro_rules! on_every_topology {
     ($name:ident, $env:expr, $body:expr) => {
         mod $name {
@@ -23,6 +24,10 @@ macro_rules! on_every_topology {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn split() {
                 ($body)(Highpress::start(Topology::Split, $env).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cluster() {
+                ($body)(Highpress::start(Topology::StandaloneCluster, $env).await).await;
             }
         }
     };

@@ -4,8 +4,8 @@
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
@@ -37,24 +37,34 @@ impl<B: CounterBackend> FromRequest<AppState<B>> for JsonBody {
                 format!("the request body is larger than {limit} bytes"),
             )
         };
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
+        // Read up to the limit. An oversized body is drained (up to DRAIN_LIMIT) before the 413
+        // is sent, so the client reads the answer instead of a connection reset.
+        let mut body = req.into_body();
+        let mut buf = BytesMut::new();
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|_| ApiError::invalid("body", "the request body could not be read"))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            seen += data.len();
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+            if seen <= limit {
+                buf.extend_from_slice(&data);
+            }
+        }
+        if seen > limit {
             return Err(too_large());
         }
-        match Limited::new(req.into_body(), limit).collect().await {
-            Ok(collected) => Ok(Self(collected.to_bytes())),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-            Err(_) => Err(ApiError::invalid(
-                "body",
-                "the request body could not be read",
-            )),
-        }
+        Ok(Self(buf.freeze()))
     }
 }
+
+/// The most bytes of an oversized body read (and discarded) before answering 413.
+const DRAIN_LIMIT: usize = 1 << 20;
 
 fn is_json_media_type(value: &str) -> bool {
     let essence = value.split(';').next().unwrap_or("").trim();

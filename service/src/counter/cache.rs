@@ -91,6 +91,18 @@ impl ReadCache {
         shard.insert(key.clone(), Slot::Ready { value, expires_at });
     }
 
+    /// Drops the entry of a key whose stored value is no longer known (a failed flush may or
+    /// may not have been applied).
+    pub fn invalidate(&self, key: &CounterKey) {
+        if !self.enabled() {
+            return;
+        }
+        self.shard(key)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+
     /// Offers a value read from the store for a batch miss; kept only if no flush recorded a
     /// value for the key meanwhile (a flush's value is never older than a read's).
     pub fn fill(&self, key: &CounterKey, value: i64) {

@@ -125,7 +125,13 @@ impl<S: Store> Flusher<S> {
         }
         let mut lb_sums: Vec<(usize, i64)> = Vec::with_capacity(keys);
         match self.write(&fast).await {
-            Err(e) => self.fail_all(&e, &mut replies),
+            Err(e) => {
+                // The pipeline may have been applied before the failure: forget cached values.
+                for &(key, _) in &fast.increments {
+                    self.effects.cache.invalidate(key);
+                }
+                self.fail_all(&e, &mut replies);
+            }
             Ok(outcomes) => {
                 for (&g, outcome) in fast_groups.iter().zip(outcomes) {
                     let group = &self.plan.groups[g];
@@ -143,6 +149,14 @@ impl<S: Store> Flusher<S> {
                             lb_sums.push((group.head as usize, group.sum as i64));
                         }
                         IncrOutcome::Overflow => retry_groups.push(g),
+                        IncrOutcome::Unavailable => {
+                            self.effects
+                                .cache
+                                .invalidate(&batch[group.head as usize].key);
+                            for i in self.plan.members(g) {
+                                replies[i] = Some(Err(CounterError::Unavailable));
+                            }
+                        }
                         IncrOutcome::Failed(msg) => {
                             tracing::error!(key = ?batch[group.head as usize].key, error = %msg, "store rejected an increment");
                             METRICS.store_errors.with_label_values(&["rejected"]).inc();
@@ -168,6 +182,9 @@ impl<S: Store> Flusher<S> {
             }
             match self.write(&slow).await {
                 Err(e) => {
+                    for &(key, _) in &slow.increments {
+                        self.effects.cache.invalidate(key);
+                    }
                     let mut sub: Vec<Option<Result<i64, CounterError>>> =
                         vec![None; slow_items.len()];
                     self.fail_all(&e, &mut sub);
@@ -184,6 +201,10 @@ impl<S: Store> Flusher<S> {
                                 Ok(v)
                             }
                             IncrOutcome::Overflow => Err(CounterError::Overflow),
+                            IncrOutcome::Unavailable => {
+                                self.effects.cache.invalidate(&batch[i].key);
+                                Err(CounterError::Unavailable)
+                            }
                             IncrOutcome::Failed(_) => Err(CounterError::Internal),
                         });
                     }

@@ -1,5 +1,6 @@
 //! Storage: the one [`Store`] trait the counter engine writes through, its key encoding, and the
-//! two implementations, [`memory::MemoryStore`] (embedded) and [`redis::RedisStore`].
+//! implementations: [`memory::MemoryStore`] (embedded), [`redis::RedisStore`] and
+//! [`redis_cluster::RedisClusterStore`].
 //!
 //! A store applies a whole flush in one round trip and reports an outcome per increment, so
 //! that one overflowing key never fails its neighbours.
@@ -7,6 +8,7 @@
 pub mod keys;
 pub mod memory;
 pub mod redis;
+pub mod redis_cluster;
 
 use std::future::Future;
 
@@ -32,6 +34,9 @@ pub enum IncrOutcome {
     Overflow,
     /// Not applied for another reason specific to this key.
     Failed(String),
+    /// The part of the store holding this key could not be reached (a Redis Cluster node);
+    /// it may or may not have been applied.
+    Unavailable,
 }
 
 /// Everything one flush writes, sent to the store as a single round trip.

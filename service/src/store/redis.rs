@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisError, RedisResult, Value};
+use redis::{Cmd, RedisError, RedisResult, Value};
 
 use super::{
     CounterKey, IncrOutcome, LeaderboardBucket, LeaderboardDelta, Period, RankedEntry, Store,
@@ -61,7 +61,8 @@ impl RedisStore {
     }
 }
 
-fn classify(e: RedisError) -> StoreError {
+/// Sorts a Redis error into retryable (`Unavailable`) or not.
+pub(crate) fn classify(e: RedisError) -> StoreError {
     if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
         StoreError::Unavailable(e.to_string())
     } else {
@@ -80,6 +81,40 @@ fn incr_outcome(result: RedisResult<i64>) -> IncrOutcome {
         Err(e) if e.to_string().contains("would overflow") => IncrOutcome::Overflow,
         Err(e) => IncrOutcome::Failed(e.to_string()),
     }
+}
+
+/// The commands one leaderboard flush sends, each with the key it writes: a `ZINCRBY` per delta
+/// and period, then one `EXPIRE` per expiring bucket touched.
+pub(crate) fn leaderboard_commands(deltas: &[LeaderboardDelta]) -> Vec<(String, Cmd)> {
+    // Each (counter type, hour) names the same four sorted sets; build their keys once.
+    let mut buckets: HashMap<(&str, i64), [LeaderboardBucket; 4]> = HashMap::new();
+    let mut commands = Vec::with_capacity(deltas.len() * 4 + 8);
+    for d in deltas {
+        let counter_type = d.key.counter_type();
+        let set = buckets.entry((counter_type, d.hour)).or_insert_with(|| {
+            Period::ALL.map(|p| LeaderboardBucket::containing(counter_type, p, d.hour))
+        });
+        for bucket in set.iter() {
+            let mut cmd = redis::cmd("ZINCRBY");
+            cmd.arg(bucket.as_str())
+                .arg(d.delta)
+                .arg(d.key.resource_id());
+            commands.push((bucket.as_str().to_string(), cmd));
+        }
+    }
+    let mut expiring: HashSet<&str> = HashSet::new();
+    for set in buckets.values() {
+        for bucket in set.iter() {
+            if let Some(retention) = bucket.period.retention()
+                && expiring.insert(bucket.as_str())
+            {
+                let mut cmd = redis::cmd("EXPIRE");
+                cmd.arg(bucket.as_str()).arg(retention.as_secs());
+                commands.push((bucket.as_str().to_string(), cmd));
+            }
+        }
+    }
+    commands
 }
 
 impl Store for RedisStore {
@@ -121,34 +156,9 @@ impl Store for RedisStore {
         if deltas.is_empty() {
             return Ok(());
         }
-        // Each (counter type, hour) names the same four sorted sets; build their keys once.
-        let mut buckets: HashMap<(&str, i64), [LeaderboardBucket; 4]> = HashMap::new();
-        let mut expiring: HashSet<&str> = HashSet::new();
         let mut pipe = redis::pipe();
-        for d in deltas {
-            let counter_type = d.key.counter_type();
-            let set = buckets.entry((counter_type, d.hour)).or_insert_with(|| {
-                Period::ALL.map(|p| LeaderboardBucket::containing(counter_type, p, d.hour))
-            });
-            for bucket in set.iter() {
-                pipe.cmd("ZINCRBY")
-                    .arg(bucket.as_str())
-                    .arg(d.delta)
-                    .arg(d.key.resource_id())
-                    .ignore();
-            }
-        }
-        for set in buckets.values() {
-            for bucket in set.iter() {
-                if let Some(retention) = bucket.period.retention()
-                    && expiring.insert(bucket.as_str())
-                {
-                    pipe.cmd("EXPIRE")
-                        .arg(bucket.as_str())
-                        .arg(retention.as_secs())
-                        .ignore();
-                }
-            }
+        for (_, cmd) in leaderboard_commands(deltas) {
+            pipe.add_command(cmd).ignore();
         }
         let mut con = self.background.clone();
         self.run(pipe.query_async::<()>(&mut con)).await

@@ -35,14 +35,21 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// A Redis Cluster node: started with cluster mode on, queried with redirects followed.
+    cluster: bool,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_node(false)
+    }
+
+    fn start_node(cluster: bool) -> Self {
         let mut server = Self {
             port: free_port(),
             dir: scratch_dir("redis"),
             child: None,
+            cluster,
         };
         server.spawn();
         server
@@ -59,6 +66,18 @@ impl RedisServer {
                 "",
             ])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args(if self.cluster {
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                ][..]
+            } else {
+                &[][..]
+            })
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -98,6 +117,7 @@ impl RedisServer {
     fn try_cmd(&self, args: &[&str]) -> Option<String> {
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string(), "--raw"])
+            .args(if self.cluster { &["-c"][..] } else { &[][..] })
             .args(args)
             .stderr(Stdio::null())
             .output()
@@ -130,6 +150,62 @@ impl Drop for RedisServer {
     }
 }
 
+/// A three-master Redis Cluster on loopback, no replicas, append-only with fsync always.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_node(true)).collect();
+        let addrs: Vec<String> = nodes.iter().map(RedisServer::addr).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = Self { nodes };
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// Waits (bounded) until every node reports `cluster_state:ok`, all slots served and all
+    /// three nodes known.
+    pub fn wait_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.nodes.iter().all(|n| {
+            n.try_cmd(&["CLUSTER", "INFO"]).is_some_and(|i| {
+                i.contains("cluster_state:ok")
+                    && i.contains("cluster_slots_ok:16384")
+                    && i.contains("cluster_known_nodes:3")
+            })
+        }) {
+            assert!(Instant::now() < deadline, "the cluster did not become ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The seed list for `redis.addr`.
+    pub fn seeds(&self) -> String {
+        self.nodes
+            .iter()
+            .map(RedisServer::addr)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The integer at `key`, wherever it lives.
+    pub fn get_i64(&self, key: &str) -> i64 {
+        self.nodes[0].get_i64(key)
+    }
+}
+
 /// Which store a standalone process runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backing {
@@ -146,6 +222,8 @@ pub enum Topology {
     StandaloneRedis,
     /// `highpress gateway` in front of two `highpress counter` processes on one Redis.
     Split,
+    /// `highpress standalone` on a three-master Redis Cluster.
+    StandaloneCluster,
 }
 
 /// A running `highpress` deployment: the process serving REST, plus counters when split.
@@ -156,6 +234,7 @@ pub struct Highpress {
     child: Option<Child>,
     pub counters: Vec<CounterProcess>,
     pub redis: Option<RedisServer>,
+    pub cluster: Option<RedisCluster>,
 }
 
 /// A `highpress counter` process.
@@ -299,7 +378,9 @@ impl Highpress {
     /// Starts `topology`; `env` applies to every highpress process.
     pub async fn start(topology: Topology, env: &[(&str, &str)]) -> Self {
         let env = owned(env);
-        let redis = (topology != Topology::StandaloneMemory).then(RedisServer::start);
+        let redis = matches!(topology, Topology::StandaloneRedis | Topology::Split)
+            .then(RedisServer::start);
+        let cluster = (topology == Topology::StandaloneCluster).then(RedisCluster::start);
         let port = free_port();
         let (child, counters) = match topology {
             Topology::StandaloneMemory => (spawn_process("standalone", port, &env), Vec::new()),
@@ -308,6 +389,16 @@ impl Highpress {
                 let mut all = vec![
                     ("HIGHPRESS_STORE__KIND".to_string(), "redis".to_string()),
                     ("HIGHPRESS_REDIS__ADDR".to_string(), r.addr()),
+                ];
+                all.extend(env.iter().cloned());
+                (spawn_process("standalone", port, &all), Vec::new())
+            }
+            Topology::StandaloneCluster => {
+                let c = cluster.as_ref().expect("cluster");
+                let mut all = vec![
+                    ("HIGHPRESS_STORE__KIND".to_string(), "redis".to_string()),
+                    ("HIGHPRESS_REDIS__CLUSTER".to_string(), "true".to_string()),
+                    ("HIGHPRESS_REDIS__ADDR".to_string(), c.seeds()),
                 ];
                 all.extend(env.iter().cloned());
                 (spawn_process("standalone", port, &all), Vec::new())
@@ -337,6 +428,7 @@ impl Highpress {
             child: Some(child),
             counters,
             redis,
+            cluster,
         };
         wait_for(&hp.url("/readyz")).await;
         hp

@@ -1,0 +1,503 @@
+//! The Redis Cluster store, for installs that outgrow one Redis. highpress keeps its own slot
+//! table (`CLUSTER SLOTS`) and one auto-reconnecting connection per master, and sends each
+//! flush as one pipeline per master that owns some of its keys: a flush costs one round trip
+//! per node involved, not per key. Reads are pipelined `GET`s per master the same way.
+//!
+//! Redirects are handled per command, never per pipeline: a command answered `MOVED` or `ASK`
+//! was not executed, so it alone is resent to the node named in the redirect, and the slot
+//! table is reloaded. A pipeline that failed as a whole is never resent (it may have been
+//! applied); its increments are reported unavailable, not acknowledged.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use futures::future::join_all;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, Value};
+
+use super::redis::{classify, leaderboard_commands};
+use super::{
+    CounterKey, IncrOutcome, LeaderboardBucket, LeaderboardDelta, RankedEntry, Store, StoreError,
+    WriteBatch,
+};
+
+const SLOTS: usize = 16_384;
+
+/// The cluster slot of `key` (CRC16/XMODEM of the key or its `{hash tag}`, modulo 16384).
+pub fn key_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let hashed = match bytes.iter().position(|&b| b == b'{') {
+        Some(open) => match bytes[open + 1..].iter().position(|&b| b == b'}') {
+            Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
+            _ => bytes,
+        },
+        None => bytes,
+    };
+    let mut crc: u16 = 0;
+    for &b in hashed {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % SLOTS as u16
+}
+
+/// Error codes a node answers while the cluster is degraded or changing; the command was not
+/// executed and may succeed later.
+fn is_retryable(code: &str) -> bool {
+    matches!(
+        code,
+        "CLUSTERDOWN" | "TRYAGAIN" | "LOADING" | "MASTERDOWN" | "BUSY"
+    )
+}
+
+/// Which master owns each slot, as last read with `CLUSTER SLOTS`.
+#[derive(Default)]
+struct SlotTable {
+    /// `owner[slot]` is the master's `host:port`; empty until loaded.
+    owner: Vec<Option<std::sync::Arc<str>>>,
+}
+
+pub struct RedisClusterStore {
+    /// `redis://` or `rediss://`, with the password, for connections to discovered nodes.
+    scheme: String,
+    auth: String,
+    seeds: Vec<String>,
+    slots: RwLock<SlotTable>,
+    nodes: RwLock<HashMap<String, ConnectionManager>>,
+    config: ConnectionManagerConfig,
+    timeout: Duration,
+}
+
+/// One command of a grouped round trip, with the slot that decides its node.
+struct Routed {
+    slot: u16,
+    cmd: Cmd,
+}
+
+impl RedisClusterStore {
+    /// Prepares the store from seed URLs without connecting: highpress starts while the cluster
+    /// is down and connects on first use.
+    pub fn new(
+        seeds: &[String],
+        timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let first = seeds
+            .first()
+            .ok_or_else(|| StoreError::Internal("no Redis Cluster seed".into()))?;
+        let (scheme, rest) = first
+            .split_once("://")
+            .ok_or_else(|| StoreError::Internal(format!("seed {first:?} is not a URL")))?;
+        let authority = rest.split('/').next().unwrap_or("");
+        let auth = authority
+            .rsplit_once('@')
+            .map(|(a, _)| format!("{a}@"))
+            .unwrap_or_default();
+        let seeds = seeds
+            .iter()
+            .map(|s| {
+                let rest = s.split_once("://").map_or(s.as_str(), |(_, r)| r);
+                let authority = rest.split('/').next().unwrap_or("");
+                authority
+                    .rsplit_once('@')
+                    .map_or(authority, |(_, hp)| hp)
+                    .to_string()
+            })
+            .collect();
+        Ok(Self {
+            scheme: scheme.to_string(),
+            auth,
+            seeds,
+            slots: RwLock::new(SlotTable::default()),
+            nodes: RwLock::new(HashMap::new()),
+            config: ConnectionManagerConfig::new()
+                .set_response_timeout(Some(timeout))
+                .set_connection_timeout(Some(connect_timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(200)),
+            timeout,
+        })
+    }
+
+    /// The connection to node `addr` (`host:port`), created on first use.
+    fn node(&self, addr: &str) -> Result<ConnectionManager, StoreError> {
+        if let Some(c) = self
+            .nodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(addr)
+        {
+            return Ok(c.clone());
+        }
+        let url = format!("{}://{}{addr}/0", self.scheme, self.auth);
+        let client = redis::Client::open(url).map_err(classify)?;
+        let connection = ConnectionManager::new_lazy_with_config(client, self.config.clone())
+            .map_err(classify)?;
+        let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+        Ok(nodes.entry(addr.to_string()).or_insert(connection).clone())
+    }
+
+    async fn run<T>(
+        &self,
+        fut: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => r.map_err(classify),
+            Err(_) => Err(StoreError::Unavailable(
+                "redis cluster node did not answer in time".into(),
+            )),
+        }
+    }
+
+    /// Sends `cmd` to node `addr`.
+    async fn query_node(&self, addr: &str, cmd: &Cmd) -> Result<Value, StoreError> {
+        let mut con = self.node(addr)?;
+        self.run(cmd.query_async::<Value>(&mut con)).await
+    }
+
+    /// Reloads the slot table from the first node that answers (known masters, then seeds).
+    async fn reload_slots(&self) -> Result<(), StoreError> {
+        let mut candidates: Vec<String> = self
+            .nodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        candidates.extend(self.seeds.iter().cloned());
+        let mut last = StoreError::Unavailable("no Redis Cluster node answered".into());
+        for addr in candidates {
+            let mut cmd = redis::cmd("CLUSTER");
+            cmd.arg("SLOTS");
+            match self.query_node(&addr, &cmd).await {
+                Ok(reply) => {
+                    let table = parse_slots(reply)?;
+                    *self.slots.write().unwrap_or_else(|e| e.into_inner()) = table;
+                    return Ok(());
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn owner(&self, slot: u16) -> Option<std::sync::Arc<str>> {
+        self.slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .owner
+            .get(slot as usize)
+            .cloned()
+            .flatten()
+    }
+
+    /// Sends `commands` as one pipeline per owning master, concurrently, and returns one reply
+    /// per command, in order.
+    async fn run_grouped(&self, commands: &[Routed]) -> Vec<Result<Value, StoreError>> {
+        if self
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .owner
+            .is_empty()
+            && let Err(e) = self.reload_slots().await
+        {
+            return commands.iter().map(|_| Err(e.clone())).collect();
+        }
+        let mut replies: Vec<Option<Result<Value, StoreError>>> =
+            (0..commands.len()).map(|_| None).collect();
+        let mut groups: HashMap<std::sync::Arc<str>, Vec<usize>> = HashMap::new();
+        for (i, c) in commands.iter().enumerate() {
+            match self.owner(c.slot) {
+                Some(node) => groups.entry(node).or_default().push(i),
+                None => {
+                    replies[i] = Some(Err(StoreError::Unavailable(format!(
+                        "slot {} has no master",
+                        c.slot
+                    ))))
+                }
+            }
+        }
+        let groups: Vec<(std::sync::Arc<str>, Vec<usize>)> = groups.into_iter().collect();
+        let sends = groups.iter().map(|(node, members)| {
+            let mut pipe = redis::pipe();
+            // Per-command replies, errors included: a redirect for one key must not hide
+            // whether the others were applied.
+            pipe.ignore_errors();
+            for &i in members {
+                pipe.add_command(commands[i].cmd.clone());
+            }
+            async move {
+                let mut con = self.node(node)?;
+                self.run(pipe.query_async::<Vec<Value>>(&mut con)).await
+            }
+        });
+        let mut redirects: Vec<(usize, String)> = Vec::new();
+        for ((_, members), answer) in groups.iter().zip(join_all(sends).await) {
+            match answer {
+                Ok(values) if values.len() == members.len() => {
+                    for (&i, v) in members.iter().zip(values) {
+                        match &v {
+                            Value::ServerError(e) if matches!(e.code(), "MOVED" | "ASK") => {
+                                redirects.push((
+                                    i,
+                                    format!("{} {}", e.code(), e.details().unwrap_or("")),
+                                ));
+                            }
+                            _ => replies[i] = Some(Ok(v)),
+                        }
+                    }
+                }
+                Ok(_) => {
+                    for &i in members {
+                        replies[i] = Some(Err(StoreError::Internal(
+                            "pipeline reply count mismatch".into(),
+                        )));
+                    }
+                }
+                // A pipeline that failed as a whole may have been applied: never resend it.
+                Err(e) => {
+                    for &i in members {
+                        replies[i] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        if !redirects.is_empty() {
+            let resends = redirects
+                .iter()
+                .map(|(i, redirect)| self.follow(&commands[*i].cmd, redirect));
+            let answers = join_all(resends).await;
+            for ((i, _), answer) in redirects.iter().zip(answers) {
+                replies[*i] = Some(answer);
+            }
+            if let Err(e) = self.reload_slots().await {
+                tracing::warn!(error = %e, "reloading the cluster slot table failed");
+            }
+        }
+        replies
+            .into_iter()
+            .map(|r| r.expect("every command has a reply"))
+            .collect()
+    }
+
+    /// Resends one redirected (and so unexecuted) command to the node the redirect names.
+    async fn follow(&self, cmd: &Cmd, redirect: &str) -> Result<Value, StoreError> {
+        // "MOVED 3999 127.0.0.1:6381" or "ASK 3999 127.0.0.1:6381"
+        let mut parts = redirect.split_whitespace();
+        let (Some(kind), Some(_slot), Some(addr)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(StoreError::Internal(format!(
+                "unparsable redirect {redirect:?}"
+            )));
+        };
+        if kind == "ASK" {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors()
+                .cmd("ASKING")
+                .ignore()
+                .add_command(cmd.clone());
+            let mut con = self.node(addr)?;
+            let mut values: Vec<Value> = self.run(pipe.query_async(&mut con)).await?;
+            return values
+                .pop()
+                .ok_or_else(|| StoreError::Internal("empty ASK reply".into()));
+        }
+        self.query_node(addr, cmd).await
+    }
+}
+
+fn parse_slots(reply: Value) -> Result<SlotTable, StoreError> {
+    let Value::Array(ranges) = reply else {
+        return Err(StoreError::Internal(
+            "unexpected CLUSTER SLOTS reply".into(),
+        ));
+    };
+    let mut owner: Vec<Option<std::sync::Arc<str>>> = vec![None; SLOTS];
+    for range in ranges {
+        let Value::Array(parts) = range else { continue };
+        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(master))) =
+            (parts.first(), parts.get(1), parts.get(2))
+        else {
+            continue;
+        };
+        let host = match master.first() {
+            Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            Some(Value::SimpleString(s)) => s.clone(),
+            _ => continue,
+        };
+        let Some(Value::Int(port)) = master.get(1) else {
+            continue;
+        };
+        let node: std::sync::Arc<str> = format!("{host}:{port}").into();
+        for slot in (*start).max(0)..=(*end).min(SLOTS as i64 - 1) {
+            owner[slot as usize] = Some(node.clone());
+        }
+    }
+    Ok(SlotTable { owner })
+}
+
+fn incr_outcome(reply: Result<Value, StoreError>) -> IncrOutcome {
+    match reply {
+        Ok(Value::Int(v)) => IncrOutcome::Applied(v),
+        Ok(Value::ServerError(e)) if e.details().is_some_and(|d| d.contains("would overflow")) => {
+            IncrOutcome::Overflow
+        }
+        Ok(Value::ServerError(e)) if is_retryable(e.code()) => IncrOutcome::Unavailable,
+        Ok(other) => IncrOutcome::Failed(format!("unexpected reply {other:?}")),
+        Err(StoreError::Unavailable(_)) => IncrOutcome::Unavailable,
+        Err(StoreError::Internal(e)) => IncrOutcome::Failed(e),
+    }
+}
+
+impl Store for RedisClusterStore {
+    async fn write<'a>(
+        &'a self,
+        batch: &'a WriteBatch<'a>,
+    ) -> Result<Vec<IncrOutcome>, StoreError> {
+        let commands: Vec<Routed> = batch
+            .increments
+            .iter()
+            .map(|&(key, delta)| {
+                let mut cmd = redis::cmd("INCRBY");
+                cmd.arg(key.as_str()).arg(delta);
+                Routed {
+                    slot: key_slot(key.as_str()),
+                    cmd,
+                }
+            })
+            .collect();
+        Ok(self
+            .run_grouped(&commands)
+            .await
+            .into_iter()
+            .map(incr_outcome)
+            .collect())
+    }
+
+    async fn get_many<'a>(&'a self, keys: &'a [&'a CounterKey]) -> Result<Vec<i64>, StoreError> {
+        let commands: Vec<Routed> = keys
+            .iter()
+            .map(|k| {
+                let mut cmd = redis::cmd("GET");
+                cmd.arg(k.as_str());
+                Routed {
+                    slot: key_slot(k.as_str()),
+                    cmd,
+                }
+            })
+            .collect();
+        self.run_grouped(&commands)
+            .await
+            .into_iter()
+            .map(|reply| match reply? {
+                Value::Nil => Ok(0),
+                Value::BulkString(b) => std::str::from_utf8(&b)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| {
+                        StoreError::Internal("a counter key holds a non-integer".into())
+                    }),
+                Value::ServerError(e) if is_retryable(e.code()) => {
+                    Err(StoreError::Unavailable(format!("{e:?}")))
+                }
+                other => Err(StoreError::Internal(format!(
+                    "unexpected GET reply {other:?}"
+                ))),
+            })
+            .collect()
+    }
+
+    async fn add_to_leaderboards<'a>(
+        &'a self,
+        deltas: &'a [LeaderboardDelta],
+    ) -> Result<(), StoreError> {
+        let commands: Vec<Routed> = leaderboard_commands(deltas)
+            .into_iter()
+            .map(|(key, cmd)| Routed {
+                slot: key_slot(&key),
+                cmd,
+            })
+            .collect();
+        for reply in self.run_grouped(&commands).await {
+            match reply? {
+                Value::ServerError(e) if is_retryable(e.code()) => {
+                    return Err(StoreError::Unavailable(format!("{e:?}")));
+                }
+                Value::ServerError(e) => return Err(StoreError::Internal(format!("{e:?}"))),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn leaderboard_top<'a>(
+        &'a self,
+        bucket: &'a LeaderboardBucket,
+        limit: usize,
+    ) -> Result<Vec<RankedEntry>, StoreError> {
+        let mut cmd = redis::cmd("ZREVRANGE");
+        cmd.arg(bucket.as_str())
+            .arg(0)
+            .arg(limit as i64 - 1)
+            .arg("WITHSCORES");
+        let reply = self
+            .run_grouped(&[Routed {
+                slot: key_slot(bucket.as_str()),
+                cmd,
+            }])
+            .await
+            .pop()
+            .expect("one reply")?;
+        let pairs: Vec<(String, f64)> =
+            redis::from_redis_value(reply).map_err(|e| StoreError::Internal(e.to_string()))?;
+        Ok(pairs
+            .into_iter()
+            .map(|(resource_id, score)| RankedEntry {
+                resource_id,
+                count: score.round() as i64,
+            })
+            .collect())
+    }
+
+    /// Healthy while the cluster reports `cluster_state:ok`; each ping also refreshes the slot
+    /// table, so topology changes are picked up within a second.
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.reload_slots().await?;
+        let addr = self
+            .owner(0)
+            .ok_or_else(|| StoreError::Unavailable("slot 0 has no master".into()))?;
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("INFO");
+        let info: String = redis::from_redis_value(self.query_node(&addr, &cmd).await?)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        if info.lines().any(|l| l.trim() == "cluster_state:ok") {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(
+                "redis cluster state is not ok".into(),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_redis() {
+        // Values from `CLUSTER KEYSLOT`.
+        assert_eq!(key_slot("foo"), 12182);
+        assert_eq!(key_slot("bar"), 5061);
+        assert_eq!(key_slot("hello"), 866);
+        assert_eq!(key_slot("{user1000}.following"), key_slot("user1000"));
+    }
+}
