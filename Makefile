@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/highpress-target
 CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/release/highpress
 
-.PHONY: run test deps lint fmt unit build-release bench load-test clean
+.PHONY: run test deps lint fmt unit build-release bench load-test load-test-split clean
 
 run: ## Run highpress standalone on the embedded memory store at :8080
 	$(CARGO) run --release -p highpress --bin highpress -- standalone
@@ -31,11 +31,14 @@ fmt:
 build-release:
 	$(CARGO) build --release -p highpress --bin highpress --examples
 
-bench: deps build-release ## Side-by-side peer benchmark (PERFORMANCE.md); writes target/bench/bench.json
+bench: deps build-release ## Side-by-side peer benchmark, standalone and split (PERFORMANCE.md); writes target/bench/bench.json
 	bash scripts/bench.sh
 
 load-test: deps build-release ## The original's five hey levels against a fresh standalone on Redis
 	bash scripts/load_test.sh --start --redis
+
+load-test-split: deps build-release ## The same against a gateway in front of one counter
+	bash scripts/load_test.sh --start --redis --topology split
 
 clean:
 	$(CARGO) clean
