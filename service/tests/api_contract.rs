@@ -450,18 +450,7 @@ on_every_topology!(
         // Exactly one flush happened, on whichever process runs the engine.
         let mut flushes = 0;
         for url in hp.engine_metrics_urls() {
-            let text = support::client()
-                .get(url)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            flushes += text
-                .lines()
-                .find_map(|l| l.strip_prefix("highpress_coalescer_batch_size_count "))
-                .map_or(0, |n| n.parse::<u64>().unwrap());
+            flushes += support::metric(&url, "highpress_coalescer_batch_size_count").await;
         }
         assert_eq!(flushes, 1);
 

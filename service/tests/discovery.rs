@@ -34,17 +34,11 @@ impl Resolver for ScriptedResolver {
 }
 
 async fn acknowledged(counter: &CounterProcess) -> u64 {
-    let text = support::client()
-        .get(counter.metrics_url())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("highpress_increments_acknowledged_total "))
-        .map_or(0, |v| v.parse().unwrap())
+    support::metric(
+        &counter.metrics_url(),
+        "highpress_increments_acknowledged_total",
+    )
+    .await
 }
 
 async fn wait_until<F: AsyncFn() -> bool>(what: &str, condition: F) {

@@ -133,20 +133,6 @@ fn assert_consistent(hp: &mut Highpress, tallies: &[KeyTally]) {
     }
 }
 
-async fn acknowledged_on(url: &str) -> u64 {
-    let text = support::client()
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("highpress_increments_acknowledged_total "))
-        .map_or(0, |v| v.parse().unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_counter_fails_over_and_its_keys_return_after_restart() {
     let mut hp = Highpress::start(Topology::Split, &[]).await;
@@ -176,7 +162,7 @@ async fn a_killed_counter_fails_over_and_its_keys_return_after_restart() {
     // Its keys come back to it: it acknowledges increments again.
     let metrics = hp.counters[0].metrics_url();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while acknowledged_on(&metrics).await < 50 {
+    while support::metric(&metrics, "highpress_increments_acknowledged_total").await < 50 {
         assert!(
             Instant::now() < deadline,
             "the restarted counter got no traffic back"

@@ -83,6 +83,17 @@ fn incr_outcome(result: RedisResult<i64>) -> IncrOutcome {
     }
 }
 
+/// `ZREVRANGE … WITHSCORES` pairs as ranked entries (scores are whole numbers below 2^53).
+pub(crate) fn ranked_entries(pairs: Vec<(String, f64)>) -> Vec<RankedEntry> {
+    pairs
+        .into_iter()
+        .map(|(resource_id, score)| RankedEntry {
+            resource_id,
+            count: score.round() as i64,
+        })
+        .collect()
+}
+
 /// The commands one leaderboard flush sends, each with the key it writes: a `ZINCRBY` per delta
 /// and period, then one `EXPIRE` per expiring bucket touched.
 pub(crate) fn leaderboard_commands(deltas: &[LeaderboardDelta]) -> Vec<(String, Cmd)> {
@@ -176,13 +187,7 @@ impl Store for RedisStore {
             .arg("WITHSCORES");
         let mut con = self.background.clone();
         let pairs: Vec<(String, f64)> = self.run(cmd.query_async(&mut con)).await?;
-        Ok(pairs
-            .into_iter()
-            .map(|(resource_id, score)| RankedEntry {
-                resource_id,
-                count: score.round() as i64,
-            })
-            .collect())
+        Ok(ranked_entries(pairs))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

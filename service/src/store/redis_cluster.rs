@@ -16,7 +16,7 @@ use futures::future::join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Value};
 
-use super::redis::{classify, leaderboard_commands};
+use super::redis::{classify, leaderboard_commands, ranked_entries};
 use super::{
     CounterKey, IncrOutcome, LeaderboardBucket, LeaderboardDelta, RankedEntry, Store, StoreError,
     WriteBatch,
@@ -458,13 +458,7 @@ impl Store for RedisClusterStore {
             .expect("one reply")?;
         let pairs: Vec<(String, f64)> =
             redis::from_redis_value(reply).map_err(|e| StoreError::Internal(e.to_string()))?;
-        Ok(pairs
-            .into_iter()
-            .map(|(resource_id, score)| RankedEntry {
-                resource_id,
-                count: score.round() as i64,
-            })
-            .collect())
+        Ok(ranked_entries(pairs))
     }
 
     /// Healthy while the cluster reports `cluster_state:ok`; each ping also refreshes the slot

@@ -551,6 +551,22 @@ async fn read(r: reqwest::Response) -> (u16, Value) {
     (status, value)
 }
 
+/// The value of an unlabelled metric (`name value` line) at a `/metrics` URL, 0 if absent.
+pub async fn metric(url: &str, name: &str) -> u64 {
+    let text = client()
+        .get(url)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |v| v.parse::<f64>().expect("a number") as u64)
+}
+
 /// Asserts the error envelope: status, code and (optionally) the field named.
 pub fn assert_error(got: &(u16, Value), status: u16, code: &str, field: Option<&str>) {
     let (s, body) = got;
