@@ -192,7 +192,7 @@ async fn serve_http(
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (server.host, server.port)"))?;
-    tracing::info!(%addr, store = ?config.store.kind, "serving HTTP");
+    tracing::info!(%addr, "serving HTTP");
     let signal = shutdown.clone();
     let server =
         axum::serve(listener, app).with_graceful_shutdown(async move { signal.cancelled().await });

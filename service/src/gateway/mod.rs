@@ -169,7 +169,6 @@ impl GatewayBackend {
         F: Fn(CounterServiceClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let mut last = CounterError::Unavailable;
         for endpoint in self.route(key).into_iter().take(2) {
             if !endpoint.breaker.allow() {
                 continue;
@@ -183,13 +182,10 @@ impl GatewayBackend {
                     endpoint.breaker.record_success();
                     return Err(counter_error_from_code(status.code()));
                 }
-                Ok(Err(_)) | Err(_) => {
-                    endpoint.breaker.record_failure();
-                    last = CounterError::Unavailable;
-                }
+                Ok(Err(_)) | Err(_) => endpoint.breaker.record_failure(),
             }
         }
-        Err(last)
+        Err(CounterError::Unavailable)
     }
 }
 
