@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/highpress-target
 CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/release/highpress
 
-.PHONY: run test deps lint fmt unit build-release bench load-test load-test-split clean
+.PHONY: run test deps lint fmt unit build-release bench load-test load-test-split crds clean
 
 run: ## Run highpress standalone on the embedded memory store at :8080
 	$(CARGO) run --release -p highpress --bin highpress -- standalone
@@ -39,6 +39,9 @@ load-test: deps build-release ## The original's five hey levels against a fresh 
 
 load-test-split: deps build-release ## The same against a gateway in front of one counter
 	bash scripts/load_test.sh --start --redis --topology split
+
+crds: ## Regenerate deploy/crds/ from the operator's types (a test fails when they drift)
+	$(CARGO) run -q -p highpress-operator -- crd > deploy/crds/highpress.dev_counterclusters.yaml
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,626 @@
+//! The `CounterCluster` custom resource (`counterclusters.highpress.dev`, `v1alpha1`).
+//!
+//! Owns the Rust types behind the CRD and nothing else: the schema, its defaults and its CEL
+//! rules are derived from them, so `highpress-operator crd` and the committed YAML in
+//! `deploy/crds/` come from this one file. Every field's `///` comment becomes its schema
+//! description, which is what `kubectl explain countercluster.spec...` shows.
+//!
+//! Defaults: each struct's `Default` impl holds the documented defaults, and the container-level
+//! `#[serde(default)]` puts them both into deserialization and into the schema's `default`
+//! keywords. A struct's derived `Default` would give `replicas: 0`, which the schema's own
+//! `minimum: 1` rejects, so every `Default` here is written out by hand.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the CRD.
+pub const GROUP: &str = "highpress.dev";
+/// API version of the CRD.
+pub const VERSION: &str = "v1alpha1";
+
+/// Desired state of a highpress installation: a gateway tier, a counter tier and Redis.
+// `Default` is derived here because every field's own `Default` is written out by hand.
+// The printcolumn(...) groups repeat `type_ = "string"`, which clippy mistakes for
+// duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "highpress.dev",
+    version = "v1alpha1",
+    kind = "CounterCluster",
+    plural = "counterclusters",
+    singular = "countercluster",
+    shortname = "cc",
+    namespaced,
+    status = "CounterClusterStatus",
+    derive = "PartialEq",
+    doc = "A highpress counting service installation: gateway and counter Deployments backed by \
+           managed or external Redis, reconciled by highpress-operator.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#,
+        description = "Whether every component has its desired ready replicas"
+    ),
+    printcolumn(
+        name = "Gateway",
+        type_ = "string",
+        json_path = ".status.gateway.ready",
+        description = "Ready/desired gateway replicas"
+    ),
+    printcolumn(
+        name = "Counter",
+        type_ = "string",
+        json_path = ".status.counter.ready",
+        description = "Ready/desired counter replicas"
+    ),
+    printcolumn(
+        name = "Redis",
+        type_ = "string",
+        json_path = ".status.redis.state",
+        description = "Redis state: Ready, NotReady or External"
+    ),
+    printcolumn(
+        name = "Endpoint",
+        type_ = "string",
+        json_path = ".status.endpoint",
+        description = "In-cluster URL of the gateway's HTTP API"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CounterClusterSpec {
+    /// Container image for the gateway and counter pods.
+    pub image: ImageSpec,
+    /// The gateway tier: the public HTTP API, which routes each counter to its owning counter pod.
+    pub gateway: GatewaySpec,
+    /// The counter tier: coalesces increments and caches reads in front of Redis.
+    pub counter: CounterSpec,
+    /// Where counters are stored: a Redis the operator manages, or an external one.
+    pub redis: RedisSpec,
+    /// Counter event publishing.
+    pub events: EventsSpec,
+    /// Logs, metrics and tracing.
+    pub observability: ObservabilitySpec,
+    /// Scheduling and metadata applied to every pod the operator creates.
+    pub pod_template: PodTemplateOverrides,
+    /// Stop reconciling this CounterCluster without deleting anything it created.
+    pub paused: bool,
+}
+
+/// Container image of the highpress service.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ImageSpec {
+    /// Image repository, without the tag.
+    #[schemars(length(min = 1))]
+    pub repository: String,
+    /// Image tag. When omitted, the operator uses the tag matching its own version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Kubernetes image pull policy.
+    pub pull_policy: PullPolicy,
+}
+
+impl Default for ImageSpec {
+    fn default() -> Self {
+        Self {
+            repository: "highpress".to_owned(),
+            tag: None,
+            pull_policy: PullPolicy::IfNotPresent,
+        }
+    }
+}
+
+/// Kubernetes image pull policy.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PullPolicy {
+    /// Always pull.
+    Always,
+    /// Pull only when the image is not on the node.
+    IfNotPresent,
+    /// Never pull.
+    Never,
+}
+
+/// The gateway tier.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GatewaySpec {
+    /// Number of gateway pods. Ignored while autoscaling is enabled.
+    #[schemars(range(min = 1))]
+    pub replicas: i32,
+    /// CPU and memory requests and limits of each gateway container.
+    pub resources: ResourceRequirements,
+    /// The Service in front of the gateway pods.
+    pub service: GatewayServiceSpec,
+    /// Horizontal pod autoscaling of the gateway tier.
+    pub autoscaling: AutoscalingSpec,
+}
+
+impl Default for GatewaySpec {
+    fn default() -> Self {
+        Self {
+            replicas: 2,
+            resources: resources("100m", "64Mi", "256Mi"),
+            service: GatewayServiceSpec::default(),
+            autoscaling: AutoscalingSpec::default(),
+        }
+    }
+}
+
+/// The Service that exposes the gateway's HTTP API.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GatewayServiceSpec {
+    /// Kubernetes Service type.
+    #[serde(rename = "type")]
+    pub type_: ServiceType,
+    /// Service port of the HTTP API.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+}
+
+impl Default for GatewayServiceSpec {
+    fn default() -> Self {
+        Self {
+            type_: ServiceType::ClusterIP,
+            port: 8080,
+        }
+    }
+}
+
+/// Kubernetes Service type.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ServiceType {
+    /// Reachable inside the cluster only.
+    ClusterIP,
+    /// Also exposed on a port of every node.
+    NodePort,
+    /// Also exposed through the cloud provider's load balancer.
+    LoadBalancer,
+}
+
+/// Horizontal pod autoscaling on CPU utilization.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.minReplicas <= self.maxReplicas",
+    "message": "autoscaling.minReplicas must not exceed autoscaling.maxReplicas"
+}]))]
+pub struct AutoscalingSpec {
+    /// Create a HorizontalPodAutoscaler for the gateway. Disabling it deletes the HPA.
+    pub enabled: bool,
+    /// Lower bound on the number of gateway pods.
+    #[schemars(range(min = 1))]
+    pub min_replicas: i32,
+    /// Upper bound on the number of gateway pods.
+    #[schemars(range(min = 1))]
+    pub max_replicas: i32,
+    /// Average CPU utilization, in percent of the CPU request, that the autoscaler aims for.
+    #[serde(rename = "targetCPUUtilizationPercentage")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: i32,
+}
+
+impl Default for AutoscalingSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            min_replicas: 2,
+            max_replicas: 10,
+            target_cpu_utilization_percentage: 70,
+        }
+    }
+}
+
+/// The counter tier.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CounterSpec {
+    /// Number of counter pods. Each owns a share of the counters.
+    #[schemars(range(min = 1))]
+    pub replicas: i32,
+    /// CPU and memory requests and limits of each counter container.
+    pub resources: ResourceRequirements,
+    /// Write coalescing: increments to Redis are batched.
+    pub coalescing: CoalescingSpec,
+    /// Read cache in each counter pod.
+    pub cache: CacheSpec,
+}
+
+impl Default for CounterSpec {
+    fn default() -> Self {
+        Self {
+            replicas: 3,
+            resources: resources("250m", "128Mi", "512Mi"),
+            coalescing: CoalescingSpec::default(),
+            cache: CacheSpec::default(),
+        }
+    }
+}
+
+/// Write coalescing in the counter pods.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CoalescingSpec {
+    /// Largest number of counter increments sent to Redis in one flush.
+    #[schemars(range(min = 1, max = 65536))]
+    pub max_batch: i32,
+}
+
+impl Default for CoalescingSpec {
+    fn default() -> Self {
+        Self { max_batch: 4096 }
+    }
+}
+
+/// Read cache in the counter pods.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.ttlMillis == 0 || self.maxEntries >= 1",
+    "message": "cache.maxEntries must be at least 1 when cache.ttlMillis is above 0"
+}]))]
+pub struct CacheSpec {
+    /// How long a cached counter value is served, in milliseconds. 0 disables the cache.
+    #[schemars(range(min = 0))]
+    pub ttl_millis: i64,
+    /// Largest number of counters held in the cache of one counter pod.
+    #[schemars(range(min = 0))]
+    pub max_entries: i64,
+}
+
+impl Default for CacheSpec {
+    fn default() -> Self {
+        Self {
+            ttl_millis: 1000,
+            max_entries: 100_000,
+        }
+    }
+}
+
+/// Where counters are stored.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.mode != 'External' || has(self.external)",
+    "message": "redis.external with a url is required when redis.mode is External"
+}]))]
+pub struct RedisSpec {
+    /// Managed: the operator runs a Redis StatefulSet. External: use the Redis at external.url.
+    pub mode: RedisMode,
+    /// Settings of the managed Redis. Used when mode is Managed.
+    pub managed: ManagedRedisSpec,
+    /// Connection to an external Redis. Required when mode is External.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalRedisSpec>,
+}
+
+impl Default for RedisSpec {
+    fn default() -> Self {
+        Self {
+            mode: RedisMode::Managed,
+            managed: ManagedRedisSpec::default(),
+            external: None,
+        }
+    }
+}
+
+/// Who runs Redis.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RedisMode {
+    /// The operator runs Redis as a StatefulSet with a PVC and a generated password Secret.
+    Managed,
+    /// Redis runs elsewhere; the operator only points highpress at it.
+    External,
+}
+
+/// A Redis StatefulSet run by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ManagedRedisSpec {
+    /// Redis container image.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// The persistent volume that holds the Redis data.
+    pub storage: StorageSpec,
+    /// Enable Redis append-only-file persistence (AOF).
+    pub append_only: bool,
+    /// CPU and memory requests and limits of the Redis container.
+    pub resources: ResourceRequirements,
+}
+
+impl Default for ManagedRedisSpec {
+    fn default() -> Self {
+        Self {
+            image: "redis:7.2".to_owned(),
+            storage: StorageSpec::default(),
+            append_only: true,
+            resources: resources("100m", "128Mi", "512Mi"),
+        }
+    }
+}
+
+/// A PersistentVolumeClaim template.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct StorageSpec {
+    /// Requested volume size, as a Kubernetes quantity such as 1Gi.
+    pub size: Quantity,
+    /// StorageClass of the claim. When omitted, the cluster's default StorageClass is used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: Quantity("1Gi".to_owned()),
+            storage_class_name: None,
+        }
+    }
+}
+
+/// A Redis that the operator does not run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.url.startsWith('redis://') || self.url.startsWith('rediss://')",
+    "message": "redis.external.url must start with redis:// or rediss://"
+}]))]
+pub struct ExternalRedisSpec {
+    /// Redis URL, redis:// or rediss:// (TLS). Put no password here: use passwordSecretRef.
+    #[schemars(length(min = 1))]
+    pub url: String,
+    /// Secret key holding the Redis password. It reaches pods only as a Secret reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
+    /// Use the Redis Cluster client (slot routing, MOVED/ASK handling) instead of a single node.
+    #[serde(default)]
+    pub cluster: bool,
+}
+
+/// A key in a Secret in the CounterCluster's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Key within the Secret.
+    #[serde(default = "default_password_key")]
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+fn default_password_key() -> String {
+    "password".to_owned()
+}
+
+/// Counter event publishing.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EventsSpec {
+    /// Publish counter events to Kafka.
+    pub kafka: KafkaSpec,
+}
+
+/// Kafka event publishing. The service accepts this section; it does not publish yet.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!self.enabled || size(self.brokers) > 0",
+    "message": "events.kafka.brokers must list at least one broker when events.kafka.enabled is true"
+}]))]
+pub struct KafkaSpec {
+    /// Publish counter events to Kafka.
+    pub enabled: bool,
+    /// Kafka bootstrap brokers, host:port.
+    #[schemars(length(max = 64))]
+    pub brokers: Vec<String>,
+    /// Topic the events are written to.
+    #[schemars(length(min = 1))]
+    pub topic: String,
+}
+
+impl Default for KafkaSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            brokers: Vec::new(),
+            topic: "counter_events".to_owned(),
+        }
+    }
+}
+
+/// Logs, metrics and tracing.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ObservabilitySpec {
+    /// Log level of the highpress pods.
+    pub log_level: LogLevel,
+    /// Prometheus metrics scraping.
+    pub metrics: MetricsSpec,
+    /// OpenTelemetry tracing.
+    pub tracing: TracingSpec,
+}
+
+impl Default for ObservabilitySpec {
+    fn default() -> Self {
+        Self {
+            log_level: LogLevel::Info,
+            metrics: MetricsSpec::default(),
+            tracing: TracingSpec::default(),
+        }
+    }
+}
+
+/// Log level.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Everything.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Warnings and errors only.
+    Warn,
+    /// Errors only.
+    Error,
+}
+
+/// Prometheus metrics scraping.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MetricsSpec {
+    /// A prometheus-operator ServiceMonitor for the highpress pods.
+    pub service_monitor: ServiceMonitorSpec,
+}
+
+/// A prometheus-operator ServiceMonitor.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServiceMonitorSpec {
+    /// Create the ServiceMonitor. Skipped, with a status message, when its CRD is not installed.
+    pub enabled: bool,
+    /// Scrape interval, a Prometheus duration such as 15s or 1m.
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub interval: String,
+}
+
+impl Default for ServiceMonitorSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval: "15s".to_owned(),
+        }
+    }
+}
+
+/// OpenTelemetry tracing over OTLP/gRPC.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!self.enabled || has(self.otlpEndpoint)",
+    "message": "observability.tracing.otlpEndpoint is required when tracing is enabled"
+}]))]
+pub struct TracingSpec {
+    /// Export traces.
+    pub enabled: bool,
+    /// OTLP/gRPC collector endpoint, such as http://jaeger-collector.observability:4317.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// Fraction of requests traced, from 0 to 1.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub sampling_ratio: f64,
+}
+
+impl Default for TracingSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            otlp_endpoint: None,
+            sampling_ratio: 0.01,
+        }
+    }
+}
+
+/// Scheduling and metadata for every pod the operator creates.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PodTemplateOverrides {
+    /// Annotations added to every pod.
+    pub annotations: BTreeMap<String, String>,
+    /// Node labels every pod must match.
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of every pod.
+    pub tolerations: Vec<Toleration>,
+    /// Affinity of every pod. When omitted, pods only get the operator's topology spread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+}
+
+/// Observed state, written by the operator on the status subresource.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CounterClusterStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Progressing and Degraded, following the Kubernetes API conventions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Replicas of the gateway Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<ComponentStatus>,
+    /// Replicas of the counter Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<ComponentStatus>,
+    /// State of Redis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisStatus>,
+    /// In-cluster URL of the gateway's HTTP API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+/// Replica counts of one Deployment.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentStatus {
+    /// Desired replicas.
+    pub replicas: i32,
+    /// Replicas passing their readiness probe.
+    pub ready_replicas: i32,
+    /// readyReplicas/replicas, for the kubectl columns.
+    pub ready: String,
+}
+
+/// State of Redis.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisStatus {
+    /// Ready, NotReady (managed Redis), or External (not checked by the operator).
+    pub state: String,
+}
+
+/// Condition types and reasons written to `status.conditions`.
+pub mod condition {
+    /// Every component has its desired ready replicas.
+    pub const READY: &str = "Ready";
+    /// The operator is rolling out a change.
+    pub const PROGRESSING: &str = "Progressing";
+    /// Something is wrong; the reason says what.
+    pub const DEGRADED: &str = "Degraded";
+    /// Reason: the spec is invalid in a way the CRD's CEL rules cannot catch.
+    pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+    /// Reason: every component is ready.
+    pub const REASON_ALL_COMPONENTS_READY: &str = "AllComponentsReady";
+}
+
+fn resources(cpu_request: &str, memory_request: &str, memory_limit: &str) -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), Quantity(cpu_request.to_owned())),
+            ("memory".to_owned(), Quantity(memory_request.to_owned())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_owned(),
+            Quantity(memory_limit.to_owned()),
+        )])),
+        claims: None,
+    }
+}
