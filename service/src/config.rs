@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long a graceful shutdown may take before in-flight requests are abandoned.
     pub shutdown_timeout_ms: u64,
+    /// Counter mode: how long to keep serving gRPC after turning health NOT_SERVING on
+    /// SIGTERM, so gateways move its keys before it stops taking calls.
+    pub drain_delay_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             port: 8080,
             max_body_bytes: 64 * 1024,
             shutdown_timeout_ms: 25_000,
+            drain_delay_ms: 2_000,
         }
     }
 }

@@ -119,7 +119,8 @@ async fn run_engine<S: Store>(
 
     let http = serve_http(api::probe_app(state), config, &shutdown);
     let http_result = http.await;
-    // Tell gateways first, then stop taking calls; in-flight calls finish before the flush.
+    // Tell gateways first and give them `server.drain_delay_ms` to move this counter's keys,
+    // then stop taking calls; in-flight calls finish before the flush.
     health
         .set_service_status(
             discovery::COUNTER_SERVICE_NAME,
@@ -129,6 +130,7 @@ async fn run_engine<S: Store>(
     health
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
+    tokio::time::sleep(Duration::from_millis(config.server.drain_delay_ms)).await;
     grpc_stop.cancel();
     let drain = Duration::from_millis(config.server.shutdown_timeout_ms);
     match tokio::time::timeout(drain, grpc).await {

@@ -243,7 +243,12 @@ async fn a_counter_stopped_with_sigterm_drains_and_its_keys_move_on() {
     load.wait_for_more_acks(&victims, 50).await;
 
     let (tallies, failures) = load.finish().await;
-    eprintln!("counter SIGTERM: {} failed requests", failures.len());
-    assert!(failures.iter().all(|&(_, k)| victims.contains(&k)));
+    // Health turns NOT_SERVING, gateways move the keys within the drain delay (2 s against a
+    // 100 ms health interval here), and only then does the counter stop taking calls.
+    assert!(
+        failures.is_empty(),
+        "{} requests failed during a graceful counter stop",
+        failures.len()
+    );
     assert_consistent(&mut hp, &tallies);
 }
