@@ -1,10 +1,14 @@
 //! highpress-operator: the `CounterCluster` custom resource and, in later slices, the
 //! controller that reconciles it.
 //!
-//! This build holds the CRD types ([`crd`]) and the rendering of the CRD manifest
-//! ([`crd_yaml`]). It does not reconcile anything yet.
+//! This build holds the CRD types ([`crd`]), the rendering of the CRD manifest
+//! ([`crd_yaml`]), the pure builders of every child object ([`build`]) and the offline
+//! `render` of CounterCluster files ([`render`]). It does not reconcile (apply, status)
+//! anything yet.
 
+pub mod build;
 pub mod crd;
+pub mod render;
 
 use kube::CustomResourceExt;
 
@@ -14,6 +18,34 @@ pub enum Error {
     /// The CRD could not be rendered as YAML.
     #[error("rendering the CounterCluster CRD as YAML: {0}")]
     RenderCrd(#[source] serde_norway::Error),
+    /// A document of a `render` input is not YAML.
+    #[error("document {document}: not valid YAML: {source}")]
+    ParseInput {
+        document: usize,
+        #[source]
+        source: serde_norway::Error,
+    },
+    /// A document of a `render` input is not a `highpress.dev/v1alpha1` CounterCluster.
+    #[error(
+        "document {document}: expected apiVersion highpress.dev/v1alpha1, kind CounterCluster; found {found:?}"
+    )]
+    NotACounterCluster { document: usize, found: String },
+    /// A document of a `render` input does not match the CounterCluster types.
+    #[error("document {document}: not a valid CounterCluster: {source}")]
+    InvalidCounterCluster {
+        document: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A document of a `render` input has no `metadata.name`.
+    #[error("document {document}: the CounterCluster has no metadata.name")]
+    MissingName { document: usize },
+    /// A built object could not be converted to JSON.
+    #[error("serializing a built object: {0}")]
+    SerializeObject(#[source] serde_json::Error),
+    /// A built object could not be rendered as YAML.
+    #[error("rendering a built object as YAML: {0}")]
+    RenderYaml(#[source] serde_norway::Error),
 }
 
 /// Result with the library's [`Error`].

@@ -1,0 +1,207 @@
+//! The ConfigMap `<name>-config`: the service's own config file (`config.yaml`), which the
+//! gateway and counter pods mount at [`CONFIG_MOUNT_PATH`].
+//!
+//! Contract: the rendered YAML uses exactly the keys of `highpress::config::Config` (which
+//! rejects unknown keys); a test loads it with the service's own loader for every example.
+//! It never holds a password: pods get the Redis password from a Secret as the environment
+//! variable [`REDIS_PASSWORD_ENV`], which the service layers over the file.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use serde::Serialize;
+
+use super::{Component, child_name, namespace, object_meta};
+use crate::crd::{CounterCluster, LogLevel, RedisMode};
+
+/// Key of the config file in the ConfigMap.
+pub const CONFIG_KEY: &str = "config.yaml";
+/// Directory the ConfigMap is mounted at in the gateway and counter pods.
+pub const CONFIG_MOUNT_PATH: &str = "/etc/highpress";
+/// Path of the config file inside the pods.
+pub const CONFIG_FILE_PATH: &str = "/etc/highpress/config.yaml";
+/// Environment variable through which the service reads the Redis password.
+pub const REDIS_PASSWORD_ENV: &str = "HIGHPRESS_REDIS__PASSWORD";
+/// HTTP port of every highpress pod (`server.port`).
+pub const HTTP_PORT: i32 = 8080;
+/// gRPC port of the counter pods (`grpc.listen`).
+pub const GRPC_PORT: i32 = 50051;
+/// Port of the managed Redis.
+pub const REDIS_PORT: i32 = 6379;
+
+/// The service config file, with the service's key names (snake_case, as `Config` expects).
+#[derive(Serialize)]
+struct ServiceConfig {
+    server: Server,
+    store: Store,
+    redis: Redis,
+    log: Log,
+    coalescing: Coalescing,
+    cache: Cache,
+    grpc: Grpc,
+    discovery: Discovery,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kafka: Option<Kafka>,
+}
+
+#[derive(Serialize)]
+struct Server {
+    host: &'static str,
+    port: i32,
+}
+
+#[derive(Serialize)]
+struct Store {
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct Redis {
+    addr: String,
+    cluster: bool,
+}
+
+#[derive(Serialize)]
+struct Log {
+    level: &'static str,
+    format: &'static str,
+}
+
+#[derive(Serialize)]
+struct Coalescing {
+    max_batch: i32,
+}
+
+#[derive(Serialize)]
+struct Cache {
+    ttl_ms: i64,
+    max_entries: i64,
+}
+
+#[derive(Serialize)]
+struct Grpc {
+    listen: String,
+}
+
+#[derive(Serialize)]
+struct Discovery {
+    dns: String,
+}
+
+#[derive(Serialize)]
+struct Kafka {
+    brokers: Vec<String>,
+    topic: String,
+}
+
+fn log_level(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Trace => "trace",
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    }
+}
+
+/// The Redis address the service connects to: the managed Redis Service's DNS name, or the
+/// external URL as written.
+pub fn redis_addr(cc: &CounterCluster) -> String {
+    match (&cc.spec.redis.mode, &cc.spec.redis.external) {
+        (RedisMode::External, Some(external)) => external.url.clone(),
+        _ => format!(
+            "{}.{}.svc:{REDIS_PORT}",
+            child_name(cc, "redis"),
+            namespace(cc)
+        ),
+    }
+}
+
+/// `host:port` of the counter headless Service, which the gateway resolves to every counter pod.
+pub fn discovery_dns(cc: &CounterCluster) -> String {
+    format!(
+        "{}.{}.svc.cluster.local:{GRPC_PORT}",
+        child_name(cc, "counter"),
+        namespace(cc)
+    )
+}
+
+/// The `config.yaml` text.
+pub fn render_service_config(cc: &CounterCluster) -> String {
+    let spec = &cc.spec;
+    let cluster = spec.redis.mode == RedisMode::External
+        && spec.redis.external.as_ref().is_some_and(|e| e.cluster);
+    let config = ServiceConfig {
+        server: Server {
+            host: "0.0.0.0",
+            port: HTTP_PORT,
+        },
+        store: Store { kind: "redis" },
+        redis: Redis {
+            addr: redis_addr(cc),
+            cluster,
+        },
+        log: Log {
+            level: log_level(spec.observability.log_level),
+            format: "json",
+        },
+        coalescing: Coalescing {
+            max_batch: spec.counter.coalescing.max_batch,
+        },
+        cache: Cache {
+            ttl_ms: spec.counter.cache.ttl_millis,
+            max_entries: spec.counter.cache.max_entries,
+        },
+        grpc: Grpc {
+            listen: format!("0.0.0.0:{GRPC_PORT}"),
+        },
+        discovery: Discovery {
+            dns: discovery_dns(cc),
+        },
+        kafka: spec.events.kafka.enabled.then(|| Kafka {
+            brokers: spec.events.kafka.brokers.clone(),
+            topic: spec.events.kafka.topic.clone(),
+        }),
+    };
+    let body = serde_norway::to_string(&config)
+        .expect("a struct of strings, integers and booleans always serializes to YAML");
+    format!(
+        "# Rendered by highpress-operator from CounterCluster {}/{}. Do not edit: edit the \
+         CounterCluster.\n{body}",
+        namespace(cc),
+        cc.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// The ConfigMap `<name>-config` holding `config.yaml`.
+pub fn build_config_map(cc: &CounterCluster) -> ConfigMap {
+    ConfigMap {
+        metadata: object_meta(cc, child_name(cc, "config"), Component::Config),
+        data: Some(BTreeMap::from([(
+            CONFIG_KEY.to_owned(),
+            render_service_config(cc),
+        )])),
+        ..ConfigMap::default()
+    }
+}
+
+/// A stable hash of the ConfigMap's data (64-bit FNV-1a over each key and value, in key
+/// order), as 16 hex digits. Stable across builds and platforms, unlike `DefaultHasher`.
+pub fn config_hash(config_map: &ConfigMap) -> String {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    let mut feed = |bytes: &[u8]| {
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(PRIME);
+        }
+    };
+    for (key, value) in config_map.data.iter().flatten() {
+        feed(key.as_bytes());
+        feed(&[0]);
+        feed(value.as_bytes());
+        feed(&[0]);
+    }
+    format!("{hash:016x}")
+}

@@ -1,0 +1,198 @@
+//! Build: pure functions from a [`CounterCluster`] to the typed Kubernetes objects it becomes.
+//!
+//! Contract: nothing here talks to a cluster, reads the clock or draws random numbers, so the
+//! same CounterCluster and [`BuildContext`] always give the same objects. Every object carries
+//! the standard `app.kubernetes.io/*` labels and, when the CounterCluster has a `metadata.uid`
+//! (always true for one read from the API server), a controller owner reference to it.
+//!
+//! One module per object family: [`config`] (the service's config ConfigMap), [`gateway`],
+//! [`counter`], [`redis`] (managed Redis), [`pdb`], and [`pod`] (the pod security, probes and
+//! scheduling every pod shares).
+//!
+//! The managed Redis password Secret `<name>-redis-auth` is NOT built here: it is random and
+//! created once, which is the reconciler's job. The pods only reference it.
+
+pub mod config;
+pub mod counter;
+pub mod gateway;
+pub mod pdb;
+pub mod pod;
+pub mod redis;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+
+use crate::crd::{CounterCluster, RedisMode};
+
+pub use config::{build_config_map, config_hash};
+pub use counter::{build_counter_deployment, build_counter_headless_service};
+pub use gateway::{build_gateway_deployment, build_gateway_hpa, build_gateway_service};
+pub use pdb::build_pdbs;
+pub use redis::{build_redis_service, build_redis_statefulset};
+
+/// Value of `app.kubernetes.io/name` on every object.
+pub const APP_NAME: &str = "highpress";
+/// Value of `app.kubernetes.io/managed-by` on every object.
+pub const MANAGED_BY: &str = "highpress-operator";
+/// Pod annotation holding [`config_hash`] of the ConfigMap, so a config change rolls the pods.
+pub const CONFIG_HASH_ANNOTATION: &str = "highpress.dev/config-hash";
+/// Namespace used when a CounterCluster (e.g. one read from a file) names none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Inputs to the builders that do not come from the CounterCluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildContext {
+    /// Image tag used when `spec.image.tag` is omitted: the operator's own version.
+    pub default_image_tag: String,
+}
+
+impl Default for BuildContext {
+    /// The tag matching this operator build's crate version.
+    fn default() -> Self {
+        Self {
+            default_image_tag: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+/// The part of the installation an object belongs to (`app.kubernetes.io/component`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    /// The service config ConfigMap.
+    Config,
+    /// The HTTP gateway tier.
+    Gateway,
+    /// The gRPC counter tier.
+    Counter,
+    /// The managed Redis.
+    Redis,
+}
+
+impl Component {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::Gateway => "gateway",
+            Self::Counter => "counter",
+            Self::Redis => "redis",
+        }
+    }
+}
+
+/// Everything one CounterCluster becomes, in apply order: config, Redis, counter, gateway, PDBs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildObjects {
+    pub config_map: ConfigMap,
+    /// Present only for `redis.mode: Managed`.
+    pub redis: Option<(Service, StatefulSet)>,
+    pub counter_service: Service,
+    pub counter_deployment: Deployment,
+    pub gateway_service: Service,
+    pub gateway_deployment: Deployment,
+    /// Present only when `gateway.autoscaling.enabled`.
+    pub gateway_hpa: Option<HorizontalPodAutoscaler>,
+    pub pdbs: Vec<PodDisruptionBudget>,
+}
+
+impl ChildObjects {
+    /// Every object as JSON, in apply order.
+    pub fn to_values(&self) -> serde_json::Result<Vec<serde_json::Value>> {
+        let mut out = vec![serde_json::to_value(&self.config_map)?];
+        if let Some((service, statefulset)) = &self.redis {
+            out.push(serde_json::to_value(service)?);
+            out.push(serde_json::to_value(statefulset)?);
+        }
+        out.push(serde_json::to_value(&self.counter_service)?);
+        out.push(serde_json::to_value(&self.counter_deployment)?);
+        out.push(serde_json::to_value(&self.gateway_service)?);
+        out.push(serde_json::to_value(&self.gateway_deployment)?);
+        if let Some(hpa) = &self.gateway_hpa {
+            out.push(serde_json::to_value(hpa)?);
+        }
+        for pdb in &self.pdbs {
+            out.push(serde_json::to_value(pdb)?);
+        }
+        Ok(out)
+    }
+}
+
+/// Builds every child object of `cc`.
+pub fn build_all(cc: &CounterCluster, ctx: &BuildContext) -> ChildObjects {
+    let redis = (cc.spec.redis.mode == RedisMode::Managed)
+        .then(|| (build_redis_service(cc), build_redis_statefulset(cc)));
+    ChildObjects {
+        config_map: build_config_map(cc),
+        redis,
+        counter_service: build_counter_headless_service(cc),
+        counter_deployment: build_counter_deployment(cc, ctx),
+        gateway_service: build_gateway_service(cc),
+        gateway_deployment: build_gateway_deployment(cc, ctx),
+        gateway_hpa: build_gateway_hpa(cc),
+        pdbs: build_pdbs(cc),
+    }
+}
+
+/// The CounterCluster's namespace, or [`DEFAULT_NAMESPACE`].
+pub fn namespace(cc: &CounterCluster) -> String {
+    cc.namespace()
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned())
+}
+
+/// `<cluster name>-<suffix>`.
+pub fn child_name(cc: &CounterCluster, suffix: &str) -> String {
+    format!("{}-{suffix}", cc.name_any())
+}
+
+/// Labels that select one component's pods: name, instance and component.
+pub fn selector_labels(cc: &CounterCluster, component: Component) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), APP_NAME.to_owned()),
+        ("app.kubernetes.io/instance".to_owned(), cc.name_any()),
+        (
+            "app.kubernetes.io/component".to_owned(),
+            component.as_str().to_owned(),
+        ),
+    ])
+}
+
+/// The selector labels plus `app.kubernetes.io/managed-by`.
+pub fn labels(cc: &CounterCluster, component: Component) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(cc, component);
+    labels.insert(
+        "app.kubernetes.io/managed-by".to_owned(),
+        MANAGED_BY.to_owned(),
+    );
+    labels
+}
+
+/// A controller owner reference to `cc`, or `None` when it has no `metadata.uid` (a
+/// CounterCluster read from a file rather than from the API server).
+pub fn owner_reference(cc: &CounterCluster) -> Option<OwnerReference> {
+    let uid = cc.meta().uid.clone()?;
+    Some(OwnerReference {
+        api_version: CounterCluster::api_version(&()).into_owned(),
+        kind: CounterCluster::kind(&()).into_owned(),
+        name: cc.name_any(),
+        uid,
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    })
+}
+
+/// Metadata of a child object: its name, the cluster's namespace, labels and owner reference.
+pub fn object_meta(cc: &CounterCluster, name: String, component: Component) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(namespace(cc)),
+        labels: Some(labels(cc, component)),
+        owner_references: owner_reference(cc).map(|o| vec![o]),
+        ..ObjectMeta::default()
+    }
+}

@@ -1,0 +1,190 @@
+//! The managed Redis (`redis.mode: Managed`): StatefulSet and Service `<name>-redis`.
+//!
+//! Contract: one replica; AOF persistence per `redis.managed.appendOnly`; data on a PVC from
+//! the `data` claim template, the only writable path (the root filesystem is read-only). The
+//! password comes from the Secret `<name>-redis-auth` (key `password`), which the reconciler
+//! generates once; it is passed as `--requirepass $(REDIS_PASSWORD)`, so it never appears in
+//! the object. PVCs are retained when the CounterCluster or StatefulSet is deleted, so
+//! deleting a CounterCluster never deletes counter data by itself.
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSpec, Probe, SecretKeySelector, Service, ServicePort,
+    ServiceSpec, TCPSocketAction, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::BTreeMap;
+
+use super::config::REDIS_PORT;
+use super::pod::{
+    REDIS_UID, pod_template, restricted_container_security_context, restricted_pod_security_context,
+};
+use super::{Component, child_name, labels, object_meta, selector_labels};
+use crate::crd::CounterCluster;
+
+/// Key of the password in the managed Redis Secret.
+pub const REDIS_PASSWORD_KEY: &str = "password";
+/// Where the data volume is mounted in the Redis container.
+pub const REDIS_DATA_PATH: &str = "/data";
+
+/// Name of the managed Redis password Secret, `<name>-redis-auth`.
+pub fn redis_secret_name(cc: &CounterCluster) -> String {
+    child_name(cc, "redis-auth")
+}
+
+fn secret_env(cc: &CounterCluster, name: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: redis_secret_name(cc),
+                key: REDIS_PASSWORD_KEY.to_owned(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+/// The Redis StatefulSet.
+pub fn build_redis_statefulset(cc: &CounterCluster) -> StatefulSet {
+    let managed = &cc.spec.redis.managed;
+    let append_only = if managed.append_only { "yes" } else { "no" };
+    let container = Container {
+        name: "redis".to_owned(),
+        image: Some(managed.image.clone()),
+        command: Some(vec!["redis-server".to_owned()]),
+        args: Some(
+            [
+                "--port",
+                &REDIS_PORT.to_string(),
+                "--dir",
+                REDIS_DATA_PATH,
+                "--appendonly",
+                append_only,
+                "--requirepass",
+                "$(REDIS_PASSWORD)",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        ),
+        // REDISCLI_AUTH lets the readiness probe's redis-cli authenticate without an argument.
+        env: Some(vec![
+            secret_env(cc, "REDIS_PASSWORD"),
+            secret_env(cc, "REDISCLI_AUTH"),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("redis".to_owned()),
+            container_port: REDIS_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        resources: Some(managed.resources.clone()),
+        liveness_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String("redis".to_owned()),
+                host: None,
+            }),
+            period_seconds: Some(10),
+            failure_threshold: Some(3),
+            ..Probe::default()
+        }),
+        readiness_probe: Some(Probe {
+            exec: Some(ExecAction {
+                command: Some(
+                    ["sh", "-c", "redis-cli ping | grep -q PONG"]
+                        .map(str::to_owned)
+                        .to_vec(),
+                ),
+            }),
+            period_seconds: Some(5),
+            failure_threshold: Some(2),
+            timeout_seconds: Some(2),
+            ..Probe::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "data".to_owned(),
+            mount_path: REDIS_DATA_PATH.to_owned(),
+            ..VolumeMount::default()
+        }]),
+        security_context: Some(restricted_container_security_context()),
+        ..Container::default()
+    };
+    let pod_spec = PodSpec {
+        containers: vec![container],
+        security_context: Some(restricted_pod_security_context(REDIS_UID)),
+        automount_service_account_token: Some(false),
+        ..PodSpec::default()
+    };
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".to_owned()),
+            labels: Some(labels(cc, Component::Redis)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            storage_class_name: managed.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    managed.storage.size.clone(),
+                )])),
+                limits: None,
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    };
+    StatefulSet {
+        metadata: object_meta(cc, child_name(cc, "redis"), Component::Redis),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(1),
+            service_name: Some(child_name(cc, "redis")),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(cc, Component::Redis)),
+                match_expressions: None,
+            },
+            template: pod_template(
+                cc,
+                Component::Redis,
+                cc.spec.pod_template.annotations.clone(),
+                pod_spec,
+            ),
+            volume_claim_templates: Some(vec![claim]),
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Retain".to_owned()),
+                    when_scaled: Some("Retain".to_owned()),
+                },
+            ),
+            ..StatefulSetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The Redis Service (ClusterIP, port 6379) that `redis.addr` names.
+pub fn build_redis_service(cc: &CounterCluster) -> Service {
+    Service {
+        metadata: object_meta(cc, child_name(cc, "redis"), Component::Redis),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_owned()),
+            selector: Some(selector_labels(cc, Component::Redis)),
+            ports: Some(vec![ServicePort {
+                name: Some("redis".to_owned()),
+                port: REDIS_PORT,
+                target_port: Some(IntOrString::String("redis".to_owned())),
+                protocol: Some("TCP".to_owned()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}

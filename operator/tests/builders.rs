@@ -1,0 +1,683 @@
+//! The pure builders, field by field: pod security, probes, commands, owner references,
+//! labels, replica counts, the HPA, PDBs, the managed Redis, and the ConfigMap's Redis wiring
+//! (never a password).
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use highpress_operator::build::config::{CONFIG_KEY, render_service_config};
+use highpress_operator::build::{
+    BuildContext, CONFIG_HASH_ANNOTATION, build_all, build_config_map, build_counter_deployment,
+    build_counter_headless_service, build_gateway_deployment, build_gateway_hpa,
+    build_gateway_service, build_pdbs, build_redis_service, build_redis_statefulset, config_hash,
+};
+use highpress_operator::crd::CounterCluster;
+use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use support::{CounterClusterFixture, cluster};
+
+fn ctx() -> BuildContext {
+    BuildContext {
+        default_image_tag: "9.9.9".to_owned(),
+    }
+}
+
+fn template(spec: Option<&k8s_openapi::api::apps::v1::DeploymentSpec>) -> &PodTemplateSpec {
+    &spec.expect("a Deployment spec").template
+}
+
+fn pod(template: &PodTemplateSpec) -> &PodSpec {
+    template.spec.as_ref().expect("a pod spec")
+}
+
+fn only_container(template: &PodTemplateSpec) -> &Container {
+    let containers = &pod(template).containers;
+    assert_eq!(containers.len(), 1);
+    &containers[0]
+}
+
+fn pod_templates(cc: &CounterCluster) -> Vec<(&'static str, PodTemplateSpec)> {
+    let gateway = build_gateway_deployment(cc, &ctx());
+    let counter = build_counter_deployment(cc, &ctx());
+    let redis = build_redis_statefulset(cc);
+    vec![
+        ("gateway", gateway.spec.expect("spec").template),
+        ("counter", counter.spec.expect("spec").template),
+        ("redis", redis.spec.expect("spec").template),
+    ]
+}
+
+fn every_metadata(cc: &CounterCluster) -> Vec<(String, ObjectMeta)> {
+    let objects = build_all(cc, &ctx())
+        .to_values()
+        .expect("objects serialize");
+    objects
+        .into_iter()
+        .map(|value| {
+            let kind = value["kind"].as_str().expect("kind").to_owned();
+            let meta: ObjectMeta =
+                serde_json::from_value(value["metadata"].clone()).expect("metadata");
+            (kind, meta)
+        })
+        .collect()
+}
+
+#[test]
+fn every_pod_meets_the_restricted_pod_security_standard() {
+    for (name, template) in pod_templates(&cluster()) {
+        let pod_sc = pod(&template)
+            .security_context
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: pod securityContext"));
+        assert_eq!(pod_sc.run_as_non_root, Some(true), "{name}");
+        assert!(pod_sc.run_as_user.is_some_and(|uid| uid > 0), "{name}");
+        assert_eq!(
+            pod_sc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+            Some("RuntimeDefault"),
+            "{name}"
+        );
+        let sc = only_container(&template)
+            .security_context
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: container securityContext"));
+        assert_eq!(sc.run_as_non_root, Some(true), "{name}");
+        assert_eq!(sc.read_only_root_filesystem, Some(true), "{name}");
+        assert_eq!(sc.allow_privilege_escalation, Some(false), "{name}");
+        assert_eq!(
+            sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+            Some(vec!["ALL".to_owned()]),
+            "{name}"
+        );
+        assert_eq!(
+            sc.capabilities.as_ref().and_then(|c| c.add.clone()),
+            None,
+            "{name}"
+        );
+        assert_eq!(
+            sc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+            Some("RuntimeDefault"),
+            "{name}"
+        );
+        assert_eq!(pod(&template).host_network, None, "{name}");
+    }
+}
+
+#[test]
+fn every_pod_spreads_across_nodes_by_hostname_and_selects_its_own_component() {
+    for (name, template) in pod_templates(&cluster()) {
+        let spread = pod(&template)
+            .topology_spread_constraints
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: topology spread"));
+        assert_eq!(spread.len(), 1, "{name}");
+        assert_eq!(spread[0].topology_key, "kubernetes.io/hostname", "{name}");
+        assert_eq!(spread[0].max_skew, 1, "{name}");
+        let selector = spread[0]
+            .label_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.as_ref())
+            .expect("a label selector");
+        assert_eq!(
+            selector
+                .get("app.kubernetes.io/component")
+                .map(String::as_str),
+            Some(name)
+        );
+    }
+}
+
+#[test]
+fn gateway_runs_the_gateway_command_with_http_probes_and_spec_resources() {
+    let cc = cluster();
+    let deployment = build_gateway_deployment(&cc, &ctx());
+    let container = only_container(template(deployment.spec.as_ref()));
+    assert_eq!(container.command, Some(vec!["highpress".to_owned()]));
+    assert_eq!(
+        container.args,
+        Some(
+            ["gateway", "--config", "/etc/highpress/config.yaml"]
+                .map(str::to_owned)
+                .to_vec()
+        )
+    );
+    assert_eq!(container.image.as_deref(), Some("highpress:9.9.9"));
+    assert_eq!(container.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    let liveness = container.liveness_probe.as_ref().expect("liveness probe");
+    let readiness = container.readiness_probe.as_ref().expect("readiness probe");
+    for (probe, path) in [(liveness, "/livez"), (readiness, "/readyz")] {
+        let http = probe.http_get.as_ref().expect("an HTTP probe");
+        assert_eq!(http.path.as_deref(), Some(path));
+        assert_eq!(http.port, IntOrString::String("http".to_owned()));
+    }
+    let ports = container.ports.as_ref().expect("ports");
+    assert_eq!(ports.len(), 1);
+    assert_eq!(
+        (ports[0].name.as_deref(), ports[0].container_port),
+        (Some("http"), 8080)
+    );
+    assert_eq!(
+        container.resources.as_ref(),
+        Some(&cc.spec.gateway.resources)
+    );
+    assert_eq!(container.env, None, "the gateway gets no Redis password");
+}
+
+#[test]
+fn counter_runs_the_counter_command_with_grpc_readiness_and_http_liveness() {
+    let mut cc = cluster();
+    cc.spec.image.tag = Some("1.2.3".to_owned());
+    let deployment = build_counter_deployment(&cc, &ctx());
+    let container = only_container(template(deployment.spec.as_ref()));
+    assert_eq!(
+        container.args,
+        Some(
+            ["counter", "--config", "/etc/highpress/config.yaml"]
+                .map(str::to_owned)
+                .to_vec()
+        )
+    );
+    assert_eq!(
+        container.image.as_deref(),
+        Some("highpress:1.2.3"),
+        "spec.image.tag wins over the operator's version"
+    );
+    let readiness = container.readiness_probe.as_ref().expect("readiness probe");
+    assert_eq!(readiness.grpc.as_ref().map(|g| g.port), Some(50051));
+    assert_eq!(readiness.http_get, None);
+    let liveness = container.liveness_probe.as_ref().expect("liveness probe");
+    assert_eq!(
+        liveness.http_get.as_ref().and_then(|h| h.path.as_deref()),
+        Some("/livez")
+    );
+    let port_names: Vec<_> = container
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.clone().unwrap_or_default(), p.container_port))
+        .collect();
+    assert_eq!(
+        port_names,
+        [("http".to_owned(), 8080), ("grpc".to_owned(), 50051)]
+    );
+    assert_eq!(
+        container.resources.as_ref(),
+        Some(&cc.spec.counter.resources)
+    );
+}
+
+#[test]
+fn highpress_pods_mount_the_config_map_and_a_writable_tmp_only() {
+    let cc = cluster();
+    for (name, template) in pod_templates(&cc).into_iter().take(2) {
+        let volumes = pod(&template).volumes.as_ref().expect("volumes");
+        let config = volumes
+            .iter()
+            .find(|v| v.name == "config")
+            .unwrap_or_else(|| panic!("{name}: config volume"));
+        assert_eq!(
+            config.config_map.as_ref().map(|c| c.name.as_str()),
+            Some("likes-config")
+        );
+        let mounts: Vec<_> = only_container(&template)
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.mount_path.as_str(), m.read_only))
+            .collect();
+        assert_eq!(
+            mounts,
+            [("/etc/highpress", Some(true)), ("/tmp", None)],
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn every_object_has_a_controller_owner_reference_and_the_standard_labels() {
+    let cc = cluster();
+    let objects = every_metadata(&cc);
+    assert_eq!(objects.len(), 9, "{objects:#?}");
+    for (kind, meta) in objects {
+        let owners = meta.owner_references.expect("owner references");
+        assert_eq!(owners.len(), 1, "{kind}");
+        let owner = &owners[0];
+        assert_eq!(owner.api_version, "highpress.dev/v1alpha1");
+        assert_eq!(owner.kind, "CounterCluster");
+        assert_eq!(owner.name, "likes");
+        assert_eq!(owner.uid, "5f0c2a4e-1111-2222-3333-444455556666");
+        assert_eq!(owner.controller, Some(true));
+        assert_eq!(owner.block_owner_deletion, Some(true));
+        assert_eq!(meta.namespace.as_deref(), Some("apps"), "{kind}");
+        let labels = meta.labels.expect("labels");
+        assert_eq!(labels["app.kubernetes.io/name"], "highpress", "{kind}");
+        assert_eq!(labels["app.kubernetes.io/instance"], "likes", "{kind}");
+        assert_eq!(
+            labels["app.kubernetes.io/managed-by"], "highpress-operator",
+            "{kind}"
+        );
+        assert!(
+            ["config", "gateway", "counter", "redis"]
+                .contains(&labels["app.kubernetes.io/component"].as_str()),
+            "{kind}: {labels:?}"
+        );
+    }
+}
+
+#[test]
+fn a_cluster_without_a_uid_gives_objects_without_owner_references() {
+    for (kind, meta) in every_metadata(&cluster().without_uid()) {
+        assert_eq!(meta.owner_references, None, "{kind}");
+    }
+}
+
+#[test]
+fn object_names_follow_the_cluster_name() {
+    let names: Vec<(String, String)> = every_metadata(&cluster())
+        .into_iter()
+        .map(|(kind, meta)| (kind, meta.name.expect("a name")))
+        .collect();
+    let expected = [
+        ("ConfigMap", "likes-config"),
+        ("Service", "likes-redis"),
+        ("StatefulSet", "likes-redis"),
+        ("Service", "likes-counter"),
+        ("Deployment", "likes-counter"),
+        ("Service", "likes-gateway"),
+        ("Deployment", "likes-gateway"),
+        ("PodDisruptionBudget", "likes-gateway"),
+        ("PodDisruptionBudget", "likes-counter"),
+    ]
+    .map(|(k, n)| (k.to_owned(), n.to_owned()));
+    assert_eq!(names, expected);
+}
+
+#[test]
+fn replica_counts_come_from_the_spec() {
+    let cc = cluster().with_gateway_replicas(4).with_counter_replicas(7);
+    let gateway = build_gateway_deployment(&cc, &ctx());
+    let counter = build_counter_deployment(&cc, &ctx());
+    assert_eq!(gateway.spec.and_then(|s| s.replicas), Some(4));
+    assert_eq!(counter.spec.and_then(|s| s.replicas), Some(7));
+    let redis = build_redis_statefulset(&cc);
+    assert_eq!(redis.spec.and_then(|s| s.replicas), Some(1));
+}
+
+#[test]
+fn hpa_exists_only_when_autoscaling_is_enabled_and_then_owns_the_gateway_replicas() {
+    let disabled = cluster().with_gateway_replicas(4);
+    assert_eq!(build_gateway_hpa(&disabled), None);
+    assert_eq!(build_all(&disabled, &ctx()).gateway_hpa, None);
+
+    let enabled = cluster().with_gateway_replicas(4).with_autoscaling(3, 12);
+    let hpa = build_gateway_hpa(&enabled).expect("an HPA when autoscaling is enabled");
+    assert_eq!(hpa.metadata.name.as_deref(), Some("likes-gateway"));
+    let spec = hpa.spec.expect("HPA spec");
+    assert_eq!(spec.scale_target_ref.kind, "Deployment");
+    assert_eq!(spec.scale_target_ref.name, "likes-gateway");
+    assert_eq!(
+        spec.scale_target_ref.api_version.as_deref(),
+        Some("apps/v1")
+    );
+    assert_eq!(spec.min_replicas, Some(3));
+    assert_eq!(spec.max_replicas, 12);
+    let metrics = spec.metrics.expect("metrics");
+    let resource = metrics[0].resource.as_ref().expect("a resource metric");
+    assert_eq!(resource.name, "cpu");
+    assert_eq!(resource.target.type_, "Utilization");
+    assert_eq!(resource.target.average_utilization, Some(70));
+    assert_eq!(
+        build_gateway_deployment(&enabled, &ctx())
+            .spec
+            .and_then(|s| s.replicas),
+        None,
+        "with an HPA the Deployment must not set replicas"
+    );
+}
+
+#[test]
+fn gateway_service_follows_the_spec_and_targets_the_http_port() {
+    let mut cc = cluster();
+    cc.spec.gateway.service.port = 80;
+    cc.spec.gateway.service.type_ = highpress_operator::crd::ServiceType::LoadBalancer;
+    let spec = build_gateway_service(&cc).spec.expect("spec");
+    assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+    let port = &spec.ports.expect("ports")[0];
+    assert_eq!(port.port, 80);
+    assert_eq!(
+        port.target_port,
+        Some(IntOrString::String("http".to_owned()))
+    );
+    assert_eq!(
+        spec.selector.expect("selector")["app.kubernetes.io/component"],
+        "gateway"
+    );
+}
+
+#[test]
+fn counter_service_is_headless_on_grpc_50051_and_publishes_only_ready_pods() {
+    let spec = build_counter_headless_service(&cluster())
+        .spec
+        .expect("spec");
+    assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(spec.publish_not_ready_addresses, Some(false));
+    let ports = spec.ports.expect("ports");
+    assert_eq!(ports.len(), 1);
+    assert_eq!(ports[0].name.as_deref(), Some("grpc"));
+    assert_eq!(ports[0].port, 50051);
+    assert_eq!(
+        spec.selector.expect("selector")["app.kubernetes.io/component"],
+        "counter"
+    );
+}
+
+#[test]
+fn pdbs_allow_one_unavailable_pod_per_tier() {
+    let pdbs = build_pdbs(&cluster());
+    let summary: Vec<_> = pdbs
+        .iter()
+        .map(|pdb| {
+            let spec = pdb.spec.as_ref().expect("spec");
+            (
+                pdb.metadata.name.clone().expect("name"),
+                spec.max_unavailable.clone(),
+                spec.selector
+                    .as_ref()
+                    .and_then(|s| s.match_labels.clone())
+                    .expect("selector")["app.kubernetes.io/component"]
+                    .clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "likes-gateway".to_owned(),
+                Some(IntOrString::Int(1)),
+                "gateway".to_owned()
+            ),
+            (
+                "likes-counter".to_owned(),
+                Some(IntOrString::Int(1)),
+                "counter".to_owned()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn config_map_never_holds_a_password_and_counters_get_it_from_the_secret() {
+    let external = cluster().with_external_redis(
+        "rediss://redis.data.svc:6380/0",
+        Some(("redis-auth", "secret-key")),
+        false,
+    );
+    for cc in [cluster(), external.clone()] {
+        let text = render_service_config(&cc);
+        assert!(!text.contains("password"), "{text}");
+        assert!(!text.contains("redis-auth"), "{text}");
+        let config_map = build_config_map(&cc);
+        assert_eq!(config_map.binary_data, None);
+        assert_eq!(
+            config_map.data.expect("data").keys().collect::<Vec<_>>(),
+            [CONFIG_KEY]
+        );
+    }
+    let counter = build_counter_deployment(&external, &ctx());
+    let env = only_container(template(counter.spec.as_ref()))
+        .env
+        .clone()
+        .expect("env");
+    assert_eq!(env.len(), 1);
+    assert_eq!(env[0].name, "HIGHPRESS_REDIS__PASSWORD");
+    assert_eq!(env[0].value, None);
+    let secret = env[0]
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("a secretKeyRef");
+    assert_eq!(
+        (secret.name.as_str(), secret.key.as_str()),
+        ("redis-auth", "secret-key")
+    );
+
+    let managed = build_counter_deployment(&cluster(), &ctx());
+    let env = only_container(template(managed.spec.as_ref()))
+        .env
+        .clone()
+        .expect("env");
+    let secret = env[0]
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("a secretKeyRef");
+    assert_eq!(
+        (secret.name.as_str(), secret.key.as_str()),
+        ("likes-redis-auth", "password")
+    );
+}
+
+#[test]
+fn external_redis_without_a_secret_gives_counters_no_password_env() {
+    let cc = cluster().with_external_redis("redis://redis.example:6379/0", None, false);
+    let counter = build_counter_deployment(&cc, &ctx());
+    assert_eq!(only_container(template(counter.spec.as_ref())).env, None);
+}
+
+#[test]
+fn managed_redis_config_points_at_the_managed_service_and_no_external_is_built_for_it() {
+    let text = render_service_config(&cluster());
+    assert!(text.contains("addr: likes-redis.apps.svc:6379\n"), "{text}");
+    assert!(text.contains("cluster: false\n"), "{text}");
+    assert!(
+        text.contains("dns: likes-counter.apps.svc.cluster.local:50051\n"),
+        "{text}"
+    );
+    assert!(build_all(&cluster(), &ctx()).redis.is_some());
+}
+
+#[test]
+fn external_redis_config_uses_the_url_and_cluster_flag_and_builds_no_redis() {
+    let cc = cluster().with_external_redis("redis://a:6379,redis://b:6379", None, true);
+    let text = render_service_config(&cc);
+    assert!(
+        text.contains("addr: redis://a:6379,redis://b:6379\n"),
+        "{text}"
+    );
+    assert!(text.contains("cluster: true\n"), "{text}");
+    assert_eq!(build_all(&cc, &ctx()).redis, None);
+}
+
+#[test]
+fn managed_redis_statefulset_has_aof_a_pvc_and_writes_only_to_its_data_volume() {
+    let mut cc = cluster();
+    cc.spec.redis.managed.storage.size = Quantity("20Gi".to_owned());
+    cc.spec.redis.managed.storage.storage_class_name = Some("fast-ssd".to_owned());
+    let statefulset = build_redis_statefulset(&cc);
+    assert_eq!(statefulset.metadata.name.as_deref(), Some("likes-redis"));
+    let spec = statefulset.spec.expect("spec");
+    assert_eq!(spec.service_name.as_deref(), Some("likes-redis"));
+    let container = only_container(&spec.template);
+    assert_eq!(container.image.as_deref(), Some("redis:7.2"));
+    let args = container.args.clone().expect("args");
+    let appendonly = args
+        .iter()
+        .position(|a| a == "--appendonly")
+        .expect("--appendonly");
+    assert_eq!(args[appendonly + 1], "yes");
+    let requirepass = args
+        .iter()
+        .position(|a| a == "--requirepass")
+        .expect("--requirepass");
+    assert_eq!(args[requirepass + 1], "$(REDIS_PASSWORD)");
+    let env_secrets: Vec<_> = container
+        .env
+        .iter()
+        .flatten()
+        .map(|e| {
+            let secret = e
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .expect("secretKeyRef");
+            (e.name.as_str(), secret.name.as_str(), secret.key.as_str())
+        })
+        .collect();
+    assert_eq!(
+        env_secrets,
+        [
+            ("REDIS_PASSWORD", "likes-redis-auth", "password"),
+            ("REDISCLI_AUTH", "likes-redis-auth", "password")
+        ]
+    );
+    let mounts: Vec<_> = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| (m.name.as_str(), m.mount_path.as_str()))
+        .collect();
+    assert_eq!(mounts, [("data", "/data")]);
+    assert_eq!(
+        container
+            .security_context
+            .as_ref()
+            .and_then(|s| s.read_only_root_filesystem),
+        Some(true)
+    );
+    assert_eq!(
+        container.resources.as_ref(),
+        Some(&cc.spec.redis.managed.resources)
+    );
+    assert!(container.liveness_probe.is_some() && container.readiness_probe.is_some());
+    let claims = spec.volume_claim_templates.expect("a PVC template");
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].metadata.name.as_deref(), Some("data"));
+    let claim = claims[0].spec.as_ref().expect("claim spec");
+    assert_eq!(claim.storage_class_name.as_deref(), Some("fast-ssd"));
+    assert_eq!(claim.access_modes, Some(vec!["ReadWriteOnce".to_owned()]));
+    assert_eq!(
+        claim
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.clone())
+            .expect("requests")["storage"],
+        Quantity("20Gi".to_owned())
+    );
+    let retention = spec
+        .persistent_volume_claim_retention_policy
+        .expect("retention policy");
+    assert_eq!(retention.when_deleted.as_deref(), Some("Retain"));
+
+    cc.spec.redis.managed.append_only = false;
+    let args = only_container(&build_redis_statefulset(&cc).spec.expect("spec").template)
+        .args
+        .clone()
+        .expect("args");
+    let appendonly = args
+        .iter()
+        .position(|a| a == "--appendonly")
+        .expect("--appendonly");
+    assert_eq!(args[appendonly + 1], "no");
+}
+
+#[test]
+fn redis_service_exposes_6379_to_the_redis_pod() {
+    let spec = build_redis_service(&cluster()).spec.expect("spec");
+    let port = &spec.ports.expect("ports")[0];
+    assert_eq!(port.port, 6379);
+    assert_eq!(
+        spec.selector.expect("selector")["app.kubernetes.io/component"],
+        "redis"
+    );
+}
+
+fn config_hash_annotation(template: &PodTemplateSpec) -> String {
+    template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(CONFIG_HASH_ANNOTATION))
+        .cloned()
+        .expect("the config-hash annotation")
+}
+
+#[test]
+fn pods_carry_the_config_hash_which_changes_only_when_the_config_does() {
+    let cc = cluster();
+    let hash = config_hash(&build_config_map(&cc));
+    assert_eq!(hash.len(), 16);
+    let gateway = build_gateway_deployment(&cc, &ctx());
+    let counter = build_counter_deployment(&cc, &ctx());
+    assert_eq!(
+        config_hash_annotation(template(gateway.spec.as_ref())),
+        hash
+    );
+    assert_eq!(
+        config_hash_annotation(template(counter.spec.as_ref())),
+        hash
+    );
+
+    let more_replicas = cluster().with_counter_replicas(9);
+    assert_eq!(config_hash(&build_config_map(&more_replicas)), hash);
+
+    let mut new_batch = cluster();
+    new_batch.spec.counter.coalescing.max_batch = 1024;
+    let changed = config_hash(&build_config_map(&new_batch));
+    assert_ne!(changed, hash);
+    let counter = build_counter_deployment(&new_batch, &ctx());
+    assert_eq!(
+        config_hash_annotation(template(counter.spec.as_ref())),
+        changed
+    );
+}
+
+#[test]
+fn config_hash_is_fnv1a_of_keys_and_values() {
+    // Pinned, so an accidental change of the hash (which would roll every pod) fails here.
+    let config_map = k8s_openapi::api::core::v1::ConfigMap {
+        data: Some(BTreeMap::from([("a".to_owned(), "b".to_owned())])),
+        ..Default::default()
+    };
+    assert_eq!(config_hash(&config_map), "ab40d7820d408076");
+}
+
+#[test]
+fn pod_template_overrides_reach_every_pod() {
+    let mut cc = cluster();
+    cc.spec.pod_template.annotations = BTreeMap::from([("team".to_owned(), "growth".to_owned())]);
+    cc.spec.pod_template.node_selector =
+        BTreeMap::from([("kubernetes.io/os".to_owned(), "linux".to_owned())]);
+    cc.spec.pod_template.tolerations = vec![k8s_openapi::api::core::v1::Toleration {
+        key: Some("dedicated".to_owned()),
+        operator: Some("Equal".to_owned()),
+        value: Some("highpress".to_owned()),
+        effect: Some("NoSchedule".to_owned()),
+        toleration_seconds: None,
+    }];
+    for (name, template) in pod_templates(&cc) {
+        let annotations = template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            annotations.get("team").map(String::as_str),
+            Some("growth"),
+            "{name}"
+        );
+        let spec = pod(&template);
+        assert_eq!(
+            spec.node_selector,
+            Some(cc.spec.pod_template.node_selector.clone()),
+            "{name}"
+        );
+        assert_eq!(
+            spec.tolerations,
+            Some(cc.spec.pod_template.tolerations.clone()),
+            "{name}"
+        );
+    }
+}

@@ -1,0 +1,270 @@
+//! The contract with the service, and the `render` subcommand.
+//!
+//! For every CounterCluster in `deploy/examples/`, the rendered ConfigMap's `config.yaml` must
+//! load with the service's own loader (`highpress::config::Config::load`, which rejects unknown
+//! keys and validates values). `render` must print exactly the expected kinds for each example.
+//!
+//! `Config::load` also layers `HIGHPRESS_*` environment variables; these tests set none.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use highpress::config::{Config, LogFormat, StoreKind};
+use highpress_operator::build::config::CONFIG_KEY;
+use highpress_operator::build::{BuildContext, build_config_map};
+use highpress_operator::crd::{CounterCluster, LogLevel, RedisMode};
+use highpress_operator::render::{parse_counter_clusters, render};
+use serde_json::Value;
+use support::{CounterClusterFixture, cluster, example_names, example_text};
+
+/// Writes `cc`'s rendered config.yaml to a temporary file and loads it as the service does.
+fn load_rendered_config(cc: &CounterCluster, label: &str) -> Config {
+    let config_map = build_config_map(cc);
+    let text = config_map
+        .data
+        .as_ref()
+        .and_then(|d| d.get(CONFIG_KEY))
+        .expect("config.yaml in the ConfigMap")
+        .clone();
+    let path: PathBuf = std::env::temp_dir().join(format!(
+        "highpress-operator-contract-{}-{label}.yaml",
+        std::process::id()
+    ));
+    std::fs::write(&path, &text).expect("writing the temporary config file");
+    let loaded = Config::load(Some(&path));
+    let _ = std::fs::remove_file(&path);
+    loaded
+        .unwrap_or_else(|e| panic!("{label}: the service rejects the rendered config: {e}\n{text}"))
+}
+
+#[test]
+fn every_example_renders_a_config_the_service_loads() {
+    for name in example_names() {
+        let clusters =
+            parse_counter_clusters(&example_text(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!clusters.is_empty(), "{name}");
+        for cc in clusters {
+            let config = load_rendered_config(&cc, &name);
+            let spec = &cc.spec;
+            let ns = cc
+                .metadata
+                .namespace
+                .clone()
+                .expect("examples name a namespace");
+            let cc_name = cc.metadata.name.clone().expect("a name");
+            assert_eq!(config.store.kind, StoreKind::Redis, "{name}");
+            assert_eq!(config.log.format, LogFormat::Json, "{name}");
+            assert_eq!(config.server.port, 8080, "{name}");
+            assert_eq!(config.grpc.listen, "0.0.0.0:50051", "{name}");
+            assert!(
+                config.redis.password.is_empty(),
+                "{name}: password in the ConfigMap"
+            );
+            assert_eq!(
+                config.coalescing.max_batch,
+                usize::try_from(spec.counter.coalescing.max_batch).expect("positive"),
+                "{name}"
+            );
+            assert_eq!(
+                config.cache.ttl_ms,
+                u64::try_from(spec.counter.cache.ttl_millis).expect("non-negative"),
+                "{name}"
+            );
+            assert_eq!(
+                config.cache.max_entries,
+                usize::try_from(spec.counter.cache.max_entries).expect("non-negative"),
+                "{name}"
+            );
+            assert_eq!(
+                config.discovery.dns,
+                format!("{cc_name}-counter.{ns}.svc.cluster.local:50051"),
+                "{name}"
+            );
+            match spec.redis.mode {
+                RedisMode::Managed => {
+                    assert_eq!(config.redis.addr, format!("{cc_name}-redis.{ns}.svc:6379"));
+                    assert!(!config.redis.cluster, "{name}");
+                }
+                RedisMode::External => {
+                    let external = spec.redis.external.as_ref().expect("external");
+                    assert_eq!(config.redis.addr, external.url, "{name}");
+                    assert_eq!(config.redis.cluster, external.cluster, "{name}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_service_loader_rejects_an_unknown_key_so_the_contract_test_has_teeth() {
+    let cc = cluster();
+    let text = build_config_map(&cc).data.expect("data")[CONFIG_KEY].replace(
+        "coalescing:\n  max_batch:",
+        "coalescing:\n  maxBatch: 1\n  max_batch:",
+    );
+    assert!(text.contains("maxBatch: 1"), "{text}");
+    let path = std::env::temp_dir().join(format!(
+        "highpress-operator-contract-{}-unknown-key.yaml",
+        std::process::id()
+    ));
+    std::fs::write(&path, &text).expect("writing the temporary config file");
+    let loaded = Config::load(Some(&path));
+    let _ = std::fs::remove_file(&path);
+    let error = loaded.expect_err("an unknown key must be rejected");
+    assert!(error.to_string().contains("maxBatch"), "{error}");
+}
+
+#[test]
+fn edge_case_specs_render_configs_the_service_loads() {
+    let mut kafka_trace_no_cache = cluster();
+    kafka_trace_no_cache.spec.events.kafka.enabled = true;
+    kafka_trace_no_cache.spec.events.kafka.brokers = vec!["kafka:9092".to_owned()];
+    kafka_trace_no_cache.spec.observability.log_level = LogLevel::Trace;
+    kafka_trace_no_cache.spec.counter.cache.ttl_millis = 0;
+    kafka_trace_no_cache.spec.counter.cache.max_entries = 0;
+    kafka_trace_no_cache.spec.counter.coalescing.max_batch = 65536;
+    let config = load_rendered_config(&kafka_trace_no_cache, "kafka-trace-no-cache");
+    assert_eq!(config.log.level, "trace");
+    assert_eq!(config.cache.ttl_ms, 0);
+    assert_eq!(config.coalescing.max_batch, 65536);
+    assert!(config.kafka.is_some());
+
+    let redis_cluster = cluster().with_external_redis(
+        "redis://seed-a:6379,redis://seed-b:6379",
+        Some(("redis-auth", "password")),
+        true,
+    );
+    let config = load_rendered_config(&redis_cluster, "redis-cluster");
+    assert!(config.redis.cluster);
+    assert_eq!(config.redis.addr, "redis://seed-a:6379,redis://seed-b:6379");
+
+    let plain_external = cluster().with_external_redis("redis://redis.example:6379/2", None, false);
+    let config = load_rendered_config(&plain_external, "plain-external");
+    assert_eq!(
+        config.redis.url().expect("a URL"),
+        "redis://redis.example:6379/2"
+    );
+}
+
+fn kinds(yaml: &str) -> Vec<String> {
+    serde_norway::Deserializer::from_str(yaml)
+        .map(|document| {
+            let value: Value = serde::Deserialize::deserialize(document).expect("YAML document");
+            format!(
+                "{} {}",
+                value["apiVersion"].as_str().expect("apiVersion"),
+                value["kind"].as_str().expect("kind")
+            )
+        })
+        .collect()
+}
+
+const HIGHPRESS_KINDS: [&str; 6] = [
+    "v1 Service",
+    "apps/v1 Deployment",
+    "v1 Service",
+    "apps/v1 Deployment",
+    "policy/v1 PodDisruptionBudget",
+    "policy/v1 PodDisruptionBudget",
+];
+
+fn expected_kinds(cc: &CounterCluster) -> Vec<String> {
+    let mut kinds = vec!["v1 ConfigMap"];
+    if cc.spec.redis.mode == RedisMode::Managed {
+        kinds.extend(["v1 Service", "apps/v1 StatefulSet"]);
+    }
+    kinds.extend(&HIGHPRESS_KINDS[..4]);
+    if cc.spec.gateway.autoscaling.enabled {
+        kinds.push("autoscaling/v2 HorizontalPodAutoscaler");
+    }
+    kinds.extend(&HIGHPRESS_KINDS[4..]);
+    kinds.into_iter().map(str::to_owned).collect()
+}
+
+#[test]
+fn render_subcommand_prints_the_expected_kinds_for_every_example() {
+    for name in example_names() {
+        let path = support::repo_root().join("deploy/examples").join(&name);
+        let output = Command::new(env!("CARGO_BIN_EXE_highpress-operator"))
+            .arg("render")
+            .arg(&path)
+            .output()
+            .expect("running highpress-operator render");
+        assert!(output.status.success(), "{name}: {output:?}");
+        let yaml = String::from_utf8(output.stdout).expect("UTF-8 output");
+        let clusters = parse_counter_clusters(&example_text(&name)).expect("parses");
+        let expected: Vec<String> = clusters.iter().flat_map(expected_kinds).collect();
+        assert_eq!(kinds(&yaml), expected, "{name}");
+        assert!(
+            !yaml.contains("ownerReferences"),
+            "{name}: a file has no uid"
+        );
+    }
+}
+
+#[test]
+fn the_examples_cover_managed_and_external_redis_and_autoscaling() {
+    let rendered: Vec<Vec<String>> = [
+        "countercluster-minimal.yaml",
+        "countercluster-production.yaml",
+    ]
+    .into_iter()
+    .map(|name| kinds(&render(&example_text(name), &BuildContext::default()).expect("renders")))
+    .collect();
+    assert!(rendered[0].contains(&"apps/v1 StatefulSet".to_owned()));
+    assert!(!rendered[0].contains(&"autoscaling/v2 HorizontalPodAutoscaler".to_owned()));
+    assert!(!rendered[1].contains(&"apps/v1 StatefulSet".to_owned()));
+    assert!(rendered[1].contains(&"autoscaling/v2 HorizontalPodAutoscaler".to_owned()));
+}
+
+#[test]
+fn render_takes_every_document_of_a_multi_document_file() {
+    let names = example_names();
+    let joined = names
+        .iter()
+        .map(|name| example_text(name))
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    let yaml = render(&joined, &BuildContext::default()).expect("renders");
+    let config_maps = kinds(&yaml)
+        .iter()
+        .filter(|k| k.as_str() == "v1 ConfigMap")
+        .count();
+    assert_eq!(config_maps, names.len());
+}
+
+#[test]
+fn render_defaults_the_image_tag_to_the_operator_version() {
+    let yaml = render(
+        &example_text("countercluster-minimal.yaml"),
+        &BuildContext::default(),
+    )
+    .expect("renders");
+    assert!(
+        yaml.contains(&format!("image: highpress:{}\n", env!("CARGO_PKG_VERSION"))),
+        "{yaml}"
+    );
+}
+
+#[test]
+fn render_rejects_a_document_that_is_not_a_counter_cluster() {
+    let input = "apiVersion: highpress.dev/v1alpha1\nkind: CounterCluster\nmetadata: {name: a}\nspec: {}\n\
+                 ---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n";
+    let error = render(input, &BuildContext::default()).expect_err("a ConfigMap is rejected");
+    let message = error.to_string();
+    assert!(message.starts_with("document 2:"), "{message}");
+    assert!(message.contains("v1 ConfigMap"), "{message}");
+
+    let nameless = "apiVersion: highpress.dev/v1alpha1\nkind: CounterCluster\nspec: {}\n";
+    let error = render(nameless, &BuildContext::default()).expect_err("no name is rejected");
+    assert!(error.to_string().contains("metadata.name"), "{error}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_highpress-operator"))
+        .args(["render", "/nonexistent/countercluster.yaml"])
+        .output()
+        .expect("running highpress-operator render");
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty());
+}
