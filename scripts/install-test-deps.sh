@@ -5,6 +5,7 @@
 #   redis-server, redis-benchmark, redis-cli  (packages redis-server, redis-tools)
 #   hey, wrk, webdis                          (load test and peer benchmark)
 #   yamllint, shellcheck                      (lint of YAML and scripts)
+#   kubernetes-validate (pip)                 (official Kubernetes schemas for rendered manifests)
 #
 # Usage: scripts/install-test-deps.sh
 #
@@ -19,6 +20,12 @@
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
+
+# Python: kubernetes-validate carries the official Kubernetes JSON schemas; the operator's tests
+# validate every rendered manifest against them.
+if ! python3 -c 'import kubernetes_validate' >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
+fi
 
 # command -> Debian package that provides it.
 declare -A PACKAGE_OF=(

@@ -57,7 +57,7 @@ pub fn render(input: &str, ctx: &BuildContext) -> Result<String> {
             .map_err(Error::SerializeObject)?;
         for value in values {
             out.push_str("---\n");
-            out.push_str(&serde_norway::to_string(&value).map_err(Error::RenderYaml)?);
+            out.push_str(&crate::yaml::to_yaml(&value));
         }
     }
     Ok(out)
