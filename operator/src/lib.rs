@@ -9,6 +9,7 @@
 pub mod build;
 pub mod crd;
 pub mod render;
+pub mod status;
 pub mod yaml;
 
 use kube::CustomResourceExt;

@@ -1,0 +1,289 @@
+//! The `status` of a CounterCluster, computed from what was applied and observed.
+//!
+//! Contract: [`compute_status`] is pure. The reconciler gathers an [`Observed`] (replica counts
+//! of the Deployments and of the managed Redis StatefulSet, a validation message, an apply
+//! error), passes the status it read and the current time, and patches what comes back. No
+//! client and no clock are read here, so tests freeze `now`.
+//!
+//! Conditions follow the Kubernetes API conventions: `Ready`, `Progressing` and `Degraded`,
+//! always in that order, with status `"True"`, `"False"` or `"Unknown"`, a CamelCase reason from
+//! the constants below, a message naming what is wrong, and `observedGeneration`. A condition's
+//! `lastTransitionTime` is kept from the previous status while its status does not change.
+//!
+//! Precedence, first match wins:
+//! 1. `spec.paused`: `Progressing=False/Paused`; `Ready` and `Degraded` are kept as they were
+//!    (`Unknown/Paused` when there were none), since nothing was reconciled.
+//! 2. An invalid spec: `Degraded=True/InvalidSpec`, `Ready=False`, `Progressing=False`.
+//! 3. An apply error: `Degraded=True/ApplyFailed`, `Ready=False`, `Progressing=False`.
+//! 4. Otherwise, readiness: `Ready=True/AllComponentsReady`, or `Ready=False/ComponentsNotReady`
+//!    with `Progressing=True/RollingOut` while any component lacks ready replicas.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::build::{child_name, namespace};
+use crate::crd::{ComponentStatus, CounterCluster, CounterClusterStatus, RedisStatus};
+
+pub use crate::crd::condition::{
+    DEGRADED, PROGRESSING, READY, REASON_ALL_COMPONENTS_READY, REASON_INVALID_SPEC,
+};
+
+/// Reason: at least one component has fewer ready replicas than desired.
+pub const REASON_COMPONENTS_NOT_READY: &str = "ComponentsNotReady";
+/// Reason: the operator applied the spec and waits for components to become ready.
+pub const REASON_ROLLING_OUT: &str = "RollingOut";
+/// Reason: every component is ready, so nothing is rolling out.
+pub const REASON_ROLLOUT_COMPLETE: &str = "RolloutComplete";
+/// Reason: applying the child objects to the API server failed.
+pub const REASON_APPLY_FAILED: &str = "ApplyFailed";
+/// Reason: `spec.paused` is true, so the operator does not reconcile.
+pub const REASON_PAUSED: &str = "Paused";
+/// Reason (Degraded=False): the spec was valid and applied.
+pub const REASON_AS_EXPECTED: &str = "AsExpected";
+
+/// Condition status `"True"`.
+pub const STATUS_TRUE: &str = "True";
+/// Condition status `"False"`.
+pub const STATUS_FALSE: &str = "False";
+/// Condition status `"Unknown"`.
+pub const STATUS_UNKNOWN: &str = "Unknown";
+
+/// `status.redis.state` of a managed Redis with its desired ready replicas.
+pub const REDIS_STATE_READY: &str = "Ready";
+/// `status.redis.state` of a managed Redis without its desired ready replicas.
+pub const REDIS_STATE_NOT_READY: &str = "NotReady";
+/// `status.redis.state` of an external Redis, which the operator does not check.
+pub const REDIS_STATE_EXTERNAL: &str = "External";
+
+/// Desired and ready replicas of one workload, as read from its status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ComponentReadiness {
+    /// Replicas the workload should run.
+    pub desired: i32,
+    /// Replicas passing their readiness probe.
+    pub ready: i32,
+}
+
+impl ComponentReadiness {
+    /// Whether the workload has at least its desired ready replicas.
+    pub fn is_ready(self) -> bool {
+        self.ready >= self.desired
+    }
+
+    fn to_status(self) -> ComponentStatus {
+        ComponentStatus {
+            replicas: self.desired,
+            ready_replicas: self.ready,
+            ready: format!("{}/{}", self.ready, self.desired),
+        }
+    }
+}
+
+/// What is known of Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedisObserved {
+    /// The operator's Redis StatefulSet.
+    Managed(ComponentReadiness),
+    /// A Redis the operator does not run and does not check; never blocks `Ready`.
+    External,
+}
+
+/// Everything the reconciler observed, the input of [`compute_status`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// The gateway Deployment.
+    pub gateway: ComponentReadiness,
+    /// The counter Deployment.
+    pub counter: ComponentReadiness,
+    /// Redis.
+    pub redis: RedisObserved,
+    /// Why the spec is invalid, when validation rejected it (nothing was applied).
+    pub invalid_spec: Option<String>,
+    /// Why applying the child objects failed, when it did.
+    pub apply_error: Option<String>,
+}
+
+/// The in-cluster URL of the gateway's HTTP API: `http://<name>-gateway.<ns>.svc:<port>`.
+pub fn endpoint(cc: &CounterCluster) -> String {
+    format!(
+        "http://{}.{}.svc:{}",
+        child_name(cc, "gateway"),
+        namespace(cc),
+        cc.spec.gateway.service.port
+    )
+}
+
+/// The status of `cc`, given what was observed, the status read from the API server and the
+/// current time. See the module documentation for the rules.
+pub fn compute_status(
+    cc: &CounterCluster,
+    observed: &Observed,
+    previous: Option<&CounterClusterStatus>,
+    now: Time,
+) -> CounterClusterStatus {
+    let generation = cc.metadata.generation;
+    let conditions = ConditionWriter {
+        previous: previous.map_or(&[][..], |status| status.conditions.as_slice()),
+        generation,
+        now,
+    };
+    let redis_state = match observed.redis {
+        RedisObserved::Managed(readiness) if readiness.is_ready() => REDIS_STATE_READY,
+        RedisObserved::Managed(_) => REDIS_STATE_NOT_READY,
+        RedisObserved::External => REDIS_STATE_EXTERNAL,
+    };
+    CounterClusterStatus {
+        observed_generation: generation,
+        conditions: compute_conditions(cc, observed, &conditions),
+        gateway: Some(observed.gateway.to_status()),
+        counter: Some(observed.counter.to_status()),
+        redis: Some(RedisStatus {
+            state: redis_state.to_owned(),
+        }),
+        endpoint: Some(endpoint(cc)),
+    }
+}
+
+fn compute_conditions(
+    cc: &CounterCluster,
+    observed: &Observed,
+    conditions: &ConditionWriter<'_>,
+) -> Vec<Condition> {
+    if cc.spec.paused {
+        let kept_or_unknown = |type_: &str| {
+            conditions.kept(type_).unwrap_or_else(|| {
+                conditions.set(
+                    type_,
+                    STATUS_UNKNOWN,
+                    REASON_PAUSED,
+                    "spec.paused is true; the operator has not reconciled this CounterCluster",
+                )
+            })
+        };
+        return vec![
+            kept_or_unknown(READY),
+            conditions.set(
+                PROGRESSING,
+                STATUS_FALSE,
+                REASON_PAUSED,
+                "spec.paused is true; the operator does not reconcile this CounterCluster",
+            ),
+            kept_or_unknown(DEGRADED),
+        ];
+    }
+
+    if let Some(problem) = &observed.invalid_spec {
+        let message = format!("invalid spec: {problem}");
+        return vec![
+            conditions.set(READY, STATUS_FALSE, REASON_INVALID_SPEC, &message),
+            conditions.set(PROGRESSING, STATUS_FALSE, REASON_INVALID_SPEC, &message),
+            conditions.set(DEGRADED, STATUS_TRUE, REASON_INVALID_SPEC, &message),
+        ];
+    }
+
+    if let Some(error) = &observed.apply_error {
+        let message = format!("applying objects failed: {error}");
+        return vec![
+            conditions.set(READY, STATUS_FALSE, REASON_APPLY_FAILED, &message),
+            conditions.set(PROGRESSING, STATUS_FALSE, REASON_APPLY_FAILED, &message),
+            conditions.set(DEGRADED, STATUS_TRUE, REASON_APPLY_FAILED, &message),
+        ];
+    }
+
+    let not_ready = not_ready_components(observed);
+    let degraded = conditions.set(
+        DEGRADED,
+        STATUS_FALSE,
+        REASON_AS_EXPECTED,
+        "the spec is valid and applied",
+    );
+    if not_ready.is_empty() {
+        vec![
+            conditions.set(
+                READY,
+                STATUS_TRUE,
+                REASON_ALL_COMPONENTS_READY,
+                "gateway, counter and redis have their desired ready replicas",
+            ),
+            conditions.set(
+                PROGRESSING,
+                STATUS_FALSE,
+                REASON_ROLLOUT_COMPLETE,
+                "every component is ready",
+            ),
+            degraded,
+        ]
+    } else {
+        let list = not_ready.join(", ");
+        vec![
+            conditions.set(
+                READY,
+                STATUS_FALSE,
+                REASON_COMPONENTS_NOT_READY,
+                &format!("not ready: {list}"),
+            ),
+            conditions.set(
+                PROGRESSING,
+                STATUS_TRUE,
+                REASON_ROLLING_OUT,
+                &format!("waiting for {list}"),
+            ),
+            degraded,
+        ]
+    }
+}
+
+/// `"<component> (<ready>/<desired> ready)"` for each component short of ready replicas, in
+/// the order gateway, counter, redis.
+fn not_ready_components(observed: &Observed) -> Vec<String> {
+    let redis = match observed.redis {
+        RedisObserved::Managed(readiness) => Some(readiness),
+        RedisObserved::External => None,
+    };
+    [
+        ("gateway", Some(observed.gateway)),
+        ("counter", Some(observed.counter)),
+        ("redis", redis),
+    ]
+    .into_iter()
+    .filter_map(|(name, readiness)| {
+        let readiness = readiness?;
+        (!readiness.is_ready())
+            .then(|| format!("{name} ({}/{} ready)", readiness.ready, readiness.desired))
+    })
+    .collect()
+}
+
+/// Writes conditions for one generation at one instant, keeping transition times from the
+/// previous status.
+struct ConditionWriter<'a> {
+    previous: &'a [Condition],
+    generation: Option<i64>,
+    now: Time,
+}
+
+impl ConditionWriter<'_> {
+    fn previous(&self, type_: &str) -> Option<&Condition> {
+        self.previous.iter().find(|c| c.type_ == type_)
+    }
+
+    /// The previous condition of this type, unchanged.
+    fn kept(&self, type_: &str) -> Option<Condition> {
+        self.previous(type_).cloned()
+    }
+
+    /// A condition of this generation; `lastTransitionTime` is `now` only if the status flipped.
+    fn set(&self, type_: &str, status: &str, reason: &str, message: &str) -> Condition {
+        let last_transition_time = match self.previous(type_) {
+            Some(previous) if previous.status == status => previous.last_transition_time.clone(),
+            _ => self.now.clone(),
+        };
+        Condition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+            last_transition_time,
+            observed_generation: self.generation,
+        }
+    }
+}
