@@ -28,6 +28,7 @@ pub struct Metrics {
     pub cache_misses: IntCounter,
     pub store_errors: IntCounterVec,
     pub store_up: IntGauge,
+    pub store_redirects: IntCounter,
     pub leaderboard_flushes: IntCounterVec,
     pub gateway_batch_size: Histogram,
     pub discovery_refreshes: IntCounterVec,
@@ -125,6 +126,11 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
+        let store_redirects = IntCounter::new(
+            "highpress_store_redirects_total",
+            "Redis Cluster commands answered MOVED or ASK and resent to the owning node.",
+        )
+        .expect("valid metric");
         let store_up = IntGauge::new("highpress_store_up", "1 while the store answers, else 0.")
             .expect("valid metric");
         let leaderboard_flushes = IntCounterVec::new(
@@ -174,6 +180,7 @@ impl Metrics {
             Box::new(cache_requests.clone()),
             Box::new(store_errors.clone()),
             Box::new(store_up.clone()),
+            Box::new(store_redirects.clone()),
             Box::new(leaderboard_flushes.clone()),
             Box::new(gateway_batch_size.clone()),
             Box::new(discovery_refreshes.clone()),
@@ -208,6 +215,7 @@ impl Metrics {
             cache_misses,
             store_errors,
             store_up,
+            store_redirects,
             leaderboard_flushes,
             gateway_batch_size,
             discovery_refreshes,

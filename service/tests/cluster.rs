@@ -131,3 +131,58 @@ async fn a_master_restarted_under_load_loses_no_acknowledged_increment() {
         unavailable.load(Ordering::SeqCst)
     );
 }
+
+/// Moves the slot of `key` from its master to another one, the way a resharding does:
+/// IMPORTING/MIGRATING, MIGRATE of the key, then the new owner announced to every node.
+fn move_slot_of(cluster: &support::RedisCluster, key: &str) {
+    let slot = highpress::store::redis_cluster::key_slot(key).to_string();
+    let from = cluster
+        .nodes
+        .iter()
+        .position(|n| n.cmd(&["CLUSTER", "COUNTKEYSINSLOT", &slot]) != "0")
+        .expect("the key exists on some master");
+    let to = (from + 1) % cluster.nodes.len();
+    let (a, b) = (&cluster.nodes[from], &cluster.nodes[to]);
+    let (id_a, id_b) = (a.cmd(&["CLUSTER", "MYID"]), b.cmd(&["CLUSTER", "MYID"]));
+    assert_eq!(
+        b.cmd(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &id_a]),
+        "OK"
+    );
+    assert_eq!(
+        a.cmd(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &id_b]),
+        "OK"
+    );
+    let port = b.port.to_string();
+    assert_eq!(
+        a.cmd(&["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS", key]),
+        "OK"
+    );
+    for node in &cluster.nodes {
+        assert_eq!(
+            node.cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &id_b]),
+            "OK"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn increments_follow_a_slot_moved_by_resharding() {
+    let hp = Highpress::start(Topology::StandaloneCluster, &[]).await;
+    let cluster = hp.cluster.as_ref().unwrap();
+    // highpress reloads its slot table every second, so one move may land just before a reload
+    // and need no redirect; a few moves in a row make sure the redirect path runs.
+    for round in 0..5 {
+        let id = format!("moved{round}");
+        assert_eq!(hp.increment(&id, "like", 1).await.0, 200);
+        move_slot_of(cluster, &format!("c:like:{id}"));
+        let answers =
+            futures::future::join_all((0..20).map(|_| hp.increment(&id, "like", 1))).await;
+        for (s, body) in answers {
+            assert_eq!(s, 200, "{body}");
+        }
+        assert_eq!(hp.value(&id, "like").await, 21);
+        assert_eq!(cluster.get_i64(&format!("c:like:{id}")), 21);
+    }
+    let redirects = support::metric(&hp.url("/metrics"), "highpress_store_redirects_total").await;
+    assert!(redirects > 0, "no increment was ever redirected");
+}

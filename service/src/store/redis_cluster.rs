@@ -271,6 +271,9 @@ impl RedisClusterStore {
             }
         }
         if !redirects.is_empty() {
+            crate::metrics::METRICS
+                .store_redirects
+                .inc_by(redirects.len() as u64);
             let resends = redirects
                 .iter()
                 .map(|(i, redirect)| self.follow(&commands[*i].cmd, redirect));
