@@ -10,6 +10,7 @@ pub mod build;
 pub mod crd;
 pub mod render;
 pub mod status;
+pub mod validate;
 pub mod yaml;
 
 use kube::CustomResourceExt;

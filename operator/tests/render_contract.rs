@@ -268,3 +268,16 @@ fn render_rejects_a_document_that_is_not_a_counter_cluster() {
     assert!(!output.status.success());
     assert!(output.stdout.is_empty());
 }
+
+#[test]
+fn every_example_passes_the_spec_checks_beyond_cel() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for cc in highpress_operator::render::parse_counter_clusters(&text).unwrap() {
+            let problems = highpress_operator::validate::validate(&cc);
+            assert!(problems.is_empty(), "{}: {problems:?}", path.display());
+        }
+    }
+}

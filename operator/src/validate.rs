@@ -1,0 +1,184 @@
+//! Spec checks that the CRD's schema and CEL rules cannot express. A CounterCluster that fails
+//! them gets `Degraded`/`InvalidSpec` with these messages and nothing is applied, instead of a
+//! half-applied installation or an API error on the third object.
+//!
+//! Each message names the field at fault.
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::ResourceExt;
+
+use crate::crd::{CounterCluster, RedisMode};
+
+/// Longest name whose child objects all stay valid: Services need DNS-1035 labels
+/// (≤ 63 characters, `<name>-gateway`), and a StatefulSet's pods carry a
+/// `controller-revision-hash` label `<name>-redis-<10 characters>` of at most 63.
+const MAX_NAME_MANAGED: usize = 63 - "-redis-".len() - 10;
+const MAX_NAME_EXTERNAL: usize = 63 - "-gateway".len();
+
+/// Every problem found, each naming its field; empty when the spec is usable.
+pub fn validate(cc: &CounterCluster) -> Vec<String> {
+    let mut problems = Vec::new();
+    let name = cc.name_any();
+    let max = match cc.spec.redis.mode {
+        RedisMode::Managed => MAX_NAME_MANAGED,
+        RedisMode::External => MAX_NAME_EXTERNAL,
+    };
+    if name.len() > max {
+        problems.push(format!(
+            "metadata.name: at most {max} characters, so that every object built from it is a valid name ({} given)",
+            name.len()
+        ));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        problems.push(
+            "metadata.name: must start with a lowercase letter (Service names are DNS-1035 labels)"
+                .into(),
+        );
+    }
+    check_resources(
+        "spec.gateway.resources",
+        &cc.spec.gateway.resources,
+        &mut problems,
+    );
+    check_resources(
+        "spec.counter.resources",
+        &cc.spec.counter.resources,
+        &mut problems,
+    );
+    match cc.spec.redis.mode {
+        RedisMode::Managed => {
+            check_resources(
+                "spec.redis.managed.resources",
+                &cc.spec.redis.managed.resources,
+                &mut problems,
+            );
+            check_quantity(
+                "spec.redis.managed.storage.size",
+                &cc.spec.redis.managed.storage.size,
+                &mut problems,
+            );
+        }
+        RedisMode::External => {
+            if let Some(external) = &cc.spec.redis.external {
+                check_redis_url(&external.url, &mut problems);
+            }
+        }
+    }
+    problems
+}
+
+fn check_resources(field: &str, resources: &ResourceRequirements, problems: &mut Vec<String>) {
+    for (kind, map) in [
+        ("requests", &resources.requests),
+        ("limits", &resources.limits),
+    ] {
+        for (resource, quantity) in map.iter().flatten() {
+            check_quantity(&format!("{field}.{kind}.{resource}"), quantity, problems);
+        }
+    }
+}
+
+/// The Kubernetes quantity grammar: a decimal number and an optional SI, binary or exponent suffix.
+fn check_quantity(field: &str, quantity: &Quantity, problems: &mut Vec<String>) {
+    let s = quantity.0.trim();
+    let number_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(s.len());
+    let (number, suffix) = s.split_at(number_end);
+    let number_ok =
+        !number.is_empty() && number.trim_start_matches(['+', '-']).parse::<f64>().is_ok();
+    let suffix_ok = matches!(
+        suffix,
+        "" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei"
+    ) || (suffix.starts_with(['e', 'E'])
+        && suffix[1..]
+            .trim_start_matches(['+', '-'])
+            .parse::<u32>()
+            .is_ok());
+    if !(number_ok && suffix_ok) {
+        problems.push(format!(
+            "{field}: {s:?} is not a Kubernetes quantity (like 100m, 64Mi or 1Gi)"
+        ));
+    }
+}
+
+fn check_redis_url(url: &str, problems: &mut Vec<String>) {
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let valid_port = host_port
+        .rsplit_once(':')
+        .is_none_or(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if host_port.is_empty() || !valid_port {
+        problems.push(format!(
+            "spec.redis.external.url: {url:?} has no valid host[:port]"
+        ));
+    }
+    if authority.contains('@') {
+        problems.push(
+            "spec.redis.external.url: must not carry credentials; use passwordSecretRef".into(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{CounterClusterSpec, ExternalRedisSpec};
+
+    fn cluster(name: &str) -> CounterCluster {
+        CounterCluster::new(name, CounterClusterSpec::default())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(validate(&cluster("likes")), Vec::<String>::new());
+    }
+
+    #[test]
+    fn long_or_badly_started_names_are_rejected() {
+        let ok = "a".repeat(MAX_NAME_MANAGED);
+        assert!(validate(&cluster(&ok)).is_empty());
+        let long = validate(&cluster(&"a".repeat(MAX_NAME_MANAGED + 1)));
+        assert!(long[0].starts_with("metadata.name: at most 46"), "{long:?}");
+        assert!(validate(&cluster("1likes"))[0].contains("lowercase letter"));
+    }
+
+    #[test]
+    fn bad_quantities_name_their_field() {
+        let mut cc = cluster("likes");
+        cc.spec.counter.resources.limits =
+            Some([("memory".to_string(), Quantity("lots".into()))].into());
+        cc.spec.redis.managed.storage.size = Quantity("10 GB".into());
+        let problems = validate(&cc);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("spec.counter.resources.limits.memory"));
+        assert!(problems[1].starts_with("spec.redis.managed.storage.size"));
+        for good in ["100m", "64Mi", "1Gi", "0.5", "2", "1e3", "+1.5Ki"] {
+            let mut v = Vec::new();
+            check_quantity("q", &Quantity(good.into()), &mut v);
+            assert!(v.is_empty(), "{good}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn external_urls_need_a_host_and_no_credentials() {
+        let mut cc = cluster("likes");
+        cc.spec.redis.mode = RedisMode::External;
+        for (url, expect) in [
+            ("redis://redis.data.svc:6379/0", 0),
+            ("rediss://cache.example", 0),
+            ("redis://:6379", 1),
+            ("redis://host:port", 1),
+            ("redis://:secret@host:6379", 1),
+        ] {
+            cc.spec.redis.external = Some(ExternalRedisSpec {
+                url: url.into(),
+                password_secret_ref: None,
+                cluster: false,
+            });
+            assert_eq!(validate(&cc).len(), expect, "{url}: {:?}", validate(&cc));
+        }
+    }
+}
