@@ -46,9 +46,6 @@ pub enum Error {
     /// A built object could not be converted to JSON.
     #[error("serializing a built object: {0}")]
     SerializeObject(#[source] serde_json::Error),
-    /// A built object could not be rendered as YAML.
-    #[error("rendering a built object as YAML: {0}")]
-    RenderYaml(#[source] serde_norway::Error),
 }
 
 /// Result with the library's [`Error`].

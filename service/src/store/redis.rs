@@ -83,6 +83,16 @@ fn incr_outcome(result: RedisResult<i64>) -> IncrOutcome {
     }
 }
 
+/// `ZREVRANGE bucket 0 limit-1 WITHSCORES`: the top of one ranking.
+pub(crate) fn top_command(bucket: &LeaderboardBucket, limit: usize) -> Cmd {
+    let mut cmd = redis::cmd("ZREVRANGE");
+    cmd.arg(bucket.as_str())
+        .arg(0)
+        .arg(limit as i64 - 1)
+        .arg("WITHSCORES");
+    cmd
+}
+
 /// `ZREVRANGE … WITHSCORES` pairs as ranked entries (scores are whole numbers below 2^53).
 pub(crate) fn ranked_entries(pairs: Vec<(String, f64)>) -> Vec<RankedEntry> {
     pairs
@@ -180,13 +190,10 @@ impl Store for RedisStore {
         bucket: &'a LeaderboardBucket,
         limit: usize,
     ) -> Result<Vec<RankedEntry>, StoreError> {
-        let mut cmd = redis::cmd("ZREVRANGE");
-        cmd.arg(bucket.as_str())
-            .arg(0)
-            .arg(limit as i64 - 1)
-            .arg("WITHSCORES");
         let mut con = self.background.clone();
-        let pairs: Vec<(String, f64)> = self.run(cmd.query_async(&mut con)).await?;
+        let pairs: Vec<(String, f64)> = self
+            .run(top_command(bucket, limit).query_async(&mut con))
+            .await?;
         Ok(ranked_entries(pairs))
     }
 

@@ -16,7 +16,7 @@ use futures::future::join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Value};
 
-use super::redis::{classify, leaderboard_commands, ranked_entries};
+use super::redis::{classify, leaderboard_commands, ranked_entries, top_command};
 use super::{
     CounterKey, IncrOutcome, LeaderboardBucket, LeaderboardDelta, RankedEntry, Store, StoreError,
     WriteBatch,
@@ -446,15 +446,10 @@ impl Store for RedisClusterStore {
         bucket: &'a LeaderboardBucket,
         limit: usize,
     ) -> Result<Vec<RankedEntry>, StoreError> {
-        let mut cmd = redis::cmd("ZREVRANGE");
-        cmd.arg(bucket.as_str())
-            .arg(0)
-            .arg(limit as i64 - 1)
-            .arg("WITHSCORES");
         let reply = self
             .run_grouped(&[Routed {
                 slot: key_slot(bucket.as_str()),
-                cmd,
+                cmd: top_command(bucket, limit),
             }])
             .await
             .pop()
