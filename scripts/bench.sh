@@ -146,21 +146,9 @@ if [ "$nofile" != unlimited ] && [ "$nofile" -lt $((CONNS * 4 + 256)) ]; then
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n $((CONNS * 4 + 256)) 2>/dev/null || true
 fi
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/highpress-bench.XXXXXX")
-PIDS=()
-# shellcheck disable=SC2317  # invoked by the EXIT trap
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+start_scratch bench
 
 log() { echo "bench: $*" >&2; }
 
@@ -758,14 +746,6 @@ done
 
 # ----------------------------------------------------------------------------
 # Processes.
-wait_redis() {
-    local port=$1 _
-    for _ in $(seq 1 100); do
-        [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
 wait_port() { # wait_port PORT PID SECONDS: until something accepts on PORT
     local port=$1 pid=$2 tries=$(($3 * 10)) _
     for _ in $(seq 1 "$tries"); do

@@ -110,21 +110,9 @@ HEY_TIMEOUT=${HEY_TIMEOUT:-20}
 LEVEL_TIMEOUT=${LEVEL_TIMEOUT:-300}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/highpress-load.XXXXXX")
-PIDS=()
-# shellcheck disable=SC2317  # invoked by the EXIT trap
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+start_scratch load
 
 # Small helpers in python3 (no jq needed).
 cat >"$WORK/helper.py" <<'PY'
@@ -226,17 +214,6 @@ PY
 helper() { python3 "$WORK/helper.py" "$@"; }
 
 # --- optional: start our own highpress (and redis) ----------------------------
-wait_redis() {
-    local port=$1 _
-    for _ in $(seq 1 100); do
-        if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "load_test: redis-server on port $port did not answer PING within 10 s" >&2
-    return 1
-}
 
 if [ "$START" = 1 ]; then
     HP_ENV=()

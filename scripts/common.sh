@@ -1,0 +1,34 @@
+# shellcheck shell=bash
+# Shared by bench.sh and load_test.sh (sourced, not run): a scratch directory, background
+# processes stopped on exit, and waiting for a private redis-server.
+
+# start_scratch NAME: creates $WORK, starts the $PIDS list, and stops every pid in it on exit.
+start_scratch() {
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/highpress-$1.XXXXXX")
+    PIDS=()
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+# shellcheck disable=SC2317  # invoked by the EXIT trap
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+
+# wait_redis PORT: until redis-server on 127.0.0.1:PORT answers PING (10 s at most).
+wait_redis() {
+    local port=$1 _
+    for _ in $(seq 1 100); do
+        [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && return 0
+        sleep 0.1
+    done
+    echo "redis-server on port $port did not answer PING within 10 s" >&2
+    return 1
+}
