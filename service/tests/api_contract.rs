@@ -118,12 +118,7 @@ on_every_topology!(
         for field in ["queries", "items"] {
             let (s, body) = post_json(&url, &json!({ field: queries })).await;
             assert_eq!(s, 200, "{body}");
-            let values: Vec<i64> = body["data"]["results"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["current_value"].as_i64().unwrap())
-                .collect();
+            let values = support::batch_values(&body);
             assert_eq!(values, vec![2, 0, 1, 2]);
             assert_eq!(body["data"]["total"], 4);
             assert_eq!(

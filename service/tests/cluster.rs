@@ -31,12 +31,7 @@ async fn keys_spread_over_every_master_and_one_batch_reads_them_back() {
     )
     .await;
     assert_eq!(s, 200, "{body}");
-    let values: Vec<i64> = body["data"]["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["current_value"].as_i64().unwrap())
-        .collect();
+    let values = support::batch_values(&body);
     assert_eq!(values, (1..=300).collect::<Vec<i64>>());
     let cluster = hp.cluster.as_ref().unwrap();
     for node in &cluster.nodes {

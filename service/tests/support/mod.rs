@@ -567,6 +567,16 @@ pub async fn metric(url: &str, name: &str) -> u64 {
         .map_or(0, |v| v.parse::<f64>().expect("a number") as u64)
 }
 
+/// The `current_value`s of a batch answer, in order.
+pub fn batch_values(body: &Value) -> Vec<i64> {
+    body["data"]["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["current_value"].as_i64().expect("current_value"))
+        .collect()
+}
+
 /// Asserts the error envelope: status, code and (optionally) the field named.
 pub fn assert_error(got: &(u16, Value), status: u16, code: &str, field: Option<&str>) {
     let (s, body) = got;
