@@ -94,6 +94,9 @@ pub struct CounterClusterSpec {
     pub observability: ObservabilitySpec,
     /// Scheduling and metadata applied to every pod the operator creates.
     pub pod_template: PodTemplateOverrides,
+    /// NetworkPolicies that let only the gateway reach the counters' gRPC port and only the
+    /// counters reach Redis. They take effect only with a CNI that enforces NetworkPolicy.
+    pub network_policy: NetworkPolicySpec,
     /// Stop reconciling this CounterCluster without deleting anything it created.
     pub paused: bool,
 }
@@ -551,6 +554,15 @@ pub struct PodTemplateOverrides {
     /// Affinity of every pod. When omitted, pods only get the operator's topology spread.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
+}
+
+/// NetworkPolicies around the counter and Redis pods.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NetworkPolicySpec {
+    /// Create the NetworkPolicies `<name>-counter` and, for managed Redis, `<name>-redis`.
+    /// The HTTP port (metrics, probes) stays open to every pod.
+    pub enabled: bool,
 }
 
 /// Observed state, written by the operator on the status subresource.

@@ -1,14 +1,18 @@
-//! highpress-operator: the `CounterCluster` custom resource and, in later slices, the
-//! controller that reconciles it.
+//! highpress-operator: the `CounterCluster` custom resource and the controller that
+//! reconciles it.
 //!
-//! This build holds the CRD types ([`crd`]), the rendering of the CRD manifest
-//! ([`crd_yaml`]), the pure builders of every child object ([`build`]) and the offline
-//! `render` of CounterCluster files ([`render`]). It does not reconcile (apply, status)
-//! anything yet.
+//! The reconcile pipeline is validate ([`validate`]) → build ([`build`], pure functions) →
+//! apply ([`controller`]) → status ([`status`], pure). Around it: the CRD types ([`crd`]) and
+//! manifest ([`crd_yaml`]), the offline `render` of CounterCluster files ([`render`], [`yaml`]),
+//! leader election ([`leader`]), metrics ([`metrics`]) and the process ([`run`]).
 
 pub mod build;
+pub mod controller;
 pub mod crd;
+pub mod leader;
+pub mod metrics;
 pub mod render;
+pub mod run;
 pub mod status;
 pub mod validate;
 pub mod yaml;

@@ -12,9 +12,13 @@
 //!
 //! Precedence, first match wins:
 //! 1. `spec.paused`: `Progressing=False/Paused`; `Ready` and `Degraded` are kept as they were
-//!    (`Unknown/Paused` when there were none), since nothing was reconciled.
+//!    (`Unknown/Paused` when there were none), and so are the replica counts, since nothing
+//!    was reconciled or observed.
 //! 2. An invalid spec: `Degraded=True/InvalidSpec`, `Ready=False`, `Progressing=False`.
 //! 3. An apply error: `Degraded=True/ApplyFailed`, `Ready=False`, `Progressing=False`.
+//!
+//! In cases 1 to 3 nothing was observed, so the replica counts, Redis state and endpoint are
+//! kept from the previous status.
 //! 4. Otherwise, readiness: `Ready=True/AllComponentsReady`, or `Ready=False/ComponentsNotReady`
 //!    with `Progressing=True/RollingOut` while any component lacks ready replicas.
 
@@ -100,6 +104,25 @@ pub struct Observed {
     pub invalid_spec: Option<String>,
     /// Why applying the child objects failed, when it did.
     pub apply_error: Option<String>,
+    /// Optional features that were skipped without failing, such as a ServiceMonitor whose CRD
+    /// is not installed; appended to the `Degraded=False` message.
+    pub skipped: Vec<String>,
+}
+
+impl Observed {
+    /// Nothing was applied or observed: the CounterCluster is paused (both `None`), its spec
+    /// is invalid, or applying failed. The replica counts are then kept from the previous
+    /// status.
+    pub fn not_applied(invalid_spec: Option<String>, apply_error: Option<String>) -> Self {
+        Self {
+            gateway: ComponentReadiness::default(),
+            counter: ComponentReadiness::default(),
+            redis: RedisObserved::External,
+            invalid_spec,
+            apply_error,
+            skipped: Vec::new(),
+        }
+    }
 }
 
 /// The in-cluster URL of the gateway's HTTP API: `http://<name>-gateway.<ns>.svc:<port>`.
@@ -131,9 +154,18 @@ pub fn compute_status(
         RedisObserved::Managed(_) => REDIS_STATE_NOT_READY,
         RedisObserved::External => REDIS_STATE_EXTERNAL,
     };
+    let conditions = compute_conditions(cc, observed, &conditions);
+    if cc.spec.paused || observed.invalid_spec.is_some() || observed.apply_error.is_some() {
+        // Nothing was applied or observed: keep what the last successful reconcile saw.
+        return CounterClusterStatus {
+            observed_generation: generation,
+            conditions,
+            ..previous.cloned().unwrap_or_default()
+        };
+    }
     CounterClusterStatus {
         observed_generation: generation,
-        conditions: compute_conditions(cc, observed, &conditions),
+        conditions,
         gateway: Some(observed.gateway.to_status()),
         counter: Some(observed.counter.to_status()),
         redis: Some(RedisStatus {
@@ -190,11 +222,16 @@ fn compute_conditions(
     }
 
     let not_ready = not_ready_components(observed);
+    let mut degraded_message = "the spec is valid and applied".to_owned();
+    for skipped in &observed.skipped {
+        degraded_message.push_str("; ");
+        degraded_message.push_str(skipped);
+    }
     let degraded = conditions.set(
         DEGRADED,
         STATUS_FALSE,
         REASON_AS_EXPECTED,
-        "the spec is valid and applied",
+        &degraded_message,
     );
     if not_ready.is_empty() {
         vec![

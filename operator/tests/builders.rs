@@ -364,9 +364,10 @@ fn counter_service_is_headless_on_grpc_50051_and_publishes_only_ready_pods() {
     assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
     assert_eq!(spec.publish_not_ready_addresses, Some(false));
     let ports = spec.ports.expect("ports");
-    assert_eq!(ports.len(), 1);
-    assert_eq!(ports[0].name.as_deref(), Some("grpc"));
-    assert_eq!(ports[0].port, 50051);
+    let named: Vec<(Option<&str>, i32)> =
+        ports.iter().map(|p| (p.name.as_deref(), p.port)).collect();
+    // gRPC for the gateway; http for the ServiceMonitor's scrapes.
+    assert_eq!(named, [(Some("grpc"), 50051), (Some("http"), 8080)]);
     assert_eq!(
         spec.selector.expect("selector")["app.kubernetes.io/component"],
         "counter"

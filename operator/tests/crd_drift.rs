@@ -44,18 +44,32 @@ fn committed_crd_matches_library_rendering() {
     assert_eq!(rendered, committed_crd());
 }
 
+/// Without a cluster (no in-cluster service account, no kubeconfig) `run`, also the default
+/// command, logs its start as a JSON line and exits non-zero naming the missing client config.
 #[test]
-fn run_subcommand_fails_because_the_reconciler_is_not_built() {
+fn run_without_a_cluster_logs_json_and_fails_clearly() {
+    let home = std::env::temp_dir().join(format!("highpress-operator-home-{}", std::process::id()));
+    std::fs::create_dir_all(&home).expect("a temp HOME");
     for args in [&["run"][..], &[][..]] {
         let output = Command::new(env!("CARGO_BIN_EXE_highpress-operator"))
             .args(args)
+            .env_clear()
+            .env("HOME", &home)
+            .env("KUBECONFIG", home.join("missing-kubeconfig"))
+            .env("HIGHPRESS_OPERATOR_HTTP_ADDR", "127.0.0.1:0")
             .output()
             .expect("running highpress-operator");
         assert!(!output.status.success(), "args {args:?} must exit non-zero");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
-            stderr.contains("not implemented in this build"),
+            stderr.contains("configuring the Kubernetes client"),
             "args {args:?}: stderr was {stderr}"
         );
+        let first = stderr.lines().next().unwrap_or_default();
+        let log: serde_json::Value = serde_json::from_str(first)
+            .unwrap_or_else(|e| panic!("args {args:?}: the first line is not JSON ({e}): {first}"));
+        assert_eq!(log["level"], "INFO", "{log}");
+        assert_eq!(log["message"], "starting highpress-operator", "{log}");
     }
+    let _ = std::fs::remove_dir_all(&home);
 }

@@ -180,6 +180,15 @@ fn expected_kinds(cc: &CounterCluster) -> Vec<String> {
         kinds.push("autoscaling/v2 HorizontalPodAutoscaler");
     }
     kinds.extend(&HIGHPRESS_KINDS[4..]);
+    if cc.spec.network_policy.enabled {
+        kinds.push("networking.k8s.io/v1 NetworkPolicy");
+        if cc.spec.redis.mode == RedisMode::Managed {
+            kinds.push("networking.k8s.io/v1 NetworkPolicy");
+        }
+    }
+    if cc.spec.observability.metrics.service_monitor.enabled {
+        kinds.push("monitoring.coreos.com/v1 ServiceMonitor");
+    }
     kinds.into_iter().map(str::to_owned).collect()
 }
 

@@ -43,6 +43,7 @@ fn all_ready() -> Observed {
         redis: RedisObserved::Managed(ready(1)),
         invalid_spec: None,
         apply_error: None,
+        skipped: Vec::new(),
     }
 }
 

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::config::{CONFIG_FILE_PATH, GRPC_PORT, REDIS_PASSWORD_ENV};
+use super::config::{CONFIG_FILE_PATH, GRPC_PORT, HTTP_PORT, REDIS_PASSWORD_ENV};
 use super::pod::{
     highpress_image, highpress_pod_template, http_container_port, http_probe, pull_policy,
 };
@@ -107,7 +107,8 @@ pub fn build_counter_deployment(cc: &CounterCluster, ctx: &BuildContext) -> Depl
     }
 }
 
-/// The headless Service (`clusterIP: None`) on gRPC port 50051; only ready pods are published.
+/// The headless Service (`clusterIP: None`) on gRPC port 50051 and HTTP port 8080; only ready
+/// pods are published.
 pub fn build_counter_headless_service(cc: &CounterCluster) -> Service {
     Service {
         metadata: object_meta(cc, child_name(cc, "counter"), Component::Counter),
@@ -115,14 +116,25 @@ pub fn build_counter_headless_service(cc: &CounterCluster) -> Service {
             cluster_ip: Some("None".to_owned()),
             publish_not_ready_addresses: Some(false),
             selector: Some(selector_labels(cc, Component::Counter)),
-            ports: Some(vec![ServicePort {
-                name: Some("grpc".to_owned()),
-                port: GRPC_PORT,
-                target_port: Some(IntOrString::String("grpc".to_owned())),
-                protocol: Some("TCP".to_owned()),
-                app_protocol: Some("kubernetes.io/h2c".to_owned()),
-                ..ServicePort::default()
-            }]),
+            ports: Some(vec![
+                ServicePort {
+                    name: Some("grpc".to_owned()),
+                    port: GRPC_PORT,
+                    target_port: Some(IntOrString::String("grpc".to_owned())),
+                    protocol: Some("TCP".to_owned()),
+                    app_protocol: Some("kubernetes.io/h2c".to_owned()),
+                    ..ServicePort::default()
+                },
+                // Metrics and probes; the ServiceMonitor scrapes it. Discovery reads only the
+                // A records, so a second port changes nothing for the gateway.
+                ServicePort {
+                    name: Some("http".to_owned()),
+                    port: HTTP_PORT,
+                    target_port: Some(IntOrString::String("http".to_owned())),
+                    protocol: Some("TCP".to_owned()),
+                    ..ServicePort::default()
+                },
+            ]),
             ..ServiceSpec::default()
         }),
         status: None,

@@ -6,26 +6,31 @@
 //! (always true for one read from the API server), a controller owner reference to it.
 //!
 //! One module per object family: [`config`] (the service's config ConfigMap), [`gateway`],
-//! [`counter`], [`redis`] (managed Redis), [`pdb`], and [`pod`] (the pod security, probes and
-//! scheduling every pod shares).
+//! [`counter`], [`redis`] (managed Redis), [`pdb`], [`network_policy`], [`service_monitor`],
+//! and [`pod`] (the pod security, probes and scheduling every pod shares).
 //!
-//! The managed Redis password Secret `<name>-redis-auth` is NOT built here: it is random and
-//! created once, which is the reconciler's job. The pods only reference it.
+//! The managed Redis password Secret `<name>-redis-auth` is not part of [`build_all`]: its
+//! password is random and it is created once, which is the reconciler's job
+//! ([`redis::build_redis_secret`] only shapes it). The pods only reference it.
 
 pub mod config;
 pub mod counter;
 pub mod gateway;
+pub mod network_policy;
 pub mod pdb;
 pub mod pod;
 pub mod redis;
+pub mod service_monitor;
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::DynamicObject;
 use kube::{Resource, ResourceExt};
 
 use crate::crd::{CounterCluster, RedisMode};
@@ -33,8 +38,10 @@ use crate::crd::{CounterCluster, RedisMode};
 pub use config::{build_config_map, config_hash};
 pub use counter::{build_counter_deployment, build_counter_headless_service};
 pub use gateway::{build_gateway_deployment, build_gateway_hpa, build_gateway_service};
+pub use network_policy::build_network_policies;
 pub use pdb::build_pdbs;
-pub use redis::{build_redis_service, build_redis_statefulset};
+pub use redis::{build_redis_secret, build_redis_service, build_redis_statefulset};
+pub use service_monitor::build_service_monitor;
 
 /// Value of `app.kubernetes.io/name` on every object.
 pub const APP_NAME: &str = "highpress";
@@ -86,7 +93,8 @@ impl Component {
     }
 }
 
-/// Everything one CounterCluster becomes, in apply order: config, Redis, counter, gateway, PDBs.
+/// Everything one CounterCluster becomes (but the Redis Secret), in apply order: config, Redis,
+/// counter, gateway, PDBs, NetworkPolicies, ServiceMonitor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChildObjects {
     pub config_map: ConfigMap,
@@ -99,6 +107,10 @@ pub struct ChildObjects {
     /// Present only when `gateway.autoscaling.enabled`.
     pub gateway_hpa: Option<HorizontalPodAutoscaler>,
     pub pdbs: Vec<PodDisruptionBudget>,
+    /// Empty unless `networkPolicy.enabled`.
+    pub network_policies: Vec<NetworkPolicy>,
+    /// Present only when `observability.metrics.serviceMonitor.enabled`.
+    pub service_monitor: Option<DynamicObject>,
 }
 
 impl ChildObjects {
@@ -119,6 +131,12 @@ impl ChildObjects {
         for pdb in &self.pdbs {
             out.push(serde_json::to_value(pdb)?);
         }
+        for policy in &self.network_policies {
+            out.push(serde_json::to_value(policy)?);
+        }
+        if let Some(monitor) = &self.service_monitor {
+            out.push(serde_json::to_value(monitor)?);
+        }
         Ok(out)
     }
 }
@@ -136,6 +154,18 @@ pub fn build_all(cc: &CounterCluster, ctx: &BuildContext) -> ChildObjects {
         gateway_deployment: build_gateway_deployment(cc, ctx),
         gateway_hpa: build_gateway_hpa(cc),
         pdbs: build_pdbs(cc),
+        network_policies: if cc.spec.network_policy.enabled {
+            build_network_policies(cc)
+        } else {
+            Vec::new()
+        },
+        service_monitor: cc
+            .spec
+            .observability
+            .metrics
+            .service_monitor
+            .enabled
+            .then(|| build_service_monitor(cc)),
     }
 }
 
@@ -158,6 +188,19 @@ pub fn selector_labels(cc: &CounterCluster, component: Component) -> BTreeMap<St
         (
             "app.kubernetes.io/component".to_owned(),
             component.as_str().to_owned(),
+        ),
+    ])
+}
+
+/// Labels of an object that belongs to the whole cluster rather than one component: name,
+/// instance and `app.kubernetes.io/managed-by`.
+pub fn cluster_labels(cc: &CounterCluster) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), APP_NAME.to_owned()),
+        ("app.kubernetes.io/instance".to_owned(), cc.name_any()),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            MANAGED_BY.to_owned(),
         ),
     ])
 }
@@ -189,9 +232,17 @@ pub fn owner_reference(cc: &CounterCluster) -> Option<OwnerReference> {
 /// Metadata of a child object: its name, the cluster's namespace, labels and owner reference.
 pub fn object_meta(cc: &CounterCluster, name: String, component: Component) -> ObjectMeta {
     ObjectMeta {
+        labels: Some(labels(cc, component)),
+        ..cluster_object_meta(cc, name)
+    }
+}
+
+/// Metadata of a child object of no single component, labelled with [`cluster_labels`].
+pub fn cluster_object_meta(cc: &CounterCluster, name: String) -> ObjectMeta {
+    ObjectMeta {
         name: Some(name),
         namespace: Some(namespace(cc)),
-        labels: Some(labels(cc, component)),
+        labels: Some(cluster_labels(cc)),
         owner_references: owner_reference(cc).map(|o| vec![o]),
         ..ObjectMeta::default()
     }

@@ -12,7 +12,7 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSpec, Probe, SecretKeySelector, Service, ServicePort,
+    PersistentVolumeClaimSpec, PodSpec, Probe, Secret, SecretKeySelector, Service, ServicePort,
     ServiceSpec, TCPSocketAction, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -186,5 +186,19 @@ pub fn build_redis_service(cc: &CounterCluster) -> Service {
             ..ServiceSpec::default()
         }),
         status: None,
+    }
+}
+
+/// The managed Redis password Secret `<name>-redis-auth`, holding `password`. The caller draws
+/// the password; the reconciler creates this Secret once and never updates it.
+pub fn build_redis_secret(cc: &CounterCluster, password: &str) -> Secret {
+    Secret {
+        metadata: object_meta(cc, redis_secret_name(cc), Component::Redis),
+        string_data: Some(BTreeMap::from([(
+            REDIS_PASSWORD_KEY.to_owned(),
+            password.to_owned(),
+        )])),
+        type_: Some("Opaque".to_owned()),
+        ..Secret::default()
     }
 }

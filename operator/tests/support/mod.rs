@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
+pub mod fake_api;
+
 use std::path::PathBuf;
 
 use highpress_operator::crd::{

@@ -1,0 +1,217 @@
+//! The child objects of one CounterCluster on the API server: ensure the Redis password
+//! Secret, apply everything [`build_all`] returns, delete what disabled features left behind,
+//! and read the replica counts back from the apply responses.
+//!
+//! Order (the first failure stops the rest, so a half-configured tier never starts talking to
+//! a Redis that does not exist yet):
+//! 1. ConfigMap `<name>-config` (every pod mounts it);
+//! 2. Redis: Secret `<name>-redis-auth` (created once, never updated), Service and StatefulSet
+//!    `<name>-redis`; or, for an external Redis, deletion of that Service and StatefulSet;
+//! 3. counter: headless Service, Deployment;
+//! 4. gateway: Service, Deployment, then the HPA or its deletion;
+//! 5. PodDisruptionBudgets;
+//! 6. NetworkPolicies, or their deletion;
+//! 7. the ServiceMonitor, or its deletion; skipped with a note when the API server does not
+//!    serve `monitoring.coreos.com/v1`.
+//!
+//! On switching to an external Redis the Secret and the PVC are kept, so switching back finds
+//! the data and its password again.
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::{Client, ResourceExt};
+
+use super::apply::{apply, delete_owned};
+use super::{Context, ReconcileError};
+use crate::build::network_policy::network_policy_names;
+use crate::build::redis::redis_secret_name;
+use crate::build::service_monitor::{
+    SERVICE_MONITOR_GROUP, SERVICE_MONITOR_VERSION, service_monitor_resource,
+};
+use crate::build::{build_all, build_redis_secret, child_name, namespace};
+use crate::crd::CounterCluster;
+use crate::status::{ComponentReadiness, Observed, RedisObserved};
+
+/// Applies every child object of `cc` in order and returns what was observed.
+pub async fn apply_children(
+    cc: &CounterCluster,
+    ctx: &Context,
+) -> Result<Observed, ReconcileError> {
+    let client = &ctx.client;
+    let ns = namespace(cc);
+    let children = build_all(cc, &ctx.build);
+
+    apply(&api::<ConfigMap>(client, &ns), &children.config_map).await?;
+
+    let services = api::<Service>(client, &ns);
+    let statefulsets = api::<StatefulSet>(client, &ns);
+    let redis = match &children.redis {
+        Some((service, statefulset)) => {
+            ensure_redis_secret(cc, client, &ns).await?;
+            apply(&services, service).await?;
+            let live = apply(&statefulsets, statefulset).await?;
+            RedisObserved::Managed(statefulset_readiness(&live))
+        }
+        None => {
+            let name = child_name(cc, "redis");
+            delete_owned(&statefulsets, "StatefulSet", &name, cc).await?;
+            delete_owned(&services, "Service", &name, cc).await?;
+            RedisObserved::External
+        }
+    };
+
+    let deployments = api::<Deployment>(client, &ns);
+    apply(&services, &children.counter_service).await?;
+    let counter = apply(&deployments, &children.counter_deployment).await?;
+    apply(&services, &children.gateway_service).await?;
+    let gateway = apply(&deployments, &children.gateway_deployment).await?;
+
+    let hpas = api::<HorizontalPodAutoscaler>(client, &ns);
+    match &children.gateway_hpa {
+        Some(hpa) => drop(apply(&hpas, hpa).await?),
+        None => {
+            delete_owned(
+                &hpas,
+                "HorizontalPodAutoscaler",
+                &child_name(cc, "gateway"),
+                cc,
+            )
+            .await?
+        }
+    }
+
+    let pdbs = api::<PodDisruptionBudget>(client, &ns);
+    for pdb in &children.pdbs {
+        apply(&pdbs, pdb).await?;
+    }
+
+    let policies = api::<NetworkPolicy>(client, &ns);
+    if children.network_policies.is_empty() {
+        for name in network_policy_names(cc) {
+            delete_owned(&policies, "NetworkPolicy", &name, cc).await?;
+        }
+    } else {
+        for policy in &children.network_policies {
+            apply(&policies, policy).await?;
+        }
+    }
+
+    let mut skipped = Vec::new();
+    if serves_service_monitors(client).await? {
+        let monitors: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), &ns, &service_monitor_resource());
+        match &children.service_monitor {
+            Some(monitor) => drop(apply(&monitors, monitor).await?),
+            None => delete_owned(&monitors, "ServiceMonitor", &cc.name_any(), cc).await?,
+        }
+    } else if children.service_monitor.is_some() {
+        skipped.push(format!(
+            "ServiceMonitor skipped: the API server does not serve {SERVICE_MONITOR_GROUP}/{SERVICE_MONITOR_VERSION} (install the prometheus-operator CRDs)"
+        ));
+    }
+
+    Ok(Observed {
+        gateway: deployment_readiness(&gateway),
+        counter: deployment_readiness(&counter),
+        redis,
+        invalid_spec: None,
+        apply_error: None,
+        skipped,
+    })
+}
+
+fn api<K>(client: &Client, ns: &str) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+{
+    Api::namespaced(client.clone(), ns)
+}
+
+/// Creates the managed Redis password Secret unless it exists. It is only ever created: the
+/// operator never reads, logs or updates it, so it needs no permission to read Secrets.
+async fn ensure_redis_secret(
+    cc: &CounterCluster,
+    client: &Client,
+    ns: &str,
+) -> Result<(), ReconcileError> {
+    let secret = build_redis_secret(cc, &random_password());
+    match api::<Secret>(client, ns)
+        .create(&PostParams::default(), &secret)
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Created by an earlier reconcile: keep it, whatever it holds.
+        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
+        Err(source) => Err(ReconcileError::Secret {
+            name: redis_secret_name(cc),
+            source,
+        }),
+    }
+}
+
+/// 32 random bytes from the operating system, hex-encoded.
+fn random_password() -> String {
+    let mut bytes = [0u8; 32];
+    // The OS random source failing is unrecoverable and never happens on Linux.
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether the API server serves `monitoring.coreos.com/v1` (the prometheus-operator CRDs).
+async fn serves_service_monitors(client: &Client) -> Result<bool, ReconcileError> {
+    let version = format!("{SERVICE_MONITOR_GROUP}/{SERVICE_MONITOR_VERSION}");
+    match client.list_api_group_resources(&version).await {
+        Ok(resources) => Ok(resources
+            .resources
+            .iter()
+            .any(|r| r.name == "servicemonitors")),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(false),
+        Err(error) => Err(ReconcileError::Discovery(error)),
+    }
+}
+
+/// Desired replicas and the replicas that are both updated to the current template and ready.
+fn deployment_readiness(deployment: &Deployment) -> ComponentReadiness {
+    let desired = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let status = deployment.status.clone().unwrap_or_default();
+    let ready = status
+        .ready_replicas
+        .unwrap_or(0)
+        .min(status.updated_replicas.unwrap_or(0));
+    ComponentReadiness { desired, ready }
+}
+
+fn statefulset_readiness(statefulset: &StatefulSet) -> ComponentReadiness {
+    let desired = statefulset
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let ready = statefulset
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    ComponentReadiness { desired, ready }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::random_password;
+
+    #[test]
+    fn passwords_are_64_hex_characters_and_differ() {
+        let (a, b) = (random_password(), random_password());
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,858 @@
+//! Reconcile scenarios against the fake API server (`support::fake_api`, the kube-rs
+//! ApiServerVerifier pattern): the exact requests of each scenario (paths, server-side apply
+//! patches, status patches, deletes of disabled features, error requeues), and the RBAC
+//! completeness check that compares every request any scenario made with the ClusterRole and
+//! Role the chart installs.
+//!
+//! A real API server cannot run on these machines; `make e2e` runs the operator on a real
+//! cluster in users' CI.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use highpress_operator::build::BuildContext;
+use highpress_operator::controller::{Context, error_policy, reconcile};
+use highpress_operator::crd::{CounterCluster, CounterClusterStatus};
+use highpress_operator::metrics::{Metrics, ReconcileResult};
+use highpress_operator::run::{Settings, serve};
+use http::Method;
+use kube::core::error_boundary::DeserializeGuard;
+use kube::runtime::controller::Action;
+use serde_json::json;
+use support::fake_api::{Failure, FakeApi, Recorded};
+use support::{CounterClusterFixture, cluster};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+const CC_PATH: &str = "/apis/highpress.dev/v1alpha1/namespaces/apps/counterclusters/likes";
+const CORE: &str = "/api/v1/namespaces/apps";
+const APPS: &str = "/apis/apps/v1/namespaces/apps";
+const HPA: &str = "/apis/autoscaling/v2/namespaces/apps/horizontalpodautoscalers";
+const PDB: &str = "/apis/policy/v1/namespaces/apps/poddisruptionbudgets";
+const NETPOL: &str = "/apis/networking.k8s.io/v1/namespaces/apps/networkpolicies";
+const MONITORS: &str = "/apis/monitoring.coreos.com/v1/namespaces/apps/servicemonitors";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/apps/events";
+
+/// A fake API server holding `cc`, and a context whose client talks to it.
+fn setup(cc: &CounterCluster) -> (FakeApi, Arc<Context>) {
+    let fake = FakeApi::new();
+    fake.insert(CC_PATH, serde_json::to_value(cc).expect("JSON"));
+    let ctx = Context::new(
+        fake.client("highpress-system"),
+        BuildContext {
+            default_image_tag: "9.9.9".to_owned(),
+        },
+        Arc::new(Metrics::new()),
+        "operator-0".to_owned(),
+    );
+    (fake, Arc::new(ctx))
+}
+
+async fn run(cc: &CounterCluster, ctx: &Arc<Context>) -> Result<Action, String> {
+    reconcile(Arc::new(DeserializeGuard(Ok(cc.clone()))), ctx.clone())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The CounterCluster as stored by the fake, with the status the operator patched.
+fn stored(fake: &FakeApi) -> CounterCluster {
+    serde_json::from_value(fake.get(CC_PATH).expect("the CounterCluster"))
+        .expect("a CounterCluster")
+}
+
+fn status(fake: &FakeApi) -> CounterClusterStatus {
+    stored(fake).status.expect("a status")
+}
+
+fn condition(status: &CounterClusterStatus, type_: &str) -> (String, String, String) {
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {status:?}"));
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+fn lines(requests: &[Recorded]) -> Vec<String> {
+    requests.iter().map(Recorded::line).collect()
+}
+
+fn event_reasons(requests: &[Recorded]) -> Vec<String> {
+    requests
+        .iter()
+        .filter(|r| r.method == Method::POST && r.path == EVENTS)
+        .map(|r| r.body["reason"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// A fresh, managed-Redis CounterCluster with every optional feature off.
+async fn scenario_new_cluster() -> Vec<Recorded> {
+    let mut cc = cluster();
+    cc.metadata.generation = Some(1);
+    let (fake, ctx) = setup(&cc);
+
+    let action = run(&cc, &ctx).await.expect("reconciled");
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+
+    let requests = fake.requests();
+    assert_eq!(
+        lines(&requests),
+        [
+            format!("PATCH {CORE}/configmaps/likes-config"),
+            format!("POST {CORE}/secrets"),
+            format!("PATCH {CORE}/services/likes-redis"),
+            format!("PATCH {APPS}/statefulsets/likes-redis"),
+            format!("PATCH {CORE}/services/likes-counter"),
+            format!("PATCH {APPS}/deployments/likes-counter"),
+            format!("PATCH {CORE}/services/likes-gateway"),
+            format!("PATCH {APPS}/deployments/likes-gateway"),
+            format!("GET {HPA}/likes-gateway"),
+            format!("PATCH {PDB}/likes-gateway"),
+            format!("PATCH {PDB}/likes-counter"),
+            format!("GET {NETPOL}/likes-counter"),
+            format!("GET {NETPOL}/likes-redis"),
+            "GET /apis/monitoring.coreos.com/v1".to_owned(),
+            format!("POST {EVENTS}"),
+            format!("PATCH {CC_PATH}/status"),
+        ],
+        "the requests of a first reconcile, in the stated order"
+    );
+    for request in requests.iter().filter(|r| r.method == Method::PATCH) {
+        assert!(
+            request.is_apply(),
+            "{} is a server-side apply",
+            request.line()
+        );
+        assert!(
+            request.query.contains("fieldManager=highpress-operator"),
+            "{} uses the operator's field manager: {}",
+            request.line(),
+            request.query
+        );
+    }
+    // Children are applied unforced; only the status (owned by the operator alone) is forced.
+    for request in requests.iter().filter(|r| r.is_apply()) {
+        assert_eq!(
+            request.is_forced(),
+            request.path.ends_with("/status"),
+            "{}",
+            request.line()
+        );
+    }
+    let gateway = &requests[7].body;
+    assert_eq!(gateway["kind"], "Deployment");
+    assert_eq!(
+        gateway["metadata"]["ownerReferences"][0]["uid"],
+        json!(cc.metadata.uid)
+    );
+    assert_eq!(
+        gateway["metadata"]["ownerReferences"][0]["controller"],
+        true
+    );
+
+    let secret = &requests[1].body;
+    assert_eq!(secret["metadata"]["name"], "likes-redis-auth");
+    let password = secret["stringData"]["password"]
+        .as_str()
+        .expect("a password");
+    assert_eq!(password.len(), 64);
+    assert!(password.chars().all(|c| c.is_ascii_hexdigit()));
+    for request in &requests {
+        if request.path.ends_with("/secrets") {
+            continue;
+        }
+        assert!(
+            !request.body.to_string().contains(password),
+            "the Redis password leaked into {}",
+            request.line()
+        );
+    }
+
+    assert_eq!(event_reasons(&requests), ["Created"]);
+    let status = status(&fake);
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(
+        condition(&status, "Ready").0,
+        "False",
+        "nothing is ready on a fresh cluster"
+    );
+    assert_eq!(condition(&status, "Progressing").1, "RollingOut");
+    assert_eq!(condition(&status, "Degraded").0, "False");
+    assert_eq!(status.gateway.expect("gateway").ready, "0/2");
+    assert_eq!(
+        status.endpoint.as_deref(),
+        Some("http://likes-gateway.apps.svc:8080")
+    );
+    assert_eq!(ctx.metrics.reconcile_count(ReconcileResult::Success), 1);
+    requests
+}
+
+/// Workloads become ready, then a second reconcile with an unchanged status writes no status.
+async fn scenario_ready_then_steady() -> Vec<Recorded> {
+    let mut cc = cluster();
+    cc.metadata.generation = Some(1);
+    let (fake, ctx) = setup(&cc);
+    fake.set_workloads_ready(true);
+
+    run(&cc, &ctx).await.expect("reconciled");
+    let status = status(&fake);
+    assert_eq!(condition(&status, "Ready").0, "True");
+    assert_eq!(condition(&status, "Ready").1, "AllComponentsReady");
+    assert_eq!(condition(&status, "Progressing").1, "RolloutComplete");
+    assert_eq!(status.counter.as_ref().expect("counter").ready, "3/3");
+    assert_eq!(status.redis.as_ref().expect("redis").state, "Ready");
+
+    // The runtime hands the reconciler the object with the status it just wrote.
+    let mut requests = fake.requests();
+    fake.clear_requests();
+    run(&stored(&fake), &ctx).await.expect("reconciled again");
+    let again = fake.requests();
+    assert!(
+        !again.iter().any(|r| r.path.ends_with("/status")),
+        "an unchanged status is not patched again: {:?}",
+        lines(&again)
+    );
+    assert!(
+        event_reasons(&again).is_empty(),
+        "no Event for an unchanged generation: {:?}",
+        event_reasons(&again)
+    );
+    assert!(
+        again
+            .iter()
+            .any(|r| r.line() == format!("POST {CORE}/secrets")),
+        "the Secret is only ever created; an existing one answers AlreadyExists"
+    );
+    requests.extend(again);
+    requests
+}
+
+/// Autoscaling on: the HPA is applied and the Deployment leaves replicas to it. Off again: the
+/// HPA the operator owns is deleted with a uid precondition.
+async fn scenario_autoscaling_toggle() -> Vec<Recorded> {
+    let mut cc = cluster().with_autoscaling(2, 8);
+    cc.metadata.generation = Some(1);
+    let (fake, ctx) = setup(&cc);
+    run(&cc, &ctx).await.expect("reconciled");
+    let on = fake.requests();
+    let hpa = on
+        .iter()
+        .find(|r| r.line() == format!("PATCH {HPA}/likes-gateway"))
+        .expect("the HPA is applied");
+    assert_eq!(hpa.body["spec"]["maxReplicas"], 8);
+    let gateway = on
+        .iter()
+        .find(|r| r.line() == format!("PATCH {APPS}/deployments/likes-gateway"))
+        .expect("the gateway is applied");
+    assert!(
+        gateway.body["spec"].get("replicas").is_none(),
+        "the HPA owns replicas"
+    );
+    let hpa_uid = fake
+        .get(&format!("{HPA}/likes-gateway"))
+        .expect("stored HPA")["metadata"]["uid"]
+        .clone();
+
+    fake.clear_requests();
+    let mut off = stored(&fake);
+    off.spec.gateway.autoscaling.enabled = false;
+    off.metadata.generation = Some(2);
+    run(&off, &ctx).await.expect("reconciled");
+    let requests = fake.requests();
+    let delete = requests
+        .iter()
+        .find(|r| r.line() == format!("DELETE {HPA}/likes-gateway"))
+        .unwrap_or_else(|| panic!("the HPA is deleted: {:?}", lines(&requests)));
+    assert_eq!(delete.body["preconditions"]["uid"], hpa_uid);
+    assert!(fake.get(&format!("{HPA}/likes-gateway")).is_none());
+    assert_eq!(event_reasons(&requests), ["Updated"]);
+    let mut all = on;
+    all.extend(requests);
+    all
+}
+
+/// An object of a disabled feature that someone else owns is left alone.
+async fn scenario_foreign_object_kept() -> Vec<Recorded> {
+    let mut cc = cluster();
+    cc.metadata.generation = Some(1);
+    let (fake, ctx) = setup(&cc);
+    fake.insert(
+        &format!("{HPA}/likes-gateway"),
+        json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+               "metadata": {"name": "likes-gateway", "namespace": "apps"}}),
+    );
+    run(&cc, &ctx).await.expect("reconciled");
+    let requests = fake.requests();
+    assert!(
+        !requests.iter().any(|r| r.method == Method::DELETE),
+        "{:?}",
+        lines(&requests)
+    );
+    assert!(fake.get(&format!("{HPA}/likes-gateway")).is_some());
+    requests
+}
+
+/// Switching to an external Redis deletes the managed StatefulSet and Service (the Secret and
+/// PVC stay), and writes no Secret.
+async fn scenario_external_redis() -> Vec<Recorded> {
+    let mut cc = cluster();
+    cc.metadata.generation = Some(1);
+    let (fake, ctx) = setup(&cc);
+    run(&cc, &ctx).await.expect("reconciled");
+    fake.clear_requests();
+
+    let mut external = stored(&fake).with_external_redis(
+        "redis://redis.example:6379/0",
+        Some(("redis-auth", "password")),
+        false,
+    );
+    external.metadata.generation = Some(2);
+    run(&external, &ctx).await.expect("reconciled");
+    let requests = fake.requests();
+    let lines = lines(&requests);
+    for expected in [
+        format!("DELETE {APPS}/statefulsets/likes-redis"),
+        format!("DELETE {CORE}/services/likes-redis"),
+    ] {
+        assert!(lines.contains(&expected), "{expected} in {lines:?}");
+    }
+    assert!(!lines.iter().any(|l| l.contains("/secrets")), "{lines:?}");
+    assert!(
+        fake.get(&format!("{CORE}/secrets/likes-redis-auth"))
+            .is_some(),
+        "the Secret is kept"
+    );
+    assert_eq!(status(&fake).redis.expect("redis").state, "External");
+    requests
+}
+
+/// NetworkPolicies and a ServiceMonitor (its API served) are applied when enabled.
+async fn scenario_optional_features_on() -> Vec<Recorded> {
+    let mut cc = cluster();
+    cc.metadata.generation = Some(1);
+    cc.spec.network_policy.enabled = true;
+    cc.spec.observability.metrics.service_monitor.enabled = true;
+    let (fake, ctx) = setup(&cc);
+    fake.serve_group("monitoring.coreos.com/v1", &["servicemonitors"]);
+    run(&cc, &ctx).await.expect("reconciled");
+    let requests = fake.requests();
+    let lines = lines(&requests);
+    for expected in [
+        format!("PATCH {NETPOL}/likes-counter"),
+        format!("PATCH {NETPOL}/likes-redis"),
+        format!("PATCH {MONITORS}/likes"),
+    ] {
+        assert!(lines.contains(&expected), "{expected} in {lines:?}");
+    }
+    let monitor = requests
+        .iter()
+        .find(|r| r.path == format!("{MONITORS}/likes"))
+        .expect("the ServiceMonitor");
+    assert_eq!(monitor.body["kind"], "ServiceMonitor");
+    assert_eq!(monitor.body["spec"]["endpoints"][0]["port"], "http");
+
+    // Turned off again: both policies and the monitor are deleted.
+    fake.clear_requests();
+    let mut off = stored(&fake);
+    off.spec.network_policy.enabled = false;
+    off.spec.observability.metrics.service_monitor.enabled = false;
+    run(&off, &ctx).await.expect("reconciled");
+    let more = fake.requests();
+    let more_lines: Vec<String> = more.iter().map(Recorded::line).collect();
+    for expected in [
+        format!("DELETE {NETPOL}/likes-counter"),
+        format!("DELETE {NETPOL}/likes-redis"),
+        format!("DELETE {MONITORS}/likes"),
+    ] {
+        assert!(
+            more_lines.contains(&expected),
+            "{expected} in {more_lines:?}"
+        );
+    }
+    let mut all = requests;
+    all.extend(more);
+    all
+}
+
+/// A ServiceMonitor without the prometheus-operator CRDs is skipped with a status message.
+async fn scenario_service_monitor_without_crd() -> Vec<Recorded> {
+    let mut cc = cluster();
+    cc.metadata.generation = Some(1);
+    cc.spec.observability.metrics.service_monitor.enabled = true;
+    let (fake, ctx) = setup(&cc);
+    run(&cc, &ctx).await.expect("a missing CRD is not an error");
+    let requests = fake.requests();
+    assert!(
+        !requests.iter().any(|r| r.path.starts_with(MONITORS)),
+        "{:?}",
+        lines(&requests)
+    );
+    let (degraded, _, message) = condition(&status(&fake), "Degraded");
+    assert_eq!(degraded, "False");
+    assert!(message.contains("ServiceMonitor skipped"), "{message}");
+    assert_eq!(event_reasons(&requests), ["Created", "FeatureSkipped"]);
+    requests
+}
+
+/// A spec the CRD cannot reject: Degraded/InvalidSpec, an Event, no child written, no requeue.
+async fn scenario_invalid_spec() -> Vec<Recorded> {
+    let mut cc = cluster();
+    cc.metadata.generation = Some(1);
+    cc.metadata.name = Some("a".repeat(60));
+    let path = CC_PATH.replace("/likes", &format!("/{}", "a".repeat(60)));
+    let (fake, ctx) = setup(&cc);
+    fake.insert(&path, serde_json::to_value(&cc).expect("JSON"));
+
+    let action = run(&cc, &ctx)
+        .await
+        .expect("an invalid spec is not an error");
+    assert_eq!(
+        action,
+        Action::await_change(),
+        "no requeue until the spec changes"
+    );
+    let requests = fake.requests();
+    assert_eq!(
+        lines(&requests),
+        [format!("POST {EVENTS}"), format!("PATCH {path}/status")],
+        "nothing but the Event and the status"
+    );
+    assert_eq!(event_reasons(&requests), ["InvalidSpec"]);
+    assert_eq!(requests[0].body["type"], "Warning");
+    let stored: CounterCluster =
+        serde_json::from_value(fake.get(&path).expect("stored")).expect("a CounterCluster");
+    let status = stored.status.expect("a status");
+    let (degraded, reason, message) = condition(&status, "Degraded");
+    assert_eq!(
+        (degraded.as_str(), reason.as_str()),
+        ("True", "InvalidSpec")
+    );
+    assert!(message.contains("metadata.name"), "{message}");
+    assert_eq!(ctx.metrics.reconcile_count(ReconcileResult::InvalidSpec), 1);
+    requests
+}
+
+/// An API error stops the apply at the failing object, reports ApplyFailed, and requeues with
+/// a growing backoff; the next success resets it.
+async fn scenario_api_error_requeues() -> Vec<Recorded> {
+    let mut cc = cluster();
+    cc.metadata.generation = Some(1);
+    let (fake, ctx) = setup(&cc);
+    fake.fail(Failure {
+        method: Method::PATCH,
+        path_suffix: "/deployments/likes-counter".to_owned(),
+        code: 500,
+        message: "etcdserver: request timed out".to_owned(),
+        times: 2,
+    });
+
+    let error = run(&cc, &ctx).await.expect_err("the apply failed");
+    assert!(error.contains("apply Deployment likes-counter"), "{error}");
+    let requests = fake.requests();
+    let lines = lines(&requests);
+    assert!(
+        !lines.iter().any(|l| l.contains("likes-gateway")),
+        "nothing after the failing object is applied: {lines:?}"
+    );
+    assert_eq!(event_reasons(&requests), ["ApplyFailed"]);
+    let (degraded, reason, message) = condition(&status(&fake), "Degraded");
+    assert_eq!(
+        (degraded.as_str(), reason.as_str()),
+        ("True", "ApplyFailed")
+    );
+    assert!(message.contains("request timed out"), "{message}");
+
+    let guard = Arc::new(DeserializeGuard(Ok(cc.clone())));
+    let error_value = {
+        // error_policy needs the error value itself; produce a second failure.
+        reconcile(guard.clone(), ctx.clone())
+            .await
+            .expect_err("fails again")
+    };
+    assert_eq!(
+        error_policy(guard.clone(), &error_value, ctx.clone()),
+        Action::requeue(Duration::from_secs(1))
+    );
+    assert_eq!(
+        error_policy(guard.clone(), &error_value, ctx.clone()),
+        Action::requeue(Duration::from_secs(2))
+    );
+    assert_eq!(ctx.metrics.reconcile_count(ReconcileResult::Error), 2);
+
+    let recovered = stored(&fake);
+    run(&recovered, &ctx)
+        .await
+        .expect("recovers once the API server does");
+    assert_eq!(condition(&status(&fake), "Degraded").0, "False");
+    assert_eq!(
+        error_policy(guard, &error_value, ctx),
+        Action::requeue(Duration::from_secs(1)),
+        "a success resets the backoff"
+    );
+    fake.requests()
+}
+
+/// A field someone else set is not taken by force; a conflict on `.spec.replicas` (left by
+/// the HPA's controller) is.
+async fn scenario_apply_conflicts() -> Vec<Recorded> {
+    let mut cc = cluster();
+    cc.metadata.generation = Some(1);
+    let (fake, ctx) = setup(&cc);
+    fake.fail(Failure {
+        method: Method::PATCH,
+        path_suffix: "/deployments/likes-gateway".to_owned(),
+        code: 409,
+        message: r#"Apply failed with 1 conflict: conflict with "kubectl-edit" using apps/v1: .spec.template.spec.containers[name="gateway"].image"#.to_owned(),
+        times: 1,
+    });
+    let error = run(&cc, &ctx)
+        .await
+        .expect_err("a person's edit is not overwritten");
+    assert!(error.contains("kubectl-edit"), "{error}");
+    let requests = fake.requests();
+    assert!(
+        !requests.iter().any(Recorded::is_forced_child),
+        "{:?}",
+        lines(&requests)
+    );
+
+    fake.clear_requests();
+    fake.fail(Failure {
+        method: Method::PATCH,
+        path_suffix: "/deployments/likes-gateway".to_owned(),
+        code: 409,
+        message: r#"Apply failed with 1 conflict: conflict with "kube-controller-manager" using apps/v1: .spec.replicas"#.to_owned(),
+        times: 1,
+    });
+    run(&stored(&fake), &ctx)
+        .await
+        .expect("replicas are reclaimed");
+    let after = fake.requests();
+    let retried: Vec<&Recorded> = after
+        .iter()
+        .filter(|r| r.path == format!("{APPS}/deployments/likes-gateway"))
+        .collect();
+    assert_eq!(retried.len(), 2, "one conflict, one forced retry");
+    assert!(!retried[0].is_forced() && retried[1].is_forced());
+    let mut all = requests;
+    all.extend(after);
+    all
+}
+
+/// Paused: only the status says so; no child is written.
+async fn scenario_paused() -> Vec<Recorded> {
+    let mut cc = cluster();
+    cc.metadata.generation = Some(1);
+    cc.spec.paused = true;
+    let (fake, ctx) = setup(&cc);
+    let action = run(&cc, &ctx).await.expect("paused is not an error");
+    assert_eq!(action, Action::await_change());
+    let requests = fake.requests();
+    assert_eq!(lines(&requests), [format!("PATCH {CC_PATH}/status")]);
+    let (progressing, reason, _) = condition(&status(&fake), "Progressing");
+    assert_eq!((progressing.as_str(), reason.as_str()), ("False", "Paused"));
+    assert_eq!(ctx.metrics.reconcile_count(ReconcileResult::Paused), 1);
+    requests
+}
+
+/// An object the operator cannot read as a CounterCluster gets a Warning Event, nothing else.
+async fn scenario_unreadable_object() -> Vec<Recorded> {
+    let cc = cluster();
+    let (fake, ctx) = setup(&cc);
+    let value = json!({
+        "apiVersion": "highpress.dev/v1alpha1", "kind": "CounterCluster",
+        "metadata": {"name": "broken", "namespace": "apps", "uid": "u-1"},
+        "spec": {"gateway": {"replicas": "many"}},
+    });
+    let guard: DeserializeGuard<CounterCluster> = serde_json::from_value(value).expect("a guard");
+    assert!(guard.0.is_err());
+    let action = reconcile(Arc::new(guard), ctx.clone())
+        .await
+        .expect("not an error");
+    assert_eq!(action, Action::await_change());
+    let requests = fake.requests();
+    assert_eq!(lines(&requests), [format!("POST {EVENTS}")]);
+    assert_eq!(requests[0].body["regarding"]["name"], "broken");
+    requests
+}
+
+const LEASE: &str =
+    "/apis/coordination.k8s.io/v1/namespaces/highpress-system/leases/highpress-operator";
+
+fn free_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address")
+}
+
+fn settings(http_addr: SocketAddr, identity: &str) -> Settings {
+    Settings {
+        http_addr,
+        watch_namespaces: vec!["apps".to_owned()],
+        leader_election: true,
+        lease_name: "highpress-operator".to_owned(),
+        lease_namespace: Some("highpress-system".to_owned()),
+        identity: identity.to_owned(),
+    }
+}
+
+/// `GET path` on the operator's HTTP server: (status code, body).
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let code = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (code, body)
+}
+
+/// Polls `check` every 50 ms for up to 60 s (a bound for a slow machine, not a measurement).
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..1200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The whole process: it takes the Lease, watches the namespace, reconciles the cluster to
+/// Ready, serves health and metrics, and on shutdown releases the Lease.
+async fn scenario_process_leads_and_reconciles() -> Vec<Recorded> {
+    let fake = FakeApi::new();
+    let mut cc = cluster();
+    cc.metadata.generation = Some(1);
+    fake.insert(CC_PATH, serde_json::to_value(&cc).expect("JSON"));
+    fake.set_workloads_ready(true);
+    let addr = free_addr();
+    let shutdown = CancellationToken::new();
+    let process = tokio::spawn(serve(
+        fake.client("highpress-system"),
+        settings(addr, "operator-0"),
+        shutdown.clone(),
+    ));
+
+    eventually("the CounterCluster to become Ready", || {
+        stored(&fake).status.is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+    })
+    .await;
+    assert_eq!(
+        fake.get(LEASE).expect("the Lease")["spec"]["holderIdentity"],
+        "operator-0"
+    );
+    assert_eq!(http_get(addr, "/livez").await.0, 200);
+    assert_eq!(http_get(addr, "/readyz").await.0, 200);
+    let (code, metrics) = http_get(addr, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(metrics.contains("highpress_operator_leader 1"), "{metrics}");
+    assert!(
+        metrics.contains(r#"highpress_operator_reconcile_total{result="success"}"#),
+        "{metrics}"
+    );
+
+    shutdown.cancel();
+    process
+        .await
+        .expect("the process task")
+        .expect("a clean shutdown");
+    let lease = fake.get(LEASE).expect("the Lease");
+    assert!(
+        lease["spec"]["holderIdentity"].is_null(),
+        "the Lease is released on shutdown: {lease}"
+    );
+    let requests = fake.requests();
+    let lines = lines(&requests);
+    for expected in [
+        "GET /apis/highpress.dev/v1alpha1/namespaces/apps/counterclusters".to_owned(),
+        format!("GET {APPS}/deployments"),
+        format!("GET {APPS}/statefulsets"),
+        "POST /apis/coordination.k8s.io/v1/namespaces/highpress-system/leases".to_owned(),
+        format!("PUT {LEASE}"),
+    ] {
+        assert!(lines.contains(&expected), "{expected} in {lines:?}");
+    }
+    requests
+}
+
+/// A standby waits while another replica holds a valid Lease: ready, but reconciling nothing.
+async fn scenario_standby_waits() -> Vec<Recorded> {
+    let fake = FakeApi::new();
+    let mut cc = cluster();
+    cc.metadata.generation = Some(1);
+    fake.insert(CC_PATH, serde_json::to_value(&cc).expect("JSON"));
+    fake.insert(
+        LEASE,
+        json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "highpress-operator", "namespace": "highpress-system"},
+            "spec": {"holderIdentity": "operator-1", "leaseDurationSeconds": 3600,
+                     "renewTime": "2100-01-01T00:00:00.000000Z"},
+        }),
+    );
+    let addr = free_addr();
+    let shutdown = CancellationToken::new();
+    let process = tokio::spawn(serve(
+        fake.client("highpress-system"),
+        settings(addr, "operator-0"),
+        shutdown.clone(),
+    ));
+    eventually("a second look at the Lease", || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.line() == format!("GET {LEASE}"))
+            .count()
+            >= 2
+    })
+    .await;
+    assert_eq!(http_get(addr, "/readyz").await.0, 200, "a standby is ready");
+    let (_, metrics) = http_get(addr, "/metrics").await;
+    assert!(metrics.contains("highpress_operator_leader 0"), "{metrics}");
+    shutdown.cancel();
+    process
+        .await
+        .expect("the process task")
+        .expect("a clean shutdown");
+    let requests = fake.requests();
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.path == LEASE || r.path == "/version"),
+        "a standby only reads the Lease: {:?}",
+        lines(&requests)
+    );
+    assert_eq!(
+        fake.get(LEASE).expect("the Lease")["spec"]["holderIdentity"],
+        "operator-1",
+        "the standby never touched the holder's Lease"
+    );
+    requests
+}
+
+#[tokio::test]
+async fn the_process_takes_the_lease_reconciles_and_releases_it_on_shutdown() {
+    scenario_process_leads_and_reconciles().await;
+}
+
+#[tokio::test]
+async fn a_standby_waits_for_the_lease() {
+    scenario_standby_waits().await;
+}
+
+trait ForcedChild {
+    fn is_forced_child(&self) -> bool;
+}
+
+impl ForcedChild for Recorded {
+    fn is_forced_child(&self) -> bool {
+        self.is_forced() && !self.path.ends_with("/status")
+    }
+}
+
+#[tokio::test]
+async fn a_new_cluster_gets_every_object_in_order_and_a_status() {
+    scenario_new_cluster().await;
+}
+
+#[tokio::test]
+async fn ready_workloads_make_it_ready_and_a_steady_state_writes_nothing_new() {
+    scenario_ready_then_steady().await;
+}
+
+#[tokio::test]
+async fn disabling_autoscaling_deletes_the_owned_hpa() {
+    scenario_autoscaling_toggle().await;
+}
+
+#[tokio::test]
+async fn objects_owned_by_someone_else_are_never_deleted() {
+    scenario_foreign_object_kept().await;
+}
+
+#[tokio::test]
+async fn switching_to_external_redis_deletes_the_managed_redis_but_keeps_its_secret() {
+    scenario_external_redis().await;
+}
+
+#[tokio::test]
+async fn network_policies_and_service_monitor_follow_their_switches() {
+    scenario_optional_features_on().await;
+}
+
+#[tokio::test]
+async fn a_service_monitor_without_its_crd_is_skipped_with_a_message() {
+    scenario_service_monitor_without_crd().await;
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_degraded_and_writes_no_child() {
+    scenario_invalid_spec().await;
+}
+
+#[tokio::test]
+async fn api_errors_requeue_with_backoff() {
+    scenario_api_error_requeues().await;
+}
+
+#[tokio::test]
+async fn conflicts_with_people_are_reported_and_replicas_are_reclaimed() {
+    scenario_apply_conflicts().await;
+}
+
+#[tokio::test]
+async fn a_paused_cluster_only_gets_its_status() {
+    scenario_paused().await;
+}
+
+#[tokio::test]
+async fn an_unreadable_object_gets_an_event_and_no_crash() {
+    scenario_unreadable_object().await;
+}
+
+/// Every `(apiGroup, resource, verb)` the scenarios used. A server-side apply that may create
+/// its object also needs `create`: the API server authorizes both for an apply that creates.
+pub async fn used_permissions() -> BTreeSet<(String, String, String)> {
+    let mut requests = Vec::new();
+    requests.extend(scenario_new_cluster().await);
+    requests.extend(scenario_ready_then_steady().await);
+    requests.extend(scenario_autoscaling_toggle().await);
+    requests.extend(scenario_foreign_object_kept().await);
+    requests.extend(scenario_external_redis().await);
+    requests.extend(scenario_optional_features_on().await);
+    requests.extend(scenario_service_monitor_without_crd().await);
+    requests.extend(scenario_invalid_spec().await);
+    requests.extend(scenario_api_error_requeues().await);
+    requests.extend(scenario_apply_conflicts().await);
+    requests.extend(scenario_paused().await);
+    requests.extend(scenario_unreadable_object().await);
+    requests.extend(scenario_process_leads_and_reconciles().await);
+    requests.extend(scenario_standby_waits().await);
+    let mut used = BTreeSet::new();
+    for request in &requests {
+        let Some((group, resource, verb)) = request.rbac.clone() else {
+            continue;
+        };
+        if request.is_apply() && !resource.contains('/') {
+            used.insert((group.clone(), resource.clone(), "create".to_owned()));
+        }
+        used.insert((group, resource, verb));
+    }
+    used
+}
