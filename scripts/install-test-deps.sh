@@ -5,6 +5,7 @@
 #   redis-server, redis-benchmark, redis-cli  (packages redis-server, redis-tools)
 #   hey, wrk, webdis                          (load test and peer benchmark)
 #   yamllint, shellcheck                      (lint of YAML and scripts)
+#   promtool                                  (package prometheus: `promtool check metrics`)
 #   kubernetes-validate (pip)                 (official Kubernetes schemas for rendered manifests)
 #
 # Usage: scripts/install-test-deps.sh
@@ -14,7 +15,7 @@
 # machine that has everything returns at once. Needs root (or sudo) only when
 # it has something to install.
 #
-# Tests never rely on a system-wide Redis or webdis: they start their own on
+# Tests never rely on a system-wide Redis, webdis or Prometheus: they start their own on
 # free loopback ports. If installing a package here auto-started its service,
 # the service is stopped again (it would only take CPU from the tests).
 set -euo pipefail
@@ -37,8 +38,9 @@ declare -A PACKAGE_OF=(
     [webdis]=webdis
     [shellcheck]=shellcheck
     [yamllint]=yamllint
+    [promtool]=prometheus
 )
-COMMANDS=(redis-server redis-benchmark redis-cli hey wrk webdis shellcheck yamllint)
+COMMANDS=(redis-server redis-benchmark redis-cli hey wrk webdis shellcheck yamllint promtool)
 
 missing_packages=()
 for cmd in "${COMMANDS[@]}"; do
@@ -70,7 +72,7 @@ fi
 "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing_packages[@]}" >/dev/null
 
 # A package's maintainer script may have started a system service: stop it.
-for svc in redis-server webdis; do
+for svc in redis-server webdis prometheus; do
     case " ${missing_packages[*]} " in
         *" $svc "*)
             if pgrep -x "$svc" >/dev/null 2>&1 && command -v service >/dev/null 2>&1; then

@@ -37,6 +37,10 @@ pub struct Config {
     pub discovery: DiscoveryConfig,
     pub breaker: BreakerConfig,
     pub gateway: GatewayConfig,
+    /// OpenTelemetry traces over OTLP/gRPC.
+    pub tracing: TracingConfig,
+    /// The `/debug/pprof/*` profiling routes.
+    pub pprof: PprofConfig,
     /// The original's Consul section. Accepted for compatibility and ignored:
     /// Kubernetes DNS discovery replaces Consul.
     pub consul: Option<serde_json::Value>,
@@ -420,6 +424,36 @@ impl Default for GatewayConfig {
     }
 }
 
+/// OpenTelemetry tracing: spans exported over OTLP/gRPC (Jaeger ingests it natively).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracingConfig {
+    /// Export spans. Off: no spans are built at all.
+    pub enabled: bool,
+    /// The OTLP/gRPC collector, `http://host:4317`.
+    pub otlp_endpoint: String,
+    /// Share of new traces sampled, 0..=1; a call that arrives with a sampled parent is traced.
+    pub sampling_ratio: f64,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            otlp_endpoint: "http://localhost:4317".into(),
+            sampling_ratio: 0.01,
+        }
+    }
+}
+
+/// CPU and heap profiles in pprof format on the HTTP port, beside `/metrics`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PprofConfig {
+    /// Serve `/debug/pprof/profile` and `/debug/pprof/heap`; off, they answer 404.
+    pub enabled: bool,
+}
+
 /// A duration written as `30s`, `500ms`, `2m`, or a number of milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
@@ -629,6 +663,18 @@ impl Config {
                 "must be at least gateway.max_batch, with max_in_flight ≥ 1",
             ));
         }
+        if !(0.0..=1.0).contains(&self.tracing.sampling_ratio) {
+            return Err(invalid("tracing.sampling_ratio", "must be within 0..=1"));
+        }
+        let endpoint = self.tracing.otlp_endpoint.trim();
+        if self.tracing.enabled
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(invalid(
+                "tracing.otlp_endpoint",
+                format!("{endpoint:?} is not an http:// or https:// URL"),
+            ));
+        }
         // Bounded so that a flush's per-key sum and any serialization of it stay far from i64's edges.
         if !(1..=(1_i64 << 53)).contains(&self.limits.max_increment) {
             return Err(invalid("limits.max_increment", "must be within 1..=2^53"));
@@ -793,6 +839,58 @@ kafka:  {brokers: ["localhost:9092"], topic: "counter_events"}
         ] {
             let err = load_yaml_env(yaml, &[]).unwrap_err();
             assert!(err.contains(key), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn tracing_and_pprof_are_off_by_default_and_set_from_the_environment() {
+        let c = Config::default();
+        assert!(!c.tracing.enabled);
+        assert_eq!(c.tracing.otlp_endpoint, "http://localhost:4317");
+        assert_eq!(c.tracing.sampling_ratio, 0.01);
+        assert!(!c.pprof.enabled);
+        let c = load_yaml_env(
+            "tracing: {sampling_ratio: 0.5}",
+            &[
+                ("HIGHPRESS_TRACING__ENABLED", "true"),
+                ("HIGHPRESS_TRACING__OTLP_ENDPOINT", "http://jaeger:4317"),
+                ("HIGHPRESS_PPROF__ENABLED", "true"),
+            ],
+        )
+        .unwrap();
+        assert!(c.tracing.enabled);
+        assert_eq!(c.tracing.otlp_endpoint, "http://jaeger:4317");
+        assert_eq!(c.tracing.sampling_ratio, 0.5);
+        assert!(c.pprof.enabled);
+    }
+
+    #[test]
+    fn bad_tracing_and_pprof_settings_name_the_key() {
+        for (yaml, env, key) in [
+            (
+                "tracing: {sampling_ratio: 1.5}",
+                None,
+                "tracing.sampling_ratio",
+            ),
+            (
+                "tracing: {enabled: true, otlp_endpoint: 'jaeger:4317'}",
+                None,
+                "tracing.otlp_endpoint",
+            ),
+            ("tracing: {sample: 1}", None, "sample"),
+            (
+                "",
+                Some(("HIGHPRESS_PPROF__ENABLED", "maybe")),
+                "pprof.enabled",
+            ),
+            (
+                "",
+                Some(("HIGHPRESS_TRACING__ENABLED", "yes please")),
+                "tracing.enabled",
+            ),
+        ] {
+            let err = load_yaml_env(yaml, env.as_slice()).unwrap_err();
+            assert!(err.contains(key), "{yaml} {env:?}: {err}");
         }
     }
 

@@ -9,6 +9,8 @@
 //! - [`grpc`]: the gateway-to-counter gRPC contract and the counter-side service;
 //! - [`gateway`]: discovery, rendezvous routing, circuit breaking and micro-batching;
 //! - [`metrics`]: Prometheus metrics;
+//! - [`telemetry`]: logs and OpenTelemetry traces;
+//! - [`profiling`]: the `/debug/pprof/*` CPU and heap profiles;
 //! - [`server`]: process lifecycle and graceful shutdown.
 
 pub mod api;
@@ -17,5 +19,7 @@ pub mod counter;
 pub mod gateway;
 pub mod grpc;
 pub mod metrics;
+pub mod profiling;
 pub mod server;
 pub mod store;
+pub mod telemetry;

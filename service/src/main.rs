@@ -1,15 +1,19 @@
-//! The `highpress` binary: parses the command line, loads config, sets up logging, runs a mode.
+//! The `highpress` binary: parses the command line, loads config, sets up logging and tracing,
+//! runs a mode.
+//!
+//! The allocator is jemalloc, built with heap profiling compiled in but not sampling until
+//! `pprof.enabled` switches it on (see docs/ARCHITECTURE.md, "Allocator and heap profiles").
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use highpress::config::{Config, LogFormat};
+use highpress::config::Config;
 use highpress::server::Mode;
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
 #[command(
@@ -53,7 +57,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -65,9 +68,15 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        let telemetry = match highpress::telemetry::init(&config, mode.as_str()) {
+            Ok(t) => t,
+            Err(e) => return Err(anyhow::anyhow!(e)),
+        };
         let shutdown = CancellationToken::new();
         tokio::spawn(highpress::server::cancel_on_signal(shutdown.clone()));
-        highpress::server::run(mode, config, shutdown).await
+        let result = highpress::server::run(mode, config, shutdown).await;
+        telemetry.shutdown().await;
+        result
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,17 +85,5 @@ fn main() -> ExitCode {
             eprintln!("highpress: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(config: &Config) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
     }
 }

@@ -1,5 +1,8 @@
 //! Prometheus metrics, prefix `highpress_`. Label values come only from closed sets: route
-//! templates, methods, status codes, the process mode and static reason names.
+//! templates, methods, status codes and classes, gRPC method and code names, the process mode and
+//! static reason names. The one exception is the gateway's `endpoint` label: a counter endpoint
+//! address, bounded by discovery, whose series are removed when discovery drops the endpoint.
+//! `docs/observability.md` lists every metric.
 
 use std::sync::LazyLock;
 
@@ -33,6 +36,78 @@ pub struct Metrics {
     pub gateway_batch_size: Histogram,
     pub discovery_refreshes: IntCounterVec,
     pub build_info: IntGaugeVec,
+    pub grpc_requests: IntCounterVec,
+    pub grpc_duration: HistogramVec,
+    pub gateway_calls: IntCounterVec,
+    pub gateway_errors: IntCounterVec,
+    pub breaker_state: IntGaugeVec,
+    pub endpoint_up: IntGaugeVec,
+    pub gateway_endpoints: IntGauge,
+}
+
+/// The gRPC methods a metric may name; anything else is `other`.
+pub const GRPC_METHODS: [&str; 8] = [
+    "Increment",
+    "IncrementBatch",
+    "Get",
+    "BatchGet",
+    "Leaderboard",
+    "Check",
+    "Watch",
+    "other",
+];
+
+/// `2xx`, `4xx`, `5xx` (or `1xx`, `3xx`): the class of an HTTP status code.
+pub fn http_status_class(code: u16) -> &'static str {
+    match code {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// The class of a gRPC code: `ok`, `client_error` (the caller's request was refused as asked) or
+/// `server_error` (the service could not answer: unavailable, overloaded, deadline, internal).
+pub fn grpc_code_class(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "ok",
+        Code::InvalidArgument
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::PermissionDenied
+        | Code::Unauthenticated
+        | Code::FailedPrecondition
+        | Code::OutOfRange
+        | Code::Cancelled => "client_error",
+        _ => "server_error",
+    }
+}
+
+/// The canonical upper-case name of a gRPC code, as the gRPC spec spells it.
+pub fn grpc_code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
 }
 
 fn exp_buckets(start: f64, factor: f64, count: usize) -> Vec<f64> {
@@ -47,7 +122,7 @@ impl Metrics {
                 "highpress_http_requests_total",
                 "HTTP requests by route template, method, status and mode.",
             ),
-            &["route", "method", "status", "mode"],
+            &["route", "method", "status", "status_class", "mode"],
         )
         .expect("valid metric");
         let http_duration = HistogramVec::new(
@@ -56,7 +131,7 @@ impl Metrics {
                 "HTTP request latency.",
             )
             .buckets(exp_buckets(0.000_1, 2.0, 16)),
-            &["route", "method", "status", "mode"],
+            &["route", "method", "status", "status_class", "mode"],
         )
         .expect("valid metric");
         let flush_batch_size = Histogram::with_opts(
@@ -165,6 +240,60 @@ impl Metrics {
             &["version", "mode"],
         )
         .expect("valid metric");
+        let grpc_requests = IntCounterVec::new(
+            Opts::new(
+                "highpress_grpc_server_requests_total",
+                "gRPC calls served, by method, code, code class and mode.",
+            ),
+            &["method", "code", "code_class", "mode"],
+        )
+        .expect("valid metric");
+        let grpc_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "highpress_grpc_server_request_duration_seconds",
+                "gRPC call latency until the response headers (unary calls: the answer).",
+            )
+            .buckets(exp_buckets(0.000_1, 2.0, 16)),
+            &["method", "code_class", "mode"],
+        )
+        .expect("valid metric");
+        let gateway_calls = IntCounterVec::new(
+            Opts::new(
+                "highpress_gateway_endpoint_calls_total",
+                "gRPC calls from the gateway to a counter endpoint, by method.",
+            ),
+            &["endpoint", "method"],
+        )
+        .expect("valid metric");
+        let gateway_errors = IntCounterVec::new(
+            Opts::new(
+                "highpress_gateway_endpoint_errors_total",
+                "Failed gateway calls to a counter endpoint: transport (the breaker counts it), deadline, or rejected (the counter answered an error).",
+            ),
+            &["endpoint", "method", "kind"],
+        )
+        .expect("valid metric");
+        let breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "highpress_gateway_breaker_state",
+                "Circuit breaker state per counter endpoint: 1 for the current state, 0 for the others.",
+            ),
+            &["endpoint", "state"],
+        )
+        .expect("valid metric");
+        let endpoint_up = IntGaugeVec::new(
+            Opts::new(
+                "highpress_gateway_endpoint_up",
+                "1 while the counter endpoint's gRPC health check says SERVING, else 0.",
+            ),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        let gateway_endpoints = IntGauge::new(
+            "highpress_gateway_endpoints",
+            "Counter endpoints the gateway currently knows from discovery.",
+        )
+        .expect("valid metric");
 
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -185,6 +314,13 @@ impl Metrics {
             Box::new(gateway_batch_size.clone()),
             Box::new(discovery_refreshes.clone()),
             Box::new(build_info.clone()),
+            Box::new(grpc_requests.clone()),
+            Box::new(grpc_duration.clone()),
+            Box::new(gateway_calls.clone()),
+            Box::new(gateway_errors.clone()),
+            Box::new(breaker_state.clone()),
+            Box::new(endpoint_up.clone()),
+            Box::new(gateway_endpoints.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -220,7 +356,30 @@ impl Metrics {
             gateway_batch_size,
             discovery_refreshes,
             build_info,
+            grpc_requests,
+            grpc_duration,
+            gateway_calls,
+            gateway_errors,
+            breaker_state,
+            endpoint_up,
+            gateway_endpoints,
         }
+    }
+
+    /// Drops every series of a counter endpoint that discovery removed.
+    pub fn forget_endpoint(&self, endpoint: &str) {
+        for method in GRPC_METHODS {
+            let _ = self.gateway_calls.remove_label_values(&[endpoint, method]);
+            for kind in ["transport", "deadline", "rejected"] {
+                let _ = self
+                    .gateway_errors
+                    .remove_label_values(&[endpoint, method, kind]);
+            }
+        }
+        for state in ["closed", "open", "half_open"] {
+            let _ = self.breaker_state.remove_label_values(&[endpoint, state]);
+        }
+        let _ = self.endpoint_up.remove_label_values(&[endpoint]);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -235,3 +394,42 @@ impl Metrics {
 
 /// The process-wide metrics.
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_and_code_classes() {
+        assert_eq!(http_status_class(200), "2xx");
+        assert_eq!(http_status_class(429), "4xx");
+        assert_eq!(http_status_class(503), "5xx");
+        assert_eq!(grpc_code_class(tonic::Code::Ok), "ok");
+        assert_eq!(
+            grpc_code_class(tonic::Code::InvalidArgument),
+            "client_error"
+        );
+        assert_eq!(
+            grpc_code_class(tonic::Code::ResourceExhausted),
+            "server_error"
+        );
+        assert_eq!(
+            grpc_code_name(tonic::Code::DeadlineExceeded),
+            "DEADLINE_EXCEEDED"
+        );
+    }
+
+    #[test]
+    fn forgetting_an_endpoint_removes_its_series() {
+        let m = &*METRICS;
+        m.gateway_calls
+            .with_label_values(&["10.0.0.9:1", "Get"])
+            .inc();
+        m.breaker_state
+            .with_label_values(&["10.0.0.9:1", "closed"])
+            .set(1);
+        assert!(m.render().contains("10.0.0.9:1"));
+        m.forget_endpoint("10.0.0.9:1");
+        assert!(!m.render().contains("10.0.0.9:1"));
+    }
+}

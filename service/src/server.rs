@@ -16,9 +16,11 @@ use crate::api::{self, AppState, Limits};
 use crate::config::{Config, StoreKind};
 use crate::counter::{CounterTasks, LocalCounter};
 use crate::gateway::{EndpointSet, GatewayBackend, discovery};
+use crate::grpc::observe::GrpcObserveLayer;
 use crate::grpc::pb::counter_service_server::CounterServiceServer;
 use crate::grpc::server::CounterGrpcService;
 use crate::metrics::METRICS;
+use crate::profiling;
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
@@ -51,6 +53,9 @@ pub async fn run(mode: Mode, config: Config, shutdown: CancellationToken) -> any
         .build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION"), mode.as_str()])
         .set(1);
+    if config.pprof.enabled {
+        crate::profiling::activate().await;
+    }
     match mode {
         Mode::Gateway => run_gateway(config, shutdown).await,
         Mode::Standalone | Mode::Counter => match config.store.kind {
@@ -91,7 +96,8 @@ async fn run_engine<S: Store>(
         mode: mode.as_str(),
     };
     if mode == Mode::Standalone {
-        serve_http(api::app(state), config, &shutdown).await?;
+        let app = profiling::with_routes(api::app(state), config.pprof.enabled, mode.as_str());
+        serve_http(app, config, &shutdown).await?;
         return finish(tasks).await;
     }
 
@@ -108,6 +114,7 @@ async fn run_engine<S: Store>(
         .await;
     let grpc_stop = CancellationToken::new();
     let grpc = tonic::transport::Server::builder()
+        .layer(GrpcObserveLayer::new(mode.as_str()))
         .add_service(health_service)
         .add_service(CounterServiceServer::new(CounterGrpcService::new(
             engine,
@@ -117,7 +124,8 @@ async fn run_engine<S: Store>(
     let grpc = tokio::spawn(grpc);
     tracing::info!(%grpc_addr, "counter serving gRPC");
 
-    let http = serve_http(api::probe_app(state), config, &shutdown);
+    let app = profiling::with_routes(api::probe_app(state), config.pprof.enabled, mode.as_str());
+    let http = serve_http(app, config, &shutdown);
     let http_result = http.await;
     // Tell gateways first and give them `server.drain_delay_ms` to move this counter's keys,
     // then stop taking calls; in-flight calls finish before the flush.
@@ -175,7 +183,12 @@ async fn run_gateway(config: Config, shutdown: CancellationToken) -> anyhow::Res
         limits: limits(&config),
         mode: Mode::Gateway.as_str(),
     };
-    let served = serve_http(api::app(state), &config, &shutdown).await;
+    let app = profiling::with_routes(
+        api::app(state),
+        config.pprof.enabled,
+        Mode::Gateway.as_str(),
+    );
+    let served = serve_http(app, &config, &shutdown).await;
     stop.cancel();
     let _ = discovery.await;
     let _ = health.await;

@@ -1,6 +1,10 @@
-//! Request metrics as a tower layer applied per route, so the route template label is fixed at
-//! router construction and the hot path does no label lookup: each (method, status) pair of a
-//! route resolves its Prometheus handles once and reuses them.
+//! Request metrics and the request span as a tower layer applied per route, so the route template
+//! label is fixed at router construction and the hot path does no label lookup: each (method,
+//! status) pair of a route resolves its Prometheus handles once and reuses them.
+//!
+//! When tracing is enabled each request also gets an `http.request` server span (continuing a
+//! caller's W3C `traceparent`), entered while the handler runs; otherwise no span is built. Each
+//! completed request is logged at debug level.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,6 +17,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use prometheus::{Histogram, IntCounter};
 use tower::{Layer, Service};
+use tracing::Span;
 
 use crate::metrics::METRICS;
 
@@ -52,7 +57,8 @@ impl RequestMetricsLayer {
         self.handles[method * STATUSES.len() + s].get_or_init(|| {
             let code = status.as_str();
             let status_label = if STATUSES[s] == 0 { "other" } else { code };
-            let labels = [self.route, METHODS[method], status_label, self.mode];
+            let class = crate::metrics::http_status_class(status.as_u16());
+            let labels = [self.route, METHODS[method], status_label, class, self.mode];
             (
                 METRICS.http_requests.with_label_values(&labels),
                 METRICS.http_duration.with_label_values(&labels),
@@ -105,13 +111,41 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let method = method_index(request.method());
+        let span = if crate::telemetry::enabled() {
+            request_span(self.layer.route, self.layer.mode, &request)
+        } else {
+            Span::none()
+        };
+        let inner = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
         RecordOnCompletion {
-            inner: self.inner.call(request),
+            inner,
             layer: self.layer.clone(),
             method,
             started: Instant::now(),
+            span,
         }
     }
+}
+
+/// The `http.request` server span of one request, a child of the caller's `traceparent` if any.
+fn request_span(route: &'static str, mode: &'static str, request: &Request) -> Span {
+    let method = request.method().as_str();
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.route = route,
+        http.request.method = method,
+        http.response.status_code = tracing::field::Empty,
+        mode,
+        trace_id = tracing::field::Empty,
+    );
+    crate::telemetry::set_parent(&span, &crate::telemetry::extract_http(request.headers()));
+    crate::telemetry::record_trace_id(&span);
+    span
 }
 
 pin_project_lite::pin_project! {
@@ -121,6 +155,7 @@ pin_project_lite::pin_project! {
         layer: RequestMetricsLayer,
         method: usize,
         started: Instant,
+        span: Span,
     }
 }
 
@@ -132,11 +167,23 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let _entered = this.span.enter();
         let result = std::task::ready!(this.inner.poll(cx));
         if let Ok(response) = &result {
-            let (count, latency) = this.layer.handles(*this.method, response.status());
+            let status = response.status();
+            let (count, latency) = this.layer.handles(*this.method, status);
             count.inc();
-            latency.observe(this.started.elapsed().as_secs_f64());
+            let elapsed = this.started.elapsed();
+            latency.observe(elapsed.as_secs_f64());
+            this.span
+                .record("http.response.status_code", status.as_u16());
+            tracing::debug!(
+                route = this.layer.route,
+                method = METHODS[*this.method],
+                status = status.as_u16(),
+                elapsed_us = elapsed.as_micros() as u64,
+                "request"
+            );
         }
         Poll::Ready(result)
     }

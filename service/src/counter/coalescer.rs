@@ -6,26 +6,38 @@
 //! A key whose sum overflows is retried once as one `INCRBY` per request in arrival order, so
 //! exactly the requests that would overflow get [`CounterError::Overflow`] and nothing is written
 //! for them; other keys in the flush are unaffected.
+//!
+//! Traced (when tracing is enabled): each queued increment remembers its caller's span; a flush
+//! runs in a `coalescer.flush` span linked to every distinct caller span it served (a child of
+//! the first sampled one), and each store round trip gets a `store.pipeline` child span.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Instant;
 
 use hashbrown::HashTable;
+use opentelemetry::trace::{SpanContext, SpanId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span};
 
 use super::{CounterError, FlushEffects};
 use crate::metrics::METRICS;
 use crate::store::{CounterKey, IncrOutcome, Store, StoreError, WriteBatch, keys::current_hour};
+use crate::telemetry;
 
 /// One increment waiting for a flush.
 struct PendingIncrement {
     key: CounterKey,
     delta: i64,
     reply: oneshot::Sender<Result<i64, CounterError>>,
+    /// The span of the request this increment belongs to, when tracing is enabled.
+    trace: Option<SpanContext>,
 }
+
+/// Most span links on one flush span (OpenTelemetry's default per-span limit).
+const MAX_FLUSH_LINKS: usize = 128;
 
 /// The handle requests use to enqueue increments.
 #[derive(Clone)]
@@ -56,7 +68,13 @@ impl Coalescer {
     /// Queues one increment and waits for its post-value.
     pub async fn increment(&self, key: CounterKey, delta: i64) -> Result<i64, CounterError> {
         let (reply, answer) = oneshot::channel();
-        match self.queue.try_send(PendingIncrement { key, delta, reply }) {
+        let trace = telemetry::enabled().then(|| telemetry::span_context(&Span::current()));
+        match self.queue.try_send(PendingIncrement {
+            key,
+            delta,
+            reply,
+            trace,
+        }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => return Err(CounterError::Overloaded),
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(CounterError::ShuttingDown),
@@ -100,6 +118,15 @@ impl<S: Store> Flusher<S> {
     }
 
     async fn flush(&mut self, batch: &mut Vec<PendingIncrement>) {
+        let span = if telemetry::enabled() {
+            flush_span(batch)
+        } else {
+            Span::none()
+        };
+        self.flush_batch(batch).instrument(span).await;
+    }
+
+    async fn flush_batch(&mut self, batch: &mut Vec<PendingIncrement>) {
         let started = Instant::now();
         self.plan.group(batch.iter().map(|p| (&p.key, p.delta)));
         let keys = self.plan.groups.len();
@@ -240,7 +267,21 @@ impl<S: Store> Flusher<S> {
 
     async fn write(&self, batch: &WriteBatch<'_>) -> Result<Vec<IncrOutcome>, StoreError> {
         METRICS.store_commands.inc_by(batch.increments.len() as u64);
-        let result = self.store.write(batch).await;
+        let span = if telemetry::enabled() {
+            tracing::info_span!(
+                "store.pipeline",
+                otel.kind = "client",
+                db.operation.name = "INCRBY",
+                db.operation.batch.size = batch.increments.len(),
+                error = tracing::field::Empty,
+            )
+        } else {
+            Span::none()
+        };
+        let result = self.store.write(batch).instrument(span.clone()).await;
+        if let Err(e) = &result {
+            span.record("error", tracing::field::display(e));
+        }
         match &result {
             Ok(_) => self.effects.health.mark_up(),
             Err(e) => self.effects.health.record_error(e),
@@ -254,6 +295,35 @@ impl<S: Store> Flusher<S> {
             *r = Some(Err(CounterError::from(error)));
         }
     }
+}
+
+/// The `coalescer.flush` span of `batch`: linked to each distinct request span it serves, and a
+/// child of the first sampled one, so a sampled request's trace shows the flush that answered it.
+fn flush_span(batch: &[PendingIncrement]) -> Span {
+    let span = tracing::info_span!(
+        "coalescer.flush",
+        batch_size = batch.len(),
+        links = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    let mut parent = false;
+    let mut linked: Vec<SpanId> = Vec::new();
+    for sc in batch.iter().filter_map(|p| p.trace.as_ref()) {
+        if !sc.is_valid() {
+            continue;
+        }
+        if !parent && sc.is_sampled() {
+            telemetry::set_parent(&span, sc);
+            parent = true;
+        }
+        if linked.len() < MAX_FLUSH_LINKS && !linked.contains(&sc.span_id()) {
+            linked.push(sc.span_id());
+            telemetry::add_link(&span, sc.clone());
+        }
+    }
+    span.record("links", linked.len());
+    telemetry::record_trace_id(&span);
+    span
 }
 
 /// The batch grouped by key, with arrival order kept within each key. Reused across flushes.

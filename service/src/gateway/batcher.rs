@@ -15,11 +15,19 @@ use crate::counter::CounterError;
 use crate::grpc::counter_error_from_code;
 use crate::grpc::pb::{self, counter_service_client::CounterServiceClient, increment_outcome};
 use crate::metrics::METRICS;
+use crate::telemetry;
+use opentelemetry::trace::{SpanContext, SpanId};
+use tracing::{Instrument, Span};
 
 struct Pending {
     request: pb::IncrementRequest,
     reply: oneshot::Sender<Result<i64, CounterError>>,
+    /// The HTTP request span this increment belongs to, when tracing is enabled.
+    trace: Option<SpanContext>,
 }
+
+/// Most span links on one batch call's span.
+const MAX_BATCH_LINKS: usize = 128;
 
 /// The queue of increments for one endpoint.
 pub struct IncrementBatcher {
@@ -41,6 +49,7 @@ pub fn is_transport_failure(code: Code) -> bool {
 impl IncrementBatcher {
     /// Starts the sender task; it ends when the batcher is dropped and the queue is drained.
     pub fn start(
+        endpoint: Arc<str>,
         clients: Arc<[CounterServiceClient<Channel>]>,
         breaker: Arc<Breaker>,
         deadline: Duration,
@@ -50,6 +59,7 @@ impl IncrementBatcher {
     ) -> Self {
         let (tx, rx) = mpsc::channel(queue_capacity);
         tokio::spawn(send_batches(
+            endpoint,
             rx,
             clients,
             breaker,
@@ -60,9 +70,18 @@ impl IncrementBatcher {
         Self { queue: tx }
     }
 
-    pub async fn increment(&self, request: pb::IncrementRequest) -> Result<i64, CounterError> {
+    /// Queues one increment; `trace` is its request's span, the parent or a link of the call.
+    pub async fn increment(
+        &self,
+        request: pb::IncrementRequest,
+        trace: Option<SpanContext>,
+    ) -> Result<i64, CounterError> {
         let (reply, answer) = oneshot::channel();
-        match self.queue.try_send(Pending { request, reply }) {
+        match self.queue.try_send(Pending {
+            request,
+            reply,
+            trace,
+        }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => return Err(CounterError::Overloaded),
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(CounterError::Unavailable),
@@ -72,6 +91,7 @@ impl IncrementBatcher {
 }
 
 async fn send_batches(
+    endpoint: Arc<str>,
     mut queue: mpsc::Receiver<Pending>,
     clients: Arc<[CounterServiceClient<Channel>]>,
     breaker: Arc<Breaker>,
@@ -92,14 +112,22 @@ async fn send_batches(
         let mut client = clients[next_client % clients.len()].clone();
         next_client = next_client.wrapping_add(1);
         let breaker = breaker.clone();
+        let endpoint = endpoint.clone();
         tokio::spawn(async move {
             let _slot = slot;
             METRICS.gateway_batch_size.observe(batch.len() as f64);
+            let span = batch_span(&endpoint, &batch);
             let (requests, replies): (Vec<_>, Vec<_>) =
                 batch.into_iter().map(|p| (p.request, p.reply)).unzip();
             let mut call = tonic::Request::new(pb::IncrementBatchRequest { items: requests });
             call.set_timeout(deadline);
-            let answer = tokio::time::timeout(deadline, client.increment_batch(call)).await;
+            if crate::telemetry::enabled() {
+                crate::telemetry::inject_grpc(&span, call.metadata_mut());
+            }
+            let answer = tokio::time::timeout(deadline, client.increment_batch(call))
+                .instrument(span)
+                .await;
+            super::record_call(&endpoint, "IncrementBatch", &answer);
             let result = match answer {
                 Ok(Ok(response)) => Ok(response.into_inner().outcomes),
                 Ok(Err(status)) => Err(status.code()),
@@ -140,4 +168,29 @@ async fn send_batches(
             }
         });
     }
+}
+
+/// The `grpc.client` span of one batch call: a child of the first sampled request it carries,
+/// linked to every distinct request span in it.
+fn batch_span(endpoint: &str, batch: &[Pending]) -> Span {
+    let span = super::client_span("IncrementBatch", endpoint);
+    if span.is_none() {
+        return span;
+    }
+    let mut parent = false;
+    let mut linked: Vec<SpanId> = Vec::new();
+    for sc in batch.iter().filter_map(|p| p.trace.as_ref()) {
+        if !sc.is_valid() {
+            continue;
+        }
+        if !parent && sc.is_sampled() {
+            telemetry::set_parent(&span, sc);
+            parent = true;
+        }
+        if linked.len() < MAX_BATCH_LINKS && !linked.contains(&sc.span_id()) {
+            linked.push(sc.span_id());
+            telemetry::add_link(&span, sc.clone());
+        }
+    }
+    span
 }

@@ -5,7 +5,10 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use prometheus::IntGauge;
+
 use crate::config::BreakerConfig;
+use crate::metrics::METRICS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
@@ -27,6 +30,8 @@ impl BreakerState {
 pub struct Breaker {
     config: BreakerConfig,
     inner: Mutex<Inner>,
+    /// `highpress_gateway_breaker_state{endpoint, state}` for closed, open and half-open.
+    gauges: Option<[IntGauge; 3]>,
 }
 
 struct Inner {
@@ -41,6 +46,7 @@ struct Inner {
 impl Breaker {
     pub fn new(config: BreakerConfig) -> Self {
         Self {
+            gauges: None,
             config,
             inner: Mutex::new(Inner {
                 state: BreakerState::Closed,
@@ -50,6 +56,38 @@ impl Breaker {
                 opened_at: Instant::now(),
                 probe_in_flight: false,
             }),
+        }
+    }
+
+    /// A breaker that reports its state as `highpress_gateway_breaker_state{endpoint}`.
+    pub fn for_endpoint(config: BreakerConfig, endpoint: &str) -> Self {
+        let gauges = [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ]
+        .map(|s| {
+            METRICS
+                .breaker_state
+                .with_label_values(&[endpoint, s.as_str()])
+        });
+        let breaker = Self {
+            gauges: Some(gauges),
+            ..Self::new(config)
+        };
+        breaker.show(BreakerState::Closed);
+        breaker
+    }
+
+    fn show(&self, state: BreakerState) {
+        if let Some(gauges) = &self.gauges {
+            for (gauge, s) in gauges.iter().zip([
+                BreakerState::Closed,
+                BreakerState::Open,
+                BreakerState::HalfOpen,
+            ]) {
+                gauge.set(i64::from(s == state));
+            }
         }
     }
 
@@ -70,6 +108,7 @@ impl Breaker {
                 if s.opened_at.elapsed() >= Duration::from_millis(self.config.open_ms) {
                     s.state = BreakerState::HalfOpen;
                     s.probe_in_flight = true;
+                    self.show(BreakerState::HalfOpen);
                     true
                 } else {
                     false
@@ -106,16 +145,18 @@ impl Breaker {
             s.state = BreakerState::Closed;
             s.window_calls = 0;
             s.window_failures = 0;
+            self.show(BreakerState::Closed);
             tracing::info!("circuit closed");
         }
         if self.count(&mut s, false) {
-            Self::open(&mut s);
+            self.open(&mut s);
         }
     }
 
-    fn open(s: &mut Inner) {
+    fn open(&self, s: &mut Inner) {
         s.state = BreakerState::Open;
         s.opened_at = Instant::now();
+        self.show(BreakerState::Open);
         tracing::warn!(failures = s.consecutive_failures, "circuit opened");
     }
 
@@ -132,7 +173,7 @@ impl Breaker {
             BreakerState::Open => false,
         };
         if trip {
-            Self::open(&mut s);
+            self.open(&mut s);
         }
     }
 
@@ -206,6 +247,30 @@ mod tests {
             }
         }
         assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn state_gauge_follows_the_breaker() {
+        let config = BreakerConfig {
+            failure_threshold: 1,
+            error_rate: 0.5,
+            window: 10,
+            open_ms: 0,
+        };
+        let b = Breaker::for_endpoint(config, "breaker-test:1");
+        let gauge = |state: &str| {
+            METRICS
+                .breaker_state
+                .with_label_values(&["breaker-test:1", state])
+                .get()
+        };
+        assert_eq!((gauge("closed"), gauge("open")), (1, 0));
+        b.record_failure();
+        assert_eq!((gauge("closed"), gauge("open")), (0, 1));
+        assert!(b.allow());
+        assert_eq!((gauge("open"), gauge("half_open")), (0, 1));
+        b.record_success();
+        assert_eq!((gauge("closed"), gauge("half_open")), (1, 0));
     }
 
     #[test]

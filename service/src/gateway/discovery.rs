@@ -116,6 +116,7 @@ async fn check(endpoint: &CounterEndpoint, deadline: Duration) {
         Ok(Ok(response)) if response.get_ref().status == ServingStatus::Serving as i32
     );
     let was = endpoint.healthy.swap(serving, Ordering::Relaxed);
+    endpoint.up_gauge.set(i64::from(serving));
     if was != serving {
         if serving {
             tracing::info!(endpoint = %endpoint.name, "counter endpoint serving");

@@ -5,6 +5,10 @@
 //! Increments are never retried on another endpoint once sent: a call that failed in transit
 //! may have been applied, and a retry could count it twice. They fail with 503; the breaker
 //! then moves the endpoint's keys to the next endpoint in rendezvous order.
+//!
+//! Every call is counted per endpoint and method (`highpress_gateway_endpoint_calls_total`,
+//! `..._errors_total`); when tracing is enabled it runs in a `grpc.client` span whose W3C trace
+//! context travels to the counter in the call's metadata.
 
 pub mod batcher;
 pub mod breaker;
@@ -21,10 +25,13 @@ use crate::config::Config;
 use crate::counter::{CounterBackend, CounterError};
 use crate::grpc::pb::{self, counter_service_client::CounterServiceClient};
 use crate::grpc::{counter_error_from_code, server::period_to_pb};
+use crate::metrics::METRICS;
 use crate::store::{CounterKey, Period, RankedEntry};
+use crate::telemetry;
 use batcher::{IncrementBatcher, is_transport_failure};
 use breaker::Breaker;
 use rendezvous::{KeyHash, NodeHash};
+use tracing::{Instrument, Span};
 
 /// One counter endpoint: its connection pool, breaker, health and increment batcher.
 pub struct CounterEndpoint {
@@ -35,6 +42,8 @@ pub struct CounterEndpoint {
     pub breaker: Arc<Breaker>,
     batcher: IncrementBatcher,
     healthy: AtomicBool,
+    /// `highpress_gateway_endpoint_up{endpoint}`.
+    up_gauge: prometheus::IntGauge,
     channel_for_health: Channel,
 }
 
@@ -58,8 +67,9 @@ impl CounterEndpoint {
             .into_iter()
             .map(CounterServiceClient::new)
             .collect();
-        let breaker = Arc::new(Breaker::new(config.breaker.clone()));
+        let breaker = Arc::new(Breaker::for_endpoint(config.breaker.clone(), name));
         let batcher = IncrementBatcher::start(
+            Arc::from(name),
             clients.clone(),
             breaker.clone(),
             deadline,
@@ -75,6 +85,7 @@ impl CounterEndpoint {
             breaker,
             batcher,
             healthy: AtomicBool::new(false),
+            up_gauge: METRICS.endpoint_up.with_label_values(&[name]),
             channel_for_health,
         })
     }
@@ -127,7 +138,9 @@ impl EndpointSet {
         }
         for gone in old.iter().filter(|e| !names.contains(&e.name)) {
             tracing::info!(endpoint = %gone.name, "counter endpoint removed");
+            METRICS.forget_endpoint(&gone.name);
         }
+        METRICS.gateway_endpoints.set(next.len() as i64);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
     }
 }
@@ -157,14 +170,23 @@ impl GatewayBackend {
             .collect()
     }
 
+    /// A call with the deadline, carrying the current (client) span's trace context.
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         request.set_timeout(self.deadline);
+        if telemetry::enabled() {
+            telemetry::inject_grpc(&Span::current(), request.metadata_mut());
+        }
         request
     }
 
     /// Runs a read on the owner, and on the next endpoint if the owner fails in transit.
-    async fn read<T, F, Fut>(&self, key: &str, call: F) -> Result<T, CounterError>
+    async fn read<T, F, Fut>(
+        &self,
+        method: &'static str,
+        key: &str,
+        call: F,
+    ) -> Result<T, CounterError>
     where
         F: Fn(CounterServiceClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -173,7 +195,16 @@ impl GatewayBackend {
             if !endpoint.breaker.allow() {
                 continue;
             }
-            match tokio::time::timeout(self.deadline, call(endpoint.client())).await {
+            let span = client_span(method, &endpoint.name);
+            let pending = {
+                let _entered = span.enter();
+                call(endpoint.client())
+            };
+            let answer = tokio::time::timeout(self.deadline, pending)
+                .instrument(span)
+                .await;
+            record_call(&endpoint.name, method, &answer);
+            match answer {
                 Ok(Ok(response)) => {
                     endpoint.breaker.record_success();
                     return Ok(response.into_inner());
@@ -187,6 +218,48 @@ impl GatewayBackend {
         }
         Err(CounterError::Unavailable)
     }
+}
+
+/// A `grpc.client` span for one call to `endpoint`, or none when tracing is off.
+pub(crate) fn client_span(method: &'static str, endpoint: &str) -> Span {
+    if !telemetry::enabled() {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        "grpc.client",
+        otel.name = %format!("highpress.counter.v1.CounterService/{method}"),
+        otel.kind = "client",
+        rpc.system = "grpc",
+        rpc.method = method,
+        server.address = endpoint,
+        rpc.grpc.status_code = tracing::field::Empty,
+    );
+    span
+}
+
+/// Counts a call to `endpoint` and, if it failed, its error kind: `deadline` (our timeout or
+/// DEADLINE_EXCEEDED), `transport` (the endpoint failed; the breaker counts it) or `rejected`
+/// (the counter answered an error status).
+pub(crate) fn record_call<T>(
+    endpoint: &str,
+    method: &'static str,
+    answer: &Result<Result<T, tonic::Status>, tokio::time::error::Elapsed>,
+) {
+    METRICS
+        .gateway_calls
+        .with_label_values(&[endpoint, method])
+        .inc();
+    let kind = match answer {
+        Ok(Ok(_)) => return,
+        Err(_) => "deadline",
+        Ok(Err(status)) if status.code() == tonic::Code::DeadlineExceeded => "deadline",
+        Ok(Err(status)) if is_transport_failure(status.code()) => "transport",
+        Ok(Err(_)) => "rejected",
+    };
+    METRICS
+        .gateway_errors
+        .with_label_values(&[endpoint, method, kind])
+        .inc();
 }
 
 fn counter_id(key: &CounterKey) -> pb::CounterId {
@@ -208,20 +281,24 @@ impl CounterBackend for GatewayBackend {
             .into_iter()
             .find(|e| e.breaker.allow())
             .ok_or(CounterError::Unavailable)?;
+        let trace = telemetry::enabled().then(|| telemetry::span_context(&Span::current()));
         owner
             .batcher
-            .increment(pb::IncrementRequest {
-                counter: Some(counter_id(&key)),
-                user_id: user_id.to_string(),
-                increment: delta,
-            })
+            .increment(
+                pb::IncrementRequest {
+                    counter: Some(counter_id(&key)),
+                    user_id: user_id.to_string(),
+                    increment: delta,
+                },
+                trace,
+            )
             .await
     }
 
     async fn get(&self, key: CounterKey) -> Result<i64, CounterError> {
         let id = counter_id(&key);
         let response = self
-            .read(key.as_str(), |mut client| {
+            .read("Get", key.as_str(), |mut client| {
                 let request = self.request(pb::GetRequest {
                     counter: Some(id.clone()),
                 });
@@ -251,7 +328,7 @@ impl CounterBackend for GatewayBackend {
             // Every key of a group has the same owner, so routing by the first key reaches it
             // (and the same fallback if it fails).
             let first_key = keys[positions[0]].as_str();
-            self.read(first_key, move |mut client| {
+            self.read("BatchGet", first_key, move |mut client| {
                 let request = self.request(pb::BatchGetRequest {
                     counters: counters.clone(),
                 });
@@ -279,7 +356,7 @@ impl CounterBackend for GatewayBackend {
         limit: usize,
     ) -> Result<Vec<RankedEntry>, CounterError> {
         let response = self
-            .read(counter_type, |mut client| {
+            .read("Leaderboard", counter_type, |mut client| {
                 let request = self.request(pb::LeaderboardRequest {
                     counter_type: counter_type.to_string(),
                     period: period_to_pb(period) as i32,

@@ -1,6 +1,7 @@
 //! The gateway-to-counter gRPC API (`highpress.counter.v1`): generated types, the mapping
 //! between [`CounterError`] and gRPC status codes, and the counter-side service.
 
+pub mod observe;
 pub mod server;
 
 use tonic::{Code, Status};
