@@ -93,6 +93,19 @@ fn every_example_renders_a_config_the_service_loads() {
                     assert_eq!(config.redis.cluster, external.cluster, "{name}");
                 }
             }
+            let tracing = &spec.observability.tracing;
+            assert_eq!(config.tracing.enabled, tracing.enabled, "{name}");
+            if tracing.enabled {
+                assert_eq!(
+                    Some(&config.tracing.otlp_endpoint),
+                    tracing.otlp_endpoint.as_ref(),
+                    "{name}"
+                );
+                assert!(
+                    (config.tracing.sampling_ratio - tracing.sampling_ratio).abs() < 1e-9,
+                    "{name}"
+                );
+            }
         }
     }
 }

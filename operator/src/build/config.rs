@@ -42,6 +42,8 @@ struct ServiceConfig {
     discovery: Discovery,
     #[serde(skip_serializing_if = "Option::is_none")]
     kafka: Option<Kafka>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracing: Option<Tracing>,
 }
 
 #[derive(Serialize)]
@@ -92,6 +94,13 @@ struct Discovery {
 struct Kafka {
     brokers: Vec<String>,
     topic: String,
+}
+
+#[derive(Serialize)]
+struct Tracing {
+    enabled: bool,
+    otlp_endpoint: String,
+    sampling_ratio: f64,
 }
 
 fn log_level(level: LogLevel) -> &'static str {
@@ -162,6 +171,17 @@ pub fn render_service_config(cc: &CounterCluster) -> String {
             brokers: spec.events.kafka.brokers.clone(),
             topic: spec.events.kafka.topic.clone(),
         }),
+        tracing: spec
+            .observability
+            .tracing
+            .otlp_endpoint
+            .clone()
+            .filter(|_| spec.observability.tracing.enabled)
+            .map(|otlp_endpoint| Tracing {
+                enabled: true,
+                otlp_endpoint,
+                sampling_ratio: spec.observability.tracing.sampling_ratio,
+            }),
     };
     let body = serde_norway::to_string(&config)
         .expect("a struct of strings, integers and booleans always serializes to YAML");
