@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# image-build-check.sh: the Docker image's compile step without a Docker engine. Checks that the
+# Dockerfile's builder stage runs exactly BUILD_CMD below, then runs that same command here
+# (reusing $CARGO_TARGET_DIR, so it is cheap when the release build is cached) and checks both
+# binaries the image copies to /usr/local/bin/ exist and start.
+#
+# It does not check the image itself (base images, COPY paths, USER, labels): only
+# `make image` on a machine with a Docker engine does; hadolint lints the Dockerfile.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/highpress-target}"
+
+BUILD_CMD="cargo build --release --locked -p highpress -p highpress-operator"
+
+if ! grep -qF "RUN $BUILD_CMD" Dockerfile; then
+    echo "image-build-check: FAIL: Dockerfile no longer runs \`$BUILD_CMD\`; update both together" >&2
+    exit 1
+fi
+echo "image-build-check: Dockerfile runs: $BUILD_CMD"
+# Word splitting is wanted: BUILD_CMD is a command line.
+# shellcheck disable=SC2086
+$BUILD_CMD
+for bin in highpress highpress-operator; do
+    "$CARGO_TARGET_DIR/release/$bin" --version
+done
+echo "image-build-check: ok (both binaries the image ships build and start)"
