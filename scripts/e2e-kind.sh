@@ -19,9 +19,6 @@
 #      number acknowledged (the consistency check of TESTING.md);
 #   6. tears everything down on exit (the trap), unless KEEP_CLUSTER=1.
 #
-# Note: while the operator's `run` subcommand is not built (see docs/operator.md), step 3 fails:
-# the operator pod exits and never becomes ready.
-#
 # Usage: scripts/e2e-kind.sh
 # Environment: CLUSTER_NAME (highpress-e2e), INCREMENTS (200), PARALLEL (8),
 #              LOCAL_PORT (18080), READY_TIMEOUT (10m), KEEP_CLUSTER (0).

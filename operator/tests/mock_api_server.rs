@@ -22,6 +22,7 @@ use highpress_operator::run::{Settings, serve};
 use http::Method;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
+use serde::Deserialize;
 use serde_json::json;
 use support::fake_api::{Failure, FakeApi, Recorded};
 use support::{CounterClusterFixture, cluster};
@@ -482,6 +483,12 @@ async fn scenario_api_error_requeues() -> Vec<Recorded> {
         Action::requeue(Duration::from_secs(2))
     );
     assert_eq!(ctx.metrics.reconcile_count(ReconcileResult::Error), 2);
+    let repeat = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == Method::PATCH && r.path.starts_with(&format!("{EVENTS}/")))
+        .expect("the repeated ApplyFailed Event is patched as a series, not created again");
+    assert_eq!(repeat.body["series"]["count"], 2);
 
     let recovered = stored(&fake);
     run(&recovered, &ctx)
@@ -855,4 +862,53 @@ pub async fn used_permissions() -> BTreeSet<(String, String, String)> {
         used.insert((group, resource, verb));
     }
     used
+}
+
+/// `(apiGroup, resource, verb)` granted by the ClusterRole and Role of the plain-YAML install
+/// (`deploy/operator/install.yaml`, generated from the Helm chart by `make manifests`, and kept
+/// equal to it by the chart checks).
+fn granted_permissions() -> BTreeSet<(String, String, String)> {
+    let path = support::repo_root().join("deploy/operator/install.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mut granted = BTreeSet::new();
+    let mut roles = 0;
+    for document in serde_norway::Deserializer::from_str(&text) {
+        let value = serde_json::Value::deserialize(document).expect("YAML");
+        if !matches!(value["kind"].as_str(), Some("ClusterRole" | "Role")) {
+            continue;
+        }
+        roles += 1;
+        for rule in value["rules"].as_array().expect("rules") {
+            let strings = |key: &str| -> Vec<String> {
+                rule[key]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{key} in {rule}"))
+                    .iter()
+                    .map(|v| v.as_str().expect("a string").to_owned())
+                    .collect()
+            };
+            for group in strings("apiGroups") {
+                for resource in strings("resources") {
+                    for verb in strings("verbs") {
+                        granted.insert((group.clone(), resource.clone(), verb));
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(roles, 2, "one ClusterRole and one leader-election Role");
+    granted
+}
+
+#[tokio::test]
+async fn rbac_grants_exactly_what_the_operator_uses() {
+    let used = used_permissions().await;
+    let granted = granted_permissions();
+    let missing: Vec<_> = used.difference(&granted).collect();
+    let unused: Vec<_> = granted.difference(&used).collect();
+    assert!(
+        missing.is_empty() && unused.is_empty(),
+        "RBAC drift.\nused but not granted: {missing:#?}\ngranted but never used: {unused:#?}"
+    );
 }

@@ -2,7 +2,7 @@
 //! `observability.metrics.serviceMonitor.enabled`.
 //!
 //! Contract: it selects the gateway and counter Services of this CounterCluster and scrapes
-//! their `http` port at `/metrics` every `interval`. k8s-openapi has no type for it, so it is a
+//! their `http` port at `/metrics` every `interval`, honouring the pods' own labels. k8s-openapi has no type for it, so it is a
 //! [`DynamicObject`]; the reconciler applies it only when the API group is served.
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
@@ -49,6 +49,9 @@ pub fn build_service_monitor(cc: &CounterCluster) -> DynamicObject {
             "endpoints": [{
                 "port": "http",
                 "path": "/metrics",
+                // The gateway's own `endpoint` label (a counter's address) must survive the
+                // scrape; without this Prometheus renames it to `exported_endpoint`.
+                "honorLabels": true,
                 "interval": cc.spec.observability.metrics.service_monitor.interval,
             }],
         }

@@ -47,8 +47,9 @@ pub struct Context {
     pub build: BuildContext,
     /// The operator's metrics.
     pub metrics: Arc<Metrics>,
-    /// Identity written on Events.
-    pub reporter: Reporter,
+    /// Records Events; it remembers recent ones, so a repeat becomes a patch of the same Event's
+    /// series instead of a new Event.
+    pub recorder: Recorder,
     /// Per-CounterCluster error backoff.
     pub backoff: Backoff,
 }
@@ -61,14 +62,15 @@ impl Context {
         metrics: Arc<Metrics>,
         instance: String,
     ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: Some(instance),
+        };
         Self {
+            recorder: Recorder::new(client.clone(), reporter),
             client,
             build,
             metrics,
-            reporter: Reporter {
-                controller: FIELD_MANAGER.to_owned(),
-                instance: Some(instance),
-            },
             backoff: Backoff::default(),
         }
     }
@@ -317,7 +319,6 @@ async fn publish_for(
     action: &str,
     note: &str,
 ) {
-    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
     let event = Event {
         type_,
         reason: reason.to_owned(),
@@ -325,7 +326,7 @@ async fn publish_for(
         action: action.to_owned(),
         secondary: None,
     };
-    if let Err(error) = recorder.publish(&event, reference).await {
+    if let Err(error) = ctx.recorder.publish(&event, reference).await {
         ctx.metrics.reconcile_error("event");
         tracing::warn!(name = ?reference.name, namespace = ?reference.namespace, reason, error = %error, "could not record an Event");
     }
