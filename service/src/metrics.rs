@@ -324,6 +324,26 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric names are unique");
         }
+        // Pre-create the closed-set series, so dashboards and alerts see zeros, not gaps, before
+        // the first error, rejection or refresh.
+        for kind in ["unavailable", "internal", "rejected"] {
+            store_errors.with_label_values(&[kind]);
+        }
+        for reason in [
+            "overflow",
+            "overloaded",
+            "unavailable",
+            "shutting_down",
+            "internal",
+        ] {
+            rejected_increments.with_label_values(&[reason]);
+        }
+        for result in ["ok", "empty", "error"] {
+            discovery_refreshes.with_label_values(&[result]);
+        }
+        for result in ["ok", "error"] {
+            leaderboard_flushes.with_label_values(&[result]);
+        }
         #[cfg(target_os = "linux")]
         registry
             .register(Box::new(
@@ -417,6 +437,24 @@ mod tests {
             grpc_code_name(tonic::Code::DeadlineExceeded),
             "DEADLINE_EXCEEDED"
         );
+    }
+
+    #[test]
+    fn closed_set_series_exist_before_their_first_event() {
+        let text = METRICS.render();
+        for series in [
+            r#"highpress_store_errors_total{kind="unavailable"}"#,
+            r#"highpress_store_errors_total{kind="rejected"}"#,
+            r#"highpress_increments_rejected_total{reason="overloaded"}"#,
+            r#"highpress_increments_rejected_total{reason="shutting_down"}"#,
+            r#"highpress_discovery_refreshes_total{result="empty"}"#,
+            r#"highpress_leaderboard_flushes_total{result="error"}"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{series} "))),
+                "{series} missing"
+            );
+        }
     }
 
     #[test]
