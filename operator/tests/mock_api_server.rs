@@ -232,6 +232,53 @@ async fn scenario_ready_then_steady() -> Vec<Recorded> {
     requests
 }
 
+/// A spec change rewrites only what it should: more counter replicas change the counter
+/// Deployment's `spec.replicas` and nothing else in any applied object.
+async fn scenario_spec_change_is_minimal() -> Vec<Recorded> {
+    let mut cc = cluster();
+    cc.metadata.generation = Some(1);
+    let (fake, ctx) = setup(&cc);
+    run(&cc, &ctx).await.expect("reconciled");
+    let before = fake.requests();
+    fake.clear_requests();
+
+    let mut changed = stored(&fake);
+    changed.spec.counter.replicas = 5;
+    changed.metadata.generation = Some(2);
+    run(&changed, &ctx).await.expect("reconciled");
+    let after = fake.requests();
+
+    let applied = |requests: &[Recorded]| -> Vec<(String, serde_json::Value)> {
+        requests
+            .iter()
+            .filter(|r| r.is_apply() && !r.path.ends_with("/status"))
+            .map(|r| (r.path.clone(), r.body.clone()))
+            .collect()
+    };
+    let (before, after_applied) = (applied(&before), applied(&after));
+    assert_eq!(
+        before.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+        after_applied.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+        "the same objects, in the same order"
+    );
+    let counter = format!("{APPS}/deployments/likes-counter");
+    for ((path, old), (_, new)) in before.iter().zip(&after_applied) {
+        if *path == counter {
+            assert_eq!(old["spec"]["replicas"], 3);
+            assert_eq!(new["spec"]["replicas"], 5);
+            let (mut old, mut new) = (old.clone(), new.clone());
+            old["spec"]["replicas"] = json!(null);
+            new["spec"]["replicas"] = json!(null);
+            assert_eq!(old, new, "only spec.replicas of {path} changed");
+        } else {
+            assert_eq!(old, new, "{path} is unchanged");
+        }
+    }
+    assert_eq!(event_reasons(&after), ["Updated"]);
+    assert_eq!(status(&fake).observed_generation, Some(2));
+    after
+}
+
 /// Autoscaling on: the HPA is applied and the Deployment leaves replicas to it. Off again: the
 /// HPA the operator owns is deleted with a uid precondition.
 async fn scenario_autoscaling_toggle() -> Vec<Recorded> {
@@ -784,6 +831,11 @@ async fn ready_workloads_make_it_ready_and_a_steady_state_writes_nothing_new() {
 }
 
 #[tokio::test]
+async fn a_spec_change_rewrites_only_what_it_should() {
+    scenario_spec_change_is_minimal().await;
+}
+
+#[tokio::test]
 async fn disabling_autoscaling_deletes_the_owned_hpa() {
     scenario_autoscaling_toggle().await;
 }
@@ -839,6 +891,7 @@ pub async fn used_permissions() -> BTreeSet<(String, String, String)> {
     let mut requests = Vec::new();
     requests.extend(scenario_new_cluster().await);
     requests.extend(scenario_ready_then_steady().await);
+    requests.extend(scenario_spec_change_is_minimal().await);
     requests.extend(scenario_autoscaling_toggle().await);
     requests.extend(scenario_foreign_object_kept().await);
     requests.extend(scenario_external_redis().await);
