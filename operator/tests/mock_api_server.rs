@@ -673,6 +673,36 @@ async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (code, body)
 }
 
+/// `promtool check metrics` (installed by scripts/install-test-deps.sh; a missing one fails)
+/// reports nothing on the operator's exposition.
+fn promtool_check_metrics(text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool must be installed (scripts/install-test-deps.sh)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool runs");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics on the operator's /metrics:\n{report}"
+    );
+}
+
 /// Polls `check` every 50 ms for up to 60 s (a bound for a slow machine, not a measurement).
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     for _ in 0..1200 {
@@ -721,6 +751,7 @@ async fn scenario_process_leads_and_reconciles() -> Vec<Recorded> {
         metrics.contains(r#"highpress_operator_reconcile_total{result="success"}"#),
         "{metrics}"
     );
+    promtool_check_metrics(&metrics);
 
     shutdown.cancel();
     process
