@@ -426,7 +426,11 @@ fn profile_client() -> reqwest::Client {
 }
 
 async fn get_bytes(url: &str) -> (u16, Vec<u8>) {
-    let r = profile_client().get(url).send().await.expect("request sent");
+    let r = profile_client()
+        .get(url)
+        .send()
+        .await
+        .expect("request sent");
     let status = r.status().as_u16();
     (status, r.bytes().await.expect("body").to_vec())
 }
