@@ -173,7 +173,9 @@ fn init_logs(format: LogFormat, filter: &str) -> anyhow::Result<()> {
             .flatten_event(true)
             .with_current_span(false)
             .init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
     Ok(())
 }
