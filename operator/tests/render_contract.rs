@@ -134,6 +134,7 @@ fn edge_case_specs_render_configs_the_service_loads() {
     let mut kafka_trace_no_cache = cluster();
     kafka_trace_no_cache.spec.events.kafka.enabled = true;
     kafka_trace_no_cache.spec.events.kafka.brokers = vec!["kafka:9092".to_owned()];
+    kafka_trace_no_cache.spec.events.kafka.topic = "likes_events".to_owned();
     kafka_trace_no_cache.spec.observability.log_level = LogLevel::Trace;
     kafka_trace_no_cache.spec.counter.cache.ttl_millis = 0;
     kafka_trace_no_cache.spec.counter.cache.max_entries = 0;
@@ -142,7 +143,12 @@ fn edge_case_specs_render_configs_the_service_loads() {
     assert_eq!(config.log.level, "trace");
     assert_eq!(config.cache.ttl_ms, 0);
     assert_eq!(config.coalescing.max_batch, 65536);
-    assert!(config.kafka.is_some());
+    assert!(
+        config.kafka.enabled,
+        "a Kafka-enabled CounterCluster publishes events"
+    );
+    assert_eq!(config.kafka.brokers, vec!["kafka:9092"]);
+    assert_eq!(config.kafka.topic, "likes_events");
 
     let redis_cluster = cluster().with_external_redis(
         "redis://seed-a:6379,redis://seed-b:6379",

@@ -44,8 +44,8 @@ pub struct Config {
     /// The original's Consul section. Accepted for compatibility and ignored:
     /// Kubernetes DNS discovery replaces Consul.
     pub consul: Option<serde_json::Value>,
-    /// The original's Kafka section. Accepted; events arrive in a later release.
-    pub kafka: Option<serde_json::Value>,
+    /// Counter events to Kafka (the original's `kafka: {brokers, topic}` section, extended).
+    pub kafka: KafkaConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -446,6 +446,99 @@ impl Default for TracingConfig {
     }
 }
 
+/// Counter events published to Kafka by the process that owns the flush (standalone, counter).
+/// `docs/events.md` describes the events and their delivery guarantees.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Publish one event per acknowledged increment. Off: nothing is queued or connected.
+    pub enabled: bool,
+    /// Bootstrap brokers, `host:port`; comma-separated in the environment.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub brokers: Vec<String>,
+    /// The topic events are written to.
+    pub topic: String,
+    /// Broker acknowledgements a write waits for: `0`, `1` or `all`.
+    pub acks: KafkaAcks,
+    /// How long the producer waits to fill a batch (librdkafka `linger.ms`).
+    pub linger_ms: u64,
+    /// Most events waiting to be handed to the producer, and most the producer buffers; past
+    /// either bound new events are dropped and counted, never waited for.
+    pub queue_capacity: usize,
+    /// How long the producer keeps retrying one event before it is dropped as undeliverable
+    /// (librdkafka `message.timeout.ms`).
+    pub message_timeout_ms: u64,
+    /// At shutdown, how long queued events may take to reach the broker before the rest are
+    /// dropped.
+    pub flush_timeout_ms: u64,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            brokers: Vec::new(),
+            topic: "counter_events".into(),
+            acks: KafkaAcks::All,
+            linger_ms: 5,
+            queue_capacity: 100_000,
+            message_timeout_ms: 30_000,
+            flush_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// `kafka.acks`: how many broker acknowledgements a produced batch waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaAcks {
+    /// `0`: fire and forget.
+    None,
+    /// `1`: the partition leader.
+    Leader,
+    /// `all`: every in-sync replica.
+    All,
+}
+
+impl KafkaAcks {
+    /// The librdkafka `acks` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "0",
+            Self::Leader => "1",
+            Self::All => "all",
+        }
+    }
+}
+
+impl Serialize for KafkaAcks {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for KafkaAcks {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Number(n) => n.to_string(),
+            Raw::Text(t) => t.trim().to_ascii_lowercase(),
+        };
+        match text.as_str() {
+            "0" => Ok(Self::None),
+            "1" => Ok(Self::Leader),
+            "all" | "-1" => Ok(Self::All),
+            other => Err(serde::de::Error::custom(format!(
+                "{other:?} is not 0, 1 or all"
+            ))),
+        }
+    }
+}
+
 /// CPU and heap profiles in pprof format on the HTTP port, beside `/metrics`.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -684,6 +777,67 @@ impl Config {
                 "limits.max_batch_queries",
                 "must be within 1..=100000",
             ));
+        }
+        self.validate_kafka()
+    }
+
+    fn validate_kafka(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid {
+                key,
+                message: message.into(),
+            }
+        }
+        let kafka = &self.kafka;
+        if !kafka.enabled {
+            return Ok(());
+        }
+        if kafka.brokers.is_empty() {
+            return Err(invalid(
+                "kafka.brokers",
+                "name at least one broker when kafka.enabled is true",
+            ));
+        }
+        for broker in &kafka.brokers {
+            if broker
+                .rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                return Err(invalid(
+                    "kafka.brokers",
+                    format!("{broker:?} is not host:port"),
+                ));
+            }
+        }
+        // Kafka's own rule for topic names.
+        if kafka.topic.is_empty()
+            || kafka.topic.len() > 249
+            || kafka.topic == "."
+            || kafka.topic == ".."
+            || !kafka
+                .topic
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(invalid(
+                "kafka.topic",
+                format!(
+                    "{:?} is not a topic name ([A-Za-z0-9._-]{{1,249}})",
+                    kafka.topic
+                ),
+            ));
+        }
+        if kafka.linger_ms > 900_000 {
+            return Err(invalid("kafka.linger_ms", "must be within 0..=900000"));
+        }
+        if !(1..=10_000_000).contains(&kafka.queue_capacity) {
+            return Err(invalid(
+                "kafka.queue_capacity",
+                "must be within 1..=10000000",
+            ));
+        }
+        if kafka.message_timeout_ms == 0 {
+            return Err(invalid("kafka.message_timeout_ms", "must be at least 1"));
         }
         Ok(())
     }
@@ -928,6 +1082,70 @@ kafka:  {brokers: ["localhost:9092"], topic: "counter_events"}
         assert_eq!(c.grpc.counter_service.keep_alive.0, Duration::from_secs(30));
         let err = load_yaml_env("grpc: {counter_service: {keep_alive: soon}}", &[]).unwrap_err();
         assert!(err.contains("keep_alive"), "{err}");
+    }
+
+    #[test]
+    fn kafka_is_off_by_default_and_the_originals_shape_stays_valid() {
+        let c = Config::default();
+        assert!(!c.kafka.enabled);
+        assert_eq!(c.kafka.topic, "counter_events");
+        assert_eq!(c.kafka.acks, KafkaAcks::All);
+        assert_eq!(c.kafka.linger_ms, 5);
+        let c = load_yaml_env(
+            "kafka: {brokers: ['localhost:9092'], topic: 'counter_events'}",
+            &[],
+        )
+        .unwrap();
+        assert!(!c.kafka.enabled);
+        assert_eq!(c.kafka.brokers, vec!["localhost:9092"]);
+    }
+
+    #[test]
+    fn kafka_is_set_from_the_environment_with_comma_separated_brokers() {
+        let c = load_yaml_env(
+            "kafka: {acks: 1, linger_ms: 20}",
+            &[
+                ("HIGHPRESS_KAFKA__ENABLED", "true"),
+                ("HIGHPRESS_KAFKA__BROKERS", "k1:9092, k2:9093"),
+                ("HIGHPRESS_KAFKA__TOPIC", "likes.events"),
+                ("HIGHPRESS_KAFKA__QUEUE_CAPACITY", "500"),
+            ],
+        )
+        .unwrap();
+        assert!(c.kafka.enabled);
+        assert_eq!(c.kafka.brokers, vec!["k1:9092", "k2:9093"]);
+        assert_eq!(c.kafka.topic, "likes.events");
+        assert_eq!(c.kafka.acks, KafkaAcks::Leader);
+        assert_eq!(c.kafka.linger_ms, 20);
+        assert_eq!(c.kafka.queue_capacity, 500);
+        let c = load_yaml_env("", &[("HIGHPRESS_KAFKA__ACKS", "0")]).unwrap();
+        assert_eq!(c.kafka.acks, KafkaAcks::None);
+        let c = load_yaml_env("kafka: {acks: all}", &[]).unwrap();
+        assert_eq!(c.kafka.acks.as_str(), "all");
+    }
+
+    #[test]
+    fn bad_kafka_settings_name_the_key() {
+        for (yaml, key) in [
+            ("kafka: {enabled: true}", "kafka.brokers"),
+            (
+                "kafka: {enabled: true, brokers: ['nohost']}",
+                "kafka.brokers",
+            ),
+            (
+                "kafka: {enabled: true, brokers: ['k:9092'], topic: 'bad topic'}",
+                "kafka.topic",
+            ),
+            (
+                "kafka: {enabled: true, brokers: ['k:9092'], queue_capacity: 0}",
+                "kafka.queue_capacity",
+            ),
+            ("kafka: {acks: 2}", "kafka.acks"),
+            ("kafka: {partitions: 3}", "partitions"),
+        ] {
+            let err = load_yaml_env(yaml, &[]).unwrap_err();
+            assert!(err.contains(key), "{yaml}: {err}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`api`]: the REST contract (handlers, validation, errors) over any counter backend;
 //! - [`counter`]: the engine: group commit, read cache, leaderboards, store health;
 //! - [`store`]: the store trait, key encoding, and the memory and Redis stores;
+//! - [`events`]: counter events to Kafka (schema, bounded hand-off queue, producer);
 //! - [`grpc`]: the gateway-to-counter gRPC contract and the counter-side service;
 //! - [`gateway`]: discovery, rendezvous routing, circuit breaking and micro-batching;
 //! - [`metrics`]: Prometheus metrics;
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod config;
 pub mod counter;
+pub mod events;
 pub mod gateway;
 pub mod grpc;
 pub mod metrics;

@@ -43,6 +43,10 @@ pub struct Metrics {
     pub breaker_state: IntGaugeVec,
     pub endpoint_up: IntGaugeVec,
     pub gateway_endpoints: IntGauge,
+    pub events_queued: IntGauge,
+    pub events_sent: IntCounter,
+    pub events_dropped: IntCounterVec,
+    pub events_producer_errors: IntCounter,
 }
 
 /// The gRPC methods a metric may name; anything else is `other`.
@@ -294,6 +298,29 @@ impl Metrics {
             "Counter endpoints the gateway currently knows from discovery.",
         )
         .expect("valid metric");
+        let events_queued = IntGauge::new(
+            "highpress_events_queued",
+            "Counter events accepted for Kafka and not yet delivered or dropped (hand-off queue plus producer buffer).",
+        )
+        .expect("valid metric");
+        let events_sent = IntCounter::new(
+            "highpress_events_sent_total",
+            "Counter events the Kafka broker acknowledged.",
+        )
+        .expect("valid metric");
+        let events_dropped = IntCounterVec::new(
+            Opts::new(
+                "highpress_events_dropped_total",
+                "Counter events lost, by reason: queue_full, broker_error (not delivered within kafka.message_timeout_ms, or refused), shutdown.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let events_producer_errors = IntCounter::new(
+            "highpress_events_producer_errors_total",
+            "Errors the Kafka client reported (broker unreachable, all brokers down, ...), whether or not events were lost.",
+        )
+        .expect("valid metric");
 
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -321,6 +348,10 @@ impl Metrics {
             Box::new(breaker_state.clone()),
             Box::new(endpoint_up.clone()),
             Box::new(gateway_endpoints.clone()),
+            Box::new(events_queued.clone()),
+            Box::new(events_sent.clone()),
+            Box::new(events_dropped.clone()),
+            Box::new(events_producer_errors.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -343,6 +374,9 @@ impl Metrics {
         }
         for result in ["ok", "error"] {
             leaderboard_flushes.with_label_values(&[result]);
+        }
+        for reason in crate::events::DropReason::ALL {
+            events_dropped.with_label_values(&[reason.as_str()]);
         }
         #[cfg(target_os = "linux")]
         registry
@@ -383,6 +417,10 @@ impl Metrics {
             breaker_state,
             endpoint_up,
             gateway_endpoints,
+            events_queued,
+            events_sent,
+            events_dropped,
+            events_producer_errors,
         }
     }
 
@@ -449,6 +487,11 @@ mod tests {
             r#"highpress_increments_rejected_total{reason="shutting_down"}"#,
             r#"highpress_discovery_refreshes_total{result="empty"}"#,
             r#"highpress_leaderboard_flushes_total{result="error"}"#,
+            r#"highpress_events_dropped_total{reason="queue_full"}"#,
+            r#"highpress_events_dropped_total{reason="broker_error"}"#,
+            r#"highpress_events_dropped_total{reason="shutdown"}"#,
+            "highpress_events_sent_total",
+            "highpress_events_queued",
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(&format!("{series} "))),

@@ -1,7 +1,8 @@
 //! Process lifecycle for the three modes. Each builds its parts from config, serves, and on
 //! SIGTERM or ctrl-c shuts down in order: stop accepting (gRPC health turns NOT_SERVING), finish
-//! in-flight requests, flush the coalescer, write the last leaderboard deltas, exit. No
-//! acknowledged increment is lost on the way.
+//! in-flight requests, flush the coalescer, write the last leaderboard deltas, hand the last
+//! events to Kafka (bounded by `kafka.flush_timeout_ms`), exit. No acknowledged increment is
+//! lost on the way.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState, Limits};
 use crate::config::{Config, StoreKind};
 use crate::counter::{CounterTasks, LocalCounter};
+use crate::events::{self, EventPublisher, EventTasks};
 use crate::gateway::{EndpointSet, GatewayBackend, discovery};
 use crate::grpc::observe::GrpcObserveLayer;
 use crate::grpc::pb::counter_service_server::CounterServiceServer;
@@ -89,7 +91,9 @@ async fn run_engine<S: Store>(
     config: &Config,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let (engine, tasks) = LocalCounter::start(store, config);
+    let (events, event_tasks) = EventPublisher::start(&config.kafka, events::source_name())
+        .context("kafka (kafka.enabled)")?;
+    let (engine, tasks) = LocalCounter::start_with_events(store, config, events);
     let state = AppState {
         backend: engine.clone(),
         limits: limits(config),
@@ -98,7 +102,7 @@ async fn run_engine<S: Store>(
     if mode == Mode::Standalone {
         let app = profiling::with_routes(api::app(state), config.pprof.enabled, mode.as_str());
         serve_http(app, config, &shutdown).await?;
-        return finish(tasks).await;
+        return finish(tasks, event_tasks).await;
     }
 
     let grpc_addr: SocketAddr = config.grpc.listen.parse().context("grpc.listen")?;
@@ -146,12 +150,14 @@ async fn run_engine<S: Store>(
         Err(_) => tracing::warn!("gRPC calls did not finish within server.shutdown_timeout_ms"),
     }
     http_result?;
-    finish(tasks).await
+    finish(tasks, event_tasks).await
 }
 
-async fn finish<S: Store>(tasks: CounterTasks<S>) -> anyhow::Result<()> {
+async fn finish<S: Store>(tasks: CounterTasks<S>, events: EventTasks) -> anyhow::Result<()> {
     tracing::info!("flushing pending increments and leaderboards");
     tasks.finish().await;
+    // After the last flush, so every acknowledged increment's event has been queued.
+    events.finish().await;
     tracing::info!("shutdown complete");
     Ok(())
 }

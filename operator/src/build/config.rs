@@ -92,6 +92,7 @@ struct Discovery {
 
 #[derive(Serialize)]
 struct Kafka {
+    enabled: bool,
     brokers: Vec<String>,
     topic: String,
 }
@@ -168,6 +169,7 @@ pub fn render_service_config(cc: &CounterCluster) -> String {
             dns: discovery_dns(cc),
         },
         kafka: spec.events.kafka.enabled.then(|| Kafka {
+            enabled: true,
             brokers: spec.events.kafka.brokers.clone(),
             topic: spec.events.kafka.topic.clone(),
         }),

@@ -13,7 +13,7 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use hashbrown::HashTable;
 use opentelemetry::trace::{SpanContext, SpanId};
@@ -34,6 +34,8 @@ struct PendingIncrement {
     reply: oneshot::Sender<Result<i64, CounterError>>,
     /// The span of the request this increment belongs to, when tracing is enabled.
     trace: Option<SpanContext>,
+    /// The requester, kept only when events are published (for the increment's event).
+    user_id: Option<Box<str>>,
 }
 
 /// Most span links on one flush span (OpenTelemetry's default per-span limit).
@@ -65,8 +67,13 @@ impl Coalescer {
         (Self { queue: tx }, handle)
     }
 
-    /// Queues one increment and waits for its post-value.
-    pub async fn increment(&self, key: CounterKey, delta: i64) -> Result<i64, CounterError> {
+    /// Queues one increment and waits for its post-value. `user_id` is kept for its event.
+    pub async fn increment(
+        &self,
+        key: CounterKey,
+        delta: i64,
+        user_id: Option<Box<str>>,
+    ) -> Result<i64, CounterError> {
         let (reply, answer) = oneshot::channel();
         let trace = telemetry::enabled().then(|| telemetry::span_context(&Span::current()));
         match self.queue.try_send(PendingIncrement {
@@ -74,6 +81,7 @@ impl Coalescer {
             delta,
             reply,
             trace,
+            user_id,
         }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => return Err(CounterError::Overloaded),
@@ -250,10 +258,23 @@ impl<S: Store> Flusher<S> {
             .observe(started.elapsed().as_secs_f64());
 
         let mut acknowledged = 0;
+        let acknowledged_at = self.effects.events.is_enabled().then(SystemTime::now);
         for (pending, reply) in batch.drain(..).zip(replies) {
             let reply = reply.unwrap_or(Err(CounterError::Internal));
             match &reply {
-                Ok(_) => acknowledged += 1,
+                Ok(value) => {
+                    acknowledged += 1;
+                    // Queued in flush order, so each counter's events follow its post-values.
+                    if let Some(at) = acknowledged_at {
+                        self.effects.events.increment_acknowledged(
+                            pending.key,
+                            pending.delta,
+                            pending.user_id,
+                            *value,
+                            at,
+                        );
+                    }
+                }
                 Err(e) => METRICS
                     .rejected_increments
                     .with_label_values(&[e.reason()])

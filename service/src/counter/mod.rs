@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::events::EventSink;
 use crate::metrics::METRICS;
 use crate::store::{CounterKey, LeaderboardBucket, Period, RankedEntry, Store, StoreError};
 use cache::{Lookup, ReadCache};
@@ -91,11 +92,13 @@ pub trait CounterBackend: Send + Sync + 'static {
 }
 
 /// What a flush updates besides the counters: the read cache, the leaderboard accumulator (when
-/// leaderboards are enabled) and store health. Later additions (events, policies) join here.
+/// leaderboards are enabled), store health and the Kafka events of acknowledged increments.
+/// Later additions (policies) join here.
 pub struct FlushEffects {
     pub cache: ReadCache,
     pub leaderboard: Option<LeaderboardAccumulator>,
     pub health: Arc<StoreHealth>,
+    pub events: EventSink,
 }
 
 /// The counter engine over one store.
@@ -130,8 +133,17 @@ impl<S: Store> CounterTasks<S> {
 }
 
 impl<S: Store> LocalCounter<S> {
-    /// Starts the engine's background tasks.
+    /// Starts the engine's background tasks, publishing no events.
     pub fn start(store: Arc<S>, config: &Config) -> (Arc<Self>, CounterTasks<S>) {
+        Self::start_with_events(store, config, EventSink::disabled())
+    }
+
+    /// Starts the engine's background tasks; every acknowledged increment goes to `events`.
+    pub fn start_with_events(
+        store: Arc<S>,
+        config: &Config,
+        events: EventSink,
+    ) -> (Arc<Self>, CounterTasks<S>) {
         let health = Arc::new(StoreHealth::new());
         let effects = Arc::new(FlushEffects {
             cache: ReadCache::new(
@@ -143,6 +155,7 @@ impl<S: Store> LocalCounter<S> {
                 .enabled
                 .then(LeaderboardAccumulator::default),
             health: health.clone(),
+            events,
         });
         let stop = CancellationToken::new();
         let (coalescer, flusher) = Coalescer::start(
@@ -216,12 +229,13 @@ impl<S: Store> CounterBackend for LocalCounter<S> {
         &self,
         key: CounterKey,
         delta: i64,
-        _user_id: &str,
+        user_id: &str,
     ) -> Result<i64, CounterError> {
         if !self.effects.health.is_up() {
             return Err(CounterError::Unavailable);
         }
-        self.coalescer.increment(key, delta).await
+        let user_id = self.effects.events.is_enabled().then(|| user_id.into());
+        self.coalescer.increment(key, delta, user_id).await
     }
 
     async fn get(&self, key: CounterKey) -> Result<i64, CounterError> {
