@@ -419,7 +419,7 @@ pub struct EventsSpec {
     pub kafka: KafkaSpec,
 }
 
-/// Kafka event publishing. The service accepts this section; it does not publish yet.
+/// Kafka event publishing: one JSON event per acknowledged increment (docs/events.md).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 #[schemars(extend("x-kubernetes-validations" = [{
