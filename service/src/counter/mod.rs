@@ -6,6 +6,7 @@ pub mod cache;
 pub mod coalescer;
 pub mod health;
 pub mod leaderboard;
+pub mod policy;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,9 +19,41 @@ use crate::config::Config;
 use crate::metrics::METRICS;
 use crate::store::{CounterKey, LeaderboardBucket, Period, RankedEntry, Store, StoreError};
 use cache::{Lookup, ReadCache};
-use coalescer::Coalescer;
+use coalescer::{Coalescer, Conditions, IdempotencyRecord};
 use health::StoreHealth;
 use leaderboard::LeaderboardAccumulator;
+use policy::CounterPolicies;
+
+/// An acknowledged increment request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acknowledged {
+    /// The counter's value right after this request (its own post-value).
+    pub current_value: i64,
+    /// Whether the increment changed the counter. `false` for a unique-per-user counter when
+    /// the user had already counted (`+1`) or had not (`-1`).
+    pub counted: bool,
+    /// Whether this answer is the recorded outcome of an earlier request with the same
+    /// `Idempotency-Key` (nothing was applied now).
+    pub replayed: bool,
+}
+
+impl Acknowledged {
+    /// A plain increment that was applied now.
+    pub fn counted(current_value: i64) -> Self {
+        Self {
+            current_value,
+            counted: true,
+            replayed: false,
+        }
+    }
+}
+
+/// An acknowledged reset: what an event about it needs besides the counter's identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResetOutcome {
+    /// The value the counter had just before the reset (0 if it had none).
+    pub previous_value: i64,
+}
 
 /// Why a counter operation did not succeed. Mapped to HTTP (and later gRPC) at the edges.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +68,10 @@ pub enum CounterError {
     ShuttingDown,
     #[error("leaderboards are disabled (leaderboard.enabled)")]
     LeaderboardsDisabled,
+    #[error("the Idempotency-Key was already used with a different request")]
+    IdempotencyKeyReused,
+    #[error("resetting counters is disabled (api.allow_reset)")]
+    ResetDisabled,
     #[error("internal error")]
     Internal,
 }
@@ -48,6 +85,8 @@ impl CounterError {
             Self::Unavailable => "unavailable",
             Self::ShuttingDown => "shutting_down",
             Self::LeaderboardsDisabled => "leaderboards_disabled",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::ResetDisabled => "reset_disabled",
             Self::Internal => "internal",
         }
     }
@@ -65,13 +104,20 @@ impl From<&StoreError> for CounterError {
 /// What the REST layer needs from a counter implementation: the local engine here, the gRPC
 /// client to counter pods in gateway mode.
 pub trait CounterBackend: Send + Sync + 'static {
-    /// Applies `delta` for `user_id` and returns this request's own post-value.
+    /// Applies `delta` for `user_id` (once per `idempotency_key`, when one is given) and returns
+    /// this request's own post-value. Callers validate every argument first.
     fn increment(
         &self,
         key: CounterKey,
         delta: i64,
         user_id: &str,
-    ) -> impl Future<Output = Result<i64, CounterError>> + Send;
+        idempotency_key: Option<&str>,
+    ) -> impl Future<Output = Result<Acknowledged, CounterError>> + Send;
+    /// Resets one counter to 0 and forgets who counted it (unique-per-user types). Idempotent.
+    fn reset(
+        &self,
+        key: CounterKey,
+    ) -> impl Future<Output = Result<ResetOutcome, CounterError>> + Send;
     /// The current value of one counter (0 if never incremented).
     fn get(&self, key: CounterKey) -> impl Future<Output = Result<i64, CounterError>> + Send;
     /// Current values, in the order of `keys` (0 for never-incremented counters).
@@ -103,6 +149,8 @@ pub struct LocalCounter<S: Store> {
     store: Arc<S>,
     coalescer: Coalescer,
     effects: Arc<FlushEffects>,
+    policies: CounterPolicies,
+    allow_reset: bool,
 }
 
 /// Background tasks of a [`LocalCounter`], stopped in order by [`CounterTasks::finish`].
@@ -150,6 +198,7 @@ impl<S: Store> LocalCounter<S> {
             effects.clone(),
             config.coalescing.max_batch,
             config.coalescing.queue_capacity,
+            config.idempotency.ttl.0,
             stop.clone(),
         );
         let health_task = tokio::spawn(health::watch(store.clone(), health.clone()));
@@ -165,6 +214,8 @@ impl<S: Store> LocalCounter<S> {
             store: store.clone(),
             coalescer,
             effects: effects.clone(),
+            policies: CounterPolicies::from_config(config),
+            allow_reset: config.api.allow_reset,
         });
         let tasks = CounterTasks {
             store,
@@ -216,12 +267,41 @@ impl<S: Store> CounterBackend for LocalCounter<S> {
         &self,
         key: CounterKey,
         delta: i64,
-        _user_id: &str,
-    ) -> Result<i64, CounterError> {
+        user_id: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Acknowledged, CounterError> {
         if !self.effects.health.is_up() {
             return Err(CounterError::Unavailable);
         }
-        self.coalescer.increment(key, delta).await
+        let unique = self.policies.unique_per_user(key.counter_type());
+        if unique && delta.abs() != 1 {
+            // Validation rejects this before it gets here; never let it reach the store.
+            tracing::error!(key = ?key, delta, "unvalidated increment of a unique-per-user counter");
+            return Err(CounterError::Internal);
+        }
+        let conditions = Conditions {
+            unique_user: unique.then(|| user_id.into()),
+            idempotency: idempotency_key.map(|k| IdempotencyRecord {
+                key: k.into(),
+                fingerprint: policy::fingerprint(&key, user_id, delta),
+            }),
+        };
+        self.coalescer.increment(key, delta, conditions).await
+    }
+
+    /// Resets through the coalescer's queue, after the increments queued before it.
+    ///
+    /// Events: an acknowledged reset is `Ok(ResetOutcome)` here, with the counter's identity in
+    /// `key`; that is where a reset event is built and published.
+    async fn reset(&self, key: CounterKey) -> Result<ResetOutcome, CounterError> {
+        if !self.allow_reset {
+            return Err(CounterError::ResetDisabled);
+        }
+        if !self.effects.health.is_up() {
+            return Err(CounterError::Unavailable);
+        }
+        let previous_value = self.coalescer.reset(key).await?;
+        Ok(ResetOutcome { previous_value })
     }
 
     async fn get(&self, key: CounterKey) -> Result<i64, CounterError> {
