@@ -46,6 +46,17 @@ pub fn validate(cc: &CounterCluster) -> Vec<String> {
         &cc.spec.counter.resources,
         &mut problems,
     );
+    for name in cc.spec.counter_types.keys() {
+        let valid = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !valid {
+            problems.push(format!(
+                "spec.counterTypes.{name}: a counter type is 1-64 characters of a-z, 0-9, '_' or '-'"
+            ));
+        }
+    }
     match cc.spec.redis.mode {
         RedisMode::Managed => {
             check_resources(
