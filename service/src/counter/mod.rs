@@ -383,3 +383,117 @@ impl<S: Store> LocalCounter<S> {
         CounterError::from(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::config::CounterTypePolicy;
+    use crate::store::memory::MemoryStore;
+
+    /// One request of a run: a user likes (`+1`) or unlikes (`-1`), maybe with a key.
+    #[derive(Debug, Clone, Copy)]
+    struct Op {
+        user: u8,
+        like: bool,
+        key: Option<u8>,
+    }
+
+    /// The answers of applying `ops` one at a time: the sequential specification.
+    fn sequential(ops: &[Op]) -> (Vec<Result<Acknowledged, CounterError>>, i64) {
+        let mut users: HashSet<u8> = HashSet::new();
+        let mut value = 0i64;
+        let mut records: HashMap<u8, ((u8, bool), Acknowledged)> = HashMap::new();
+        let answers = ops
+            .iter()
+            .map(|op| {
+                if let Some(k) = op.key
+                    && let Some((fp, ack)) = records.get(&k)
+                {
+                    return if *fp == (op.user, op.like) {
+                        Ok(Acknowledged {
+                            replayed: true,
+                            ..*ack
+                        })
+                    } else {
+                        Err(CounterError::IdempotencyKeyReused)
+                    };
+                }
+                let counted = if op.like {
+                    users.insert(op.user)
+                } else {
+                    users.remove(&op.user)
+                };
+                if counted {
+                    value += if op.like { 1 } else { -1 };
+                }
+                let ack = Acknowledged {
+                    current_value: value,
+                    counted,
+                    replayed: false,
+                };
+                if let Some(k) = op.key {
+                    records.insert(k, ((op.user, op.like), ack));
+                }
+                Ok(ack)
+            })
+            .collect();
+        (answers, value)
+    }
+
+    fn run_coalesced(ops: &[Op]) -> (Vec<Result<Acknowledged, CounterError>>, i64) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut config = Config::default();
+            config.counter_types.insert(
+                "like".into(),
+                CounterTypePolicy {
+                    unique_per_user: true,
+                    max_increment: None,
+                },
+            );
+            let (engine, tasks) = LocalCounter::start(Arc::new(MemoryStore::new()), &config);
+            let key = || CounterKey::new("like", "post");
+            // join_all polls in order, and each call queues before its first await, so the
+            // queue (and so the serialization) order is the order of `ops`; the flusher takes
+            // them in batches of whatever size it finds.
+            let calls = ops.iter().map(|op| {
+                let user = format!("u{}", op.user);
+                let idem = op.key.map(|k| format!("k{k}"));
+                let engine = engine.clone();
+                async move {
+                    engine
+                        .increment(key(), if op.like { 1 } else { -1 }, &user, idem.as_deref())
+                        .await
+                }
+            });
+            let answers = futures::future::join_all(calls).await;
+            let total = engine.get(key()).await.unwrap();
+            tasks.finish().await;
+            (answers, total)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn coalesced_unique_and_keyed_increments_equal_one_at_a_time(
+            ops in prop::collection::vec(
+                (0u8..4, any::<bool>(), prop::option::of(0u8..3))
+                    .prop_map(|(user, like, key)| Op { user, like, key }),
+                1..80,
+            )
+        ) {
+            let (expected, expected_total) = sequential(&ops);
+            let (answers, total) = run_coalesced(&ops);
+            prop_assert_eq!(&answers, &expected);
+            prop_assert_eq!(total, expected_total);
+        }
+    }
+}
