@@ -157,6 +157,25 @@ mod tests {
     }
 
     #[test]
+    fn counter_type_keys_must_be_counter_types() {
+        let mut cc = cluster("likes");
+        for name in ["like", "page_view-2", "Like", "a:b", ""] {
+            cc.spec
+                .counter_types
+                .insert(name.to_owned(), crate::crd::CounterTypeSpec::default());
+        }
+        let problems = validate(&cc);
+        assert_eq!(
+            problems,
+            [
+                "spec.counterTypes.: a counter type is 1-64 characters of a-z, 0-9, '_' or '-'",
+                "spec.counterTypes.Like: a counter type is 1-64 characters of a-z, 0-9, '_' or '-'",
+                "spec.counterTypes.a:b: a counter type is 1-64 characters of a-z, 0-9, '_' or '-'",
+            ]
+        );
+    }
+
+    #[test]
     fn bad_quantities_name_their_field() {
         let mut cc = cluster("likes");
         cc.spec.counter.resources.limits =
