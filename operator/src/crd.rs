@@ -88,6 +88,12 @@ pub struct CounterClusterSpec {
     pub counter: CounterSpec,
     /// Where counters are stored: a Redis the operator manages, or an external one.
     pub redis: RedisSpec,
+    /// Policies per counter type (the map key, `[a-z0-9_-]{1,64}`, e.g. `like`), rendered into
+    /// the service config as `counter_types`. Counter types without an entry count any
+    /// increment within the global limit.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 256))]
+    pub counter_types: BTreeMap<String, CounterTypeSpec>,
     /// Counter event publishing.
     pub events: EventsSpec,
     /// Logs, metrics and tracing.
@@ -409,6 +415,25 @@ pub struct SecretKeyRef {
 
 fn default_password_key() -> String {
     "password".to_owned()
+}
+
+/// The policy of one counter type.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!self.uniquePerUser || !has(self.maxIncrement)",
+    "message": "counterTypes: maxIncrement has no effect with uniquePerUser, which accepts only +1 and -1"
+}]))]
+pub struct CounterTypeSpec {
+    /// Count each user at most once per counter (likes, follows): +1 counts only if the user
+    /// had not counted, -1 only if they had, and any other increment is rejected. Costs one
+    /// Redis set per counter, holding the users who counted.
+    pub unique_per_user: bool,
+    /// Largest absolute increment for this counter type, overriding the service default
+    /// (1,000,000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 9_007_199_254_740_992_i64))]
+    pub max_increment: Option<i64>,
 }
 
 /// Counter event publishing.

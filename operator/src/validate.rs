@@ -46,6 +46,17 @@ pub fn validate(cc: &CounterCluster) -> Vec<String> {
         &cc.spec.counter.resources,
         &mut problems,
     );
+    for name in cc.spec.counter_types.keys() {
+        let valid = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !valid {
+            problems.push(format!(
+                "spec.counterTypes.{name}: a counter type is 1-64 characters of a-z, 0-9, '_' or '-'"
+            ));
+        }
+    }
     match cc.spec.redis.mode {
         RedisMode::Managed => {
             check_resources(
@@ -143,6 +154,25 @@ mod tests {
         let long = validate(&cluster(&"a".repeat(MAX_NAME_MANAGED + 1)));
         assert!(long[0].starts_with("metadata.name: at most 46"), "{long:?}");
         assert!(validate(&cluster("1likes"))[0].contains("lowercase letter"));
+    }
+
+    #[test]
+    fn counter_type_keys_must_be_counter_types() {
+        let mut cc = cluster("likes");
+        for name in ["like", "page_view-2", "Like", "a:b", ""] {
+            cc.spec
+                .counter_types
+                .insert(name.to_owned(), crate::crd::CounterTypeSpec::default());
+        }
+        let problems = validate(&cc);
+        assert_eq!(
+            problems,
+            [
+                "spec.counterTypes.: a counter type is 1-64 characters of a-z, 0-9, '_' or '-'",
+                "spec.counterTypes.Like: a counter type is 1-64 characters of a-z, 0-9, '_' or '-'",
+                "spec.counterTypes.a:b: a counter type is 1-64 characters of a-z, 0-9, '_' or '-'",
+            ]
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 mod support;
 
-use highpress_operator::crd::{CounterCluster, ExternalRedisSpec, RedisMode};
+use highpress_operator::crd::{CounterCluster, CounterTypeSpec, ExternalRedisSpec, RedisMode};
 use highpress_operator::render::parse_counter_clusters;
 use kube::core::cel::Validator;
 use serde_json::Value;
@@ -72,6 +72,20 @@ fn every_cel_rule_rejects_its_counterexample_with_its_message() {
                 let mut cc = cluster();
                 cc.spec.events.kafka.enabled = true;
                 cc.spec.events.kafka.brokers.clear();
+                cc
+            },
+        ),
+        (
+            "counterTypes: maxIncrement has no effect with uniquePerUser, which accepts only +1 and -1",
+            {
+                let mut cc = cluster();
+                cc.spec.counter_types.insert(
+                    "like".to_owned(),
+                    CounterTypeSpec {
+                        unique_per_user: true,
+                        max_increment: Some(5),
+                    },
+                );
                 cc
             },
         ),

@@ -111,6 +111,28 @@ fn every_example_renders_a_config_the_service_loads() {
 }
 
 #[test]
+fn counter_types_render_into_policies_the_service_loads() {
+    let name = "countercluster-production.yaml";
+    let cc = parse_counter_clusters(&example_text(name))
+        .unwrap()
+        .pop()
+        .expect("one CounterCluster");
+    assert!(!cc.spec.counter_types.is_empty(), "{name} has counterTypes");
+    let config = load_rendered_config(&cc, "counter-types");
+    let like = config.counter_types.get("like").expect("like is rendered");
+    assert!(like.unique_per_user);
+    assert_eq!(like.max_increment, None);
+    assert!(config.counter_types["follow"].unique_per_user);
+    let view = &config.counter_types["view"];
+    assert!(!view.unique_per_user);
+    assert_eq!(view.max_increment, Some(100));
+    assert_eq!(config.counter_types.len(), cc.spec.counter_types.len());
+    // A spec without counterTypes renders no section, and the service then has no policies.
+    let plain = load_rendered_config(&cluster(), "no-counter-types");
+    assert!(plain.counter_types.is_empty());
+}
+
+#[test]
 fn the_service_loader_rejects_an_unknown_key_so_the_contract_test_has_teeth() {
     let cc = cluster();
     let text = build_config_map(&cc).data.expect("data")[CONFIG_KEY].replace(

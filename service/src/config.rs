@@ -18,6 +18,9 @@ pub enum ConfigError {
     /// A value parsed but is out of range or inconsistent with another key.
     #[error("invalid configuration: {key}: {message}")]
     Invalid { key: &'static str, message: String },
+    /// Like `Invalid`, for a key whose name is data (`counter_types.<name>.max_increment`).
+    #[error("invalid configuration: {key}: {message}")]
+    InvalidEntry { key: String, message: String },
 }
 
 /// The whole configuration of a `highpress` process.
@@ -41,6 +44,12 @@ pub struct Config {
     pub tracing: TracingConfig,
     /// The `/debug/pprof/*` profiling routes.
     pub pprof: PprofConfig,
+    /// REST API switches (`api.allow_reset`).
+    pub api: ApiConfig,
+    /// `Idempotency-Key` records (`idempotency.ttl`).
+    pub idempotency: IdempotencyConfig,
+    /// Per-counter-type policies, by counter type (`counter_types.like.unique_per_user`).
+    pub counter_types: std::collections::BTreeMap<String, CounterTypePolicy>,
     /// The original's Consul section. Accepted for compatibility and ignored:
     /// Kubernetes DNS discovery replaces Consul.
     pub consul: Option<serde_json::Value>,
@@ -547,7 +556,45 @@ pub struct PprofConfig {
     pub enabled: bool,
 }
 
-/// A duration written as `30s`, `500ms`, `2m`, or a number of milliseconds.
+/// REST API switches.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Serve `DELETE /api/v1/counter/{resource_id}/{counter_type}` (reset a counter to 0).
+    /// Off: the route answers `403 reset_disabled`.
+    pub allow_reset: bool,
+}
+
+/// Idempotent retries with the `Idempotency-Key` request header.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdempotencyConfig {
+    /// How long the outcome of a request with an `Idempotency-Key` is kept: a retry within it
+    /// gets the original answer and counts nothing (`24h`, `30m`, `90s`, or milliseconds).
+    pub ttl: HumanDuration,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        Self {
+            ttl: HumanDuration(Duration::from_secs(24 * 3600)),
+        }
+    }
+}
+
+/// The policy of one counter type (`counter_types.<name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct CounterTypePolicy {
+    /// Each user counts at most once per counter: `+1` counts only if the user had not
+    /// counted, `-1` only if they had; any other increment is rejected.
+    pub unique_per_user: bool,
+    /// Largest absolute increment for this type; overrides `limits.max_increment`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_increment: Option<u64>,
+}
+
+/// A duration written as `30s`, `500ms`, `2m`, `24h`, `7d`, or a number of milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
@@ -560,7 +607,9 @@ impl HumanDuration {
         match unit.trim() {
             "" | "ms" => Some(Duration::from_millis(n)),
             "s" => Some(Duration::from_secs(n)),
-            "m" => Some(Duration::from_secs(n * 60)),
+            "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+            "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+            "d" => Some(Duration::from_secs(n.checked_mul(86_400)?)),
             _ => None,
         }
     }
@@ -583,7 +632,9 @@ impl<'de> Deserialize<'de> for HumanDuration {
         match Raw::deserialize(d)? {
             Raw::Millis(ms) => Ok(Self(Duration::from_millis(ms))),
             Raw::Text(t) => Self::parse(&t).map(Self).ok_or_else(|| {
-                serde::de::Error::custom(format!("{t:?} is not a duration like 30s, 500ms or 2m"))
+                serde::de::Error::custom(format!(
+                    "{t:?} is not a duration like 30s, 500ms, 2m or 24h"
+                ))
             }),
         }
     }
@@ -777,6 +828,34 @@ impl Config {
                 "limits.max_batch_queries",
                 "must be within 1..=100000",
             ));
+        }
+        let ttl = self.idempotency.ttl.0;
+        if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(30 * 86_400) {
+            return Err(invalid("idempotency.ttl", "must be within 1s..=30d"));
+        }
+        for (name, policy) in &self.counter_types {
+            let entry = |key: &str, message: &str| ConfigError::InvalidEntry {
+                key: format!("counter_types.{name}{key}"),
+                message: message.into(),
+            };
+            if crate::api::validate::counter_type("counter_type", name).is_err() {
+                return Err(entry(
+                    "",
+                    "a counter type is 1-64 characters of a-z, 0-9, '_' or '-'",
+                ));
+            }
+            match policy.max_increment {
+                Some(_) if policy.unique_per_user => {
+                    return Err(entry(
+                        ".max_increment",
+                        "has no effect with unique_per_user, which accepts only +1 and -1",
+                    ));
+                }
+                Some(max) if !(1..=(1_u64 << 53)).contains(&max) => {
+                    return Err(entry(".max_increment", "must be within 1..=2^53"));
+                }
+                _ => {}
+            }
         }
         self.validate_kafka()
     }
@@ -1142,6 +1221,52 @@ kafka:  {brokers: ["localhost:9092"], topic: "counter_events"}
             ),
             ("kafka: {acks: 2}", "kafka.acks"),
             ("kafka: {partitions: 3}", "partitions"),
+        ] {
+            let err = load_yaml_env(yaml, &[]).unwrap_err();
+            assert!(err.contains(key), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn counter_type_policies_idempotency_and_reset_load_from_file_and_environment() {
+        let c = Config::default();
+        assert!(!c.api.allow_reset);
+        assert_eq!(c.idempotency.ttl.0, Duration::from_secs(86_400));
+        assert!(c.counter_types.is_empty());
+        let c = load_yaml_env(
+            "counter_types:\n  like: {unique_per_user: true}\n  view: {max_increment: 10}\nidempotency: {ttl: 2h}\n",
+            &[
+                ("HIGHPRESS_API__ALLOW_RESET", "true"),
+                ("HIGHPRESS_COUNTER_TYPES__FOLLOW__UNIQUE_PER_USER", "true"),
+            ],
+        )
+        .unwrap();
+        assert!(c.api.allow_reset);
+        assert_eq!(c.idempotency.ttl.0, Duration::from_secs(7_200));
+        assert!(c.counter_types["like"].unique_per_user);
+        assert!(c.counter_types["follow"].unique_per_user);
+        assert_eq!(c.counter_types["view"].max_increment, Some(10));
+        assert!(!c.counter_types["view"].unique_per_user);
+    }
+
+    #[test]
+    fn bad_policies_and_ttls_name_the_key() {
+        for (yaml, key) in [
+            (
+                "counter_types: {Like: {unique_per_user: true}}",
+                "counter_types.Like",
+            ),
+            (
+                "counter_types: {like: {unique_per_user: true, max_increment: 5}}",
+                "counter_types.like.max_increment",
+            ),
+            (
+                "counter_types: {view: {max_increment: 0}}",
+                "counter_types.view.max_increment",
+            ),
+            ("counter_types: {view: {unique: true}}", "unique"),
+            ("idempotency: {ttl: 0s}", "idempotency.ttl"),
+            ("idempotency: {ttl: forever}", "idempotency.ttl"),
         ] {
             let err = load_yaml_env(yaml, &[]).unwrap_err();
             assert!(err.contains(key), "{yaml}: {err}");

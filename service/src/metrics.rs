@@ -50,12 +50,13 @@ pub struct Metrics {
 }
 
 /// The gRPC methods a metric may name; anything else is `other`.
-pub const GRPC_METHODS: [&str; 8] = [
+pub const GRPC_METHODS: [&str; 9] = [
     "Increment",
     "IncrementBatch",
     "Get",
     "BatchGet",
     "Leaderboard",
+    "Reset",
     "Check",
     "Watch",
     "other",

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState, Limits};
 use crate::config::{Config, StoreKind};
+use crate::counter::policy::CounterPolicies;
 use crate::counter::{CounterTasks, LocalCounter};
 use crate::events::{self, EventPublisher, EventTasks};
 use crate::gateway::{EndpointSet, GatewayBackend, discovery};
@@ -97,6 +98,8 @@ async fn run_engine<S: Store>(
     let state = AppState {
         backend: engine.clone(),
         limits: limits(config),
+        policies: Arc::new(CounterPolicies::from_config(config)),
+        allow_reset: config.api.allow_reset,
         mode: mode.as_str(),
     };
     if mode == Mode::Standalone {
@@ -123,6 +126,7 @@ async fn run_engine<S: Store>(
         .add_service(CounterServiceServer::new(CounterGrpcService::new(
             engine,
             limits(config),
+            CounterPolicies::from_config(config),
         )))
         .serve_with_shutdown(grpc_addr, grpc_stop.clone().cancelled_owned());
     let grpc = tokio::spawn(grpc);
@@ -187,6 +191,8 @@ async fn run_gateway(config: Config, shutdown: CancellationToken) -> anyhow::Res
     let state = AppState {
         backend,
         limits: limits(&config),
+        policies: Arc::new(CounterPolicies::from_config(&config)),
+        allow_reset: config.api.allow_reset,
         mode: Mode::Gateway.as_str(),
     };
     let app = profiling::with_routes(

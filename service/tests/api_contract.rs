@@ -41,7 +41,7 @@ on_every_topology!(
         assert_eq!(s, 200, "{body}");
         assert_eq!(
             body,
-            json!({"status":"success","data":{"resource_id":"article_001","counter_type":"like","current_value":5,"increment":5}})
+            json!({"status":"success","data":{"resource_id":"article_001","counter_type":"like","current_value":5,"increment":5,"counted":true}})
         );
         let (_, body) = hp.increment("article_001", "like", -2).await;
         assert_eq!(body["data"]["current_value"], 3);
@@ -488,3 +488,252 @@ async fn disabled_leaderboards_write_no_rankings_and_answer_404() {
     assert_eq!(hp.redis().cmd(&["KEYS", "lb:*"]), "");
     assert_eq!(hp.redis().get_i64("c:like:quiet"), 3);
 }
+
+/// POSTs an increment with an `Idempotency-Key` header (raw value); returns status, body and
+/// whether the answer was marked replayed.
+async fn increment_with_key(hp: &Highpress, body: &Value, key: &str) -> (u16, Value, bool) {
+    let r = support::client()
+        .post(hp.url("/api/v1/counter/increment"))
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("request sent");
+    let status = r.status().as_u16();
+    let replayed = r
+        .headers()
+        .get("idempotent-replayed")
+        .is_some_and(|v| v == "true");
+    let text = r.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        replayed,
+    )
+}
+
+on_every_topology!(
+    idempotent_retry_gets_the_original_answer_and_counts_nothing,
+    &[],
+    |hp: Highpress| async move {
+        let body = json!({"resource_id":"idem","counter_type":"view","user_id":"u1","increment":5});
+        let (s, first, replayed) = increment_with_key(&hp, &body, "key-1").await;
+        assert_eq!((s, replayed), (200, false), "{first}");
+        assert_eq!(
+            first,
+            json!({"status":"success","data":{"resource_id":"idem","counter_type":"view","current_value":5,"increment":5,"counted":true}})
+        );
+        assert_eq!(hp.increment("idem", "view", 1).await.0, 200);
+        // The retry gets the original answer (current_value 5, not 6 or 11) and counts nothing,
+        // also when written with the `delta` alias or as a quoted structured-field string.
+        for (body, key) in [
+            (body.clone(), "key-1"),
+            (
+                json!({"resource_id":"idem","counter_type":"view","user_id":"u1","delta":5}),
+                "\"key-1\"",
+            ),
+        ] {
+            let (s, again, replayed) = increment_with_key(&hp, &body, key).await;
+            assert_eq!((s, replayed), (200, true), "{again}");
+            assert_eq!(again, first);
+        }
+        assert_eq!(hp.value("idem", "view").await, 6);
+
+        // The same key with another body: 422, nothing written.
+        for other in [
+            json!({"resource_id":"idem","counter_type":"view","user_id":"u1","increment":7}),
+            json!({"resource_id":"idem","counter_type":"view","user_id":"u2","increment":5}),
+        ] {
+            let (s, b, _) = increment_with_key(&hp, &other, "key-1").await;
+            assert_error(&(s, b), 422, "idempotency_key_reused", None);
+        }
+        assert_eq!(hp.value("idem", "view").await, 6);
+
+        // Malformed keys: 400 naming the header, nothing written.
+        for bad in [
+            String::new(),
+            "\"\"".to_string(),
+            "k".repeat(256),
+            "has space".to_string(),
+        ] {
+            let (s, b, _) = increment_with_key(&hp, &body, &bad).await;
+            assert_error(&(s, b), 400, "invalid_argument", Some("Idempotency-Key"));
+        }
+        assert_eq!(hp.value("idem", "view").await, 6);
+
+        // A new key counts again.
+        let (s, b, replayed) = increment_with_key(&hp, &body, "key-2").await;
+        assert_eq!((s, replayed), (200, false));
+        assert_eq!(b["data"]["current_value"], 11);
+    }
+);
+
+on_every_topology!(
+    concurrent_requests_sharing_a_key_count_once,
+    &[],
+    |hp: Highpress| async move {
+        let body = json!({"resource_id":"herd","counter_type":"view","user_id":"u","increment":3});
+        let calls: Vec<_> = (0..50)
+            .map(|_| increment_with_key(&hp, &body, "one-key"))
+            .collect();
+        let answers = futures::future::join_all(calls).await;
+        for (s, b, _) in &answers {
+            assert_eq!(*s, 200, "{b}");
+            assert_eq!(b["data"]["current_value"], 3, "{b}");
+        }
+        let originals = answers.iter().filter(|(_, _, replayed)| !replayed).count();
+        assert_eq!(originals, 1, "exactly one request is the original");
+        assert_eq!(hp.value("herd", "view").await, 3);
+    }
+);
+
+on_every_topology!(
+    unique_per_user_counts_each_user_once,
+    &[
+        ("HIGHPRESS_COUNTER_TYPES__LIKE__UNIQUE_PER_USER", "true"),
+        ("HIGHPRESS_COUNTER_TYPES__VIEW__MAX_INCREMENT", "10"),
+    ],
+    |hp: Highpress| async move {
+        let url = hp.url("/api/v1/counter/increment");
+        let like = |user: &str, delta: i64| {
+            let body = json!({"resource_id":"post","counter_type":"like","user_id":user,"increment":delta});
+            let url = url.clone();
+            async move { post_json(&url, &body).await }
+        };
+        let expect = |got: (u16, Value), value: i64, counted: bool| {
+            assert_eq!(got.0, 200, "{}", got.1);
+            assert_eq!(
+                (
+                    got.1["data"]["current_value"].as_i64(),
+                    got.1["data"]["counted"].as_bool()
+                ),
+                (Some(value), Some(counted)),
+                "{}",
+                got.1
+            );
+        };
+        expect(like("u1", 1).await, 1, true);
+        expect(like("u1", 1).await, 1, false); // a second like by u1 does not count
+        expect(like("u2", 1).await, 2, true);
+        expect(like("u3", -1).await, 2, false); // an unlike without a like does not count
+        expect(like("u1", -1).await, 1, true);
+        expect(like("u1", -1).await, 1, false);
+        for bad in [5, 2, -2, 0] {
+            assert_error(
+                &like("u4", bad).await,
+                400,
+                "invalid_argument",
+                Some("increment"),
+            );
+        }
+        assert_eq!(hp.value("post", "like").await, 1);
+
+        // 100 concurrent likes by one user, through coalescing: exactly one counts.
+        let likes: Vec<_> = (0..100).map(|_| like("u9", 1)).collect();
+        let answers = futures::future::join_all(likes).await;
+        assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+        let counted = answers
+            .iter()
+            .filter(|(_, b)| b["data"]["counted"] == true)
+            .count();
+        assert_eq!(counted, 1);
+        assert_eq!(hp.value("post", "like").await, 2);
+
+        // A type's own max_increment overrides limits.max_increment; other types are plain.
+        let view = |delta: i64| {
+            let body = json!({"resource_id":"post","counter_type":"view","user_id":"u1","increment":delta});
+            let url = url.clone();
+            async move { post_json(&url, &body).await }
+        };
+        expect(view(10).await, 10, true);
+        assert_error(&view(11).await, 400, "invalid_argument", Some("increment"));
+        expect(hp.increment("post", "share", 500).await, 500, true);
+        expect(hp.increment("post", "share", 500).await, 1000, true);
+    }
+);
+
+on_every_topology!(
+    idempotency_and_uniqueness_combine,
+    &[("HIGHPRESS_COUNTER_TYPES__FOLLOW__UNIQUE_PER_USER", "true")],
+    |hp: Highpress| async move {
+        let follow =
+            json!({"resource_id":"alice","counter_type":"follow","user_id":"bob","increment":1});
+        let (_, first, _) = increment_with_key(&hp, &follow, "f-1").await;
+        assert_eq!(first["data"]["counted"], true, "{first}");
+        // A second follow with a new key is a duplicate follow; a retry of the first replays.
+        let (_, dup, replayed) = increment_with_key(&hp, &follow, "f-2").await;
+        assert_eq!(
+            (dup["data"]["counted"].clone(), replayed),
+            (json!(false), false)
+        );
+        let (_, again, replayed) = increment_with_key(&hp, &follow, "f-1").await;
+        assert_eq!((again, replayed), (first, true));
+        assert_eq!(hp.value("alice", "follow").await, 1);
+    }
+);
+
+on_every_topology!(reset_is_off_by_default, &[], |hp: Highpress| async move {
+    hp.increment("keep", "like", 4).await;
+    let r = support::client()
+        .delete(hp.url("/api/v1/counter/keep/like"))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    assert_error(&(status, body), 403, "reset_disabled", None);
+    assert_eq!(hp.value("keep", "like").await, 4);
+});
+
+on_every_topology!(
+    reset_zeroes_the_counter_and_its_uniqueness_set_idempotently,
+    &[
+        ("HIGHPRESS_API__ALLOW_RESET", "true"),
+        ("HIGHPRESS_COUNTER_TYPES__LIKE__UNIQUE_PER_USER", "true"),
+    ],
+    |hp: Highpress| async move {
+        let like = |user: &str| {
+            let body = json!({"resource_id":"r/1","counter_type":"like","user_id":user});
+            let url = hp.url("/api/v1/counter/increment");
+            async move { post_json(&url, &body).await }
+        };
+        let delete = |path: &str| {
+            let url = hp.url(path);
+            async move {
+                let r = support::client().delete(url).send().await.unwrap();
+                let status = r.status().as_u16();
+                (status, r.json::<Value>().await.unwrap())
+            }
+        };
+        like("u1").await;
+        like("u2").await;
+        assert_eq!(hp.value("r%2F1", "like").await, 2); // read, so the value is cached
+        let (s, body) = delete("/api/v1/counter/r%2F1/like").await;
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(
+            body["data"],
+            json!({"resource_id":"r/1","counter_type":"like","current_value":0,"previous_value":2})
+        );
+        assert_eq!(hp.value("r%2F1", "like").await, 0);
+        // The uniqueness set was emptied: u1 counts again.
+        let (_, b) = like("u1").await;
+        assert_eq!(
+            (
+                b["data"]["current_value"].clone(),
+                b["data"]["counted"].clone()
+            ),
+            (json!(1), json!(true))
+        );
+        // Idempotent: a second and third reset leave 0.
+        assert_eq!(
+            delete("/api/v1/counter/r%2F1/like").await.1["data"]["previous_value"],
+            1
+        );
+        let (s, body) = delete("/api/v1/counter/r%2F1/like").await;
+        assert_eq!((s, body["data"]["previous_value"].clone()), (200, json!(0)));
+        assert_eq!(hp.value("r%2F1", "like").await, 0);
+        // Bad paths name the field.
+        let (s, body) = delete("/api/v1/counter/r1/Like").await;
+        assert_error(&(s, body), 400, "invalid_argument", Some("counter_type"));
+    }
+);

@@ -23,6 +23,8 @@ fn router() -> (tokio::runtime::Runtime, axum::Router) {
         api::app(AppState {
             backend: engine,
             limits: Limits::default(),
+            policies: Default::default(),
+            allow_reset: false,
             mode: "standalone",
         })
     });

@@ -252,3 +252,58 @@ async fn a_counter_stopped_with_sigterm_drains_and_its_keys_move_on() {
     );
     assert_consistent(&mut hp, &tallies);
 }
+
+/// An idempotency record lives in Redis, not in the counter that wrote it: after the owning
+/// counter dies, a retry with the same key reaches the next counter and is replayed, not
+/// counted again; a new key is counted there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_the_owner_dies_is_replayed_by_the_next_counter() {
+    let mut hp = Highpress::start(Topology::Split, &[]).await;
+    let url = hp.url("/api/v1/counter/increment");
+    let body = serde_json::json!({"resource_id":"failover","counter_type":"like","user_id":"u","increment":7});
+    let send = |key: &'static str| {
+        let (url, body) = (url.clone(), body.clone());
+        async move {
+            let r = support::client()
+                .post(url)
+                .header("idempotency-key", key)
+                .json(&body)
+                .send()
+                .await
+                .expect("sent");
+            let replayed = r.headers().get("idempotent-replayed").is_some();
+            (
+                r.status().as_u16(),
+                replayed,
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let (s, replayed, first) = send("before-failover").await;
+    assert_eq!((s, replayed), (200, false), "{first}");
+    assert_eq!(first["data"]["current_value"], 7);
+
+    let dead = owner(&hp, "failover");
+    hp.counters[dead].kill();
+    // Until the gateway notices (health every 100 ms, or the breaker), the retry may fail with
+    // 503; a client retries it, with the same key.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let again = loop {
+        let (s, replayed, b) = send("before-failover").await;
+        if s == 200 {
+            assert!(replayed, "{b}");
+            break b;
+        }
+        assert_eq!(s, 503, "{b}");
+        assert!(Instant::now() < deadline, "no counter took over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        again, first,
+        "the survivor answers with the original response"
+    );
+    let (s, replayed, fresh) = send("after-failover").await;
+    assert_eq!((s, replayed), (200, false));
+    assert_eq!(fresh["data"]["current_value"], 14);
+    assert_eq!(hp.redis().get_i64("c:like:failover"), 14);
+}

@@ -40,6 +40,8 @@ struct ServiceConfig {
     cache: Cache,
     grpc: Grpc,
     discovery: Discovery,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    counter_types: BTreeMap<String, CounterType>,
     #[serde(skip_serializing_if = "Option::is_none")]
     kafka: Option<Kafka>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,6 +90,13 @@ struct Grpc {
 #[derive(Serialize)]
 struct Discovery {
     dns: String,
+}
+
+#[derive(Serialize)]
+struct CounterType {
+    unique_per_user: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_increment: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -168,6 +177,19 @@ pub fn render_service_config(cc: &CounterCluster) -> String {
         discovery: Discovery {
             dns: discovery_dns(cc),
         },
+        counter_types: spec
+            .counter_types
+            .iter()
+            .map(|(name, policy)| {
+                (
+                    name.clone(),
+                    CounterType {
+                        unique_per_user: policy.unique_per_user,
+                        max_increment: policy.max_increment,
+                    },
+                )
+            })
+            .collect(),
         kafka: spec.events.kafka.enabled.then(|| Kafka {
             enabled: true,
             brokers: spec.events.kafka.brokers.clone(),

@@ -18,6 +18,8 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     Overflow,
+    IdempotencyKeyReused,
+    ResetDisabled,
     Overloaded,
     Unavailable,
     Internal,
@@ -31,7 +33,8 @@ impl ErrorCode {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Overflow => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Overflow | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::ResetDisabled => StatusCode::FORBIDDEN,
             Self::Overloaded | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -87,6 +90,14 @@ impl From<CounterError> for ApiError {
             CounterError::LeaderboardsDisabled => Self::new(
                 ErrorCode::NotFound,
                 "leaderboards are disabled on this deployment (leaderboard.enabled)",
+            ),
+            CounterError::IdempotencyKeyReused => Self::new(
+                ErrorCode::IdempotencyKeyReused,
+                "this Idempotency-Key header was already used with a different request body; nothing was written",
+            ),
+            CounterError::ResetDisabled => Self::new(
+                ErrorCode::ResetDisabled,
+                "resetting counters is disabled on this deployment (api.allow_reset)",
             ),
             CounterError::Internal => Self::new(ErrorCode::Internal, "internal error"),
         }

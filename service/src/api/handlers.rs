@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +35,20 @@ struct IncrementResult<'a> {
     counter_type: &'a str,
     current_value: i64,
     increment: i64,
+    /// Whether the increment changed the counter (false: a unique-per-user duplicate).
+    counted: bool,
 }
+
+#[derive(Serialize)]
+struct ResetResult<'a> {
+    resource_id: &'a str,
+    counter_type: &'a str,
+    current_value: i64,
+    previous_value: i64,
+}
+
+/// The response header that marks an answer replayed from an idempotency record.
+pub const IDEMPOTENT_REPLAYED_HEADER: &str = "idempotent-replayed";
 
 #[derive(Serialize)]
 struct CounterValue<'a> {
@@ -53,6 +66,7 @@ fn required<'a>(value: &'a Option<Cow<'a, str>>, field: &str) -> Result<&'a str,
 /// `POST /api/v1/counter/increment`
 pub async fn increment<B: CounterBackend>(
     State(state): State<AppState<B>>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let req: IncrementRequest = parse(&body)?;
@@ -63,17 +77,69 @@ pub async fn increment<B: CounterBackend>(
     let user_id = required(&req.user_id, "user_id")?;
     validate::user_id(user_id)?;
     let delta = req.increment.unwrap_or(1);
-    validate::increment(delta, &state.limits)?;
+    validate::increment(counter_type, delta, &state.limits, &state.policies)?;
+    let mut keys = headers.get_all(validate::IDEMPOTENCY_KEY_HEADER).iter();
+    let idempotency_key = match (keys.next(), keys.next()) {
+        (None, _) => None,
+        (Some(raw), None) => Some(validate::idempotency_key(raw.as_bytes())?),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                validate::IDEMPOTENCY_KEY_HEADER,
+                "send the Idempotency-Key header at most once",
+            ));
+        }
+    };
 
-    let current_value = state
+    let ack = state
         .backend
-        .increment(CounterKey::new(counter_type, resource_id), delta, user_id)
+        .increment(
+            CounterKey::new(counter_type, resource_id),
+            delta,
+            user_id,
+            idempotency_key,
+        )
         .await?;
-    Ok(success(IncrementResult {
+    let mut response = success(IncrementResult {
         resource_id,
         counter_type,
-        current_value,
+        current_value: ack.current_value,
         increment: delta,
+        counted: ack.counted,
+    });
+    if ack.replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// `DELETE /api/v1/counter/{resource_id}/{counter_type}`: resets the counter to 0 (only with
+/// `api.allow_reset`). Idempotent: resetting a counter at 0 answers the same.
+pub async fn reset_counter<B: CounterBackend>(
+    State(state): State<AppState<B>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    if !state.allow_reset {
+        return Err(crate::counter::CounterError::ResetDisabled.into());
+    }
+    let Path((resource_id, counter_type)) = path.map_err(|e| {
+        ApiError::invalid(
+            "path",
+            format!("invalid path parameters: {}", e.body_text()),
+        )
+    })?;
+    validate::resource_id("resource_id", &resource_id)?;
+    validate::counter_type("counter_type", &counter_type)?;
+    let outcome = state
+        .backend
+        .reset(CounterKey::new(&counter_type, &resource_id))
+        .await?;
+    Ok(success(ResetResult {
+        resource_id: &resource_id,
+        counter_type: &counter_type,
+        current_value: 0,
+        previous_value: outcome.previous_value,
     }))
 }
 

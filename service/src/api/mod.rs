@@ -13,6 +13,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::handler::HandlerWithoutStateExt;
 use axum::routing::{MethodRouter, get, post};
+
+use crate::counter::policy::CounterPolicies;
 use tower::ServiceBuilder;
 
 use crate::counter::CounterBackend;
@@ -23,6 +25,10 @@ pub use validate::Limits;
 pub struct AppState<B> {
     pub backend: Arc<B>,
     pub limits: Limits,
+    /// Per-counter-type policies (`counter_types`).
+    pub policies: Arc<CounterPolicies>,
+    /// Whether `DELETE /api/v1/counter/{resource_id}/{counter_type}` resets (`api.allow_reset`).
+    pub allow_reset: bool,
     /// The process mode, a metrics label: `standalone`, `gateway` or `counter`.
     pub mode: &'static str,
 }
@@ -32,6 +38,8 @@ impl<B> Clone for AppState<B> {
         Self {
             backend: self.backend.clone(),
             limits: self.limits,
+            policies: self.policies.clone(),
+            allow_reset: self.allow_reset,
             mode: self.mode,
         }
     }
@@ -45,7 +53,7 @@ pub fn app<B: CounterBackend>(state: AppState<B>) -> Router {
         ("/api/v1/counter/batch", post(handlers::batch::<B>)),
         (
             "/api/v1/counter/{resource_id}/{counter_type}",
-            get(handlers::get_counter::<B>),
+            get(handlers::get_counter::<B>).delete(handlers::reset_counter::<B>),
         ),
         (
             "/api/v1/leaderboard/{counter_type}",

@@ -2,6 +2,10 @@
 //! names the field at fault; nothing reaches the engine before it passes.
 
 use super::error::ApiError;
+use crate::counter::policy::CounterPolicies;
+
+/// The request header of idempotent retries (IETF httpapi idempotency-key draft).
+pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 
 /// Limits that configuration can change.
 #[derive(Debug, Clone, Copy)]
@@ -78,18 +82,60 @@ pub fn user_id(value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `increment`: non-zero, within ±`max_increment`.
-pub fn increment(value: i64, limits: &Limits) -> Result<(), ApiError> {
+/// `increment`: non-zero, within ±`max_increment` of its counter type (the type's own
+/// `max_increment`, else `limits.max_increment`); exactly +1 or -1 for a unique-per-user type.
+pub fn increment(
+    counter_type: &str,
+    value: i64,
+    limits: &Limits,
+    policies: &CounterPolicies,
+) -> Result<(), ApiError> {
     if value == 0 {
         return Err(ApiError::invalid("increment", "increment must not be 0"));
     }
-    if value.unsigned_abs() > limits.max_increment.unsigned_abs() {
+    if policies.unique_per_user(counter_type) {
+        if value.abs() != 1 {
+            return Err(ApiError::invalid(
+                "increment",
+                format!(
+                    "increment must be 1 or -1 for counter type {counter_type}, which counts each user once"
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    let max = policies.max_increment(counter_type, limits.max_increment);
+    if value.unsigned_abs() > max.unsigned_abs() {
         return Err(ApiError::invalid(
             "increment",
-            format!("increment must be within ±{}", limits.max_increment),
+            format!("increment must be within ±{max} for counter type {counter_type}"),
         ));
     }
     Ok(())
+}
+
+/// The `Idempotency-Key` header value: 1–255 visible ASCII characters, bare or as a quoted
+/// structured-field string (`"…"`, as in the draft). Returns the key without quotes.
+pub fn idempotency_key(raw: &[u8]) -> Result<&str, ApiError> {
+    let key = match raw {
+        [b'"', inner @ .., b'"'] => inner,
+        other => other,
+    };
+    let invalid = |why: &str| {
+        ApiError::invalid(
+            IDEMPOTENCY_KEY_HEADER,
+            format!("the {IDEMPOTENCY_KEY_HEADER} header {why}"),
+        )
+    };
+    if key.is_empty() || key.len() > 255 {
+        return Err(invalid("must be 1 to 255 characters long"));
+    }
+    if !key.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(invalid(
+            "may contain only visible ASCII characters (no spaces or control characters)",
+        ));
+    }
+    std::str::from_utf8(key).map_err(|_| invalid("is not ASCII"))
 }
 
 #[cfg(test)]
@@ -130,10 +176,29 @@ mod tests {
         assert!(user_id("a\nb").is_err());
         assert!(user_id(&"u".repeat(129)).is_err());
         let limits = Limits::default();
-        assert!(increment(1, &limits).is_ok());
-        assert!(increment(-1_000_000, &limits).is_ok());
-        assert!(increment(0, &limits).is_err());
-        assert!(increment(1_000_001, &limits).is_err());
-        assert!(increment(i64::MIN, &limits).is_err());
+        let p = CounterPolicies::default();
+        assert!(increment("like", 1, &limits, &p).is_ok());
+        assert!(increment("like", -1_000_000, &limits, &p).is_ok());
+        assert!(increment("like", 0, &limits, &p).is_err());
+        assert!(increment("like", 1_000_001, &limits, &p).is_err());
+        assert!(increment("like", i64::MIN, &limits, &p).is_err());
+    }
+
+    #[test]
+    fn idempotency_keys() {
+        assert_eq!(idempotency_key(b"abc-123").unwrap(), "abc-123");
+        assert_eq!(idempotency_key(b"\"8e03978e\"").unwrap(), "8e03978e");
+        assert_eq!(idempotency_key(&[b'k'; 255]).unwrap().len(), 255);
+        for bad in [
+            &b""[..],
+            b"\"\"",
+            b"has space",
+            b"tab\t",
+            "ünï".as_bytes(),
+            &[b'k'; 256],
+        ] {
+            let e = idempotency_key(bad).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(IDEMPOTENCY_KEY_HEADER), "{bad:?}");
+        }
     }
 }

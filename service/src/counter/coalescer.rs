@@ -7,13 +7,21 @@
 //! exactly the requests that would overflow get [`CounterError::Overflow`] and nothing is written
 //! for them; other keys in the flush are unaffected.
 //!
+//! Conditional increments (an `Idempotency-Key`, a unique-per-user counter type) make their
+//! key's group *guarded*: the whole group goes to the store as one atomic unit (a Lua script on
+//! Redis) in the same round trip, evaluated item by item in arrival order.
+//!
+//! Resets travel through the same queue, so they are ordered with the flushes around them: the
+//! increments queued before a reset are flushed first, and a flush never writes an older value
+//! into the read cache after the reset cleared it.
+//!
 //! Traced (when tracing is enabled): each queued increment remembers its caller's span; a flush
 //! runs in a `coalescer.flush` span linked to every distinct caller span it served (a child of
 //! the first sampled one), and each store round trip gets a `store.pipeline` child span.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use hashbrown::HashTable;
 use opentelemetry::trace::{SpanContext, SpanId};
@@ -22,20 +30,56 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
-use super::{CounterError, FlushEffects};
+use super::{Acknowledged, CounterError, FlushEffects};
+use crate::events::{CounterEvent, EventKind};
 use crate::metrics::METRICS;
-use crate::store::{CounterKey, IncrOutcome, Store, StoreError, WriteBatch, keys::current_hour};
+use crate::store::{
+    CounterKey, GroupOutcome, GuardedGroup, GuardedItem, GuardedOutcome, IncrOutcome, RecordRef,
+    Store, StoreError, WriteBatch, WriteOutcome, keys::current_hour,
+};
 use crate::telemetry;
+
+/// The conditions of one increment, beyond its delta.
+#[derive(Debug, Default)]
+pub struct Conditions {
+    /// The user, when the counter type is unique per user.
+    pub unique_user: Option<Box<str>>,
+    /// The request's `Idempotency-Key` and fingerprint.
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+/// An idempotency key and the fingerprint of the request that carries it.
+#[derive(Debug)]
+pub struct IdempotencyRecord {
+    pub key: Box<str>,
+    pub fingerprint: String,
+}
 
 /// One increment waiting for a flush.
 struct PendingIncrement {
     key: CounterKey,
     delta: i64,
-    reply: oneshot::Sender<Result<i64, CounterError>>,
+    conditions: Conditions,
+    reply: oneshot::Sender<Result<Acknowledged, CounterError>>,
     /// The span of the request this increment belongs to, when tracing is enabled.
     trace: Option<SpanContext>,
     /// The requester, kept only when events are published (for the increment's event).
     user_id: Option<Box<str>>,
+}
+
+impl PendingIncrement {
+    fn is_guarded(&self) -> bool {
+        self.conditions.unique_user.is_some() || self.conditions.idempotency.is_some()
+    }
+}
+
+/// What waits in the queue: increments, and the rare reset, ordered with them.
+enum Pending {
+    Increment(PendingIncrement),
+    Reset {
+        key: CounterKey,
+        reply: oneshot::Sender<Result<i64, CounterError>>,
+    },
 }
 
 /// Most span links on one flush span (OpenTelemetry's default per-span limit).
@@ -44,7 +88,7 @@ const MAX_FLUSH_LINKS: usize = 128;
 /// The handle requests use to enqueue increments.
 #[derive(Clone)]
 pub struct Coalescer {
-    queue: mpsc::Sender<PendingIncrement>,
+    queue: mpsc::Sender<Pending>,
 }
 
 impl Coalescer {
@@ -54,6 +98,7 @@ impl Coalescer {
         effects: Arc<FlushEffects>,
         max_batch: usize,
         queue_capacity: usize,
+        record_ttl: Duration,
         shutdown: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(queue_capacity);
@@ -61,6 +106,7 @@ impl Coalescer {
             store,
             effects,
             max_batch,
+            record_ttl,
             plan: FlushPlan::default(),
         };
         let handle = tokio::spawn(flusher.run(rx, shutdown));
@@ -72,22 +118,36 @@ impl Coalescer {
         &self,
         key: CounterKey,
         delta: i64,
+        conditions: Conditions,
         user_id: Option<Box<str>>,
-    ) -> Result<i64, CounterError> {
+    ) -> Result<Acknowledged, CounterError> {
         let (reply, answer) = oneshot::channel();
         let trace = telemetry::enabled().then(|| telemetry::span_context(&Span::current()));
-        match self.queue.try_send(PendingIncrement {
+        match self.queue.try_send(Pending::Increment(PendingIncrement {
             key,
             delta,
+            conditions,
             reply,
             trace,
             user_id,
-        }) {
+        })) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => return Err(CounterError::Overloaded),
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(CounterError::ShuttingDown),
         }
         // A dropped reply means the increment was never flushed: not applied, not acknowledged.
+        answer.await.unwrap_or(Err(CounterError::ShuttingDown))
+    }
+
+    /// Queues a reset of `key` behind the increments already queued and waits for the value
+    /// the counter had.
+    pub async fn reset(&self, key: CounterKey) -> Result<i64, CounterError> {
+        let (reply, answer) = oneshot::channel();
+        match self.queue.try_send(Pending::Reset { key, reply }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(CounterError::Overloaded),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(CounterError::ShuttingDown),
+        }
         answer.await.unwrap_or(Err(CounterError::ShuttingDown))
     }
 }
@@ -96,31 +156,71 @@ struct Flusher<S> {
     store: Arc<S>,
     effects: Arc<FlushEffects>,
     max_batch: usize,
+    record_ttl: Duration,
     plan: FlushPlan,
 }
 
 impl<S: Store> Flusher<S> {
-    async fn run(
-        mut self,
-        mut queue: mpsc::Receiver<PendingIncrement>,
-        shutdown: CancellationToken,
-    ) {
+    async fn run(mut self, mut queue: mpsc::Receiver<Pending>, shutdown: CancellationToken) {
+        let mut received: Vec<Pending> = Vec::with_capacity(self.max_batch);
         let mut batch: Vec<PendingIncrement> = Vec::with_capacity(self.max_batch);
         let mut closing = false;
         loop {
             tokio::select! {
                 biased;
-                n = queue.recv_many(&mut batch, self.max_batch) => {
+                n = queue.recv_many(&mut received, self.max_batch) => {
                     if n == 0 {
                         break; // closed and drained
                     }
-                    self.flush(&mut batch).await;
+                    for pending in received.drain(..) {
+                        match pending {
+                            Pending::Increment(p) => batch.push(p),
+                            Pending::Reset { key, reply } => {
+                                if !batch.is_empty() {
+                                    self.flush(&mut batch).await;
+                                }
+                                let _ = reply.send(self.reset(&key).await);
+                            }
+                        }
+                    }
+                    if !batch.is_empty() {
+                        self.flush(&mut batch).await;
+                    }
                 }
                 () = shutdown.cancelled(), if !closing => {
                     // Refuse new work, then keep looping until what is queued has been flushed.
                     queue.close();
                     closing = true;
                 }
+            }
+        }
+    }
+
+    /// Resets `key` in the store; ordered with flushes, so the cache can take the new value.
+    async fn reset(&self, key: &CounterKey) -> Result<i64, CounterError> {
+        match self.store.reset(key).await {
+            Ok(before) => {
+                self.effects.health.mark_up();
+                self.effects.cache.record_write(key, 0);
+                // Queued here, in flush order, like the increments' events around it.
+                if self.effects.events.is_enabled() {
+                    self.effects.events.publish(CounterEvent {
+                        kind: EventKind::Reset,
+                        key: key.clone(),
+                        user_id: "".into(),
+                        increment: before.wrapping_neg(),
+                        current_value: 0,
+                        at: SystemTime::now(),
+                    });
+                }
+                Ok(before)
+            }
+            Err(e) => {
+                self.effects.health.record_error(&e);
+                // It may have been applied: forget the cached value.
+                self.effects.cache.invalidate(key);
+                tracing::warn!(error = %e, "reset failed");
+                Err(CounterError::from(&e))
             }
         }
     }
@@ -143,13 +243,30 @@ impl<S: Store> Flusher<S> {
         METRICS.flush_keys.inc_by(keys as u64);
         METRICS.flush_increments.inc_by(batch.len() as u64);
 
-        // Pass 1: one INCRBY per distinct key whose sum fits in i64.
-        let mut replies: Vec<Option<Result<i64, CounterError>>> =
+        // Pass 1: one INCRBY per distinct plain key whose sum fits in i64, and one atomic
+        // guarded group per key with conditional increments.
+        let mut replies: Vec<Option<Result<Acknowledged, CounterError>>> =
             (0..batch.len()).map(|_| None).collect();
-        let mut fast = WriteBatch::default();
+        let mut fast = WriteBatch {
+            record_ttl: self.record_ttl,
+            ..WriteBatch::default()
+        };
         let mut fast_groups = Vec::with_capacity(keys);
+        let mut guarded_groups = Vec::new();
         let mut retry_groups = Vec::new();
         for (g, group) in self.plan.groups.iter().enumerate() {
+            if self.plan.members(g).any(|i| batch[i].is_guarded()) {
+                fast.guarded.push(GuardedGroup {
+                    key: &batch[group.head as usize].key,
+                    items: self
+                        .plan
+                        .members(g)
+                        .map(|i| guarded_item(&batch[i]))
+                        .collect(),
+                });
+                guarded_groups.push(g);
+                continue;
+            }
             match i64::try_from(group.sum) {
                 Ok(sum) => {
                     fast.increments.push((&batch[group.head as usize].key, sum));
@@ -165,10 +282,16 @@ impl<S: Store> Flusher<S> {
                 for &(key, _) in &fast.increments {
                     self.effects.cache.invalidate(key);
                 }
+                for group in &fast.guarded {
+                    self.effects.cache.invalidate(group.key);
+                }
                 self.fail_all(&e, &mut replies);
             }
-            Ok(outcomes) => {
-                for (&g, outcome) in fast_groups.iter().zip(outcomes) {
+            Ok(WriteOutcome {
+                increments,
+                guarded,
+            }) => {
+                for (&g, outcome) in fast_groups.iter().zip(increments) {
                     let group = &self.plan.groups[g];
                     match outcome {
                         IncrOutcome::Applied(total) => {
@@ -176,7 +299,7 @@ impl<S: Store> Flusher<S> {
                                 self.plan.members(g).map(|i| batch[i].delta).collect();
                             let posts = post_values(total, &deltas);
                             for (i, post) in self.plan.members(g).zip(posts) {
-                                replies[i] = Some(Ok(post));
+                                replies[i] = Some(Ok(Acknowledged::counted(post)));
                             }
                             self.effects
                                 .cache
@@ -201,10 +324,13 @@ impl<S: Store> Flusher<S> {
                         }
                     }
                 }
+                for (&g, outcome) in guarded_groups.iter().zip(guarded) {
+                    self.answer_guarded(g, outcome, batch, &mut replies, &mut lb_sums);
+                }
             }
         }
 
-        // Pass 2 (rare): overflowing keys, one INCRBY per request in arrival order.
+        // Pass 2 (rare): overflowing plain keys, one INCRBY per request in arrival order.
         if !retry_groups.is_empty() {
             retry_groups.sort_unstable();
             let mut slow = WriteBatch::default();
@@ -220,20 +346,20 @@ impl<S: Store> Flusher<S> {
                     for &(key, _) in &slow.increments {
                         self.effects.cache.invalidate(key);
                     }
-                    let mut sub: Vec<Option<Result<i64, CounterError>>> =
+                    let mut sub: Vec<Option<Result<Acknowledged, CounterError>>> =
                         vec![None; slow_items.len()];
                     self.fail_all(&e, &mut sub);
                     for (&i, r) in slow_items.iter().zip(sub) {
                         replies[i] = r;
                     }
                 }
-                Ok(outcomes) => {
-                    for (&i, outcome) in slow_items.iter().zip(outcomes) {
+                Ok(outcome) => {
+                    for (&i, outcome) in slow_items.iter().zip(outcome.increments) {
                         replies[i] = Some(match outcome {
                             IncrOutcome::Applied(v) => {
                                 self.effects.cache.record_write(&batch[i].key, v);
                                 lb_sums.push((i, batch[i].delta));
-                                Ok(v)
+                                Ok(Acknowledged::counted(v))
                             }
                             IncrOutcome::Overflow => Err(CounterError::Overflow),
                             IncrOutcome::Unavailable => {
@@ -262,15 +388,20 @@ impl<S: Store> Flusher<S> {
         for (pending, reply) in batch.drain(..).zip(replies) {
             let reply = reply.unwrap_or(Err(CounterError::Internal));
             match &reply {
-                Ok(value) => {
+                Ok(ack) => {
                     acknowledged += 1;
                     // Queued in flush order, so each counter's events follow its post-values.
-                    if let Some(at) = acknowledged_at {
+                    // Only a change of the count is an event: not a duplicate like, not a
+                    // replayed idempotent retry.
+                    if let Some(at) = acknowledged_at
+                        && ack.counted
+                        && !ack.replayed
+                    {
                         self.effects.events.increment_acknowledged(
                             pending.key,
                             pending.delta,
                             pending.user_id,
-                            *value,
+                            ack.current_value,
                             at,
                         );
                     }
@@ -286,8 +417,69 @@ impl<S: Store> Flusher<S> {
         METRICS.acknowledged_increments.inc_by(acknowledged);
     }
 
-    async fn write(&self, batch: &WriteBatch<'_>) -> Result<Vec<IncrOutcome>, StoreError> {
-        METRICS.store_commands.inc_by(batch.increments.len() as u64);
+    /// Answers the members of guarded group `g` from the store's outcome.
+    fn answer_guarded(
+        &self,
+        g: usize,
+        outcome: GroupOutcome,
+        batch: &[PendingIncrement],
+        replies: &mut [Option<Result<Acknowledged, CounterError>>],
+        lb_sums: &mut Vec<(usize, i64)>,
+    ) {
+        let key = &batch[self.plan.groups[g].head as usize].key;
+        match outcome {
+            GroupOutcome::Done { total, items } => {
+                self.effects.cache.record_write(key, total);
+                let mut members = self.plan.members(g);
+                for item in items {
+                    let Some(i) = members.next() else { break };
+                    replies[i] = Some(match item {
+                        GuardedOutcome::Applied { value, counted } => {
+                            if counted {
+                                lb_sums.push((i, batch[i].delta));
+                            }
+                            Ok(Acknowledged {
+                                current_value: value,
+                                counted,
+                                replayed: false,
+                            })
+                        }
+                        GuardedOutcome::Replayed { value, counted } => Ok(Acknowledged {
+                            current_value: value,
+                            counted,
+                            replayed: true,
+                        }),
+                        GuardedOutcome::KeyReused => Err(CounterError::IdempotencyKeyReused),
+                        GuardedOutcome::Overflow => Err(CounterError::Overflow),
+                        GuardedOutcome::Failed(msg) => {
+                            tracing::error!(key = ?key, error = %msg, "store rejected an increment");
+                            METRICS.store_errors.with_label_values(&["rejected"]).inc();
+                            Err(CounterError::Internal)
+                        }
+                    });
+                }
+            }
+            GroupOutcome::Unavailable => {
+                self.effects.cache.invalidate(key);
+                for i in self.plan.members(g) {
+                    replies[i] = Some(Err(CounterError::Unavailable));
+                }
+            }
+            GroupOutcome::Failed(msg) => {
+                tracing::error!(key = ?key, error = %msg, "store rejected a guarded group");
+                METRICS.store_errors.with_label_values(&["rejected"]).inc();
+                self.effects.cache.invalidate(key);
+                for i in self.plan.members(g) {
+                    replies[i] = Some(Err(CounterError::Internal));
+                }
+            }
+        }
+    }
+
+    async fn write(&self, batch: &WriteBatch<'_>) -> Result<WriteOutcome, StoreError> {
+        METRICS
+            .store_commands
+            .inc_by((batch.increments.len() + batch.guarded.len()) as u64);
         let span = if telemetry::enabled() {
             tracing::info_span!(
                 "store.pipeline",
@@ -310,11 +502,27 @@ impl<S: Store> Flusher<S> {
         result
     }
 
-    fn fail_all(&self, error: &StoreError, replies: &mut [Option<Result<i64, CounterError>>]) {
+    fn fail_all(
+        &self,
+        error: &StoreError,
+        replies: &mut [Option<Result<Acknowledged, CounterError>>],
+    ) {
         tracing::warn!(%error, "flush failed; its increments are not acknowledged");
         for r in replies.iter_mut().filter(|r| r.is_none()) {
             *r = Some(Err(CounterError::from(error)));
         }
+    }
+}
+
+/// The store's view of one conditional increment.
+fn guarded_item(p: &PendingIncrement) -> GuardedItem<'_> {
+    GuardedItem {
+        delta: p.delta,
+        unique_user: p.conditions.unique_user.as_deref(),
+        record: p.conditions.idempotency.as_ref().map(|r| RecordRef {
+            key: &r.key,
+            fingerprint: &r.fingerprint,
+        }),
     }
 }
 

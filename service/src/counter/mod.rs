@@ -6,6 +6,7 @@ pub mod cache;
 pub mod coalescer;
 pub mod health;
 pub mod leaderboard;
+pub mod policy;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,9 +20,41 @@ use crate::events::EventSink;
 use crate::metrics::METRICS;
 use crate::store::{CounterKey, LeaderboardBucket, Period, RankedEntry, Store, StoreError};
 use cache::{Lookup, ReadCache};
-use coalescer::Coalescer;
+use coalescer::{Coalescer, Conditions, IdempotencyRecord};
 use health::StoreHealth;
 use leaderboard::LeaderboardAccumulator;
+use policy::CounterPolicies;
+
+/// An acknowledged increment request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acknowledged {
+    /// The counter's value right after this request (its own post-value).
+    pub current_value: i64,
+    /// Whether the increment changed the counter. `false` for a unique-per-user counter when
+    /// the user had already counted (`+1`) or had not (`-1`).
+    pub counted: bool,
+    /// Whether this answer is the recorded outcome of an earlier request with the same
+    /// `Idempotency-Key` (nothing was applied now).
+    pub replayed: bool,
+}
+
+impl Acknowledged {
+    /// A plain increment that was applied now.
+    pub fn counted(current_value: i64) -> Self {
+        Self {
+            current_value,
+            counted: true,
+            replayed: false,
+        }
+    }
+}
+
+/// An acknowledged reset: what an event about it needs besides the counter's identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResetOutcome {
+    /// The value the counter had just before the reset (0 if it had none).
+    pub previous_value: i64,
+}
 
 /// Why a counter operation did not succeed. Mapped to HTTP (and later gRPC) at the edges.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +69,10 @@ pub enum CounterError {
     ShuttingDown,
     #[error("leaderboards are disabled (leaderboard.enabled)")]
     LeaderboardsDisabled,
+    #[error("the Idempotency-Key was already used with a different request")]
+    IdempotencyKeyReused,
+    #[error("resetting counters is disabled (api.allow_reset)")]
+    ResetDisabled,
     #[error("internal error")]
     Internal,
 }
@@ -49,6 +86,8 @@ impl CounterError {
             Self::Unavailable => "unavailable",
             Self::ShuttingDown => "shutting_down",
             Self::LeaderboardsDisabled => "leaderboards_disabled",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::ResetDisabled => "reset_disabled",
             Self::Internal => "internal",
         }
     }
@@ -66,13 +105,20 @@ impl From<&StoreError> for CounterError {
 /// What the REST layer needs from a counter implementation: the local engine here, the gRPC
 /// client to counter pods in gateway mode.
 pub trait CounterBackend: Send + Sync + 'static {
-    /// Applies `delta` for `user_id` and returns this request's own post-value.
+    /// Applies `delta` for `user_id` (once per `idempotency_key`, when one is given) and returns
+    /// this request's own post-value. Callers validate every argument first.
     fn increment(
         &self,
         key: CounterKey,
         delta: i64,
         user_id: &str,
-    ) -> impl Future<Output = Result<i64, CounterError>> + Send;
+        idempotency_key: Option<&str>,
+    ) -> impl Future<Output = Result<Acknowledged, CounterError>> + Send;
+    /// Resets one counter to 0 and forgets who counted it (unique-per-user types). Idempotent.
+    fn reset(
+        &self,
+        key: CounterKey,
+    ) -> impl Future<Output = Result<ResetOutcome, CounterError>> + Send;
     /// The current value of one counter (0 if never incremented).
     fn get(&self, key: CounterKey) -> impl Future<Output = Result<i64, CounterError>> + Send;
     /// Current values, in the order of `keys` (0 for never-incremented counters).
@@ -106,6 +152,8 @@ pub struct LocalCounter<S: Store> {
     store: Arc<S>,
     coalescer: Coalescer,
     effects: Arc<FlushEffects>,
+    policies: CounterPolicies,
+    allow_reset: bool,
 }
 
 /// Background tasks of a [`LocalCounter`], stopped in order by [`CounterTasks::finish`].
@@ -163,6 +211,7 @@ impl<S: Store> LocalCounter<S> {
             effects.clone(),
             config.coalescing.max_batch,
             config.coalescing.queue_capacity,
+            config.idempotency.ttl.0,
             stop.clone(),
         );
         let health_task = tokio::spawn(health::watch(store.clone(), health.clone()));
@@ -178,6 +227,8 @@ impl<S: Store> LocalCounter<S> {
             store: store.clone(),
             coalescer,
             effects: effects.clone(),
+            policies: CounterPolicies::from_config(config),
+            allow_reset: config.api.allow_reset,
         });
         let tasks = CounterTasks {
             store,
@@ -230,12 +281,41 @@ impl<S: Store> CounterBackend for LocalCounter<S> {
         key: CounterKey,
         delta: i64,
         user_id: &str,
-    ) -> Result<i64, CounterError> {
+        idempotency_key: Option<&str>,
+    ) -> Result<Acknowledged, CounterError> {
         if !self.effects.health.is_up() {
             return Err(CounterError::Unavailable);
         }
+        let unique = self.policies.unique_per_user(key.counter_type());
+        if unique && delta.abs() != 1 {
+            // Validation rejects this before it gets here; never let it reach the store.
+            tracing::error!(key = ?key, delta, "unvalidated increment of a unique-per-user counter");
+            return Err(CounterError::Internal);
+        }
+        let conditions = Conditions {
+            unique_user: unique.then(|| user_id.into()),
+            idempotency: idempotency_key.map(|k| IdempotencyRecord {
+                key: k.into(),
+                fingerprint: policy::fingerprint(&key, user_id, delta),
+            }),
+        };
         let user_id = self.effects.events.is_enabled().then(|| user_id.into());
-        self.coalescer.increment(key, delta, user_id).await
+        self.coalescer
+            .increment(key, delta, conditions, user_id)
+            .await
+    }
+
+    /// Resets through the coalescer's queue, after the increments queued before it. The flusher
+    /// publishes the reset's event, in order with the increments' events.
+    async fn reset(&self, key: CounterKey) -> Result<ResetOutcome, CounterError> {
+        if !self.allow_reset {
+            return Err(CounterError::ResetDisabled);
+        }
+        if !self.effects.health.is_up() {
+            return Err(CounterError::Unavailable);
+        }
+        let previous_value = self.coalescer.reset(key).await?;
+        Ok(ResetOutcome { previous_value })
     }
 
     async fn get(&self, key: CounterKey) -> Result<i64, CounterError> {
@@ -315,5 +395,119 @@ impl<S: Store> LocalCounter<S> {
     fn store_failed(&self, e: &StoreError) -> CounterError {
         self.effects.health.record_error(e);
         CounterError::from(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::config::CounterTypePolicy;
+    use crate::store::memory::MemoryStore;
+
+    /// One request of a run: a user likes (`+1`) or unlikes (`-1`), maybe with a key.
+    #[derive(Debug, Clone, Copy)]
+    struct Op {
+        user: u8,
+        like: bool,
+        key: Option<u8>,
+    }
+
+    /// The answers of applying `ops` one at a time: the sequential specification.
+    fn sequential(ops: &[Op]) -> (Vec<Result<Acknowledged, CounterError>>, i64) {
+        let mut users: HashSet<u8> = HashSet::new();
+        let mut value = 0i64;
+        let mut records: HashMap<u8, ((u8, bool), Acknowledged)> = HashMap::new();
+        let answers = ops
+            .iter()
+            .map(|op| {
+                if let Some(k) = op.key
+                    && let Some((fp, ack)) = records.get(&k)
+                {
+                    return if *fp == (op.user, op.like) {
+                        Ok(Acknowledged {
+                            replayed: true,
+                            ..*ack
+                        })
+                    } else {
+                        Err(CounterError::IdempotencyKeyReused)
+                    };
+                }
+                let counted = if op.like {
+                    users.insert(op.user)
+                } else {
+                    users.remove(&op.user)
+                };
+                if counted {
+                    value += if op.like { 1 } else { -1 };
+                }
+                let ack = Acknowledged {
+                    current_value: value,
+                    counted,
+                    replayed: false,
+                };
+                if let Some(k) = op.key {
+                    records.insert(k, ((op.user, op.like), ack));
+                }
+                Ok(ack)
+            })
+            .collect();
+        (answers, value)
+    }
+
+    fn run_coalesced(ops: &[Op]) -> (Vec<Result<Acknowledged, CounterError>>, i64) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut config = Config::default();
+            config.counter_types.insert(
+                "like".into(),
+                CounterTypePolicy {
+                    unique_per_user: true,
+                    max_increment: None,
+                },
+            );
+            let (engine, tasks) = LocalCounter::start(Arc::new(MemoryStore::new()), &config);
+            let key = || CounterKey::new("like", "post");
+            // join_all polls in order, and each call queues before its first await, so the
+            // queue (and so the serialization) order is the order of `ops`; the flusher takes
+            // them in batches of whatever size it finds.
+            let calls = ops.iter().map(|op| {
+                let user = format!("u{}", op.user);
+                let idem = op.key.map(|k| format!("k{k}"));
+                let engine = engine.clone();
+                async move {
+                    engine
+                        .increment(key(), if op.like { 1 } else { -1 }, &user, idem.as_deref())
+                        .await
+                }
+            });
+            let answers = futures::future::join_all(calls).await;
+            let total = engine.get(key()).await.unwrap();
+            tasks.finish().await;
+            (answers, total)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn coalesced_unique_and_keyed_increments_equal_one_at_a_time(
+            ops in prop::collection::vec(
+                (0u8..4, any::<bool>(), prop::option::of(0u8..3))
+                    .prop_map(|(user, like, key)| Op { user, like, key }),
+                1..80,
+            )
+        ) {
+            let (expected, expected_total) = sequential(&ops);
+            let (answers, total) = run_coalesced(&ops);
+            prop_assert_eq!(&answers, &expected);
+            prop_assert_eq!(total, expected_total);
+        }
     }
 }

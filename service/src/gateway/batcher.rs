@@ -11,7 +11,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 use super::breaker::Breaker;
-use crate::counter::CounterError;
+use crate::counter::{Acknowledged, CounterError};
 use crate::grpc::counter_error_from_code;
 use crate::grpc::pb::{self, counter_service_client::CounterServiceClient, increment_outcome};
 use crate::metrics::METRICS;
@@ -21,7 +21,7 @@ use tracing::{Instrument, Span};
 
 struct Pending {
     request: pb::IncrementRequest,
-    reply: oneshot::Sender<Result<i64, CounterError>>,
+    reply: oneshot::Sender<Result<Acknowledged, CounterError>>,
     /// The HTTP request span this increment belongs to, when tracing is enabled.
     trace: Option<SpanContext>,
 }
@@ -75,7 +75,7 @@ impl IncrementBatcher {
         &self,
         request: pb::IncrementRequest,
         trace: Option<SpanContext>,
-    ) -> Result<i64, CounterError> {
+    ) -> Result<Acknowledged, CounterError> {
         let (reply, answer) = oneshot::channel();
         match self.queue.try_send(Pending {
             request,
@@ -138,7 +138,11 @@ async fn send_batches(
                     breaker.record_success();
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
                         let value = match outcome.result {
-                            Some(increment_outcome::Result::CurrentValue(v)) => Ok(v),
+                            Some(increment_outcome::Result::CurrentValue(v)) => Ok(Acknowledged {
+                                current_value: v,
+                                counted: !outcome.not_counted,
+                                replayed: outcome.replayed,
+                            }),
                             Some(increment_outcome::Result::Error(e)) => {
                                 Err(counter_error_from_code(Code::from(e.code)))
                             }

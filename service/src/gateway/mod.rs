@@ -22,7 +22,7 @@ use std::time::Duration;
 use tonic::transport::{Channel, Endpoint as ChannelEndpoint};
 
 use crate::config::Config;
-use crate::counter::{CounterBackend, CounterError};
+use crate::counter::{Acknowledged, CounterBackend, CounterError, ResetOutcome};
 use crate::grpc::pb::{self, counter_service_client::CounterServiceClient};
 use crate::grpc::{counter_error_from_code, server::period_to_pb};
 use crate::metrics::METRICS;
@@ -275,7 +275,8 @@ impl CounterBackend for GatewayBackend {
         key: CounterKey,
         delta: i64,
         user_id: &str,
-    ) -> Result<i64, CounterError> {
+        idempotency_key: Option<&str>,
+    ) -> Result<Acknowledged, CounterError> {
         let owner = self
             .route(key.as_str())
             .into_iter()
@@ -289,10 +290,28 @@ impl CounterBackend for GatewayBackend {
                     counter: Some(counter_id(&key)),
                     user_id: user_id.to_string(),
                     increment: delta,
+                    idempotency_key: idempotency_key.unwrap_or_default().to_string(),
                 },
                 trace,
             )
             .await
+    }
+
+    /// On the owner, or on the next endpoint if the owner fails in transit: a reset is
+    /// idempotent, so unlike an increment it may be retried.
+    async fn reset(&self, key: CounterKey) -> Result<ResetOutcome, CounterError> {
+        let id = counter_id(&key);
+        let response = self
+            .read("Reset", key.as_str(), |mut client| {
+                let request = self.request(pb::ResetRequest {
+                    counter: Some(id.clone()),
+                });
+                async move { client.reset(request).await }
+            })
+            .await?;
+        Ok(ResetOutcome {
+            previous_value: response.previous_value,
+        })
     }
 
     async fn get(&self, key: CounterKey) -> Result<i64, CounterError> {

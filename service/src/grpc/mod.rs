@@ -24,6 +24,8 @@ pub fn status_from_counter(e: &CounterError) -> Status {
             Status::unavailable(e.to_string())
         }
         CounterError::LeaderboardsDisabled => Status::not_found(e.to_string()),
+        CounterError::IdempotencyKeyReused => Status::failed_precondition(e.to_string()),
+        CounterError::ResetDisabled => Status::permission_denied(e.to_string()),
         CounterError::Internal => Status::internal("internal error"),
     }
 }
@@ -34,6 +36,8 @@ pub fn counter_error_from_code(code: Code) -> CounterError {
         Code::OutOfRange => CounterError::Overflow,
         Code::ResourceExhausted => CounterError::Overloaded,
         Code::NotFound => CounterError::LeaderboardsDisabled,
+        Code::FailedPrecondition => CounterError::IdempotencyKeyReused,
+        Code::PermissionDenied => CounterError::ResetDisabled,
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
             CounterError::Unavailable
         }

@@ -10,7 +10,8 @@ use super::pb::counter_service_server::CounterService;
 use super::pb::{self, increment_outcome};
 use super::{status_from_counter, status_from_invalid};
 use crate::api::validate::{self, Limits};
-use crate::counter::CounterBackend;
+use crate::counter::policy::CounterPolicies;
+use crate::counter::{Acknowledged, CounterBackend};
 use crate::store::{CounterKey, Period};
 
 /// Most items in one `IncrementBatch`.
@@ -19,11 +20,16 @@ pub const MAX_INCREMENT_BATCH: usize = 8192;
 pub struct CounterGrpcService<B> {
     backend: Arc<B>,
     limits: Limits,
+    policies: CounterPolicies,
 }
 
 impl<B> CounterGrpcService<B> {
-    pub fn new(backend: Arc<B>, limits: Limits) -> Self {
-        Self { backend, limits }
+    pub fn new(backend: Arc<B>, limits: Limits, policies: CounterPolicies) -> Self {
+        Self {
+            backend,
+            limits,
+            policies,
+        }
     }
 }
 
@@ -39,14 +45,25 @@ impl<B: CounterBackend> CounterGrpcService<B> {
     fn validated_increment(&self, req: &pb::IncrementRequest) -> Result<CounterKey, Status> {
         let key = counter_key(req.counter.as_ref())?;
         validate::user_id(&req.user_id).map_err(|e| status_from_invalid(&e))?;
-        validate::increment(req.increment, &self.limits).map_err(|e| status_from_invalid(&e))?;
+        validate::increment(
+            key.counter_type(),
+            req.increment,
+            &self.limits,
+            &self.policies,
+        )
+        .map_err(|e| status_from_invalid(&e))?;
+        if !req.idempotency_key.is_empty() {
+            validate::idempotency_key(req.idempotency_key.as_bytes())
+                .map_err(|e| status_from_invalid(&e))?;
+        }
         Ok(key)
     }
 
-    async fn apply(&self, req: &pb::IncrementRequest) -> Result<i64, Status> {
+    async fn apply(&self, req: &pb::IncrementRequest) -> Result<Acknowledged, Status> {
         let key = self.validated_increment(req)?;
+        let idempotency_key = Some(req.idempotency_key.as_str()).filter(|k| !k.is_empty());
         self.backend
-            .increment(key, req.increment, &req.user_id)
+            .increment(key, req.increment, &req.user_id, idempotency_key)
             .await
             .map_err(|e| status_from_counter(&e))
     }
@@ -58,8 +75,12 @@ impl<B: CounterBackend> CounterService for CounterGrpcService<B> {
         &self,
         request: Request<pb::IncrementRequest>,
     ) -> Result<Response<pb::IncrementResponse>, Status> {
-        let current_value = self.apply(request.get_ref()).await?;
-        Ok(Response::new(pb::IncrementResponse { current_value }))
+        let ack = self.apply(request.get_ref()).await?;
+        Ok(Response::new(pb::IncrementResponse {
+            current_value: ack.current_value,
+            not_counted: !ack.counted,
+            replayed: ack.replayed,
+        }))
     }
 
     async fn increment_batch(
@@ -75,14 +96,20 @@ impl<B: CounterBackend> CounterService for CounterGrpcService<B> {
         let results = futures::future::join_all(items.iter().map(|item| self.apply(item))).await;
         let outcomes = results
             .into_iter()
-            .map(|r| pb::IncrementOutcome {
-                result: Some(match r {
-                    Ok(v) => increment_outcome::Result::CurrentValue(v),
-                    Err(s) => increment_outcome::Result::Error(pb::ItemError {
+            .map(|r| match r {
+                Ok(ack) => pb::IncrementOutcome {
+                    result: Some(increment_outcome::Result::CurrentValue(ack.current_value)),
+                    not_counted: !ack.counted,
+                    replayed: ack.replayed,
+                },
+                Err(s) => pb::IncrementOutcome {
+                    result: Some(increment_outcome::Result::Error(pb::ItemError {
                         code: s.code() as i32,
                         message: s.message().to_string(),
-                    }),
-                }),
+                    })),
+                    not_counted: false,
+                    replayed: false,
+                },
             })
             .collect();
         Ok(Response::new(pb::IncrementBatchResponse { outcomes }))
@@ -122,6 +149,21 @@ impl<B: CounterBackend> CounterService for CounterGrpcService<B> {
             .await
             .map_err(|e| status_from_counter(&e))?;
         Ok(Response::new(pb::BatchGetResponse { values }))
+    }
+
+    async fn reset(
+        &self,
+        request: Request<pb::ResetRequest>,
+    ) -> Result<Response<pb::ResetResponse>, Status> {
+        let key = counter_key(request.get_ref().counter.as_ref())?;
+        let outcome = self
+            .backend
+            .reset(key)
+            .await
+            .map_err(|e| status_from_counter(&e))?;
+        Ok(Response::new(pb::ResetResponse {
+            previous_value: outcome.previous_value,
+        }))
     }
 
     async fn leaderboard(

@@ -42,6 +42,18 @@ impl CounterKey {
     pub fn resource_id(&self) -> &str {
         &self.encoded[3 + self.type_len as usize..]
     }
+
+    /// The set of users counted by a unique-per-user counter: `u:{c:type:id}`. The hash tag
+    /// is the whole counter key, so on Redis Cluster it lives in the counter's slot.
+    pub fn uniqueness_set_key(&self) -> String {
+        format!("u:{{{}}}", self.encoded)
+    }
+
+    /// The idempotency record of key `idempotency_key` on this counter: `i:{c:type:id}:KEY`,
+    /// in the counter's slot. Neither prefix can collide with a counter key (`c:`).
+    pub fn idempotency_record_key(&self, idempotency_key: &str) -> String {
+        format!("i:{{{}}}:{idempotency_key}", self.encoded)
+    }
 }
 
 impl PartialEq for CounterKey {
@@ -160,6 +172,20 @@ mod tests {
         assert_eq!(k.as_str(), "c:like:article_001");
         assert_eq!(k.counter_type(), "like");
         assert_eq!(k.resource_id(), "article_001");
+    }
+
+    #[test]
+    fn side_keys_share_the_counters_cluster_slot() {
+        use crate::store::redis_cluster::key_slot;
+        let k = CounterKey::new("like", "post:7/a@b");
+        assert_eq!(k.uniqueness_set_key(), "u:{c:like:post:7/a@b}");
+        assert_eq!(
+            k.idempotency_record_key("k{1}"),
+            "i:{c:like:post:7/a@b}:k{1}"
+        );
+        let slot = key_slot(k.as_str());
+        assert_eq!(key_slot(&k.uniqueness_set_key()), slot);
+        assert_eq!(key_slot(&k.idempotency_record_key("k{1}")), slot);
     }
 
     #[test]

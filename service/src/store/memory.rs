@@ -2,19 +2,102 @@
 //! (checked `INCRBY`, sorted-set rankings with expiry). Nothing is persisted; it exists so that
 //! `highpress standalone` runs on a machine with nothing else installed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use super::{
-    CounterKey, IncrOutcome, LeaderboardBucket, LeaderboardDelta, Period, RankedEntry, Store,
-    StoreError, WriteBatch,
+    CounterKey, GroupOutcome, GuardedGroup, GuardedOutcome, IncrOutcome, LeaderboardBucket,
+    LeaderboardDelta, Period, RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
 };
 
 #[derive(Default)]
 pub struct MemoryStore {
     counters: Mutex<HashMap<CounterKey, i64>>,
     rankings: Mutex<HashMap<String, Ranking>>,
+    /// Uniqueness sets and idempotency records, as on Redis.
+    guards: Mutex<Guards>,
+}
+
+#[derive(Default)]
+struct Guards {
+    /// By counter key: the users counted by a unique-per-user counter.
+    sets: HashMap<CounterKey, HashSet<Box<str>>>,
+    /// By record key: `(fingerprint, counted, value)` and its expiry.
+    records: HashMap<String, (Box<str>, bool, i64, Instant)>,
+    /// Writes since expired records were last swept.
+    since_sweep: usize,
+}
+
+/// Applies one guarded group with the semantics of `guarded::GUARDED_SCRIPT`.
+fn apply_group(
+    counters: &mut HashMap<CounterKey, i64>,
+    guards: &mut Guards,
+    group: &GuardedGroup<'_>,
+    ttl: std::time::Duration,
+) -> GroupOutcome {
+    let now = Instant::now();
+    let mut value = counters.get(group.key).copied().unwrap_or(0);
+    let mut items = Vec::with_capacity(group.items.len());
+    for item in &group.items {
+        let record_key = item.record.map(|r| group.key.idempotency_record_key(r.key));
+        if let (Some(record), Some(rk)) = (item.record, &record_key)
+            && let Some((fp, counted, v, expires)) = guards.records.get(rk)
+            && *expires > now
+        {
+            items.push(if **fp == *record.fingerprint {
+                GuardedOutcome::Replayed {
+                    value: *v,
+                    counted: *counted,
+                }
+            } else {
+                GuardedOutcome::KeyReused
+            });
+            continue;
+        }
+        let counted = match item.unique_user {
+            None => true,
+            Some(user) => {
+                let set = guards.sets.entry(group.key.clone()).or_default();
+                if item.delta == 1 {
+                    set.insert(user.into())
+                } else {
+                    set.remove(user)
+                }
+            }
+        };
+        if counted {
+            match value.checked_add(item.delta) {
+                Some(next) => value = next,
+                None => {
+                    if let Some(user) = item.unique_user {
+                        let set = guards.sets.entry(group.key.clone()).or_default();
+                        if item.delta == 1 {
+                            set.remove(user);
+                        } else {
+                            set.insert(user.into());
+                        }
+                    }
+                    items.push(GuardedOutcome::Overflow);
+                    continue;
+                }
+            }
+        }
+        if let (Some(record), Some(rk)) = (item.record, record_key) {
+            guards
+                .records
+                .insert(rk, (record.fingerprint.into(), counted, value, now + ttl));
+        }
+        items.push(GuardedOutcome::Applied { value, counted });
+    }
+    if guards.sets.get(group.key).is_some_and(HashSet::is_empty) {
+        guards.sets.remove(group.key);
+    }
+    counters.insert(group.key.clone(), value);
+    GroupOutcome::Done {
+        total: value,
+        items,
+    }
 }
 
 struct Ranking {
@@ -29,12 +112,9 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    async fn write<'a>(
-        &'a self,
-        batch: &'a WriteBatch<'a>,
-    ) -> Result<Vec<IncrOutcome>, StoreError> {
+    async fn write<'a>(&'a self, batch: &'a WriteBatch<'a>) -> Result<WriteOutcome, StoreError> {
         let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        let outcomes = batch
+        let increments = batch
             .increments
             .iter()
             .map(|&(key, delta)| {
@@ -52,7 +132,30 @@ impl Store for MemoryStore {
                 }
             })
             .collect();
-        Ok(outcomes)
+        let mut guards = self.guards.lock().unwrap_or_else(|e| e.into_inner());
+        let guarded = batch
+            .guarded
+            .iter()
+            .map(|group| apply_group(&mut counters, &mut guards, group, batch.record_ttl))
+            .collect();
+        guards.since_sweep += batch.guarded.len();
+        if guards.since_sweep > 4096 {
+            let now = Instant::now();
+            guards.records.retain(|_, r| r.3 > now);
+            guards.since_sweep = 0;
+        }
+        Ok(WriteOutcome {
+            increments,
+            guarded,
+        })
+    }
+
+    async fn reset<'a>(&'a self, key: &'a CounterKey) -> Result<i64, StoreError> {
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let before = counters.remove(key).unwrap_or(0);
+        let mut guards = self.guards.lock().unwrap_or_else(|e| e.into_inner());
+        guards.sets.remove(key);
+        Ok(before)
     }
 
     async fn get_many<'a>(&'a self, keys: &'a [&'a CounterKey]) -> Result<Vec<i64>, StoreError> {
@@ -135,8 +238,9 @@ mod tests {
         let k = CounterKey::new("like", "a");
         let batch = WriteBatch {
             increments: vec![(&k, i64::MAX - 1), (&k, 5), (&k, 1)],
+            ..WriteBatch::default()
         };
-        let out = store.write(&batch).await.unwrap();
+        let out = store.write(&batch).await.unwrap().increments;
         assert_eq!(
             out,
             vec![

@@ -5,12 +5,14 @@
 //! A store applies a whole flush in one round trip and reports an outcome per increment, so
 //! that one overflowing key never fails its neighbours.
 
+pub mod guarded;
 pub mod keys;
 pub mod memory;
 pub mod redis;
 pub mod redis_cluster;
 
 use std::future::Future;
+use std::time::Duration;
 
 pub use keys::{CounterKey, LeaderboardBucket, Period};
 
@@ -40,13 +42,79 @@ pub enum IncrOutcome {
 }
 
 /// Everything one flush writes, sent to the store as a single round trip.
-///
-/// New kinds of write (idempotency records, uniqueness sets) become new fields here, so the
-/// flush path grows without changing shape.
 #[derive(Debug, Default)]
 pub struct WriteBatch<'a> {
     /// `INCRBY key delta`, applied in this order; outcomes come back in the same order.
     pub increments: Vec<(&'a CounterKey, i64)>,
+    /// Keys whose increments carry conditions (an idempotency record, a uniqueness set). Each
+    /// group is applied atomically (one Lua script on Redis), item by item in order.
+    pub guarded: Vec<GuardedGroup<'a>>,
+    /// How long idempotency records written by this batch are kept.
+    pub record_ttl: Duration,
+}
+
+/// The conditional increments of one counter in one flush, in arrival order.
+#[derive(Debug)]
+pub struct GuardedGroup<'a> {
+    pub key: &'a CounterKey,
+    pub items: Vec<GuardedItem<'a>>,
+}
+
+/// One conditional increment.
+#[derive(Debug, Clone, Copy)]
+pub struct GuardedItem<'a> {
+    pub delta: i64,
+    /// For a unique-per-user counter type: the user, added to (`+1`) or removed from (`-1`) the
+    /// counter's uniqueness set; the delta applies only if that changed the set.
+    pub unique_user: Option<&'a str>,
+    /// The request's idempotency record: if one exists, the item is answered from it (or
+    /// refused, if its fingerprint differs) and nothing is applied; else it is written with the
+    /// item's outcome.
+    pub record: Option<RecordRef<'a>>,
+}
+
+/// The idempotency key and request fingerprint of one item.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    pub key: &'a str,
+    /// Lowercase hex, no spaces.
+    pub fingerprint: &'a str,
+}
+
+/// The outcome of one [`GuardedItem`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuardedOutcome {
+    /// Executed now: the counter's value right after the item, and whether the delta applied.
+    Applied { value: i64, counted: bool },
+    /// An earlier request with the same key and fingerprint: its recorded outcome.
+    Replayed { value: i64, counted: bool },
+    /// The key's record belongs to a request with a different fingerprint; nothing applied.
+    KeyReused,
+    /// Not applied: the counter would have left the i64 range.
+    Overflow,
+    /// Not applied for another reason specific to this item.
+    Failed(String),
+}
+
+/// The outcome of one [`GuardedGroup`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupOutcome {
+    /// The group ran: the counter's value after it, and one outcome per item.
+    Done {
+        total: i64,
+        items: Vec<GuardedOutcome>,
+    },
+    /// The part of the store holding this key could not be reached; it may have run.
+    Unavailable,
+    /// The group did not run, or its answer could not be read.
+    Failed(String),
+}
+
+/// The answers to one [`WriteBatch`], in the order of its fields.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub increments: Vec<IncrOutcome>,
+    pub guarded: Vec<GroupOutcome>,
 }
 
 /// One leaderboard delta: `delta` more for `resource_id` in the hour starting at `hour`.
@@ -67,11 +135,19 @@ pub struct RankedEntry {
 
 /// A counter store. Implementations are cheap to share (`Arc`) and safe to call concurrently.
 pub trait Store: Send + Sync + 'static {
-    /// Applies `batch` in one round trip and returns one outcome per increment, in order.
+    /// Applies `batch` in one round trip and returns one outcome per increment and per
+    /// guarded group, in order.
     fn write<'a>(
         &'a self,
         batch: &'a WriteBatch<'a>,
-    ) -> impl Future<Output = Result<Vec<IncrOutcome>, StoreError>> + Send + 'a;
+    ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send + 'a;
+
+    /// Resets one counter to 0 and empties its uniqueness set, atomically; returns the value
+    /// it had (0 if none). Idempotency records are kept: a retry still gets its first answer.
+    fn reset<'a>(
+        &'a self,
+        key: &'a CounterKey,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send + 'a;
 
     /// Reads the current values of `keys` (0 for a key never written) in one round trip.
     fn get_many<'a>(

@@ -11,9 +11,10 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, RedisError, RedisResult, Value};
 
+use super::guarded::{guarded_command, parse_group, parse_reset, reset_command};
 use super::{
-    CounterKey, IncrOutcome, LeaderboardBucket, LeaderboardDelta, Period, RankedEntry, Store,
-    StoreError, WriteBatch,
+    CounterKey, GroupOutcome, IncrOutcome, LeaderboardBucket, LeaderboardDelta, Period,
+    RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
 };
 
 pub struct RedisStore {
@@ -139,25 +140,56 @@ pub(crate) fn leaderboard_commands(deltas: &[LeaderboardDelta]) -> Vec<(String, 
 }
 
 impl Store for RedisStore {
-    async fn write<'a>(
-        &'a self,
-        batch: &'a WriteBatch<'a>,
-    ) -> Result<Vec<IncrOutcome>, StoreError> {
+    async fn write<'a>(&'a self, batch: &'a WriteBatch<'a>) -> Result<WriteOutcome, StoreError> {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for &(key, delta) in &batch.increments {
             pipe.cmd("INCRBY").arg(key.as_str()).arg(delta);
         }
+        let ttl_ms = batch.record_ttl.as_millis() as u64;
+        for group in &batch.guarded {
+            pipe.add_command(guarded_command(group, ttl_ms));
+        }
+        let expected = batch.increments.len() + batch.guarded.len();
         let mut con = self.connection.clone();
-        let results: Vec<RedisResult<i64>> = self.run(pipe.query_async(&mut con)).await?;
-        if results.len() != batch.increments.len() {
+        let mut results: Vec<RedisResult<Value>> = self.run(pipe.query_async(&mut con)).await?;
+        if results.len() != expected {
             return Err(StoreError::Internal(format!(
-                "pipeline answered {} replies for {} commands",
+                "pipeline answered {} replies for {expected} commands",
                 results.len(),
-                batch.increments.len()
             )));
         }
-        Ok(results.into_iter().map(incr_outcome).collect())
+        let scripts = results.split_off(batch.increments.len());
+        let increments = results
+            .into_iter()
+            .map(|r| match r {
+                Ok(Value::Int(v)) => IncrOutcome::Applied(v),
+                Ok(other) => IncrOutcome::Failed(format!("unexpected INCRBY reply {other:?}")),
+                Err(e) => incr_outcome(Err(e)),
+            })
+            .collect();
+        let guarded = scripts
+            .into_iter()
+            .zip(&batch.guarded)
+            .map(|(r, group)| match r {
+                Ok(v) => parse_group(&v, group.items.len()),
+                Err(e) => match classify(e) {
+                    StoreError::Unavailable(_) => GroupOutcome::Unavailable,
+                    StoreError::Internal(m) => GroupOutcome::Failed(m),
+                },
+            })
+            .collect();
+        Ok(WriteOutcome {
+            increments,
+            guarded,
+        })
+    }
+
+    async fn reset<'a>(&'a self, key: &'a CounterKey) -> Result<i64, StoreError> {
+        let mut con = self.connection.clone();
+        let reply: Value = self.run(reset_command(key).query_async(&mut con)).await?;
+        parse_reset(&reply)
+            .ok_or_else(|| StoreError::Internal("a counter key holds a non-integer".into()))
     }
 
     async fn get_many<'a>(&'a self, keys: &'a [&'a CounterKey]) -> Result<Vec<i64>, StoreError> {

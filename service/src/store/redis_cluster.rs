@@ -16,10 +16,11 @@ use futures::future::join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Value};
 
+use super::guarded::{guarded_command, parse_group, parse_reset, reset_command};
 use super::redis::{classify, leaderboard_commands, ranked_entries, top_command};
 use super::{
-    CounterKey, IncrOutcome, LeaderboardBucket, LeaderboardDelta, RankedEntry, Store, StoreError,
-    WriteBatch,
+    CounterKey, GroupOutcome, IncrOutcome, LeaderboardBucket, LeaderboardDelta, RankedEntry, Store,
+    StoreError, WriteBatch, WriteOutcome,
 };
 
 const SLOTS: usize = 16_384;
@@ -361,10 +362,8 @@ fn incr_outcome(reply: Result<Value, StoreError>) -> IncrOutcome {
 }
 
 impl Store for RedisClusterStore {
-    async fn write<'a>(
-        &'a self,
-        batch: &'a WriteBatch<'a>,
-    ) -> Result<Vec<IncrOutcome>, StoreError> {
+    async fn write<'a>(&'a self, batch: &'a WriteBatch<'a>) -> Result<WriteOutcome, StoreError> {
+        let ttl_ms = batch.record_ttl.as_millis() as u64;
         let commands: Vec<Routed> = batch
             .increments
             .iter()
@@ -376,13 +375,46 @@ impl Store for RedisClusterStore {
                     cmd,
                 }
             })
+            .chain(batch.guarded.iter().map(|group| Routed {
+                slot: key_slot(group.key.as_str()),
+                cmd: guarded_command(group, ttl_ms),
+            }))
             .collect();
-        Ok(self
-            .run_grouped(&commands)
-            .await
+        let mut replies = self.run_grouped(&commands).await;
+        let scripts = replies.split_off(batch.increments.len());
+        let guarded = scripts
             .into_iter()
-            .map(incr_outcome)
-            .collect())
+            .zip(&batch.guarded)
+            .map(|(reply, group)| match reply {
+                Ok(Value::ServerError(e)) if is_retryable(e.code()) => GroupOutcome::Unavailable,
+                Ok(Value::ServerError(e)) => GroupOutcome::Failed(format!("{e:?}")),
+                Ok(v) => parse_group(&v, group.items.len()),
+                Err(StoreError::Unavailable(_)) => GroupOutcome::Unavailable,
+                Err(StoreError::Internal(e)) => GroupOutcome::Failed(e),
+            })
+            .collect();
+        Ok(WriteOutcome {
+            increments: replies.into_iter().map(incr_outcome).collect(),
+            guarded,
+        })
+    }
+
+    async fn reset<'a>(&'a self, key: &'a CounterKey) -> Result<i64, StoreError> {
+        let reply = self
+            .run_grouped(&[Routed {
+                slot: key_slot(key.as_str()),
+                cmd: reset_command(key),
+            }])
+            .await
+            .pop()
+            .expect("one reply")?;
+        match reply {
+            Value::ServerError(e) if is_retryable(e.code()) => {
+                Err(StoreError::Unavailable(format!("{e:?}")))
+            }
+            other => parse_reset(&other)
+                .ok_or_else(|| StoreError::Internal(format!("unexpected reset reply {other:?}"))),
+        }
     }
 
     async fn get_many<'a>(&'a self, keys: &'a [&'a CounterKey]) -> Result<Vec<i64>, StoreError> {

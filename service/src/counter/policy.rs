@@ -1,0 +1,108 @@
+//! Per-counter-type policies (`counter_types.<name>` in config) and idempotency fingerprints:
+//! what the engine and the validators need to know about a counter type and a keyed request.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, CounterTypePolicy};
+use crate::store::CounterKey;
+
+/// The configured policies, by counter type. Types without an entry have the default policy.
+#[derive(Debug, Clone, Default)]
+pub struct CounterPolicies {
+    types: HashMap<String, CounterTypePolicy>,
+}
+
+impl CounterPolicies {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            types: config
+                .counter_types
+                .iter()
+                .map(|(name, policy)| (name.clone(), *policy))
+                .collect(),
+        }
+    }
+
+    /// Whether each user counts at most once per counter of `counter_type`.
+    pub fn unique_per_user(&self, counter_type: &str) -> bool {
+        self.types
+            .get(counter_type)
+            .is_some_and(|p| p.unique_per_user)
+    }
+
+    /// The largest absolute increment of `counter_type`, given the global limit.
+    pub fn max_increment(&self, counter_type: &str, global: i64) -> i64 {
+        match self.types.get(counter_type) {
+            Some(p) if p.unique_per_user => 1,
+            Some(CounterTypePolicy {
+                max_increment: Some(max),
+                ..
+            }) => i64::try_from(*max).unwrap_or(i64::MAX),
+            _ => global,
+        }
+    }
+}
+
+/// The fingerprint of an increment request, recorded with its idempotency key: 128 bits of
+/// SHA-256 over the request's meaning (counter, user, increment) as 32 lowercase hex digits.
+/// `delta` and `increment` are one field, and unknown JSON fields are ignored, so neither
+/// changes the fingerprint.
+pub fn fingerprint(key: &CounterKey, user_id: &str, delta: i64) -> String {
+    let mut hash = Sha256::new();
+    hash.update(b"highpress.increment.v1\0");
+    hash.update(key.as_str().as_bytes());
+    hash.update([0]);
+    hash.update(user_id.as_bytes());
+    hash.update([0]);
+    hash.update(delta.to_be_bytes());
+    let digest = hash.finalize();
+    let mut out = String::with_capacity(32);
+    for b in &digest[..16] {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_differ_by_any_field_and_have_no_spaces() {
+        let k = CounterKey::new("like", "a");
+        let base = fingerprint(&k, "u", 1);
+        assert_eq!(base.len(), 32);
+        assert!(base.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(base, fingerprint(&k, "u", 1));
+        assert_ne!(base, fingerprint(&k, "u", 2));
+        assert_ne!(base, fingerprint(&k, "v", 1));
+        assert_ne!(base, fingerprint(&CounterKey::new("like", "b"), "u", 1));
+    }
+
+    #[test]
+    fn unique_types_accept_only_one_and_others_use_their_override() {
+        let mut config = Config::default();
+        config.counter_types.insert(
+            "like".into(),
+            CounterTypePolicy {
+                unique_per_user: true,
+                max_increment: None,
+            },
+        );
+        config.counter_types.insert(
+            "view".into(),
+            CounterTypePolicy {
+                unique_per_user: false,
+                max_increment: Some(10),
+            },
+        );
+        let p = CounterPolicies::from_config(&config);
+        assert!(p.unique_per_user("like"));
+        assert!(!p.unique_per_user("view"));
+        assert_eq!(p.max_increment("like", 1_000), 1);
+        assert_eq!(p.max_increment("view", 1_000), 10);
+        assert_eq!(p.max_increment("share", 1_000), 1_000);
+    }
+}
