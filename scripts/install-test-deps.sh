@@ -77,13 +77,16 @@ fi
 # Built once with `cargo install --locked` into $HIGHPRESS_TOOLS_DIR/bin (the compile takes a
 # while on two cores; its build dir is a cache outside the clone), skipped when the pinned version
 # is there.
+# The tests run it on in-memory storage (`memory://`), which is tansu's `dynostore` feature.
 TANSU_VERSION=0.6.0
-if [ -x "$tools_bin/tansu" ] && [ "$(cat "$tools_bin/.tansu-version" 2>/dev/null)" = "$TANSU_VERSION" ]; then
+TANSU_STAMP="$TANSU_VERSION+dynostore"
+if [ -x "$tools_bin/tansu" ] && [ "$(cat "$tools_bin/.tansu-version" 2>/dev/null)" = "$TANSU_STAMP" ]; then
     :
 else
     CARGO_TARGET_DIR="${TANSU_TARGET_DIR:-$HOME/.cache/highpress-target-tansu}" \
-        cargo install tansu --version "$TANSU_VERSION" --locked --root "$HIGHPRESS_TOOLS_DIR"
-    echo "$TANSU_VERSION" >"$tools_bin/.tansu-version"
+        cargo install tansu --version "$TANSU_VERSION" --features dynostore --locked --force \
+        --root "$HIGHPRESS_TOOLS_DIR"
+    echo "$TANSU_STAMP" >"$tools_bin/.tansu-version"
     echo "install-test-deps: installed tansu $TANSU_VERSION into $tools_bin"
 fi
 # --- end of tansu ----------------------------------------------------------------------------
