@@ -335,3 +335,82 @@ async fn a_killed_broker_costs_events_not_counts_and_publishing_resumes_when_it_
         assert_eq!(hp.value(key, "like").await, stored, "{key}");
     }
 }
+
+/// Only changes of a count are events: a repeated like of a unique-per-user type and a replayed
+/// `Idempotency-Key` retry publish nothing, and a reset publishes a `reset` event, in order
+/// after the increments before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn duplicates_and_replays_publish_nothing_and_a_reset_publishes_its_event() {
+    let broker = Tansu::start();
+    broker.create_topic(TOPIC, PARTITIONS).await;
+    let mut env = broker.env(TOPIC);
+    env.push(("POD_NAME".into(), "events-policies".into()));
+    env.push((
+        "HIGHPRESS_COUNTER_TYPES__LIKE__UNIQUE_PER_USER".into(),
+        "true".into(),
+    ));
+    env.push(("HIGHPRESS_API__ALLOW_RESET".into(), "true".into()));
+    let hp = Highpress::start(Topology::StandaloneRedis, &env_refs(&env)).await;
+    let collector = EventCollector::start(&broker, TOPIC, PARTITIONS);
+
+    // u1 likes twice (the second counts nothing), u2 likes once.
+    for user in ["u1", "u1", "u2"] {
+        let (s, body) = increment_as(&hp, "article-p", user, 1).await;
+        assert_eq!(s, 200, "{body}");
+    }
+    // u3 likes with an Idempotency-Key, then retries it: one event.
+    let url = hp.url("/api/v1/counter/increment");
+    let body = json!({"resource_id": "article-p", "counter_type": "like", "user_id": "u3", "increment": 1});
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let response = support::client()
+            .post(&url)
+            .header("Idempotency-Key", "like-u3-article-p")
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status().as_u16(), 200);
+        let value: Value = response.json().await.expect("JSON");
+        answers.push(value["data"]["current_value"].as_i64().expect("a value"));
+    }
+    assert_eq!(answers, [3, 3], "the retry replays the first answer");
+    let reset = support::client()
+        .delete(hp.url("/api/v1/counter/article-p/like"))
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(reset.status().as_u16(), 200);
+
+    collector
+        .wait_until("the three likes and the reset", |e| e.len() >= 4)
+        .await;
+    let hpr: &Highpress = &hp;
+    eventually("every event delivered", move || async move {
+        engine_metric(hpr, "highpress_events_sent_total").await >= 4
+    })
+    .await;
+    let events = collector.events();
+    let summary: Vec<(String, String, i64, i64)> = events
+        .iter()
+        .map(|c| {
+            (
+                c.event["type"].as_str().unwrap_or_default().to_owned(),
+                c.event["user_id"].as_str().unwrap_or_default().to_owned(),
+                c.event["increment"].as_i64().unwrap_or_default(),
+                c.event["current_value"].as_i64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("increment".to_owned(), "u1".to_owned(), 1, 1),
+            ("increment".to_owned(), "u2".to_owned(), 1, 2),
+            ("increment".to_owned(), "u3".to_owned(), 1, 3),
+            ("reset".to_owned(), String::new(), -3, 0),
+        ],
+        "one event per change of the count, in order"
+    );
+    assert_eq!(engine_metric(&hp, "highpress_events_sent_total").await, 4);
+}
