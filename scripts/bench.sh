@@ -36,8 +36,13 @@
 # increments/s ÷ events-off increments/s (same run; the broker shares the
 # machine's cores). Without tansu, E1 is n/a with the reason.
 #
+# Unique per user (row U1, informational): two standalones on the same Redis,
+# the "like" type plain and with counter_types.like.unique_per_user, measured
+# alternately, RUNS runs each, uniform (1,000 keys), every request from a new
+# user so both count every request. U1 = unique-on ÷ plain increments/s.
+#
 # It prints the targets table (rows P1, P1u, P2, P3, P4, P4-batching, P4-p99,
-# P5a, P5b, P5b-lb, E1, P6, P7, P8, P9), the peers' raw figures, and writes
+# P5a, P5b, P5b-lb, E1, U1, P6, P7, P8, P9), the peers' raw figures, and writes
 # everything as JSON.
 #
 # Usage: scripts/bench.sh [--quick] [--no-build] [--strict] [--topology T]
@@ -411,6 +416,11 @@ def summarize(results_path, meta_path, out_path, strict):
         e1_shown = (f"{e1:.2f} ({fmt(ev_on, 0)} ÷ {fmt(ev_off, 0)} inc/s; "
                     f"{num(e1_meta.get('events_sent')) or 0:,.0f} events sent, "
                     f"{num(e1_meta.get('events_dropped')) or 0:,.0f} dropped)")
+    # U1: unique_per_user on ÷ off, uniform, every request a new user, same run.
+    u_off, u_on = med("highpress_post_users_uoff", "rps"), med("highpress_post_users_uon", "rps")
+    u1 = ratio(u_on, u_off)
+    u1_shown = ("n/a (" + (meta.get("u1_error") or "not measured") + ")" if u1 is None
+                else f"{u1:.2f} ({fmt(u_on, 0)} ÷ {fmt(u_off, 0)} inc/s)")
     p7 = med("highpress_post_hot", "p99_ms")
     # P4: the split topology (gateway + 1 counter), hot, same rounds as the standalone.
     split_asked = meta.get("topology") == "split"
@@ -440,7 +450,8 @@ def summarize(results_path, meta_path, out_path, strict):
     p4_p99_shown = f"n/a ({why})" if why else fmt(p4_p99)
     hp_runs = [r for s in ("highpress_post_hot", "highpress_post_uniform", "highpress_post_zipf",
                            "highpress_post_zipf_lboff", "split_post_hot",
-                           "highpress_post_uniform_evoff", "highpress_post_uniform_evon")
+                           "highpress_post_uniform_evoff", "highpress_post_uniform_evon",
+                           "highpress_post_users_uoff", "highpress_post_users_uon")
                for r in by.get(s, [])]
     p8_errors = sum(r.get("errors", 0) for r in hp_runs)
     p8_lost = sum(r.get("lost", 0) for r in hp_runs if r.get("lost") is not None)
@@ -506,6 +517,11 @@ def summarize(results_path, meta_path, out_path, strict):
          "events_sent": num(e1_meta.get("events_sent")),
          "events_dropped": num(e1_meta.get("events_dropped")),
          "shown": e1_shown, "target": "n/a (informational)", "met": None, "informational": True},
+        {"row": "U1", "what": "standalone increments/s with the like type unique per user ÷ "
+                              "plain, uniform (1,000 keys), a new user per request, same run, "
+                              "informational",
+         "measured": u1, "unique_on": u_on, "unique_off": u_off,
+         "shown": u1_shown, "target": "n/a (informational)", "met": None, "informational": True},
         row("P6", "hot-key GET reads/s ÷ ceiling GET", ratio(hp_get, ceil_get), 0.95, ">="),
         row("P7", "p99 latency ms, c=%d, hot" % meta["connections"], p7, 20, "<="),
         row("P8", "errors + lost acknowledged increments, all highpress runs"
@@ -536,6 +552,8 @@ def summarize(results_path, meta_path, out_path, strict):
         ("highpress_post_zipf_lboff", "highpress POST increment, zipf 100k, leaderboards off", "req/s"),
         ("highpress_post_uniform_evoff", "highpress POST increment, uniform 1,000, events off (E1)", "req/s"),
         ("highpress_post_uniform_evon", "highpress POST increment, uniform 1,000, events on (E1)", "req/s"),
+        ("highpress_post_users_uoff", "highpress POST like, new users, uniform 1,000, plain (U1)", "req/s"),
+        ("highpress_post_users_uon", "highpress POST like, new users, uniform 1,000, unique per user (U1)", "req/s"),
         ("highpress_get_hot", "highpress GET counter, hot", "req/s"),
     ]:
         if scn not in by:
@@ -659,6 +677,11 @@ local function make(i)
   if MODE == "post" then
     return wrk.format("POST", "/api/v1/counter/increment", json_headers,
       '{"resource_id":"' .. key .. '","counter_type":"like","user_id":"bench","increment":1}')
+  elseif MODE == "post_users" then
+    -- A new user for every request, so a unique-per-user "like" counts every one of them.
+    return wrk.format("POST", "/api/v1/counter/increment", json_headers,
+      '{"resource_id":"' .. key .. '","counter_type":"like","user_id":"u' .. tid .. '_' ..
+      issued .. '","increment":1}')
   elseif MODE == "incrby" then
     return wrk.format("GET", "/INCRBY/" .. key .. "/1", {})
   else
@@ -697,6 +720,7 @@ function request()
     return fixed
   elseif DIST == "uniform" then
     pos = pos % NKEYS + 1
+    if MODE == "post_users" then return make(pos - 1) end
     return reqs[pos]
   elseif DIST == "zipf" then
     local u = math.random()
@@ -756,6 +780,8 @@ lua_script highpress_post_zipf post zipf bench_hp_zipf_ 100000
 lua_script highpress_post_zipf_lboff post zipf bench_hp_zoff_ 100000
 lua_script highpress_post_uniform_evoff post uniform bench_hp_evoff_ 1000
 lua_script highpress_post_uniform_evon post uniform bench_hp_evon_ 1000
+lua_script highpress_post_users_uoff post_users uniform bench_hp_uoff_ 1000
+lua_script highpress_post_users_uon post_users uniform bench_hp_uon_ 1000
 lua_script highpress_p9 post seq bench_hp_p9_ 1 $(((P9_KEYS + THREADS - 1) / THREADS))
 
 # ----------------------------------------------------------------------------
@@ -1048,6 +1074,8 @@ count_of() {
         hp_zipf_lboff) helper batch-sum "$HP_URL" bench_hp_zoff_ 100000 ;;
         hp_evoff) helper batch-sum "$HP_URL" bench_hp_evoff_ 1000 ;;
         hp_evon) helper batch-sum "$HP_URL" bench_hp_evon_ 1000 ;;
+        hp_uoff) helper batch-sum "$HP_URL" bench_hp_uoff_ 1000 ;;
+        hp_uon) helper batch-sum "$HP_URL" bench_hp_uon_ 1000 ;;
         split_hot) helper get-value "$GW_URL/api/v1/counter/bench_split_hot_0/like" ;;
         naive) v=$(rcli GET c:like:bench_naive_0) && echo "${v:-0}" ;;
         webdis) v=$(rcli GET bench_webdis_0) && echo "${v:-0}" ;;
@@ -1240,6 +1268,53 @@ if [ "$HP_OK" = 1 ]; then
     HP_OK=1
 fi
 helper meta "$WORK/meta.json" "e1_error=$EVENTS_ERROR"
+
+# ----------------------------------------------------------------------------
+# U1: the cost of unique-per-user counting. Two standalones on the same Redis, the
+# "like" type plain and unique per user, measured alternately (uniform, RUNS runs
+# each); every request is a new user, so both count every request.
+UNIQUE_ERROR=
+if [ "$HP_OK" = 1 ]; then
+    stop_highpress
+    U_OFF_PID=
+    U_ON_PID=
+    if start_highpress; then
+        U_OFF_PID=$HP_PID
+        U_OFF_URL="http://127.0.0.1:$HP_PORT"
+        if start_highpress HIGHPRESS_COUNTER_TYPES__LIKE__UNIQUE_PER_USER=true; then
+            U_ON_PID=$HP_PID
+            U_ON_URL="http://127.0.0.1:$HP_PORT"
+        else
+            UNIQUE_ERROR="highpress with unique_per_user: $HP_ERROR"
+        fi
+    else
+        UNIQUE_ERROR="highpress without unique_per_user: $HP_ERROR"
+    fi
+    if [ -z "$UNIQUE_ERROR" ]; then
+        log "U1: unique_per_user off $U_OFF_URL (pid $U_OFF_PID), on $U_ON_URL (pid $U_ON_PID)"
+        for round in $(seq 1 "$RUNS"); do
+            if ! { kill -0 "$U_OFF_PID" && kill -0 "$U_ON_PID"; } 2>/dev/null; then
+                UNIQUE_ERROR="a highpress of U1 exited during its runs"
+                log "$UNIQUE_ERROR"
+                break
+            fi
+            log "U1: unique_per_user off/on, run $round/$RUNS"
+            HP_URL=$U_OFF_URL
+            measured_run highpress_post_users_uoff "$HP_URL" "$round" "$U_OFF_PID" hp_uoff
+            HP_URL=$U_ON_URL
+            measured_run highpress_post_users_uon "$HP_URL" "$round" "$U_ON_PID" hp_uon
+        done
+    else
+        log "U1 NOT measured: $UNIQUE_ERROR"
+    fi
+    for pid in $U_OFF_PID $U_ON_PID; do
+        HP_PID=$pid
+        stop_highpress
+    done
+    HP_ERROR=
+    HP_OK=1
+fi
+helper meta "$WORK/meta.json" "u1_error=$UNIQUE_ERROR"
 
 # ----------------------------------------------------------------------------
 # P9: resident memory of a fresh highpress after P9_KEYS distinct keys.
