@@ -296,7 +296,7 @@ def num(v):
         f = float(v)
     except ValueError:
         return v
-    return int(f) if f.is_integer() and "." not in v else f
+    return int(f) if f.is_integer() and "." not in str(v) else f
 
 def record(out_path, wrk_json_text, *kvs):
     """Merges a wrk (or redis-benchmark) JSON with k=v fields; appends to out_path."""
