@@ -678,10 +678,11 @@ local function make(i)
     return wrk.format("POST", "/api/v1/counter/increment", json_headers,
       '{"resource_id":"' .. key .. '","counter_type":"like","user_id":"bench","increment":1}')
   elseif MODE == "post_users" then
-    -- A new user for every request, so a unique-per-user "like" counts every one of them.
+    -- A new user for every request, so a unique-per-user "like" counts every one of them;
+    -- the run's start time keeps the users of later runs new too.
     return wrk.format("POST", "/api/v1/counter/increment", json_headers,
-      '{"resource_id":"' .. key .. '","counter_type":"like","user_id":"u' .. tid .. '_' ..
-      issued .. '","increment":1}')
+      '{"resource_id":"' .. key .. '","counter_type":"like","user_id":"u' .. run_id .. '_' ..
+      tid .. '_' .. issued .. '","increment":1}')
   elseif MODE == "incrby" then
     return wrk.format("GET", "/INCRBY/" .. key .. "/1", {})
   else
@@ -693,6 +694,7 @@ local fixed, reqs, pos, cdf, seq, stopped
 
 function init(args)
   issued = 0
+  run_id = os.time()
   math.randomseed(tid * 7919 + os.time())
   fixed = make(0)
   if DIST == "uniform" then
