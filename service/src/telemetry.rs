@@ -189,6 +189,28 @@ pub fn add_link(span: &tracing::Span, other: SpanContext) {
     }
 }
 
+/// Makes `span` serve the requests whose span contexts are `contexts`: a child of the first
+/// sampled one and linked to at most `max_links` distinct ones. Returns the number of links.
+pub fn adopt<'a>(
+    span: &tracing::Span,
+    contexts: impl Iterator<Item = &'a SpanContext>,
+    max_links: usize,
+) -> usize {
+    let mut parent = false;
+    let mut linked: Vec<opentelemetry::trace::SpanId> = Vec::new();
+    for sc in contexts.filter(|sc| sc.is_valid()) {
+        if !parent && sc.is_sampled() {
+            set_parent(span, sc);
+            parent = true;
+        }
+        if linked.len() < max_links && !linked.contains(&sc.span_id()) {
+            linked.push(sc.span_id());
+            add_link(span, sc.clone());
+        }
+    }
+    linked.len()
+}
+
 fn propagator() -> &'static TraceContextPropagator {
     static PROPAGATOR: std::sync::LazyLock<TraceContextPropagator> =
         std::sync::LazyLock::new(TraceContextPropagator::new);

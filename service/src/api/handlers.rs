@@ -123,14 +123,7 @@ pub async fn reset_counter<B: CounterBackend>(
     if !state.allow_reset {
         return Err(crate::counter::CounterError::ResetDisabled.into());
     }
-    let Path((resource_id, counter_type)) = path.map_err(|e| {
-        ApiError::invalid(
-            "path",
-            format!("invalid path parameters: {}", e.body_text()),
-        )
-    })?;
-    validate::resource_id("resource_id", &resource_id)?;
-    validate::counter_type("counter_type", &counter_type)?;
+    let (resource_id, counter_type) = counter_path(path)?;
     let outcome = state
         .backend
         .reset(CounterKey::new(&counter_type, &resource_id))
@@ -143,11 +136,10 @@ pub async fn reset_counter<B: CounterBackend>(
     }))
 }
 
-/// `GET /api/v1/counter/{resource_id}/{counter_type}`
-pub async fn get_counter<B: CounterBackend>(
-    State(state): State<AppState<B>>,
+/// The validated `{resource_id}/{counter_type}` of a counter route.
+fn counter_path(
     path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<(String, String), ApiError> {
     let Path((resource_id, counter_type)) = path.map_err(|e| {
         ApiError::invalid(
             "path",
@@ -156,6 +148,15 @@ pub async fn get_counter<B: CounterBackend>(
     })?;
     validate::resource_id("resource_id", &resource_id)?;
     validate::counter_type("counter_type", &counter_type)?;
+    Ok((resource_id, counter_type))
+}
+
+/// `GET /api/v1/counter/{resource_id}/{counter_type}`
+pub async fn get_counter<B: CounterBackend>(
+    State(state): State<AppState<B>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let (resource_id, counter_type) = counter_path(path)?;
     let current_value = state
         .backend
         .get(CounterKey::new(&counter_type, &resource_id))

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use hashbrown::HashTable;
-use opentelemetry::trace::{SpanContext, SpanId};
+use opentelemetry::trace::SpanContext;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -535,22 +535,12 @@ fn flush_span(batch: &[PendingIncrement]) -> Span {
         links = tracing::field::Empty,
         trace_id = tracing::field::Empty,
     );
-    let mut parent = false;
-    let mut linked: Vec<SpanId> = Vec::new();
-    for sc in batch.iter().filter_map(|p| p.trace.as_ref()) {
-        if !sc.is_valid() {
-            continue;
-        }
-        if !parent && sc.is_sampled() {
-            telemetry::set_parent(&span, sc);
-            parent = true;
-        }
-        if linked.len() < MAX_FLUSH_LINKS && !linked.contains(&sc.span_id()) {
-            linked.push(sc.span_id());
-            telemetry::add_link(&span, sc.clone());
-        }
-    }
-    span.record("links", linked.len());
+    let links = telemetry::adopt(
+        &span,
+        batch.iter().filter_map(|p| p.trace.as_ref()),
+        MAX_FLUSH_LINKS,
+    );
+    span.record("links", links);
     telemetry::record_trace_id(&span);
     span
 }

@@ -16,7 +16,7 @@ use crate::grpc::counter_error_from_code;
 use crate::grpc::pb::{self, counter_service_client::CounterServiceClient, increment_outcome};
 use crate::metrics::METRICS;
 use crate::telemetry;
-use opentelemetry::trace::{SpanContext, SpanId};
+use opentelemetry::trace::SpanContext;
 use tracing::{Instrument, Span};
 
 struct Pending {
@@ -181,20 +181,10 @@ fn batch_span(endpoint: &str, batch: &[Pending]) -> Span {
     if span.is_none() {
         return span;
     }
-    let mut parent = false;
-    let mut linked: Vec<SpanId> = Vec::new();
-    for sc in batch.iter().filter_map(|p| p.trace.as_ref()) {
-        if !sc.is_valid() {
-            continue;
-        }
-        if !parent && sc.is_sampled() {
-            telemetry::set_parent(&span, sc);
-            parent = true;
-        }
-        if linked.len() < MAX_BATCH_LINKS && !linked.contains(&sc.span_id()) {
-            linked.push(sc.span_id());
-            telemetry::add_link(&span, sc.clone());
-        }
-    }
+    telemetry::adopt(
+        &span,
+        batch.iter().filter_map(|p| p.trace.as_ref()),
+        MAX_BATCH_LINKS,
+    );
     span
 }
