@@ -686,6 +686,38 @@ on_every_topology!(reset_is_off_by_default, &[], |hp: Highpress| async move {
 });
 
 on_every_topology!(
+    a_reset_counter_leaves_the_leaderboards,
+    &[("HIGHPRESS_API__ALLOW_RESET", "true")],
+    |hp: Highpress| async move {
+        for (id, n) in [("gone", 7), ("kept", 3)] {
+            assert_eq!(hp.increment(id, "view", n).await.0, 200);
+        }
+        // Rankings lag by the flush interval (50 ms in tests).
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        hp.increment("gone", "view", 4).await; // likely unwritten when the reset comes
+        let url = hp.url("/api/v1/counter/gone/view");
+        let reset = support::client().delete(url).send().await.unwrap();
+        assert_eq!(reset.status().as_u16(), 200);
+        // Counted after the reset: ranked with only this.
+        hp.increment("gone", "view", 2).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        for period in ["hour", "day", "week", "all"] {
+            let (s, body) =
+                get_json(&hp.url(&format!("/api/v1/leaderboard/view?period={period}"))).await;
+            assert_eq!(s, 200, "{body}");
+            assert_eq!(
+                body["data"]["items"],
+                json!([
+                    {"rank":1,"resource_id":"kept","count":3},
+                    {"rank":2,"resource_id":"gone","count":2}
+                ]),
+                "{period}"
+            );
+        }
+    }
+);
+
+on_every_topology!(
     reset_zeroes_the_counter_and_its_uniqueness_set_idempotently,
     &[
         ("HIGHPRESS_API__ALLOW_RESET", "true"),

@@ -123,3 +123,53 @@ async fn reset_returns_the_previous_value_and_empties_the_set() {
     );
     assert_eq!(store.reset(&key).await.unwrap(), 0);
 }
+
+/// Calls of `command` so far, from `INFO commandstats` (0 before the first).
+fn calls(redis: &RedisServer, command: &str) -> u64 {
+    let stats = redis.cmd(&["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|rest| rest.split(',').next().unwrap().parse().unwrap())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn flushes_send_the_script_by_hash_and_resend_its_body_when_redis_lost_it() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect_lazy(
+        &format!("redis://{}/0", redis.addr()),
+        Duration::from_secs(5),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let key = CounterKey::new("like", "r");
+    let like = |user| vec![vec![(user, true, Some(user))]];
+
+    // A fresh Redis has no scripts: the EVALSHA is refused and the group is resent as EVAL.
+    let first = apply(&store, &key, &like(0), true).await;
+    assert!(
+        matches!(&first[0], GroupOutcome::Done { total: 1, .. }),
+        "{first:?}"
+    );
+    assert_eq!((calls(&redis, "evalsha"), calls(&redis, "eval")), (1, 1));
+
+    // Now Redis has it: one EVALSHA, no body.
+    let second = apply(&store, &key, &like(1), true).await;
+    assert!(
+        matches!(&second[0], GroupOutcome::Done { total: 2, .. }),
+        "{second:?}"
+    );
+    assert_eq!((calls(&redis, "evalsha"), calls(&redis, "eval")), (2, 1));
+
+    // A flushed script cache (as after a restart or failover) costs one resend, and no count.
+    redis.cmd(&["SCRIPT", "FLUSH"]);
+    let third = apply(&store, &key, &like(2), true).await;
+    assert!(
+        matches!(&third[0], GroupOutcome::Done { total: 3, .. }),
+        "{third:?}"
+    );
+    assert_eq!((calls(&redis, "evalsha"), calls(&redis, "eval")), (3, 2));
+    assert_eq!(redis.get_i64(key.as_str()), 3);
+}

@@ -202,6 +202,9 @@ impl<S: Store> Flusher<S> {
             Ok(before) => {
                 self.effects.health.mark_up();
                 self.effects.cache.record_write(key, 0);
+                if let Some(leaderboard) = &self.effects.leaderboard {
+                    leaderboard.remove(current_hour(), key);
+                }
                 // Queued here, in flush order, like the increments' events around it.
                 if self.effects.events.is_enabled() {
                     self.effects.events.publish(CounterEvent {

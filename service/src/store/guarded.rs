@@ -9,6 +9,13 @@
 //! Values never pass through Lua numbers (doubles, exact only to 2^53): deltas go in as strings,
 //! `INCRBY` does the arithmetic and its overflow check, and values come back from `GET` as
 //! strings.
+//!
+//! Flushes send the guarded script by its SHA1 (`EVALSHA`), not its 1.5 kB body. A Redis that
+//! does not know it yet (a restart, a failover, `SCRIPT FLUSH`) answers `NOSCRIPT` without
+//! running anything, and the store resends just those groups as `EVAL`, which also caches
+//! the script for the next flush. Resets are rare and send their short script as `EVAL`.
+
+use std::sync::LazyLock;
 
 use redis::{Cmd, Value};
 
@@ -69,12 +76,37 @@ redis.call('DEL', KEYS[1], KEYS[2])
 return before
 "#;
 
-/// The `EVAL` of one guarded group.
-pub fn guarded_command(group: &GuardedGroup<'_>, ttl_ms: u64) -> Cmd {
+/// The SHA1 by which `EVALSHA` names [`GUARDED_SCRIPT`].
+static GUARDED_SCRIPT_SHA: LazyLock<String> =
+    LazyLock::new(|| redis::Script::new(GUARDED_SCRIPT).get_hash().to_owned());
+
+/// How a guarded group's command carries the script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScriptBy {
+    /// `EVALSHA <sha1>`: the usual way, a few bytes per group.
+    Hash,
+    /// `EVAL <body>`: the resend after a `NOSCRIPT` answer.
+    Body,
+}
+
+/// Whether a Redis error code says that `EVALSHA` named a script the server does not have (and
+/// so ran nothing).
+pub fn is_noscript(code: Option<&str>) -> bool {
+    code == Some("NOSCRIPT")
+}
+
+/// The `EVALSHA` (or `EVAL`) of one guarded group.
+pub fn guarded_command(group: &GuardedGroup<'_>, ttl_ms: u64, by: ScriptBy) -> Cmd {
     let records = group.items.iter().filter(|i| i.record.is_some()).count();
-    let mut cmd = redis::cmd("EVAL");
-    cmd.arg(GUARDED_SCRIPT)
-        .arg(2 + records)
+    let mut cmd = match by {
+        ScriptBy::Hash => redis::cmd("EVALSHA"),
+        ScriptBy::Body => redis::cmd("EVAL"),
+    };
+    match by {
+        ScriptBy::Hash => cmd.arg(GUARDED_SCRIPT_SHA.as_str()),
+        ScriptBy::Body => cmd.arg(GUARDED_SCRIPT),
+    };
+    cmd.arg(2 + records)
         .arg(group.key.as_str())
         .arg(group.key.uniqueness_set_key());
     for item in &group.items {

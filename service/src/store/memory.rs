@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use super::{
     CounterKey, GroupOutcome, GuardedGroup, GuardedOutcome, IncrOutcome, LeaderboardBucket,
-    LeaderboardDelta, Period, RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
+    LeaderboardDelta, LeaderboardRemoval, Period, RankedEntry, Store, StoreError, WriteBatch,
+    WriteOutcome,
 };
 
 #[derive(Default)]
@@ -166,13 +167,22 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn add_to_leaderboards<'a>(
+    async fn update_leaderboards<'a>(
         &'a self,
+        removals: &'a [LeaderboardRemoval],
         deltas: &'a [LeaderboardDelta],
     ) -> Result<(), StoreError> {
         let now = Instant::now();
         let mut rankings = self.rankings.lock().unwrap_or_else(|e| e.into_inner());
         rankings.retain(|_, r| r.expires_at.is_none_or(|t| t > now));
+        for r in removals {
+            for period in Period::ALL {
+                let bucket = LeaderboardBucket::containing(r.key.counter_type(), period, r.hour);
+                if let Some(ranking) = rankings.get_mut(bucket.as_str()) {
+                    ranking.scores.remove(r.key.resource_id());
+                }
+            }
+        }
         for d in deltas {
             for period in Period::ALL {
                 let bucket = LeaderboardBucket::containing(d.key.counter_type(), period, d.hour);
@@ -264,7 +274,7 @@ mod tests {
                 delta: n,
             })
             .collect();
-        store.add_to_leaderboards(&deltas).await.unwrap();
+        store.update_leaderboards(&[], &deltas).await.unwrap();
         let top = store
             .leaderboard_top(&LeaderboardBucket::containing("view", Period::Day, hour), 2)
             .await

@@ -126,6 +126,15 @@ pub struct LeaderboardDelta {
     pub delta: i64,
 }
 
+/// A reset counter, to be taken out of the hour, day, ISO-week and all-time rankings that
+/// contain the hour of its reset.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaderboardRemoval {
+    pub key: CounterKey,
+    /// Start of the UTC hour of the reset, in hours since the epoch.
+    pub hour: i64,
+}
+
 /// One ranked entry of a leaderboard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RankedEntry {
@@ -155,9 +164,11 @@ pub trait Store: Send + Sync + 'static {
         keys: &'a [&'a CounterKey],
     ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send + 'a;
 
-    /// Adds leaderboard deltas to the hour, day, ISO-week and all-time rankings, in one round trip.
-    fn add_to_leaderboards<'a>(
+    /// Takes the counters of `removals` out of their rankings, then adds `deltas` to the hour,
+    /// day, ISO-week and all-time rankings, in one round trip.
+    fn update_leaderboards<'a>(
         &'a self,
+        removals: &'a [LeaderboardRemoval],
         deltas: &'a [LeaderboardDelta],
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
 

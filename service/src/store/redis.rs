@@ -11,10 +11,12 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, RedisError, RedisResult, Value};
 
-use super::guarded::{guarded_command, parse_group, parse_reset, reset_command};
+use super::guarded::{
+    ScriptBy, guarded_command, is_noscript, parse_group, parse_reset, reset_command,
+};
 use super::{
-    CounterKey, GroupOutcome, IncrOutcome, LeaderboardBucket, LeaderboardDelta, Period,
-    RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
+    CounterKey, GroupOutcome, IncrOutcome, LeaderboardBucket, LeaderboardDelta, LeaderboardRemoval,
+    Period, RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
 };
 
 pub struct RedisStore {
@@ -76,6 +78,17 @@ pub(crate) fn classify(e: RedisError) -> StoreError {
     }
 }
 
+/// The outcome of one guarded group's script reply.
+fn group_outcome(reply: RedisResult<Value>, items: usize) -> GroupOutcome {
+    match reply {
+        Ok(v) => parse_group(&v, items),
+        Err(e) => match classify(e) {
+            StoreError::Unavailable(_) => GroupOutcome::Unavailable,
+            StoreError::Internal(m) => GroupOutcome::Failed(m),
+        },
+    }
+}
+
 fn incr_outcome(result: RedisResult<i64>) -> IncrOutcome {
     match result {
         Ok(v) => IncrOutcome::Applied(v),
@@ -105,12 +118,24 @@ pub(crate) fn ranked_entries(pairs: Vec<(String, f64)>) -> Vec<RankedEntry> {
         .collect()
 }
 
-/// The commands one leaderboard flush sends, each with the key it writes: a `ZINCRBY` per delta
-/// and period, then one `EXPIRE` per expiring bucket touched.
-pub(crate) fn leaderboard_commands(deltas: &[LeaderboardDelta]) -> Vec<(String, Cmd)> {
+/// The commands one leaderboard flush sends, each with the key it writes: a `ZREM` per removal
+/// and period, then a `ZINCRBY` per delta and period, then one `EXPIRE` per expiring bucket
+/// touched.
+pub(crate) fn leaderboard_commands(
+    removals: &[LeaderboardRemoval],
+    deltas: &[LeaderboardDelta],
+) -> Vec<(String, Cmd)> {
+    let mut commands = Vec::with_capacity((removals.len() + deltas.len()) * 4 + 8);
+    for r in removals {
+        for period in Period::ALL {
+            let bucket = LeaderboardBucket::containing(r.key.counter_type(), period, r.hour);
+            let mut cmd = redis::cmd("ZREM");
+            cmd.arg(bucket.as_str()).arg(r.key.resource_id());
+            commands.push((bucket.as_str().to_string(), cmd));
+        }
+    }
     // Each (counter type, hour) names the same four sorted sets; build their keys once.
     let mut buckets: HashMap<(&str, i64), [LeaderboardBucket; 4]> = HashMap::new();
-    let mut commands = Vec::with_capacity(deltas.len() * 4 + 8);
     for d in deltas {
         let counter_type = d.key.counter_type();
         let set = buckets.entry((counter_type, d.hour)).or_insert_with(|| {
@@ -148,7 +173,7 @@ impl Store for RedisStore {
         }
         let ttl_ms = batch.record_ttl.as_millis() as u64;
         for group in &batch.guarded {
-            pipe.add_command(guarded_command(group, ttl_ms));
+            pipe.add_command(guarded_command(group, ttl_ms, ScriptBy::Hash));
         }
         let expected = batch.increments.len() + batch.guarded.len();
         let mut con = self.connection.clone();
@@ -168,16 +193,51 @@ impl Store for RedisStore {
                 Err(e) => incr_outcome(Err(e)),
             })
             .collect();
-        let guarded = scripts
+        // `None`: the group's EVALSHA named a script this Redis does not have, so nothing ran.
+        let mut guarded: Vec<Option<GroupOutcome>> = scripts
             .into_iter()
             .zip(&batch.guarded)
             .map(|(r, group)| match r {
-                Ok(v) => parse_group(&v, group.items.len()),
-                Err(e) => match classify(e) {
-                    StoreError::Unavailable(_) => GroupOutcome::Unavailable,
-                    StoreError::Internal(m) => GroupOutcome::Failed(m),
-                },
+                Err(e) if is_noscript(e.code()) => None,
+                r => Some(group_outcome(r, group.items.len())),
             })
+            .collect();
+        let unknown: Vec<usize> = (0..guarded.len())
+            .filter(|&i| guarded[i].is_none())
+            .collect();
+        if !unknown.is_empty() {
+            let mut resend = redis::pipe();
+            resend.ignore_errors();
+            for &i in &unknown {
+                resend.add_command(guarded_command(&batch.guarded[i], ttl_ms, ScriptBy::Body));
+            }
+            let answers: Result<Vec<RedisResult<Value>>, StoreError> =
+                self.run(resend.query_async(&mut con)).await;
+            match answers {
+                Ok(answers) if answers.len() == unknown.len() => {
+                    for (&i, r) in unknown.iter().zip(answers) {
+                        guarded[i] = Some(group_outcome(r, batch.guarded[i].items.len()));
+                    }
+                }
+                other => {
+                    let outcome = match other {
+                        Err(StoreError::Unavailable(_)) => GroupOutcome::Unavailable,
+                        Err(StoreError::Internal(m)) => GroupOutcome::Failed(m),
+                        Ok(answers) => GroupOutcome::Failed(format!(
+                            "pipeline answered {} replies for {} scripts",
+                            answers.len(),
+                            unknown.len()
+                        )),
+                    };
+                    for &i in &unknown {
+                        guarded[i] = Some(outcome.clone());
+                    }
+                }
+            }
+        }
+        let guarded = guarded
+            .into_iter()
+            .map(|g| g.expect("every NOSCRIPT group was resent"))
             .collect();
         Ok(WriteOutcome {
             increments,
@@ -202,15 +262,16 @@ impl Store for RedisStore {
         Ok(values.into_iter().map(|v| v.unwrap_or(0)).collect())
     }
 
-    async fn add_to_leaderboards<'a>(
+    async fn update_leaderboards<'a>(
         &'a self,
+        removals: &'a [LeaderboardRemoval],
         deltas: &'a [LeaderboardDelta],
     ) -> Result<(), StoreError> {
-        if deltas.is_empty() {
+        if removals.is_empty() && deltas.is_empty() {
             return Ok(());
         }
         let mut pipe = redis::pipe();
-        for (_, cmd) in leaderboard_commands(deltas) {
+        for (_, cmd) in leaderboard_commands(removals, deltas) {
             pipe.add_command(cmd).ignore();
         }
         let mut con = self.background.clone();

@@ -16,11 +16,13 @@ use futures::future::join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Value};
 
-use super::guarded::{guarded_command, parse_group, parse_reset, reset_command};
+use super::guarded::{
+    ScriptBy, guarded_command, is_noscript, parse_group, parse_reset, reset_command,
+};
 use super::redis::{classify, leaderboard_commands, ranked_entries, top_command};
 use super::{
-    CounterKey, GroupOutcome, IncrOutcome, LeaderboardBucket, LeaderboardDelta, RankedEntry, Store,
-    StoreError, WriteBatch, WriteOutcome,
+    CounterKey, GroupOutcome, IncrOutcome, LeaderboardBucket, LeaderboardDelta, LeaderboardRemoval,
+    RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
 };
 
 const SLOTS: usize = 16_384;
@@ -377,11 +379,30 @@ impl Store for RedisClusterStore {
             })
             .chain(batch.guarded.iter().map(|group| Routed {
                 slot: key_slot(group.key.as_str()),
-                cmd: guarded_command(group, ttl_ms),
+                cmd: guarded_command(group, ttl_ms, ScriptBy::Hash),
             }))
             .collect();
         let mut replies = self.run_grouped(&commands).await;
-        let scripts = replies.split_off(batch.increments.len());
+        let mut scripts = replies.split_off(batch.increments.len());
+        // A NOSCRIPT group ran nothing (a node restarted, failed over, or never ran the
+        // script): resend exactly those, with the script's body.
+        let unknown: Vec<usize> = (0..scripts.len())
+            .filter(|&i| {
+                matches!(&scripts[i], Ok(Value::ServerError(e)) if is_noscript(Some(e.code())))
+            })
+            .collect();
+        if !unknown.is_empty() {
+            let resend: Vec<Routed> = unknown
+                .iter()
+                .map(|&i| Routed {
+                    slot: key_slot(batch.guarded[i].key.as_str()),
+                    cmd: guarded_command(&batch.guarded[i], ttl_ms, ScriptBy::Body),
+                })
+                .collect();
+            for (&i, answer) in unknown.iter().zip(self.run_grouped(&resend).await) {
+                scripts[i] = answer;
+            }
+        }
         let guarded = scripts
             .into_iter()
             .zip(&batch.guarded)
@@ -450,11 +471,12 @@ impl Store for RedisClusterStore {
             .collect()
     }
 
-    async fn add_to_leaderboards<'a>(
+    async fn update_leaderboards<'a>(
         &'a self,
+        removals: &'a [LeaderboardRemoval],
         deltas: &'a [LeaderboardDelta],
     ) -> Result<(), StoreError> {
-        let commands: Vec<Routed> = leaderboard_commands(deltas)
+        let commands: Vec<Routed> = leaderboard_commands(removals, deltas)
             .into_iter()
             .map(|(key, cmd)| Routed {
                 slot: key_slot(&key),
