@@ -94,6 +94,11 @@ pub struct CounterClusterSpec {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 256))]
     pub counter_types: BTreeMap<String, CounterTypeSpec>,
+    /// REST API switches, rendered into the service config as `api`.
+    pub api: ApiSpec,
+    /// Idempotent retries with the `Idempotency-Key` header, rendered into the service config
+    /// as `idempotency`.
+    pub idempotency: IdempotencySpec,
     /// Counter event publishing.
     pub events: EventsSpec,
     /// Logs, metrics and tracing.
@@ -434,6 +439,34 @@ pub struct CounterTypeSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 9_007_199_254_740_992_i64))]
     pub max_increment: Option<i64>,
+}
+
+/// REST API switches.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ApiSpec {
+    /// Serve `DELETE /api/v1/counter/{resource_id}/{counter_type}`, which resets a counter to 0.
+    /// Off, the route answers `403 reset_disabled`.
+    pub allow_reset: bool,
+}
+
+/// Idempotent retries with the `Idempotency-Key` request header.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct IdempotencySpec {
+    /// How long the outcome of a request with an `Idempotency-Key` is kept: a retry within it
+    /// gets the original answer and counts nothing. A number and a unit (ms, s, m, h or d),
+    /// such as 30s, 24h or 7d; a bare number is milliseconds. 1s to 30d.
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)?$"))]
+    pub ttl: String,
+}
+
+impl Default for IdempotencySpec {
+    fn default() -> Self {
+        Self {
+            ttl: "24h".to_owned(),
+        }
+    }
 }
 
 /// Counter event publishing.

@@ -4,6 +4,9 @@
 //!
 //! Each message names the field at fault.
 
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
@@ -15,6 +18,10 @@ use crate::crd::{CounterCluster, RedisMode};
 /// `controller-revision-hash` label `<name>-redis-<10 characters>` of at most 63.
 const MAX_NAME_MANAGED: usize = 63 - "-redis-".len() - 10;
 const MAX_NAME_EXTERNAL: usize = 63 - "-gateway".len();
+
+/// The `idempotency.ttl` values the service accepts (its `Config::validate`): 1s to 30d.
+const IDEMPOTENCY_TTL_RANGE: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(30 * 86_400);
 
 /// Every problem found, each naming its field; empty when the spec is usable.
 pub fn validate(cc: &CounterCluster) -> Vec<String> {
@@ -57,6 +64,7 @@ pub fn validate(cc: &CounterCluster) -> Vec<String> {
             ));
         }
     }
+    check_idempotency_ttl(&cc.spec.idempotency.ttl, &mut problems);
     match cc.spec.redis.mode {
         RedisMode::Managed => {
             check_resources(
@@ -112,6 +120,38 @@ fn check_quantity(field: &str, quantity: &Quantity, problems: &mut Vec<String>) 
             "{field}: {s:?} is not a Kubernetes quantity (like 100m, 64Mi or 1Gi)"
         ));
     }
+}
+
+fn check_idempotency_ttl(ttl: &str, problems: &mut Vec<String>) {
+    match parse_duration(ttl) {
+        None => problems.push(format!(
+            "spec.idempotency.ttl: {ttl:?} is not a duration like 500ms, 30s, 2m, 24h or 7d"
+        )),
+        Some(duration) if !IDEMPOTENCY_TTL_RANGE.contains(&duration) => problems.push(format!(
+            "spec.idempotency.ttl: {ttl:?} is outside 1s to 30d, the range the service accepts"
+        )),
+        Some(_) => {}
+    }
+}
+
+/// A duration in the grammar of the CRD's `ttl` pattern, `^[0-9]+(ms|s|m|h|d)?$`, read as the
+/// service's `HumanDuration` reads it: a bare number is milliseconds. `None` when it does not
+/// match the pattern or overflows.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let number_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(number_end);
+    let n: u64 = number.parse().ok()?;
+    let seconds_per_unit = match unit {
+        "" | "ms" => return Some(Duration::from_millis(n)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(n.checked_mul(seconds_per_unit)?))
 }
 
 fn check_redis_url(url: &str, problems: &mut Vec<String>) {
@@ -173,6 +213,70 @@ mod tests {
                 "spec.counterTypes.a:b: a counter type is 1-64 characters of a-z, 0-9, '_' or '-'",
             ]
         );
+    }
+
+    #[test]
+    fn idempotency_ttls_outside_what_the_service_accepts_are_rejected() {
+        let mut cc = cluster("likes");
+        for (ttl, problem) in [
+            ("1s", None),
+            ("24h", None),
+            ("30d", None),
+            ("1000", None),
+            ("999ms", Some("is outside 1s to 30d")),
+            ("0s", Some("is outside 1s to 30d")),
+            ("31d", Some("is outside 1s to 30d")),
+            ("721h", Some("is outside 1s to 30d")),
+            ("1w", Some("is not a duration")),
+            ("", Some("is not a duration")),
+            ("99999999999999999999d", Some("is not a duration")),
+        ] {
+            cc.spec.idempotency.ttl = ttl.to_owned();
+            let problems = validate(&cc);
+            match problem {
+                None => assert!(problems.is_empty(), "{ttl}: {problems:?}"),
+                Some(text) => {
+                    assert_eq!(problems.len(), 1, "{ttl}: {problems:?}");
+                    assert!(
+                        problems[0].starts_with("spec.idempotency.ttl: ")
+                            && problems[0].contains(text),
+                        "{ttl}: {problems:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn durations_read_as_the_service_reads_them() {
+        let service = |text: &str| {
+            serde_json::from_value::<highpress::config::HumanDuration>(text.into())
+                .ok()
+                .map(|d| d.0)
+        };
+        for text in [
+            "0",
+            "1500",
+            "500ms",
+            "30s",
+            "2m",
+            "24h",
+            "7d",
+            "30d",
+            "",
+            "h",
+            "1.5h",
+            "1H",
+            "-1s",
+            "1w",
+            "18446744073709551615",
+            "18446744073709551615d",
+        ] {
+            assert_eq!(parse_duration(text), service(text), "{text:?}");
+        }
+        // The CRD's pattern has no room for the spaces the service also trims.
+        assert_eq!(service(" 1 h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration(" 1 h"), None);
     }
 
     #[test]

@@ -81,6 +81,8 @@ fn production_example_uses_external_redis_with_secret_autoscaling_and_tracing() 
     assert!(spec.observability.metrics.service_monitor.enabled);
     assert_eq!(spec.counter.coalescing.max_batch, 8192);
     assert_eq!(spec.pod_template.tolerations.len(), 1);
+    assert_eq!(spec.idempotency.ttl, "1h");
+    assert!(!spec.api.allow_reset);
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use highpress::config::{Config, LogFormat, StoreKind};
 use highpress_operator::build::config::CONFIG_KEY;
@@ -130,6 +131,23 @@ fn counter_types_render_into_policies_the_service_loads() {
     // A spec without counterTypes renders no section, and the service then has no policies.
     let plain = load_rendered_config(&cluster(), "no-counter-types");
     assert!(plain.counter_types.is_empty());
+}
+
+#[test]
+fn api_and_idempotency_render_into_settings_the_service_loads() {
+    let mut cc = cluster();
+    cc.spec.api.allow_reset = true;
+    cc.spec.idempotency.ttl = "1h".to_owned();
+    let config = load_rendered_config(&cc, "reset-and-ttl");
+    assert!(config.api.allow_reset);
+    assert_eq!(config.idempotency.ttl.0, Duration::from_secs(3600));
+    // The defaults render explicitly, and equal the service's own defaults.
+    let plain = load_rendered_config(&cluster(), "default-reset-and-ttl");
+    assert!(!plain.api.allow_reset);
+    assert_eq!(plain.idempotency.ttl.0, Duration::from_secs(24 * 3600));
+    let service_defaults = Config::default();
+    assert_eq!(plain.api.allow_reset, service_defaults.api.allow_reset);
+    assert_eq!(plain.idempotency.ttl, service_defaults.idempotency.ttl);
 }
 
 #[test]

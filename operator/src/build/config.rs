@@ -40,6 +40,8 @@ struct ServiceConfig {
     cache: Cache,
     grpc: Grpc,
     discovery: Discovery,
+    api: Api,
+    idempotency: Idempotency,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     counter_types: BTreeMap<String, CounterType>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,6 +92,17 @@ struct Grpc {
 #[derive(Serialize)]
 struct Discovery {
     dns: String,
+}
+
+#[derive(Serialize)]
+struct Api {
+    allow_reset: bool,
+}
+
+#[derive(Serialize)]
+struct Idempotency {
+    /// A duration as the service's `HumanDuration` reads it (`24h`, `30s`).
+    ttl: String,
 }
 
 #[derive(Serialize)]
@@ -176,6 +189,12 @@ pub fn render_service_config(cc: &CounterCluster) -> String {
         },
         discovery: Discovery {
             dns: discovery_dns(cc),
+        },
+        api: Api {
+            allow_reset: spec.api.allow_reset,
+        },
+        idempotency: Idempotency {
+            ttl: spec.idempotency.ttl.clone(),
         },
         counter_types: spec
             .counter_types
