@@ -1,6 +1,6 @@
 //! The pure builders, field by field: pod security, probes, commands, owner references,
-//! labels, replica counts, the HPA, PDBs, the managed Redis, and the ConfigMap's Redis wiring
-//! (never a password).
+//! labels, replica counts, the HPA, PDBs, the managed Redis and its redis_exporter sidecar,
+//! and the ConfigMap's Redis wiring (never a password).
 
 mod support;
 
@@ -13,7 +13,7 @@ use highpress_operator::build::{
     build_gateway_service, build_pdbs, build_redis_service, build_redis_statefulset, config_hash,
 };
 use highpress_operator::crd::CounterCluster;
-use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -67,7 +67,23 @@ fn every_metadata(cc: &CounterCluster) -> Vec<(String, ObjectMeta)> {
 
 #[test]
 fn every_pod_meets_the_restricted_pod_security_standard() {
-    for (name, template) in pod_templates(&cluster()) {
+    // With the exporter, the Redis pod has a second container, checked like every other.
+    let containers: Vec<(String, PodTemplateSpec, Container)> =
+        pod_templates(&cluster().with_redis_exporter())
+            .into_iter()
+            .flat_map(|(pod_name, template)| {
+                let containers = pod(&template).containers.clone();
+                containers
+                    .into_iter()
+                    .map(move |c| (format!("{pod_name}/{}", c.name), template.clone(), c))
+            })
+            .collect();
+    assert_eq!(
+        containers.len(),
+        4,
+        "gateway, counter, redis and redis-exporter"
+    );
+    for (name, template, container) in containers {
         let pod_sc = pod(&template)
             .security_context
             .as_ref()
@@ -79,7 +95,7 @@ fn every_pod_meets_the_restricted_pod_security_standard() {
             Some("RuntimeDefault"),
             "{name}"
         );
-        let sc = only_container(&template)
+        let sc = container
             .security_context
             .as_ref()
             .unwrap_or_else(|| panic!("{name}: container securityContext"));
@@ -592,6 +608,148 @@ fn redis_service_exposes_6379_to_the_redis_pod() {
     assert_eq!(
         spec.selector.expect("selector")["app.kubernetes.io/component"],
         "redis"
+    );
+}
+
+fn redis_containers(cc: &CounterCluster) -> Vec<Container> {
+    build_redis_statefulset(cc)
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("a pod spec")
+        .containers
+}
+
+fn service_ports(service: &Service) -> Vec<(String, i32, Option<IntOrString>)> {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .expect("ports")
+        .into_iter()
+        .map(|p| (p.name.expect("a port name"), p.port, p.target_port))
+        .collect()
+}
+
+#[test]
+fn redis_exporter_is_off_by_default_and_then_adds_no_container_and_no_port() {
+    let cc = cluster();
+    assert!(!cc.spec.redis.managed.exporter.enabled);
+    let names: Vec<String> = redis_containers(&cc).into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["redis"]);
+    assert_eq!(
+        service_ports(&build_redis_service(&cc)),
+        [(
+            "redis".to_owned(),
+            6379,
+            Some(IntOrString::String("redis".to_owned()))
+        )]
+    );
+}
+
+#[test]
+fn redis_exporter_sidecar_reads_redis_over_localhost_with_the_secret_password() {
+    let mut cc = cluster().with_redis_exporter();
+    cc.spec.redis.managed.exporter.resources.requests = Some(BTreeMap::from([(
+        "cpu".to_owned(),
+        Quantity("20m".to_owned()),
+    )]));
+    let containers = redis_containers(&cc);
+    let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["redis", "redis-exporter"]);
+    let exporter = &containers[1];
+    assert_eq!(
+        exporter.image.as_deref(),
+        Some("oliver006/redis_exporter:v1.67.0")
+    );
+    assert_eq!(
+        (&exporter.command, &exporter.args),
+        (&None, &None),
+        "the image's own entrypoint, configured by env"
+    );
+    let ports: Vec<_> = exporter
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.as_deref(), p.container_port, p.protocol.as_deref()))
+        .collect();
+    assert_eq!(ports, [(Some("metrics"), 9121, Some("TCP"))]);
+
+    let env = exporter.env.clone().expect("env");
+    assert_eq!(env.len(), 2, "{env:?}");
+    assert_eq!(env[0].name, "REDIS_ADDR");
+    assert_eq!(env[0].value.as_deref(), Some("redis://localhost:6379"));
+    assert_eq!(env[0].value_from, None);
+    assert_eq!(env[1].name, "REDIS_PASSWORD");
+    assert_eq!(env[1].value, None, "the password is never a literal");
+    let secret = env[1]
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("a secretKeyRef");
+    assert_eq!(
+        (secret.name.as_str(), secret.key.as_str(), secret.optional),
+        ("likes-redis-auth", "password", Some(false))
+    );
+    // The same Secret key the redis container's --requirepass reads.
+    let redis_password = containers[0]
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "REDIS_PASSWORD")
+        .expect("the redis container's REDIS_PASSWORD");
+    assert_eq!(redis_password.value_from, env[1].value_from);
+
+    assert_eq!(
+        exporter.security_context, containers[0].security_context,
+        "the restricted security context of the redis container"
+    );
+    for probe in [&exporter.liveness_probe, &exporter.readiness_probe] {
+        let http = probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .expect("an HTTP probe");
+        assert_eq!(http.path.as_deref(), Some("/health"));
+        assert_eq!(http.port, IntOrString::String("metrics".to_owned()));
+    }
+    assert_eq!(
+        exporter.resources.as_ref(),
+        Some(&cc.spec.redis.managed.exporter.resources)
+    );
+    assert_eq!(exporter.volume_mounts, None, "it writes nothing");
+
+    assert_eq!(
+        service_ports(&build_redis_service(&cc)),
+        [
+            (
+                "redis".to_owned(),
+                6379,
+                Some(IntOrString::String("redis".to_owned()))
+            ),
+            (
+                "metrics".to_owned(),
+                9121,
+                Some(IntOrString::String("metrics".to_owned()))
+            ),
+        ]
+    );
+}
+
+#[test]
+fn redis_exporter_defaults_to_small_resources() {
+    let resources = &cluster().spec.redis.managed.exporter.resources;
+    let quantity = |map: &Option<BTreeMap<String, Quantity>>, key: &str| {
+        map.as_ref().and_then(|m| m.get(key)).map(|q| q.0.clone())
+    };
+    assert_eq!(quantity(&resources.requests, "cpu").as_deref(), Some("10m"));
+    assert_eq!(
+        quantity(&resources.requests, "memory").as_deref(),
+        Some("32Mi")
+    );
+    assert_eq!(
+        quantity(&resources.limits, "memory").as_deref(),
+        Some("64Mi")
     );
 }
 
