@@ -353,6 +353,8 @@ pub struct ManagedRedisSpec {
     pub append_only: bool,
     /// CPU and memory requests and limits of the Redis container.
     pub resources: ResourceRequirements,
+    /// A redis_exporter sidecar in the Redis pod, serving Redis metrics for Prometheus.
+    pub exporter: RedisExporterSpec,
 }
 
 impl Default for ManagedRedisSpec {
@@ -362,6 +364,32 @@ impl Default for ManagedRedisSpec {
             storage: StorageSpec::default(),
             append_only: true,
             resources: resources("100m", "128Mi", "512Mi"),
+            exporter: RedisExporterSpec::default(),
+        }
+    }
+}
+
+/// The redis_exporter sidecar of the managed Redis.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RedisExporterSpec {
+    /// Run redis_exporter next to Redis, serving `redis_*` metrics at `/metrics` on port 9121
+    /// (`metrics` on the Redis Service), which the ServiceMonitor scrapes when it is enabled.
+    /// Turning it on or off restarts the Redis pod.
+    pub enabled: bool,
+    /// redis_exporter container image.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// CPU and memory requests and limits of the redis_exporter container.
+    pub resources: ResourceRequirements,
+}
+
+impl Default for RedisExporterSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            image: "oliver006/redis_exporter:v1.67.0".to_owned(),
+            resources: resources("10m", "32Mi", "64Mi"),
         }
     }
 }
@@ -547,7 +575,8 @@ pub enum LogLevel {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase", default)]
 pub struct MetricsSpec {
-    /// A prometheus-operator ServiceMonitor for the highpress pods.
+    /// A prometheus-operator ServiceMonitor for the highpress pods and, when it runs, the
+    /// managed Redis's redis_exporter sidecar.
     pub service_monitor: ServiceMonitorSpec,
 }
 
@@ -619,7 +648,8 @@ pub struct PodTemplateOverrides {
 #[serde(rename_all = "camelCase", default)]
 pub struct NetworkPolicySpec {
     /// Create the NetworkPolicies `<name>-counter` and, for managed Redis, `<name>-redis`.
-    /// The HTTP port (metrics, probes) stays open to every pod.
+    /// The HTTP port (metrics, probes) stays open to every pod, as does the redis_exporter's
+    /// metrics port when the sidecar runs.
     pub enabled: bool,
 }
 

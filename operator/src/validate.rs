@@ -77,6 +77,13 @@ pub fn validate(cc: &CounterCluster) -> Vec<String> {
                 &cc.spec.redis.managed.storage.size,
                 &mut problems,
             );
+            if cc.spec.redis.managed.exporter.enabled {
+                check_resources(
+                    "spec.redis.managed.exporter.resources",
+                    &cc.spec.redis.managed.exporter.resources,
+                    &mut problems,
+                );
+            }
         }
         RedisMode::External => {
             if let Some(external) = &cc.spec.redis.external {
@@ -294,6 +301,24 @@ mod tests {
             check_quantity("q", &Quantity(good.into()), &mut v);
             assert!(v.is_empty(), "{good}: {v:?}");
         }
+    }
+
+    #[test]
+    fn exporter_resources_are_checked_only_when_the_exporter_runs() {
+        let mut cc = cluster("likes");
+        cc.spec.redis.managed.exporter.resources.requests =
+            Some([("cpu".to_string(), Quantity("a bit".into()))].into());
+        assert!(
+            validate(&cc).is_empty(),
+            "a disabled exporter builds nothing"
+        );
+        cc.spec.redis.managed.exporter.enabled = true;
+        let problems = validate(&cc);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("spec.redis.managed.exporter.resources.requests.cpu: "),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The pure builders, field by field: pod security, probes, commands, owner references,
-//! labels, replica counts, the HPA, PDBs, the managed Redis, and the ConfigMap's Redis wiring
-//! (never a password).
+//! labels, replica counts, the HPA, PDBs, the managed Redis and its redis_exporter sidecar,
+//! what the ServiceMonitor scrapes and the NetworkPolicies admit, and the ConfigMap's Redis
+//! wiring (never a password).
 
 mod support;
 
@@ -10,13 +11,17 @@ use highpress_operator::build::config::{CONFIG_KEY, render_service_config};
 use highpress_operator::build::{
     BuildContext, CONFIG_HASH_ANNOTATION, build_all, build_config_map, build_counter_deployment,
     build_counter_headless_service, build_gateway_deployment, build_gateway_hpa,
-    build_gateway_service, build_pdbs, build_redis_service, build_redis_statefulset, config_hash,
+    build_gateway_service, build_network_policies, build_pdbs, build_redis_service,
+    build_redis_statefulset, build_service_monitor, config_hash,
 };
 use highpress_operator::crd::CounterCluster;
-use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::DynamicObject;
+use serde_json::json;
 use support::{CounterClusterFixture, cluster};
 
 fn ctx() -> BuildContext {
@@ -67,7 +72,23 @@ fn every_metadata(cc: &CounterCluster) -> Vec<(String, ObjectMeta)> {
 
 #[test]
 fn every_pod_meets_the_restricted_pod_security_standard() {
-    for (name, template) in pod_templates(&cluster()) {
+    // With the exporter, the Redis pod has a second container, checked like every other.
+    let containers: Vec<(String, PodTemplateSpec, Container)> =
+        pod_templates(&cluster().with_redis_exporter())
+            .into_iter()
+            .flat_map(|(pod_name, template)| {
+                let containers = pod(&template).containers.clone();
+                containers
+                    .into_iter()
+                    .map(move |c| (format!("{pod_name}/{}", c.name), template.clone(), c))
+            })
+            .collect();
+    assert_eq!(
+        containers.len(),
+        4,
+        "gateway, counter, redis and redis-exporter"
+    );
+    for (name, template, container) in containers {
         let pod_sc = pod(&template)
             .security_context
             .as_ref()
@@ -79,7 +100,7 @@ fn every_pod_meets_the_restricted_pod_security_standard() {
             Some("RuntimeDefault"),
             "{name}"
         );
-        let sc = only_container(&template)
+        let sc = container
             .security_context
             .as_ref()
             .unwrap_or_else(|| panic!("{name}: container securityContext"));
@@ -592,6 +613,321 @@ fn redis_service_exposes_6379_to_the_redis_pod() {
     assert_eq!(
         spec.selector.expect("selector")["app.kubernetes.io/component"],
         "redis"
+    );
+}
+
+fn redis_containers(cc: &CounterCluster) -> Vec<Container> {
+    build_redis_statefulset(cc)
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("a pod spec")
+        .containers
+}
+
+fn service_ports(service: &Service) -> Vec<(String, i32, Option<IntOrString>)> {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .expect("ports")
+        .into_iter()
+        .map(|p| (p.name.expect("a port name"), p.port, p.target_port))
+        .collect()
+}
+
+#[test]
+fn redis_exporter_is_off_by_default_and_then_adds_no_container_and_no_port() {
+    let cc = cluster();
+    assert!(!cc.spec.redis.managed.exporter.enabled);
+    let names: Vec<String> = redis_containers(&cc).into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["redis"]);
+    assert_eq!(
+        service_ports(&build_redis_service(&cc)),
+        [(
+            "redis".to_owned(),
+            6379,
+            Some(IntOrString::String("redis".to_owned()))
+        )]
+    );
+}
+
+#[test]
+fn redis_exporter_sidecar_reads_redis_over_localhost_with_the_secret_password() {
+    let mut cc = cluster().with_redis_exporter();
+    cc.spec.redis.managed.exporter.resources.requests = Some(BTreeMap::from([(
+        "cpu".to_owned(),
+        Quantity("20m".to_owned()),
+    )]));
+    let containers = redis_containers(&cc);
+    let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["redis", "redis-exporter"]);
+    let exporter = &containers[1];
+    assert_eq!(
+        exporter.image.as_deref(),
+        Some("oliver006/redis_exporter:v1.67.0")
+    );
+    assert_eq!(
+        (&exporter.command, &exporter.args),
+        (&None, &None),
+        "the image's own entrypoint, configured by env"
+    );
+    let ports: Vec<_> = exporter
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.as_deref(), p.container_port, p.protocol.as_deref()))
+        .collect();
+    assert_eq!(ports, [(Some("metrics"), 9121, Some("TCP"))]);
+
+    let env = exporter.env.clone().expect("env");
+    assert_eq!(env.len(), 2, "{env:?}");
+    assert_eq!(env[0].name, "REDIS_ADDR");
+    assert_eq!(env[0].value.as_deref(), Some("redis://localhost:6379"));
+    assert_eq!(env[0].value_from, None);
+    assert_eq!(env[1].name, "REDIS_PASSWORD");
+    assert_eq!(env[1].value, None, "the password is never a literal");
+    let secret = env[1]
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("a secretKeyRef");
+    assert_eq!(
+        (secret.name.as_str(), secret.key.as_str(), secret.optional),
+        ("likes-redis-auth", "password", Some(false))
+    );
+    // The same Secret key the redis container's --requirepass reads.
+    let redis_password = containers[0]
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "REDIS_PASSWORD")
+        .expect("the redis container's REDIS_PASSWORD");
+    assert_eq!(redis_password.value_from, env[1].value_from);
+
+    assert_eq!(
+        exporter.security_context, containers[0].security_context,
+        "the restricted security context of the redis container"
+    );
+    for probe in [&exporter.liveness_probe, &exporter.readiness_probe] {
+        let http = probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .expect("an HTTP probe");
+        assert_eq!(http.path.as_deref(), Some("/health"));
+        assert_eq!(http.port, IntOrString::String("metrics".to_owned()));
+    }
+    assert_eq!(
+        exporter.resources.as_ref(),
+        Some(&cc.spec.redis.managed.exporter.resources)
+    );
+    assert_eq!(exporter.volume_mounts, None, "it writes nothing");
+
+    assert_eq!(
+        service_ports(&build_redis_service(&cc)),
+        [
+            (
+                "redis".to_owned(),
+                6379,
+                Some(IntOrString::String("redis".to_owned()))
+            ),
+            (
+                "metrics".to_owned(),
+                9121,
+                Some(IntOrString::String("metrics".to_owned()))
+            ),
+        ]
+    );
+}
+
+#[test]
+fn redis_exporter_defaults_to_small_resources() {
+    let resources = &cluster().spec.redis.managed.exporter.resources;
+    let quantity = |map: &Option<BTreeMap<String, Quantity>>, key: &str| {
+        map.as_ref().and_then(|m| m.get(key)).map(|q| q.0.clone())
+    };
+    assert_eq!(quantity(&resources.requests, "cpu").as_deref(), Some("10m"));
+    assert_eq!(
+        quantity(&resources.requests, "memory").as_deref(),
+        Some("32Mi")
+    );
+    assert_eq!(
+        quantity(&resources.limits, "memory").as_deref(),
+        Some("64Mi")
+    );
+}
+
+#[test]
+fn an_enabled_exporter_is_ignored_with_external_redis() {
+    let mut cc = cluster().with_external_redis("redis://redis.example:6379/0", None, false);
+    cc.spec.redis.managed.exporter.enabled = true;
+    cc.spec.network_policy.enabled = true;
+    cc.spec.observability.metrics.service_monitor.enabled = true;
+    let children = build_all(&cc, &ctx());
+    assert_eq!(children.redis, None);
+    let policies: Vec<_> = children
+        .network_policies
+        .iter()
+        .map(|p| p.metadata.name.clone().expect("a name"))
+        .collect();
+    assert_eq!(policies, ["likes-counter"]);
+    let monitor = children.service_monitor.expect("a ServiceMonitor");
+    assert_eq!(
+        monitor.data["spec"]["selector"]["matchExpressions"][0]["values"],
+        json!(["gateway", "counter"])
+    );
+    assert_eq!(
+        monitor.data["spec"]["endpoints"]
+            .as_array()
+            .expect("endpoints")
+            .len(),
+        1
+    );
+}
+
+/// Whether `labels` satisfy the ServiceMonitor's `selector` (matchLabels and `In` expressions).
+fn selects(monitor: &DynamicObject, labels: &BTreeMap<String, String>) -> bool {
+    let selector = &monitor.data["spec"]["selector"];
+    let match_labels = selector["matchLabels"].as_object().expect("matchLabels");
+    let labels_match = match_labels
+        .iter()
+        .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str());
+    let expressions_match = selector["matchExpressions"]
+        .as_array()
+        .expect("matchExpressions")
+        .iter()
+        .all(|e| {
+            assert_eq!(e["operator"], "In");
+            let key = e["key"].as_str().expect("key");
+            e["values"]
+                .as_array()
+                .expect("values")
+                .iter()
+                .any(|v| labels.get(key).map(String::as_str) == v.as_str())
+        });
+    labels_match && expressions_match
+}
+
+/// For each Service the ServiceMonitor selects, the endpoint port names it has, which are the
+/// targets prometheus-operator scrapes.
+fn scraped_ports(cc: &CounterCluster) -> Vec<(String, String)> {
+    let monitor = build_service_monitor(cc);
+    let endpoint_ports: Vec<&str> = monitor.data["spec"]["endpoints"]
+        .as_array()
+        .expect("endpoints")
+        .iter()
+        .map(|e| e["port"].as_str().expect("a port name"))
+        .collect();
+    let mut scraped = Vec::new();
+    for service in [
+        build_gateway_service(cc),
+        build_counter_headless_service(cc),
+        build_redis_service(cc),
+    ] {
+        let labels = service.metadata.labels.clone().expect("labels");
+        if !selects(&monitor, &labels) {
+            continue;
+        }
+        for (port, _, _) in service_ports(&service) {
+            if endpoint_ports.contains(&port.as_str()) {
+                scraped.push((service.metadata.name.clone().expect("a name"), port));
+            }
+        }
+    }
+    scraped
+}
+
+#[test]
+fn service_monitor_scrapes_the_http_ports_and_the_exporter_only_when_it_runs() {
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(s, p)| ((*s).to_owned(), (*p).to_owned()))
+            .collect()
+    };
+    assert_eq!(
+        scraped_ports(&cluster()),
+        pairs(&[("likes-gateway", "http"), ("likes-counter", "http")])
+    );
+    assert_eq!(
+        scraped_ports(&cluster().with_redis_exporter()),
+        pairs(&[
+            ("likes-gateway", "http"),
+            ("likes-counter", "http"),
+            ("likes-redis", "metrics"),
+        ])
+    );
+
+    let mut cc = cluster().with_redis_exporter();
+    cc.spec.observability.metrics.service_monitor.interval = "30s".to_owned();
+    let monitor = build_service_monitor(&cc);
+    assert_eq!(
+        monitor.data["spec"]["endpoints"],
+        json!([
+            {"port": "http", "path": "/metrics", "honorLabels": true, "interval": "30s"},
+            {"port": "metrics", "path": "/metrics", "honorLabels": false, "interval": "30s"},
+        ])
+    );
+}
+
+/// Each ingress rule of a policy as (peer components, or `None` for every source; ports).
+fn ingress_rules(policy: &NetworkPolicy) -> Vec<(Option<Vec<String>>, Vec<i32>)> {
+    policy
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress.clone())
+        .expect("ingress rules")
+        .into_iter()
+        .map(|rule| {
+            let peers = rule.from.map(|from| {
+                from.into_iter()
+                    .map(|peer| {
+                        peer.pod_selector
+                            .and_then(|s| s.match_labels)
+                            .expect("a pod selector")["app.kubernetes.io/component"]
+                            .clone()
+                    })
+                    .collect()
+            });
+            let ports = rule
+                .ports
+                .into_iter()
+                .flatten()
+                .map(|p| match p.port {
+                    Some(IntOrString::Int(port)) => port,
+                    other => panic!("a numeric port, not {other:?}"),
+                })
+                .collect();
+            (peers, ports)
+        })
+        .collect()
+}
+
+#[test]
+fn network_policies_open_the_exporter_port_to_every_pod_only_when_it_runs() {
+    let counters_only = (Some(vec!["counter".to_owned()]), vec![6379]);
+    let plain = build_network_policies(&cluster());
+    assert_eq!(plain.len(), 2);
+    assert_eq!(
+        ingress_rules(&plain[0]),
+        [
+            (Some(vec!["gateway".to_owned()]), vec![50051]),
+            (None, vec![8080])
+        ],
+        "the counters' metrics port is open to every pod"
+    );
+    assert_eq!(plain[1].metadata.name.as_deref(), Some("likes-redis"));
+    assert_eq!(
+        ingress_rules(&plain[1]),
+        std::slice::from_ref(&counters_only)
+    );
+
+    let exporter = build_network_policies(&cluster().with_redis_exporter());
+    assert_eq!(exporter[0], plain[0], "the counter policy does not change");
+    assert_eq!(
+        ingress_rules(&exporter[1]),
+        [counters_only, (None, vec![9121])],
+        "the exporter's metrics port is open like the counters' HTTP port"
     );
 }
 

@@ -86,7 +86,7 @@ fn production_example_uses_external_redis_with_secret_autoscaling_and_tracing() 
 }
 
 #[test]
-fn managed_storage_example_sets_volume_size_and_storage_class() {
+fn managed_storage_example_sets_volume_size_storage_class_and_the_exporter() {
     let spec = example("countercluster-managed-storage.yaml").spec;
     assert_eq!(spec.redis.mode, RedisMode::Managed);
     assert_eq!(spec.redis.managed.storage.size.0, "20Gi");
@@ -95,9 +95,17 @@ fn managed_storage_example_sets_volume_size_and_storage_class() {
         Some("fast-ssd")
     );
     assert_eq!(spec.counter.replicas, 2);
+    // The exporter, scraped by the ServiceMonitor, so that a rendered StatefulSet with the
+    // sidecar goes through the Kubernetes schema checks.
+    assert!(spec.redis.managed.exporter.enabled);
+    assert!(spec.observability.metrics.service_monitor.enabled);
     // Fields the example leaves out keep their defaults.
     assert_eq!(spec.gateway.replicas, 2);
     assert_eq!(spec.counter.cache.max_entries, 100_000);
+    assert_eq!(
+        spec.redis.managed.exporter.image,
+        "oliver006/redis_exporter:v1.67.0"
+    );
 }
 
 fn crd_schema() -> Value {

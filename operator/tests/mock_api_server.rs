@@ -378,9 +378,10 @@ async fn scenario_external_redis() -> Vec<Recorded> {
     requests
 }
 
-/// NetworkPolicies and a ServiceMonitor (its API served) are applied when enabled.
+/// NetworkPolicies, a ServiceMonitor (its API served) and the redis_exporter sidecar are
+/// applied when enabled, and go away when disabled.
 async fn scenario_optional_features_on() -> Vec<Recorded> {
-    let mut cc = cluster();
+    let mut cc = cluster().with_redis_exporter();
     cc.metadata.generation = Some(1);
     cc.spec.network_policy.enabled = true;
     cc.spec.observability.metrics.service_monitor.enabled = true;
@@ -401,13 +402,31 @@ async fn scenario_optional_features_on() -> Vec<Recorded> {
         .find(|r| r.path == format!("{MONITORS}/likes"))
         .expect("the ServiceMonitor");
     assert_eq!(monitor.body["kind"], "ServiceMonitor");
-    assert_eq!(monitor.body["spec"]["endpoints"][0]["port"], "http");
+    assert_eq!(
+        each(&monitor.body["spec"]["endpoints"], "port"),
+        ["http", "metrics"],
+        "the exporter's port is scraped too"
+    );
+    assert_eq!(
+        redis_applies(&requests),
+        (vec!["redis", "redis-exporter"], vec!["redis", "metrics"])
+    );
+    let redis_policy = requests
+        .iter()
+        .find(|r| r.path == format!("{NETPOL}/likes-redis"))
+        .expect("the Redis NetworkPolicy");
+    assert_eq!(
+        redis_policy.body["spec"]["ingress"][1]["ports"][0]["port"],
+        9121
+    );
 
-    // Turned off again: both policies and the monitor are deleted.
+    // Turned off again: both policies and the monitor are deleted, and the Redis pod and
+    // Service are applied without the exporter.
     fake.clear_requests();
     let mut off = stored(&fake);
     off.spec.network_policy.enabled = false;
     off.spec.observability.metrics.service_monitor.enabled = false;
+    off.spec.redis.managed.exporter.enabled = false;
     run(&off, &ctx).await.expect("reconciled");
     let more = fake.requests();
     let more_lines: Vec<String> = more.iter().map(Recorded::line).collect();
@@ -421,9 +440,44 @@ async fn scenario_optional_features_on() -> Vec<Recorded> {
             "{expected} in {more_lines:?}"
         );
     }
+    assert_eq!(redis_applies(&more), (vec!["redis"], vec!["redis"]));
     let mut all = requests;
     all.extend(more);
     all
+}
+
+/// The string `key` of every item of the JSON array `list`.
+fn each<'a>(list: &'a serde_json::Value, key: &str) -> Vec<&'a str> {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|item| {
+            item[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("{key} in {item}"))
+        })
+        .collect()
+}
+
+/// The container names of the applied Redis StatefulSet and the port names of the applied
+/// Redis Service.
+fn redis_applies(requests: &[Recorded]) -> (Vec<&str>, Vec<&str>) {
+    let applied = |path: String| {
+        &requests
+            .iter()
+            .find(|r| r.is_apply() && r.path == path)
+            .unwrap_or_else(|| panic!("an apply of {path}"))
+            .body
+    };
+    let statefulset = applied(format!("{APPS}/statefulsets/likes-redis"));
+    let service = applied(format!("{CORE}/services/likes-redis"));
+    (
+        each(
+            &statefulset["spec"]["template"]["spec"]["containers"],
+            "name",
+        ),
+        each(&service["spec"]["ports"], "name"),
+    )
 }
 
 /// A ServiceMonitor without the prometheus-operator CRDs is skipped with a status message.

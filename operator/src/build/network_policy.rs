@@ -2,7 +2,8 @@
 //!
 //! Contract: `<name>-counter` admits the gRPC port only from this cluster's gateway pods, and
 //! `<name>-redis` (managed Redis only) admits the Redis port only from its counter pods. The
-//! highpress HTTP port (probes, metrics) stays open to every pod, so Prometheus can scrape.
+//! highpress HTTP port (probes, metrics) stays open to every pod, so Prometheus can scrape;
+//! so does the redis_exporter's metrics port on the Redis pod when the sidecar runs.
 //! The gateway gets no policy: it is the public API.
 
 use k8s_openapi::api::networking::v1::{
@@ -13,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::config::{GRPC_PORT, HTTP_PORT, REDIS_PORT};
+use super::redis::{REDIS_EXPORTER_PORT, redis_exporter_enabled};
 use super::{Component, child_name, object_meta, selector_labels};
 use crate::crd::{CounterCluster, RedisMode};
 
@@ -33,11 +35,11 @@ pub fn build_network_policies(cc: &CounterCluster) -> Vec<NetworkPolicy> {
         ],
     )];
     if cc.spec.redis.mode == RedisMode::Managed {
-        policies.push(policy(
-            cc,
-            Component::Redis,
-            vec![only_from(cc, Component::Counter, REDIS_PORT)],
-        ));
+        let mut ingress = vec![only_from(cc, Component::Counter, REDIS_PORT)];
+        if redis_exporter_enabled(cc) {
+            ingress.push(open_port(REDIS_EXPORTER_PORT));
+        }
+        policies.push(policy(cc, Component::Redis, ingress));
     }
     policies
 }

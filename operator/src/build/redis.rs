@@ -1,4 +1,5 @@
-//! The managed Redis (`redis.mode: Managed`): StatefulSet and Service `<name>-redis`.
+//! The managed Redis (`redis.mode: Managed`): StatefulSet and Service `<name>-redis`, and the
+//! optional redis_exporter sidecar in the same pod.
 //!
 //! Contract: one replica; AOF persistence per `redis.managed.appendOnly`; data on a PVC from
 //! the `data` claim template, the only writable path (the root filesystem is read-only). The
@@ -6,14 +7,19 @@
 //! generates once; it is passed as `--requirepass $(REDIS_PASSWORD)`, so it never appears in
 //! the object. PVCs are retained when the CounterCluster or StatefulSet is deleted, so
 //! deleting a CounterCluster never deletes counter data by itself.
+//!
+//! With `redis.managed.exporter.enabled`, the pod also runs the container `redis-exporter`: it
+//! reads Redis at `localhost:6379` with the password from the same Secret key and serves
+//! `/metrics` and `/health` on port 9121, named `metrics` on the container and the Service.
+//! Disabled, neither the container nor the Service port exists.
 
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSpec, Probe, Secret, SecretKeySelector, Service, ServicePort,
-    ServiceSpec, TCPSocketAction, VolumeMount, VolumeResourceRequirements,
+    Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, HTTPGetAction,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, Probe, Secret, SecretKeySelector,
+    Service, ServicePort, ServiceSpec, TCPSocketAction, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -24,12 +30,21 @@ use super::pod::{
     REDIS_UID, pod_template, restricted_container_security_context, restricted_pod_security_context,
 };
 use super::{Component, child_name, labels, object_meta, selector_labels};
-use crate::crd::CounterCluster;
+use crate::crd::{CounterCluster, RedisMode};
 
 /// Key of the password in the managed Redis Secret.
 pub const REDIS_PASSWORD_KEY: &str = "password";
 /// Where the data volume is mounted in the Redis container.
 pub const REDIS_DATA_PATH: &str = "/data";
+/// Port of the redis_exporter sidecar (its default), named `metrics`.
+pub const REDIS_EXPORTER_PORT: i32 = 9121;
+/// Name of the redis_exporter sidecar's port on the container and on the Redis Service.
+pub const REDIS_EXPORTER_PORT_NAME: &str = "metrics";
+
+/// Whether `cc` runs the redis_exporter sidecar: managed Redis with the exporter enabled.
+pub fn redis_exporter_enabled(cc: &CounterCluster) -> bool {
+    cc.spec.redis.mode == RedisMode::Managed && cc.spec.redis.managed.exporter.enabled
+}
 
 /// Name of the managed Redis password Secret, `<name>-redis-auth`.
 pub fn redis_secret_name(cc: &CounterCluster) -> String {
@@ -115,8 +130,12 @@ pub fn build_redis_statefulset(cc: &CounterCluster) -> StatefulSet {
         security_context: Some(restricted_container_security_context()),
         ..Container::default()
     };
+    let mut containers = vec![container];
+    if redis_exporter_enabled(cc) {
+        containers.push(redis_exporter_container(cc));
+    }
     let pod_spec = PodSpec {
-        containers: vec![container],
+        containers,
         security_context: Some(restricted_pod_security_context(REDIS_UID)),
         automount_service_account_token: Some(false),
         ..PodSpec::default()
@@ -169,20 +188,71 @@ pub fn build_redis_statefulset(cc: &CounterCluster) -> StatefulSet {
     }
 }
 
-/// The Redis Service (ClusterIP, port 6379) that `redis.addr` names.
+/// The redis_exporter sidecar: scrapes the Redis next to it over localhost, authenticating
+/// with the password from the Redis Secret, and serves the metrics on [`REDIS_EXPORTER_PORT`].
+fn redis_exporter_container(cc: &CounterCluster) -> Container {
+    let exporter = &cc.spec.redis.managed.exporter;
+    let health_probe = |period_seconds| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/health".to_owned()),
+            port: IntOrString::String(REDIS_EXPORTER_PORT_NAME.to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period_seconds),
+        failure_threshold: Some(3),
+        timeout_seconds: Some(2),
+        ..Probe::default()
+    };
+    Container {
+        name: "redis-exporter".to_owned(),
+        image: Some(exporter.image.clone()),
+        env: Some(vec![
+            EnvVar {
+                name: "REDIS_ADDR".to_owned(),
+                value: Some(format!("redis://localhost:{REDIS_PORT}")),
+                value_from: None,
+            },
+            secret_env(cc, "REDIS_PASSWORD"),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some(REDIS_EXPORTER_PORT_NAME.to_owned()),
+            container_port: REDIS_EXPORTER_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        resources: Some(exporter.resources.clone()),
+        liveness_probe: Some(health_probe(10)),
+        readiness_probe: Some(health_probe(5)),
+        security_context: Some(restricted_container_security_context()),
+        ..Container::default()
+    }
+}
+
+/// The Redis Service (ClusterIP, port 6379) that `redis.addr` names, plus the exporter's
+/// `metrics` port 9121 when the sidecar runs.
 pub fn build_redis_service(cc: &CounterCluster) -> Service {
+    let mut ports = vec![ServicePort {
+        name: Some("redis".to_owned()),
+        port: REDIS_PORT,
+        target_port: Some(IntOrString::String("redis".to_owned())),
+        protocol: Some("TCP".to_owned()),
+        ..ServicePort::default()
+    }];
+    if redis_exporter_enabled(cc) {
+        ports.push(ServicePort {
+            name: Some(REDIS_EXPORTER_PORT_NAME.to_owned()),
+            port: REDIS_EXPORTER_PORT,
+            target_port: Some(IntOrString::String(REDIS_EXPORTER_PORT_NAME.to_owned())),
+            protocol: Some("TCP".to_owned()),
+            ..ServicePort::default()
+        });
+    }
     Service {
         metadata: object_meta(cc, child_name(cc, "redis"), Component::Redis),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
             selector: Some(selector_labels(cc, Component::Redis)),
-            ports: Some(vec![ServicePort {
-                name: Some("redis".to_owned()),
-                port: REDIS_PORT,
-                target_port: Some(IntOrString::String("redis".to_owned())),
-                protocol: Some("TCP".to_owned()),
-                ..ServicePort::default()
-            }]),
+            ports: Some(ports),
             ..ServiceSpec::default()
         }),
         status: None,

@@ -2,12 +2,15 @@
 //! `observability.metrics.serviceMonitor.enabled`.
 //!
 //! Contract: it selects the gateway and counter Services of this CounterCluster and scrapes
-//! their `http` port at `/metrics` every `interval`, honouring the pods' own labels. k8s-openapi has no type for it, so it is a
+//! their `http` port at `/metrics` every `interval`, honouring the pods' own labels. When the
+//! managed Redis runs the redis_exporter sidecar, it also selects the Redis Service and scrapes
+//! its `metrics` port, without honouring labels. k8s-openapi has no type for it, so it is a
 //! [`DynamicObject`]; the reconciler applies it only when the API group is served.
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::json;
 
+use super::redis::{REDIS_EXPORTER_PORT_NAME, redis_exporter_enabled};
 use super::{APP_NAME, Component, cluster_object_meta};
 use crate::crd::CounterCluster;
 use kube::ResourceExt;
@@ -31,6 +34,32 @@ pub fn service_monitor_resource() -> ApiResource {
 
 /// The ServiceMonitor of `cc`, named like the CounterCluster.
 pub fn build_service_monitor(cc: &CounterCluster) -> DynamicObject {
+    let interval = &cc.spec.observability.metrics.service_monitor.interval;
+    let mut components = vec![Component::Gateway.as_str(), Component::Counter.as_str()];
+    let mut endpoints = vec![json!({
+        "port": "http",
+        "path": "/metrics",
+        // The gateway's own `endpoint` label (a counter's address) must survive the
+        // scrape; without this Prometheus renames it to `exported_endpoint`.
+        "honorLabels": true,
+        "interval": interval,
+    })];
+    // One ServiceMonitor has one selector, so the Redis Service joins the gateway and counter
+    // Services in it, and the exporter gets an endpoint of its own. prometheus-operator keeps
+    // only the Service ports whose name an endpoint names: `http` finds nothing on the Redis
+    // Service and `metrics` nothing on the others, so each endpoint scrapes only its own pods.
+    // A second ServiceMonitor would need its own name to apply and delete, for no gain.
+    if redis_exporter_enabled(cc) {
+        components.push(Component::Redis.as_str());
+        endpoints.push(json!({
+            "port": REDIS_EXPORTER_PORT_NAME,
+            "path": "/metrics",
+            // redis_exporter's labels describe Redis, not the target: on a clash, the target
+            // labels (`namespace`, `pod`, `service`, ...) win.
+            "honorLabels": false,
+            "interval": interval,
+        }));
+    }
     let mut monitor = DynamicObject::new(&cc.name_any(), &service_monitor_resource());
     monitor.metadata = cluster_object_meta(cc, cc.name_any());
     monitor.data = json!({
@@ -43,17 +72,10 @@ pub fn build_service_monitor(cc: &CounterCluster) -> DynamicObject {
                 "matchExpressions": [{
                     "key": "app.kubernetes.io/component",
                     "operator": "In",
-                    "values": [Component::Gateway.as_str(), Component::Counter.as_str()],
+                    "values": components,
                 }],
             },
-            "endpoints": [{
-                "port": "http",
-                "path": "/metrics",
-                // The gateway's own `endpoint` label (a counter's address) must survive the
-                // scrape; without this Prometheus renames it to `exported_endpoint`.
-                "honorLabels": true,
-                "interval": cc.spec.observability.metrics.service_monitor.interval,
-            }],
+            "endpoints": endpoints,
         }
     });
     monitor

@@ -59,6 +59,7 @@ pub trait CounterClusterFixture {
     fn with_counter_replicas(self, replicas: i32) -> Self;
     fn with_autoscaling(self, min: i32, max: i32) -> Self;
     fn with_external_redis(self, url: &str, secret: Option<(&str, &str)>, cluster: bool) -> Self;
+    fn with_redis_exporter(self) -> Self;
     fn without_uid(self) -> Self;
 }
 
@@ -96,6 +97,11 @@ impl CounterClusterFixture for CounterCluster {
             }),
             cluster,
         });
+        self
+    }
+
+    fn with_redis_exporter(mut self) -> Self {
+        self.spec.redis.managed.exporter.enabled = true;
         self
     }
 
