@@ -710,14 +710,15 @@ fn redis_exporter_sidecar_reads_redis_over_localhost_with_the_secret_password() 
         exporter.security_context, containers[0].security_context,
         "the restricted security context of the redis container"
     );
-    for probe in [&exporter.liveness_probe, &exporter.readiness_probe] {
-        let http = probe
-            .as_ref()
-            .and_then(|p| p.http_get.as_ref())
-            .expect("an HTTP probe");
-        assert_eq!(http.path.as_deref(), Some("/health"));
-        assert_eq!(http.port, IntOrString::String("metrics".to_owned()));
-    }
+    let http = exporter
+        .liveness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .expect("an HTTP liveness probe");
+    assert_eq!(http.path.as_deref(), Some("/health"));
+    assert_eq!(http.port, IntOrString::String("metrics".to_owned()));
+    // A not-ready exporter must not make the Redis pod, and so Redis, unroutable.
+    assert_eq!(exporter.readiness_probe, None);
     assert_eq!(
         exporter.resources.as_ref(),
         Some(&cc.spec.redis.managed.exporter.resources)

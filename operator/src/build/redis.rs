@@ -192,13 +192,16 @@ pub fn build_redis_statefulset(cc: &CounterCluster) -> StatefulSet {
 /// with the password from the Redis Secret, and serves the metrics on [`REDIS_EXPORTER_PORT`].
 fn redis_exporter_container(cc: &CounterCluster) -> Container {
     let exporter = &cc.spec.redis.managed.exporter;
-    let health_probe = |period_seconds| Probe {
+    // Liveness only: the pod is ready when all its containers are, and the Redis Service routes
+    // only to a ready pod, so a readiness probe here would let the exporter take Redis off the
+    // network. `/health` answers without asking Redis; `redis_up` is the signal about Redis.
+    let liveness = Probe {
         http_get: Some(HTTPGetAction {
             path: Some("/health".to_owned()),
             port: IntOrString::String(REDIS_EXPORTER_PORT_NAME.to_owned()),
             ..HTTPGetAction::default()
         }),
-        period_seconds: Some(period_seconds),
+        period_seconds: Some(10),
         failure_threshold: Some(3),
         timeout_seconds: Some(2),
         ..Probe::default()
@@ -221,8 +224,7 @@ fn redis_exporter_container(cc: &CounterCluster) -> Container {
             ..ContainerPort::default()
         }]),
         resources: Some(exporter.resources.clone()),
-        liveness_probe: Some(health_probe(10)),
-        readiness_probe: Some(health_probe(5)),
+        liveness_probe: Some(liveness),
         security_context: Some(restricted_container_security_context()),
         ..Container::default()
     }
