@@ -1,6 +1,8 @@
 //! The guarded-group Lua script on a real `redis-server` against the memory store's
 //! implementation of the same rules: for random flushes of unique-per-user and keyed
-//! increments, both stores give the same answers and end in the same state.
+//! increments over several counters (so one script call carries several groups), both stores
+//! give the same answers and end in the same state. Then what only Redis has: the script sent
+//! by hash, calls of many groups, and a fault in one group that leaves the others alone.
 
 mod support;
 
@@ -10,7 +12,8 @@ use std::time::Duration;
 use highpress::store::memory::MemoryStore;
 use highpress::store::redis::RedisStore;
 use highpress::store::{
-    CounterKey, GroupOutcome, GuardedGroup, GuardedItem, RecordRef, Store, WriteBatch,
+    CounterKey, GroupOutcome, GuardedGroup, GuardedItem, GuardedOutcome, RecordRef, Store,
+    WriteBatch,
 };
 use proptest::prelude::*;
 use support::RedisServer;
@@ -18,59 +21,97 @@ use support::RedisServer;
 /// One item: user, +1/-1 (or a plain delta when `unique` is false), optional key index.
 type Item = (u8, bool, Option<u8>);
 
-fn batch<'a>(
-    key: &'a CounterKey,
-    items: &[Item],
-    unique: bool,
-    users: &'a [String],
-    keys: &'a [String],
-    fingerprints: &'a [String],
-) -> WriteBatch<'a> {
-    WriteBatch {
-        increments: Vec::new(),
-        guarded: vec![GuardedGroup {
+/// Users, idempotency keys and fingerprints the items index into.
+struct Names {
+    users: Vec<String>,
+    keys: Vec<String>,
+    fingerprints: Vec<String>,
+}
+
+impl Names {
+    fn new() -> Self {
+        Self {
+            users: (0..4).map(|u| format!("user {u}")).collect(),
+            keys: (0..3).map(|k| format!("key-{k}")).collect(),
+            fingerprints: (0..8).map(|i| format!("{i:032x}")).collect(),
+        }
+    }
+
+    fn group<'a>(&'a self, key: &'a CounterKey, items: &[Item], unique: bool) -> GuardedGroup<'a> {
+        GuardedGroup {
             key,
             items: items
                 .iter()
                 .map(|&(user, up, k)| GuardedItem {
                     delta: if up { 1 } else { -1 },
-                    unique_user: unique.then(|| users[user as usize].as_str()),
+                    unique_user: unique.then(|| self.users[user as usize].as_str()),
                     record: k.map(|k| RecordRef {
-                        key: &keys[k as usize],
-                        fingerprint: &fingerprints[(user as usize) * 2 + usize::from(up)],
+                        key: &self.keys[k as usize],
+                        fingerprint: &self.fingerprints[(user as usize) * 2 + usize::from(up)],
                     }),
                 })
                 .collect(),
-        }],
-        record_ttl: Duration::from_secs(60),
+        }
     }
 }
 
+fn connect(redis: &RedisServer) -> RedisStore {
+    RedisStore::connect_lazy(
+        &format!("redis://{}/0", redis.addr()),
+        Duration::from_secs(5),
+        Duration::from_secs(5),
+    )
+    .expect("store")
+}
+
+/// Writes `flushes` (per flush, the items of each counter of `keys`) and returns every
+/// group's outcome.
 async fn apply<S: Store>(
     store: &S,
-    key: &CounterKey,
-    flushes: &[Vec<Item>],
+    keys: &[CounterKey],
+    flushes: &[Vec<Vec<Item>>],
     unique: bool,
 ) -> Vec<GroupOutcome> {
-    let users: Vec<String> = (0..4).map(|u| format!("user {u}")).collect();
-    let keys: Vec<String> = (0..3).map(|k| format!("key-{k}")).collect();
-    let fingerprints: Vec<String> = (0..8).map(|i| format!("{i:032x}")).collect();
+    let names = Names::new();
     let mut out = Vec::new();
-    for items in flushes {
-        let b = batch(key, items, unique, &users, &keys, &fingerprints);
-        out.extend(store.write(&b).await.expect("write").guarded);
+    for flush in flushes {
+        let batch = WriteBatch {
+            increments: Vec::new(),
+            guarded: keys
+                .iter()
+                .zip(flush)
+                .filter(|(_, items)| !items.is_empty())
+                .map(|(key, items)| names.group(key, items, unique))
+                .collect(),
+            record_ttl: Duration::from_secs(60),
+        };
+        out.extend(store.write(&batch).await.expect("write").guarded);
     }
     out
 }
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
+fn fresh_keys(n: usize) -> Vec<CounterKey> {
+    (0..n)
+        .map(|_| {
+            CounterKey::new(
+                "like",
+                &format!("p{}", NEXT.fetch_add(1, Ordering::Relaxed)),
+            )
+        })
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]
     fn redis_script_and_memory_store_agree(
         flushes in prop::collection::vec(
-            prop::collection::vec((0u8..4, any::<bool>(), prop::option::of(0u8..3)), 1..30),
+            prop::collection::vec(
+                prop::collection::vec((0u8..4, any::<bool>(), prop::option::of(0u8..3)), 0..12),
+                3,
+            ),
             1..4,
         ),
         unique in any::<bool>(),
@@ -78,43 +119,29 @@ proptest! {
         static REDIS: std::sync::OnceLock<RedisServer> = std::sync::OnceLock::new();
         let redis = REDIS.get_or_init(RedisServer::start);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let (from_redis, from_memory, stored) = rt.block_on(async {
-            let store = RedisStore::connect_lazy(
-                &format!("redis://{}/0", redis.addr()),
-                Duration::from_secs(5),
-                Duration::from_secs(5),
-            )
-            .expect("store");
-            let key = CounterKey::new("like", &format!("p{}", NEXT.fetch_add(1, Ordering::Relaxed)));
-            let from_redis = apply(&store, &key, &flushes, unique).await;
-            let from_memory = apply(&MemoryStore::new(), &key, &flushes, unique).await;
-            let stored = store.get_many(&[&key]).await.expect("read")[0];
-            (from_redis, from_memory, stored)
+        let (from_redis, from_memory, stored, expected) = rt.block_on(async {
+            let store = connect(redis);
+            let keys = fresh_keys(3);
+            let from_redis = apply(&store, &keys, &flushes, unique).await;
+            let memory = MemoryStore::new();
+            let from_memory = apply(&memory, &keys, &flushes, unique).await;
+            let refs: Vec<&CounterKey> = keys.iter().collect();
+            let stored = store.get_many(&refs).await.expect("read");
+            let expected = memory.get_many(&refs).await.expect("read");
+            (from_redis, from_memory, stored, expected)
         });
         prop_assert_eq!(&from_redis, &from_memory);
-        if let Some(GroupOutcome::Done { total, .. }) = from_memory.last() {
-            prop_assert_eq!(stored, *total);
-        }
+        prop_assert_eq!(stored, expected);
     }
 }
 
 #[tokio::test]
 async fn reset_returns_the_previous_value_and_empties_the_set() {
     let redis = RedisServer::start();
-    let store = RedisStore::connect_lazy(
-        &format!("redis://{}/0", redis.addr()),
-        Duration::from_secs(5),
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let store = connect(&redis);
     let key = CounterKey::new("like", "r");
-    apply(
-        &store,
-        &key,
-        &[vec![(0, true, None), (1, true, None)]],
-        true,
-    )
-    .await;
+    let likes = vec![vec![vec![(0, true, None), (1, true, None)]]];
+    apply(&store, std::slice::from_ref(&key), &likes, true).await;
     assert_eq!(redis.cmd(&["SCARD", &key.uniqueness_set_key()]), "2");
     assert_eq!(store.reset(&key).await.unwrap(), 2);
     assert_eq!(
@@ -138,17 +165,13 @@ fn calls(redis: &RedisServer, command: &str) -> u64 {
 #[tokio::test]
 async fn flushes_send_the_script_by_hash_and_resend_its_body_when_redis_lost_it() {
     let redis = RedisServer::start();
-    let store = RedisStore::connect_lazy(
-        &format!("redis://{}/0", redis.addr()),
-        Duration::from_secs(5),
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let store = connect(&redis);
     let key = CounterKey::new("like", "r");
-    let like = |user| vec![vec![(user, true, Some(user))]];
+    let key = std::slice::from_ref(&key);
+    let like = |user| vec![vec![vec![(user, true, Some(user))]]];
 
     // A fresh Redis has no scripts: the EVALSHA is refused and the group is resent as EVAL.
-    let first = apply(&store, &key, &like(0), true).await;
+    let first = apply(&store, key, &like(0), true).await;
     assert!(
         matches!(&first[0], GroupOutcome::Done { total: 1, .. }),
         "{first:?}"
@@ -156,7 +179,7 @@ async fn flushes_send_the_script_by_hash_and_resend_its_body_when_redis_lost_it(
     assert_eq!((calls(&redis, "evalsha"), calls(&redis, "eval")), (1, 1));
 
     // Now Redis has it: one EVALSHA, no body.
-    let second = apply(&store, &key, &like(1), true).await;
+    let second = apply(&store, key, &like(1), true).await;
     assert!(
         matches!(&second[0], GroupOutcome::Done { total: 2, .. }),
         "{second:?}"
@@ -165,11 +188,124 @@ async fn flushes_send_the_script_by_hash_and_resend_its_body_when_redis_lost_it(
 
     // A flushed script cache (as after a restart or failover) costs one resend, and no count.
     redis.cmd(&["SCRIPT", "FLUSH"]);
-    let third = apply(&store, &key, &like(2), true).await;
+    let third = apply(&store, key, &like(2), true).await;
     assert!(
         matches!(&third[0], GroupOutcome::Done { total: 3, .. }),
         "{third:?}"
     );
     assert_eq!((calls(&redis, "evalsha"), calls(&redis, "eval")), (3, 2));
-    assert_eq!(redis.get_i64(key.as_str()), 3);
+    assert_eq!(redis.get_i64(key[0].as_str()), 3);
+}
+
+#[tokio::test]
+async fn a_flush_of_many_counters_goes_in_few_calls_and_agrees_with_the_memory_store() {
+    let redis = RedisServer::start();
+    let store = connect(&redis);
+    // 300 counters, one unique like each, then a flush where each user likes again (counts
+    // nothing) and another user likes (counts).
+    let keys = fresh_keys(300);
+    let flushes = vec![
+        vec![vec![(0, true, None)]; 300],
+        vec![vec![(0, true, Some(0)), (1, true, Some(1))]; 300],
+    ];
+    let from_redis = apply(&store, &keys, &flushes, true).await;
+    let from_memory = apply(&MemoryStore::new(), &keys, &flushes, true).await;
+    assert_eq!(from_redis, from_memory);
+    assert!(
+        from_redis[300..]
+            .iter()
+            .all(|g| matches!(g, GroupOutcome::Done { total: 2, .. }))
+    );
+    // 128 groups per call: 3 calls per flush (the first also resent once, by body).
+    assert_eq!(calls(&redis, "evalsha"), 6);
+}
+
+#[tokio::test]
+async fn a_fault_in_one_group_answers_that_group_and_leaves_the_rest_of_the_call_alone() {
+    let redis = RedisServer::start();
+    let store = connect(&redis);
+    let keys = fresh_keys(3);
+    // The middle counter's uniqueness set is not a set.
+    redis.cmd(&["SET", &keys[1].uniqueness_set_key(), "not a set"]);
+    let like = vec![(0, true, None)];
+    let out = apply(
+        &store,
+        &keys,
+        &[vec![like.clone(), like.clone(), like]],
+        true,
+    )
+    .await;
+    let applied = GuardedOutcome::Applied {
+        value: 1,
+        counted: true,
+    };
+    assert_eq!(
+        out[0],
+        GroupOutcome::Done {
+            total: 1,
+            items: vec![applied.clone()]
+        }
+    );
+    assert!(
+        matches!(&out[1], GroupOutcome::Done { total: 0, items }
+            if matches!(&items[..], [GuardedOutcome::Failed(m)] if m.contains("WRONGTYPE"))),
+        "{:?}",
+        out[1]
+    );
+    assert_eq!(
+        out[2],
+        GroupOutcome::Done {
+            total: 1,
+            items: vec![applied]
+        }
+    );
+    assert_eq!(redis.get_i64(keys[1].as_str()), 0, "nothing counted");
+}
+
+#[tokio::test]
+async fn values_beyond_two_to_the_53_stay_exact() {
+    let redis = RedisServer::start();
+    let store = connect(&redis);
+    let names = Names::new();
+    let (up, down) = (
+        CounterKey::new("like", "up"),
+        CounterKey::new("like", "down"),
+    );
+    let edge = 1_i64 << 53;
+    redis.cmd(&["SET", up.as_str(), &(edge - 2).to_string()]);
+    redis.cmd(&["SET", down.as_str(), &(2 - edge).to_string()]);
+    // Keyed items make the groups guarded: +1 three times across 2^53, and -1 across -2^53.
+    let steps = [(0, true, Some(0)), (1, true, Some(1)), (2, true, Some(2))];
+    let falls = [
+        (0, false, Some(0)),
+        (1, false, Some(1)),
+        (2, false, Some(2)),
+    ];
+    let batch = WriteBatch {
+        increments: Vec::new(),
+        guarded: vec![
+            names.group(&up, &steps, false),
+            names.group(&down, &falls, false),
+        ],
+        record_ttl: Duration::from_secs(60),
+    };
+    let out = store.write(&batch).await.expect("write").guarded;
+    let applied = |values: [i64; 3]| GroupOutcome::Done {
+        total: values[2],
+        items: values
+            .iter()
+            .map(|&value| GuardedOutcome::Applied {
+                value,
+                counted: true,
+            })
+            .collect(),
+    };
+    assert_eq!(
+        out,
+        vec![
+            applied([edge - 1, edge, edge + 1]),
+            applied([1 - edge, -edge, -edge - 1]),
+        ]
+    );
+    assert_eq!(redis.get_i64(up.as_str()), edge + 1);
 }

@@ -1,19 +1,24 @@
-//! Guarded groups on Redis: the conditional increments of one counter in one flush run as one
-//! Lua script, so the idempotency records, the uniqueness set and the count change together or
-//! not at all, in the same pipeline (and round trip) as the flush's plain `INCRBY`s.
+//! Guarded groups on Redis: the conditional increments of one counter in one flush run inside
+//! one Lua script, so the idempotency records, the uniqueness set and the count change together
+//! or not at all, in the same pipeline (and round trip) as the flush's plain `INCRBY`s.
 //!
-//! The script touches only keys with the counter key as hash tag (the counter itself is the
-//! tag), so on Redis Cluster every key of a group is in the counter's slot and the script is
-//! legal there too.
+//! One script call carries many groups, so on a single Redis the fixed cost of a call (the Lua
+//! call, its `KEYS` and `ARGV`) is paid once per [`GROUPS_PER_SCRIPT`] groups, not per
+//! counter. Every command inside runs under `redis.pcall`, so a fault in one item (a key of the
+//! wrong type, say) answers that item and leaves the rest of the call alone. On Redis Cluster a script may touch one slot only, so each
+//! group has a call of its own: its keys all carry the counter key as hash tag (the counter
+//! itself is the tag), so they share the counter's slot.
 //!
-//! Values never pass through Lua numbers (doubles, exact only to 2^53): deltas go in as strings,
-//! `INCRBY` does the arithmetic and its overflow check, and values come back from `GET` as
-//! strings.
+//! Values never pass through Lua numbers beyond their exact range (doubles, exact only to
+//! 2^53): deltas go in as strings and `INCRBY` does the arithmetic and its overflow check. A
+//! value `INCRBY` answers within ±2^53 is formatted as an integer; a larger one is read back
+//! with `GET`, as a string. So a unique like costs two commands in the script, `SADD` and
+//! `INCRBY`.
 //!
-//! Flushes send the guarded script by its SHA1 (`EVALSHA`), not its 1.5 kB body. A Redis that
+//! Flushes send the guarded script by its SHA1 (`EVALSHA`), not its 2.5 kB body. A Redis that
 //! does not know it yet (a restart, a failover, `SCRIPT FLUSH`) answers `NOSCRIPT` without
-//! running anything, and the store resends just those groups as `EVAL`, which also caches
-//! the script for the next flush. Resets are rare and send their short script as `EVAL`.
+//! running anything, and the store resends just those calls as `EVAL`, which also caches the
+//! script for the next flush. Resets are rare and send their short script as `EVAL`.
 
 use std::sync::LazyLock;
 
@@ -21,51 +26,92 @@ use redis::{Cmd, Value};
 
 use super::{CounterKey, GroupOutcome, GuardedGroup, GuardedOutcome};
 
-/// KEYS[1] counter, KEYS[2] uniqueness set, KEYS[3..] idempotency records.
-/// ARGV[1] record TTL in ms, then four per item: delta, user ('' unless unique per user),
-/// index into KEYS of its record (0: none), fingerprint.
-/// Returns the counter's value after the group, then one answer per item:
-/// `a|r <counted 0/1> <value>` (applied, replayed), `x` (key reused), `o` (overflow),
-/// `e <message>`. A record holds `<fingerprint> <counted> <value>`.
+/// Groups per script call on a single Redis: bounds how long one call holds Redis (a few
+/// hundred microseconds) while amortizing the call's own cost.
+pub const GROUPS_PER_SCRIPT: usize = 128;
+
+/// KEYS: per group, its counter, its uniqueness set, then its idempotency records.
+/// ARGV[1] record TTL in ms; then per group: its item count, its record count, and four per
+/// item: delta, user ('' unless unique per user), index of its record among the group's
+/// records (0: none), fingerprint.
+/// Returns one array per group: the counter's value after the group ('' if the counter key
+/// holds no integer), then one answer per item: `a|r <counted 0/1> <value>` (applied,
+/// replayed), `x` (key reused), `o` (overflow), `e <message>`. A record holds
+/// `<fingerprint> <counted> <value>`.
 pub const GUARDED_SCRIPT: &str = r#"
-local ck, uk, ttl = KEYS[1], KEYS[2], ARGV[1]
-local out = {false}
-local n = (#ARGV - 1) / 4
-for i = 0, n - 1 do
-  local delta, user = ARGV[2 + i * 4], ARGV[3 + i * 4]
-  local rec, fp = tonumber(ARGV[4 + i * 4]), ARGV[5 + i * 4]
-  local answer = nil
-  local seen = false
-  if rec > 0 then seen = redis.call('GET', KEYS[rec]) end
-  if seen then
-    local sfp, counted, value = string.match(seen, '^(%S+) ([01]) (%-?%d+)$')
-    if sfp == fp then answer = 'r ' .. counted .. ' ' .. value else answer = 'x' end
-  else
-    local counted = 1
-    if user ~= '' then
-      if delta == '1' then counted = redis.call('SADD', uk, user)
-      else counted = redis.call('SREM', uk, user) end
-    end
-    if counted == 1 then
-      local r = redis.pcall('INCRBY', ck, delta)
-      if type(r) == 'table' and r.err then
-        if user ~= '' then
-          if delta == '1' then redis.call('SREM', uk, user) else redis.call('SADD', uk, user) end
-        end
-        if string.find(r.err, 'overflow', 1, true) then answer = 'o' else answer = 'e ' .. r.err end
-      end
-    end
-    if not answer then
-      local value = redis.call('GET', ck) or '0'
-      answer = 'a ' .. counted .. ' ' .. value
-      if rec > 0 then
-        redis.call('SET', KEYS[rec], fp .. ' ' .. counted .. ' ' .. value, 'PX', ttl)
-      end
-    end
-  end
-  out[#out + 1] = answer
+local function failed(r) return type(r) == 'table' and r.err end
+-- The counter's value as a string: `known` when the group's last INCRBY told it, else a GET.
+local function current(ck, known)
+  if known then return known end
+  local v = redis.pcall('GET', ck)
+  if failed(v) then return nil, v.err end
+  return v or '0'
 end
-out[1] = redis.call('GET', ck) or '0'
+local ttl = ARGV[1]
+local out = {}
+local k, a = 1, 2
+while a <= #ARGV do
+  local n, records = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local ck, uk = KEYS[k], KEYS[k + 1]
+  local group = {false}
+  local known = nil
+  for i = 0, n - 1 do
+    local at = a + 2 + i * 4
+    local delta, user = ARGV[at], ARGV[at + 1]
+    local rec, fp = tonumber(ARGV[at + 2]), ARGV[at + 3]
+    local rk = nil
+    if rec > 0 then rk = KEYS[k + 1 + rec] end
+    local answer = nil
+    local seen = false
+    if rk then
+      seen = redis.pcall('GET', rk)
+      if failed(seen) then answer = 'e ' .. seen.err end
+    end
+    if answer then
+    elseif seen then
+      local sfp, counted, value = string.match(seen, '^(%S+) ([01]) (%-?%d+)$')
+      if sfp == fp then answer = 'r ' .. counted .. ' ' .. value else answer = 'x' end
+    else
+      local counted = 1
+      if user ~= '' then
+        if delta == '1' then counted = redis.pcall('SADD', uk, user)
+        else counted = redis.pcall('SREM', uk, user) end
+        if failed(counted) then answer = 'e ' .. counted.err end
+      end
+      if not answer and counted == 1 then
+        local r = redis.pcall('INCRBY', ck, delta)
+        if failed(r) then
+          if user ~= '' then
+            if delta == '1' then redis.pcall('SREM', uk, user) else redis.pcall('SADD', uk, user) end
+          end
+          if string.find(r.err, 'overflow', 1, true) then answer = 'o' else answer = 'e ' .. r.err end
+        elseif r > -9007199254740992 and r < 9007199254740992 then
+          known = string.format('%d', r)
+        else
+          known = nil
+        end
+      end
+      if not answer then
+        local value, err = current(ck, known)
+        if not value then
+          answer = 'e ' .. err
+        else
+          known = value
+          answer = 'a ' .. counted .. ' ' .. value
+          if rk then
+            local w = redis.pcall('SET', rk, fp .. ' ' .. counted .. ' ' .. value, 'PX', ttl)
+            if failed(w) then answer = 'e ' .. w.err end
+          end
+        end
+      end
+    end
+    group[#group + 1] = answer
+  end
+  group[1] = current(ck, known) or ''
+  out[#out + 1] = group
+  k = k + 2 + records
+  a = a + 2 + n * 4
+end
 return out
 "#;
 
@@ -95,9 +141,8 @@ pub fn is_noscript(code: Option<&str>) -> bool {
     code == Some("NOSCRIPT")
 }
 
-/// The `EVALSHA` (or `EVAL`) of one guarded group.
-pub fn guarded_command(group: &GuardedGroup<'_>, ttl_ms: u64, by: ScriptBy) -> Cmd {
-    let records = group.items.iter().filter(|i| i.record.is_some()).count();
+/// The `EVALSHA` (or `EVAL`) of some guarded groups, answered by [`parse_groups`].
+pub fn guarded_command(groups: &[GuardedGroup<'_>], ttl_ms: u64, by: ScriptBy) -> Cmd {
     let mut cmd = match by {
         ScriptBy::Hash => redis::cmd("EVALSHA"),
         ScriptBy::Body => redis::cmd("EVAL"),
@@ -106,25 +151,32 @@ pub fn guarded_command(group: &GuardedGroup<'_>, ttl_ms: u64, by: ScriptBy) -> C
         ScriptBy::Hash => cmd.arg(GUARDED_SCRIPT_SHA.as_str()),
         ScriptBy::Body => cmd.arg(GUARDED_SCRIPT),
     };
-    cmd.arg(2 + records)
-        .arg(group.key.as_str())
-        .arg(group.key.uniqueness_set_key());
-    for item in &group.items {
-        if let Some(record) = item.record {
-            cmd.arg(group.key.idempotency_record_key(record.key));
+    let records =
+        |group: &GuardedGroup<'_>| group.items.iter().filter(|i| i.record.is_some()).count();
+    cmd.arg(groups.iter().map(|g| 2 + records(g)).sum::<usize>());
+    for group in groups {
+        cmd.arg(group.key.as_str())
+            .arg(group.key.uniqueness_set_key());
+        for item in &group.items {
+            if let Some(record) = item.record {
+                cmd.arg(group.key.idempotency_record_key(record.key));
+            }
         }
     }
     cmd.arg(ttl_ms.max(1));
-    let mut next_record = 3;
-    for item in &group.items {
-        cmd.arg(item.delta).arg(item.unique_user.unwrap_or(""));
-        match item.record {
-            Some(record) => {
-                cmd.arg(next_record).arg(record.fingerprint);
-                next_record += 1;
-            }
-            None => {
-                cmd.arg(0).arg("");
+    for group in groups {
+        cmd.arg(group.items.len()).arg(records(group));
+        let mut next_record = 1;
+        for item in &group.items {
+            cmd.arg(item.delta).arg(item.unique_user.unwrap_or(""));
+            match item.record {
+                Some(record) => {
+                    cmd.arg(next_record).arg(record.fingerprint);
+                    next_record += 1;
+                }
+                None => {
+                    cmd.arg(0).arg("");
+                }
             }
         }
     }
@@ -149,10 +201,29 @@ fn text(value: &Value) -> Option<&str> {
     }
 }
 
-/// Reads the script's answer for a group of `items` items.
-pub fn parse_group(reply: &Value, items: usize) -> GroupOutcome {
+/// Reads the script's answer for `groups`, one outcome per group. A reply that is not one
+/// array per group fails them all.
+pub fn parse_groups(reply: &Value, groups: &[GuardedGroup<'_>]) -> Vec<GroupOutcome> {
+    match reply {
+        Value::Array(parts) if parts.len() == groups.len() => parts
+            .iter()
+            .zip(groups)
+            .map(|(part, group)| parse_group(part, group.items.len()))
+            .collect(),
+        other => {
+            let failure = format!("unexpected script reply {other:?}");
+            groups
+                .iter()
+                .map(|_| GroupOutcome::Failed(failure.clone()))
+                .collect()
+        }
+    }
+}
+
+/// Reads one group's array: its counter's value, then one answer per item.
+fn parse_group(reply: &Value, items: usize) -> GroupOutcome {
     let Value::Array(parts) = reply else {
-        return GroupOutcome::Failed(format!("unexpected script reply {reply:?}"));
+        return GroupOutcome::Failed(format!("unexpected group reply {reply:?}"));
     };
     if parts.len() != items + 1 {
         return GroupOutcome::Failed(format!(

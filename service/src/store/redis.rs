@@ -12,11 +12,12 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, RedisError, RedisResult, Value};
 
 use super::guarded::{
-    ScriptBy, guarded_command, is_noscript, parse_group, parse_reset, reset_command,
+    GROUPS_PER_SCRIPT, ScriptBy, guarded_command, is_noscript, parse_groups, parse_reset,
+    reset_command,
 };
 use super::{
-    CounterKey, GroupOutcome, IncrOutcome, LeaderboardBucket, LeaderboardDelta, LeaderboardRemoval,
-    Period, RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
+    CounterKey, GroupOutcome, GuardedGroup, IncrOutcome, LeaderboardBucket, LeaderboardDelta,
+    LeaderboardRemoval, Period, RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
 };
 
 pub struct RedisStore {
@@ -78,14 +79,17 @@ pub(crate) fn classify(e: RedisError) -> StoreError {
     }
 }
 
-/// The outcome of one guarded group's script reply.
-fn group_outcome(reply: RedisResult<Value>, items: usize) -> GroupOutcome {
+/// The outcomes of the guarded groups of one script call.
+fn groups_outcome(reply: RedisResult<Value>, groups: &[GuardedGroup<'_>]) -> Vec<GroupOutcome> {
     match reply {
-        Ok(v) => parse_group(&v, items),
-        Err(e) => match classify(e) {
-            StoreError::Unavailable(_) => GroupOutcome::Unavailable,
-            StoreError::Internal(m) => GroupOutcome::Failed(m),
-        },
+        Ok(v) => parse_groups(&v, groups),
+        Err(e) => {
+            let outcome = match classify(e) {
+                StoreError::Unavailable(_) => GroupOutcome::Unavailable,
+                StoreError::Internal(m) => GroupOutcome::Failed(m),
+            };
+            vec![outcome; groups.len()]
+        }
     }
 }
 
@@ -172,10 +176,11 @@ impl Store for RedisStore {
             pipe.cmd("INCRBY").arg(key.as_str()).arg(delta);
         }
         let ttl_ms = batch.record_ttl.as_millis() as u64;
-        for group in &batch.guarded {
-            pipe.add_command(guarded_command(group, ttl_ms, ScriptBy::Hash));
+        let calls: Vec<&[GuardedGroup<'_>]> = batch.guarded.chunks(GROUPS_PER_SCRIPT).collect();
+        for groups in &calls {
+            pipe.add_command(guarded_command(groups, ttl_ms, ScriptBy::Hash));
         }
-        let expected = batch.increments.len() + batch.guarded.len();
+        let expected = batch.increments.len() + calls.len();
         let mut con = self.connection.clone();
         let mut results: Vec<RedisResult<Value>> = self.run(pipe.query_async(&mut con)).await?;
         if results.len() != expected {
@@ -193,30 +198,30 @@ impl Store for RedisStore {
                 Err(e) => incr_outcome(Err(e)),
             })
             .collect();
-        // `None`: the group's EVALSHA named a script this Redis does not have, so nothing ran.
-        let mut guarded: Vec<Option<GroupOutcome>> = scripts
+        // `None`: the call's EVALSHA named a script this Redis does not have, so nothing ran.
+        let mut answered: Vec<Option<Vec<GroupOutcome>>> = scripts
             .into_iter()
-            .zip(&batch.guarded)
-            .map(|(r, group)| match r {
+            .zip(&calls)
+            .map(|(r, groups)| match r {
                 Err(e) if is_noscript(e.code()) => None,
-                r => Some(group_outcome(r, group.items.len())),
+                r => Some(groups_outcome(r, groups)),
             })
             .collect();
-        let unknown: Vec<usize> = (0..guarded.len())
-            .filter(|&i| guarded[i].is_none())
+        let unknown: Vec<usize> = (0..answered.len())
+            .filter(|&i| answered[i].is_none())
             .collect();
         if !unknown.is_empty() {
             let mut resend = redis::pipe();
             resend.ignore_errors();
             for &i in &unknown {
-                resend.add_command(guarded_command(&batch.guarded[i], ttl_ms, ScriptBy::Body));
+                resend.add_command(guarded_command(calls[i], ttl_ms, ScriptBy::Body));
             }
             let answers: Result<Vec<RedisResult<Value>>, StoreError> =
                 self.run(resend.query_async(&mut con)).await;
             match answers {
                 Ok(answers) if answers.len() == unknown.len() => {
                     for (&i, r) in unknown.iter().zip(answers) {
-                        guarded[i] = Some(group_outcome(r, batch.guarded[i].items.len()));
+                        answered[i] = Some(groups_outcome(r, calls[i]));
                     }
                 }
                 other => {
@@ -230,14 +235,14 @@ impl Store for RedisStore {
                         )),
                     };
                     for &i in &unknown {
-                        guarded[i] = Some(outcome.clone());
+                        answered[i] = Some(vec![outcome.clone(); calls[i].len()]);
                     }
                 }
             }
         }
-        let guarded = guarded
+        let guarded = answered
             .into_iter()
-            .map(|g| g.expect("every NOSCRIPT group was resent"))
+            .flat_map(|a| a.expect("every NOSCRIPT call was resent"))
             .collect();
         Ok(WriteOutcome {
             increments,

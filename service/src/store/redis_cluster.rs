@@ -17,7 +17,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Value};
 
 use super::guarded::{
-    ScriptBy, guarded_command, is_noscript, parse_group, parse_reset, reset_command,
+    ScriptBy, guarded_command, is_noscript, parse_groups, parse_reset, reset_command,
 };
 use super::redis::{classify, leaderboard_commands, ranked_entries, top_command};
 use super::{
@@ -377,9 +377,10 @@ impl Store for RedisClusterStore {
                     cmd,
                 }
             })
+            // A script may touch one slot only: one call per group (see `guarded`).
             .chain(batch.guarded.iter().map(|group| Routed {
                 slot: key_slot(group.key.as_str()),
-                cmd: guarded_command(group, ttl_ms, ScriptBy::Hash),
+                cmd: guarded_command(std::slice::from_ref(group), ttl_ms, ScriptBy::Hash),
             }))
             .collect();
         let mut replies = self.run_grouped(&commands).await;
@@ -396,7 +397,11 @@ impl Store for RedisClusterStore {
                 .iter()
                 .map(|&i| Routed {
                     slot: key_slot(batch.guarded[i].key.as_str()),
-                    cmd: guarded_command(&batch.guarded[i], ttl_ms, ScriptBy::Body),
+                    cmd: guarded_command(
+                        std::slice::from_ref(&batch.guarded[i]),
+                        ttl_ms,
+                        ScriptBy::Body,
+                    ),
                 })
                 .collect();
             for (&i, answer) in unknown.iter().zip(self.run_grouped(&resend).await) {
@@ -409,7 +414,9 @@ impl Store for RedisClusterStore {
             .map(|(reply, group)| match reply {
                 Ok(Value::ServerError(e)) if is_retryable(e.code()) => GroupOutcome::Unavailable,
                 Ok(Value::ServerError(e)) => GroupOutcome::Failed(format!("{e:?}")),
-                Ok(v) => parse_group(&v, group.items.len()),
+                Ok(v) => parse_groups(&v, std::slice::from_ref(group))
+                    .pop()
+                    .expect("one outcome per group"),
                 Err(StoreError::Unavailable(_)) => GroupOutcome::Unavailable,
                 Err(StoreError::Internal(e)) => GroupOutcome::Failed(e),
             })
