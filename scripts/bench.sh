@@ -48,7 +48,8 @@
 # Usage: scripts/bench.sh [--quick] [--no-build] [--strict] [--topology T]
 #   --quick      smoke run: 1 round of 3 s runs, redis-benchmark -n 200000,
 #                P9 with 200,000 keys instead of 1,000,000
-#   --no-build   do not run cargo build; use the binaries already built
+#   --no-build   do not run cargo build; use the binaries already built in
+#                $CARGO_TARGET_DIR (one older than HEAD is flagged in the results)
 #   --strict     exit 1 when a target is not met (default: report only)
 #   --topology T split (default): standalone and gateway+counter, alternating
 #                in each round; standalone: standalone only, the P4 rows are
@@ -979,6 +980,13 @@ CLK_TCK=$(getconf CLK_TCK)
 GIT_COMMIT=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo none)
 if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null || true)" ]; then
     GIT_COMMIT="$GIT_COMMIT+dirty"
+fi
+# With --no-build the binary may be an older commit's (another CARGO_TARGET_DIR, say): say so
+# in the results rather than credit its numbers to this commit.
+if [ "$BUILD" = 0 ] && [ -x "$HP_BIN" ] &&
+    [ "$(stat -c %Y "$HP_BIN")" -lt "$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || echo 0)" ]; then
+    log "WARNING: $HP_BIN is older than commit $GIT_COMMIT; its numbers may be an older commit's"
+    GIT_COMMIT="$GIT_COMMIT+binary-older-than-commit"
 fi
 WRK_VERSION=$(wrk --version 2>&1 | head -n 1 | awk '{ print $2 }' || true)
 helper meta "$WORK/meta.json" \
