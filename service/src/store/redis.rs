@@ -63,6 +63,43 @@ impl RedisStore {
             )),
         }
     }
+
+    /// Resends script calls that Redis answered `NOSCRIPT` (so they ran nothing) with the
+    /// script's body, which also caches it again; one list of outcomes per call.
+    async fn resend_by_body(
+        &self,
+        calls: &[&[GuardedGroup<'_>]],
+        ttl_ms: u64,
+    ) -> Vec<Vec<GroupOutcome>> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for groups in calls {
+            pipe.add_command(guarded_command(groups, ttl_ms, ScriptBy::Body));
+        }
+        let mut con = self.connection.clone();
+        let answers: Result<Vec<RedisResult<Value>>, StoreError> =
+            self.run(pipe.query_async(&mut con)).await;
+        let failure = match answers {
+            Ok(answers) if answers.len() == calls.len() => {
+                return answers
+                    .into_iter()
+                    .zip(calls)
+                    .map(|(r, groups)| groups_outcome(r, groups))
+                    .collect();
+            }
+            Ok(answers) => GroupOutcome::Failed(format!(
+                "pipeline answered {} replies for {} scripts",
+                answers.len(),
+                calls.len()
+            )),
+            Err(StoreError::Unavailable(_)) => GroupOutcome::Unavailable,
+            Err(StoreError::Internal(m)) => GroupOutcome::Failed(m),
+        };
+        calls
+            .iter()
+            .map(|groups| vec![failure.clone(); groups.len()])
+            .collect()
+    }
 }
 
 /// Sorts a Redis error into retryable (`Unavailable`) or not.
@@ -211,33 +248,12 @@ impl Store for RedisStore {
             .filter(|&i| answered[i].is_none())
             .collect();
         if !unknown.is_empty() {
-            let mut resend = redis::pipe();
-            resend.ignore_errors();
-            for &i in &unknown {
-                resend.add_command(guarded_command(calls[i], ttl_ms, ScriptBy::Body));
-            }
-            let answers: Result<Vec<RedisResult<Value>>, StoreError> =
-                self.run(resend.query_async(&mut con)).await;
-            match answers {
-                Ok(answers) if answers.len() == unknown.len() => {
-                    for (&i, r) in unknown.iter().zip(answers) {
-                        answered[i] = Some(groups_outcome(r, calls[i]));
-                    }
-                }
-                other => {
-                    let outcome = match other {
-                        Err(StoreError::Unavailable(_)) => GroupOutcome::Unavailable,
-                        Err(StoreError::Internal(m)) => GroupOutcome::Failed(m),
-                        Ok(answers) => GroupOutcome::Failed(format!(
-                            "pipeline answered {} replies for {} scripts",
-                            answers.len(),
-                            unknown.len()
-                        )),
-                    };
-                    for &i in &unknown {
-                        answered[i] = Some(vec![outcome.clone(); calls[i].len()]);
-                    }
-                }
+            let resent: Vec<&[GuardedGroup<'_>]> = unknown.iter().map(|&i| calls[i]).collect();
+            for (i, outcomes) in unknown
+                .into_iter()
+                .zip(self.resend_by_body(&resent, ttl_ms).await)
+            {
+                answered[i] = Some(outcomes);
             }
         }
         let guarded = answered
