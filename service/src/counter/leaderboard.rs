@@ -30,12 +30,8 @@ struct Pending {
 
 impl Pending {
     fn add(&mut self, hour: i64, key: &CounterKey, delta: i64) {
-        match self.deltas.get_mut(&(hour, key.clone())) {
-            Some(total) => *total = total.saturating_add(delta),
-            None => {
-                self.deltas.insert((hour, key.clone()), delta);
-            }
-        }
+        let total = self.deltas.entry((hour, key.clone())).or_insert(0);
+        *total = total.saturating_add(delta);
     }
 }
 
