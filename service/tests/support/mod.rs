@@ -44,18 +44,26 @@ impl RedisServer {
         Self::start_node(false)
     }
 
+    /// A free port is only free until someone takes it: a server that lost its port to a
+    /// concurrent test is started again on another one.
     fn start_node(cluster: bool) -> Self {
-        let mut server = Self {
-            port: free_port(),
-            dir: scratch_dir("redis"),
-            child: None,
-            cluster,
-        };
-        server.spawn();
-        server
+        for _ in 0..5 {
+            let mut server = Self {
+                port: free_port(),
+                dir: scratch_dir("redis"),
+                child: None,
+                cluster,
+            };
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("redis-server found no free port in 5 tries");
     }
 
-    fn spawn(&mut self) {
+    /// Starts `redis-server` and waits until it answers; false when the port was taken (ours
+    /// exited, or another server answers there, which `CONFIG GET dir` tells apart).
+    fn spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -85,10 +93,20 @@ impl RedisServer {
             .spawn()
             .expect("redis-server must be installed (scripts/install-test-deps.sh)");
         self.child = Some(child);
+        let dir = std::fs::canonicalize(&self.dir).expect("scratch dir");
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.try_cmd(&["PING"]).is_some_and(|r| r == "PONG") {
-                return;
+            if let Some(child) = &mut self.child
+                && child.try_wait().ok().flatten().is_some()
+            {
+                self.child = None;
+                return false;
+            }
+            if self
+                .try_cmd(&["CONFIG", "GET", "dir"])
+                .is_some_and(|r| r.ends_with(dir.to_string_lossy().as_ref()))
+            {
+                return true;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -111,7 +129,11 @@ impl RedisServer {
     /// Starts again on the same port and data directory.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        assert!(
+            self.spawn(),
+            "redis-server could not restart on port {}",
+            self.port
+        );
     }
 
     fn try_cmd(&self, args: &[&str]) -> Option<String> {
@@ -159,8 +181,9 @@ impl RedisCluster {
     pub fn start() -> Self {
         let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_node(true)).collect();
         let addrs: Vec<String> = nodes.iter().map(RedisServer::addr).collect();
-        let out = Command::new("redis-cli")
-            .args(["--cluster", "create"])
+        // Bounded: `--cluster create` waits forever for a node that is gone.
+        let out = Command::new("timeout")
+            .args(["60", "redis-cli", "--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
             .output()
