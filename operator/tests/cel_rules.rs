@@ -6,11 +6,11 @@
 
 mod support;
 
-use highpress_operator::crd::{CounterCluster, CounterTypeSpec, ExternalRedisSpec, RedisMode};
+use highpress_operator::crd::CounterCluster;
 use highpress_operator::render::parse_counter_clusters;
 use kube::core::cel::Validator;
 use serde_json::Value;
-use support::{cluster, example_names, example_text, repo_root};
+use support::{cel_counterexamples, cluster, example_names, example_text, repo_root};
 
 /// The committed CRD's `openAPIV3Schema`.
 fn schema() -> Value {
@@ -56,80 +56,7 @@ fn every_example_passes_the_cel_rules() {
 
 #[test]
 fn every_cel_rule_rejects_its_counterexample_with_its_message() {
-    let counterexamples: Vec<(&str, CounterCluster)> = vec![
-        (
-            "cache.maxEntries must be at least 1 when cache.ttlMillis is above 0",
-            {
-                let mut cc = cluster();
-                cc.spec.counter.cache.ttl_millis = 1000;
-                cc.spec.counter.cache.max_entries = 0;
-                cc
-            },
-        ),
-        (
-            "events.kafka.brokers must list at least one broker when events.kafka.enabled is true",
-            {
-                let mut cc = cluster();
-                cc.spec.events.kafka.enabled = true;
-                cc.spec.events.kafka.brokers.clear();
-                cc
-            },
-        ),
-        (
-            "counterTypes: maxIncrement has no effect with uniquePerUser, which accepts only +1 and -1",
-            {
-                let mut cc = cluster();
-                cc.spec.counter_types.insert(
-                    "like".to_owned(),
-                    CounterTypeSpec {
-                        unique_per_user: true,
-                        max_increment: Some(5),
-                    },
-                );
-                cc
-            },
-        ),
-        (
-            "autoscaling.minReplicas must not exceed autoscaling.maxReplicas",
-            {
-                let mut cc = cluster();
-                cc.spec.gateway.autoscaling.min_replicas = 5;
-                cc.spec.gateway.autoscaling.max_replicas = 2;
-                cc
-            },
-        ),
-        (
-            "observability.tracing.otlpEndpoint is required when tracing is enabled",
-            {
-                let mut cc = cluster();
-                cc.spec.observability.tracing.enabled = true;
-                cc.spec.observability.tracing.otlp_endpoint = None;
-                cc
-            },
-        ),
-        (
-            "redis.external.url must start with redis:// or rediss://",
-            {
-                let mut cc = cluster();
-                cc.spec.redis.mode = RedisMode::External;
-                cc.spec.redis.external = Some(ExternalRedisSpec {
-                    url: "http://redis.example:6379".to_owned(),
-                    password_secret_ref: None,
-                    cluster: false,
-                });
-                cc
-            },
-        ),
-        (
-            "redis.external with a url is required when redis.mode is External",
-            {
-                let mut cc = cluster();
-                cc.spec.redis.mode = RedisMode::External;
-                cc.spec.redis.external = None;
-                cc
-            },
-        ),
-    ];
+    let counterexamples = cel_counterexamples();
 
     let mut messages = Vec::new();
     rule_messages(&schema(), &mut messages);

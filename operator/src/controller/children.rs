@@ -22,6 +22,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::{Client, ResourceExt};
 
@@ -169,12 +170,26 @@ async fn serves_service_monitors(client: &Client) -> Result<bool, ReconcileError
             .resources
             .iter()
             .any(|r| r.name == "servicemonitors")),
-        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(false),
+        Err(kube::Error::Api(status)) if group_not_served(&status) => Ok(false),
         Err(error) => Err(ReconcileError::Discovery(error)),
     }
 }
 
+/// Whether a discovery error means the API group is not served. A real kube-apiserver answers
+/// an unserved group with a plain-text `404 page not found`, not a Status object, which kube
+/// turns into a Status with code 404 and the reason `Failed to parse error data`; `is_not_found`
+/// only looks at the reason when the expected one (`NotFound`) is a known reason, so the code is
+/// checked here.
+fn group_not_served(status: &kube::core::Status) -> bool {
+    status.is_not_found() || status.code == 404
+}
+
 /// Desired replicas and the replicas that are both updated to the current template and ready.
+///
+/// The status in an apply response is the Deployment controller's last report, which may
+/// describe the previous generation: right after a template change its `updatedReplicas` still
+/// counts the old pods. Until the controller has observed the current generation, no replica
+/// counts as ready, so a CounterCluster is never reported Ready before its rollout happened.
 fn deployment_readiness(deployment: &Deployment) -> ComponentReadiness {
     let desired = deployment
         .spec
@@ -182,30 +197,131 @@ fn deployment_readiness(deployment: &Deployment) -> ComponentReadiness {
         .and_then(|s| s.replicas)
         .unwrap_or(1);
     let status = deployment.status.clone().unwrap_or_default();
-    let ready = status
-        .ready_replicas
-        .unwrap_or(0)
-        .min(status.updated_replicas.unwrap_or(0));
+    let ready = if observed_current_generation(&deployment.metadata, status.observed_generation) {
+        status
+            .ready_replicas
+            .unwrap_or(0)
+            .min(status.updated_replicas.unwrap_or(0))
+    } else {
+        0
+    };
     ComponentReadiness { desired, ready }
 }
 
+/// The same for the managed Redis StatefulSet: ready replicas of the current revision, once the
+/// StatefulSet controller has observed the current generation.
 fn statefulset_readiness(statefulset: &StatefulSet) -> ComponentReadiness {
     let desired = statefulset
         .spec
         .as_ref()
         .and_then(|s| s.replicas)
         .unwrap_or(1);
-    let ready = statefulset
-        .status
-        .as_ref()
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0);
+    let status = statefulset.status.clone().unwrap_or_default();
+    let ready = if observed_current_generation(&statefulset.metadata, status.observed_generation) {
+        let ready = status.ready_replicas.unwrap_or(0);
+        if status.update_revision.is_some() && status.update_revision != status.current_revision {
+            // A rolling update is under way: count only the pods already on the new revision.
+            ready.min(status.updated_replicas.unwrap_or(0))
+        } else {
+            ready
+        }
+    } else {
+        0
+    };
     ComponentReadiness { desired, ready }
+}
+
+/// Whether a workload controller's status describes the object's current generation.
+fn observed_current_generation(metadata: &ObjectMeta, observed: Option<i64>) -> bool {
+    match (metadata.generation, observed) {
+        (Some(generation), Some(observed)) => observed >= generation,
+        // An object without a generation (never from a real API server) has nothing to wait for.
+        (None, _) => true,
+        (Some(_), None) => false,
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::random_password;
+    use super::*;
+    use k8s_openapi::api::apps::v1::{
+        DeploymentSpec, DeploymentStatus, StatefulSetSpec, StatefulSetStatus,
+    };
+    use kube::core::Status;
+
+    #[test]
+    fn an_unserved_group_is_a_plain_text_404_or_a_not_found_status() {
+        // What kube makes of a real kube-apiserver's answer for an unserved group.
+        let plain =
+            Status::failure("404 page not found", "Failed to parse error data").with_code(404);
+        assert!(group_not_served(&plain));
+        let status = Status::failure(
+            "the server could not find the requested resource",
+            "NotFound",
+        )
+        .with_code(404);
+        assert!(group_not_served(&status));
+        let forbidden = Status::failure("forbidden", "Forbidden").with_code(403);
+        assert!(!group_not_served(&forbidden));
+    }
+
+    #[test]
+    fn a_deployment_whose_new_generation_is_not_observed_has_no_ready_replicas() {
+        let mut deployment = Deployment {
+            metadata: ObjectMeta {
+                generation: Some(3),
+                ..ObjectMeta::default()
+            },
+            spec: Some(DeploymentSpec {
+                replicas: Some(2),
+                ..DeploymentSpec::default()
+            }),
+            status: Some(DeploymentStatus {
+                observed_generation: Some(2),
+                ready_replicas: Some(2),
+                updated_replicas: Some(2),
+                ..DeploymentStatus::default()
+            }),
+        };
+        let readiness = deployment_readiness(&deployment);
+        assert_eq!((readiness.desired, readiness.ready), (2, 0));
+        deployment.status.as_mut().unwrap().observed_generation = Some(3);
+        assert_eq!(deployment_readiness(&deployment).ready, 2);
+        deployment.status.as_mut().unwrap().updated_replicas = Some(1);
+        assert_eq!(deployment_readiness(&deployment).ready, 1);
+    }
+
+    #[test]
+    fn a_statefulset_mid_update_counts_only_pods_of_the_new_revision() {
+        let mut statefulset = StatefulSet {
+            metadata: ObjectMeta {
+                generation: Some(2),
+                ..ObjectMeta::default()
+            },
+            spec: Some(StatefulSetSpec {
+                replicas: Some(1),
+                ..StatefulSetSpec::default()
+            }),
+            status: Some(StatefulSetStatus {
+                observed_generation: Some(1),
+                ready_replicas: Some(1),
+                replicas: 1,
+                current_revision: Some("a".to_owned()),
+                update_revision: Some("a".to_owned()),
+                ..StatefulSetStatus::default()
+            }),
+        };
+        assert_eq!(statefulset_readiness(&statefulset).ready, 0);
+        let status = statefulset.status.as_mut().unwrap();
+        status.observed_generation = Some(2);
+        status.update_revision = Some("b".to_owned());
+        status.updated_replicas = Some(0);
+        assert_eq!(statefulset_readiness(&statefulset).ready, 0);
+        let status = statefulset.status.as_mut().unwrap();
+        status.current_revision = Some("b".to_owned());
+        status.updated_replicas = Some(1);
+        assert_eq!(statefulset_readiness(&statefulset).ready, 1);
+    }
 
     #[test]
     fn passwords_are_64_hex_characters_and_differ() {

@@ -453,10 +453,15 @@ fn discovery(state: &State, path: &str) -> Response<ResponseBody> {
                 })).collect::<Vec<_>>(),
             }),
         ),
-        None => status_response(
-            404,
-            &format!("the server could not find the requested resource ({path})"),
-        ),
+        // What a real kube-apiserver answers for a group it does not serve: plain text, not a
+        // Status object.
+        None => Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(BodyExt::boxed(Full::new(Bytes::from_static(
+                b"404 page not found\n",
+            ))))
+            .expect("a valid response"),
     }
 }
 

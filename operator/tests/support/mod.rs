@@ -3,12 +3,13 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
+pub mod control_plane;
 pub mod fake_api;
 
 use std::path::PathBuf;
 
 use highpress_operator::crd::{
-    CounterCluster, CounterClusterSpec, ExternalRedisSpec, RedisMode, SecretKeyRef,
+    CounterCluster, CounterClusterSpec, CounterTypeSpec, ExternalRedisSpec, RedisMode, SecretKeyRef,
 };
 
 /// The workspace root.
@@ -109,4 +110,84 @@ impl CounterClusterFixture for CounterCluster {
         self.metadata.uid = None;
         self
     }
+}
+
+/// One CounterCluster per CEL rule of the CRD that breaks exactly that rule, with the rule's
+/// message. `cel_rules.rs` checks them with kube's client-side CEL engine, and the end-to-end
+/// suite against a real kube-apiserver.
+pub fn cel_counterexamples() -> Vec<(&'static str, CounterCluster)> {
+    vec![
+        (
+            "cache.maxEntries must be at least 1 when cache.ttlMillis is above 0",
+            {
+                let mut cc = cluster();
+                cc.spec.counter.cache.ttl_millis = 1000;
+                cc.spec.counter.cache.max_entries = 0;
+                cc
+            },
+        ),
+        (
+            "events.kafka.brokers must list at least one broker when events.kafka.enabled is true",
+            {
+                let mut cc = cluster();
+                cc.spec.events.kafka.enabled = true;
+                cc.spec.events.kafka.brokers.clear();
+                cc
+            },
+        ),
+        (
+            "counterTypes: maxIncrement has no effect with uniquePerUser, which accepts only +1 and -1",
+            {
+                let mut cc = cluster();
+                cc.spec.counter_types.insert(
+                    "like".to_owned(),
+                    CounterTypeSpec {
+                        unique_per_user: true,
+                        max_increment: Some(5),
+                    },
+                );
+                cc
+            },
+        ),
+        (
+            "autoscaling.minReplicas must not exceed autoscaling.maxReplicas",
+            {
+                let mut cc = cluster();
+                cc.spec.gateway.autoscaling.min_replicas = 5;
+                cc.spec.gateway.autoscaling.max_replicas = 2;
+                cc
+            },
+        ),
+        (
+            "observability.tracing.otlpEndpoint is required when tracing is enabled",
+            {
+                let mut cc = cluster();
+                cc.spec.observability.tracing.enabled = true;
+                cc.spec.observability.tracing.otlp_endpoint = None;
+                cc
+            },
+        ),
+        (
+            "redis.external.url must start with redis:// or rediss://",
+            {
+                let mut cc = cluster();
+                cc.spec.redis.mode = RedisMode::External;
+                cc.spec.redis.external = Some(ExternalRedisSpec {
+                    url: "http://redis.example:6379".to_owned(),
+                    password_secret_ref: None,
+                    cluster: false,
+                });
+                cc
+            },
+        ),
+        (
+            "redis.external with a url is required when redis.mode is External",
+            {
+                let mut cc = cluster();
+                cc.spec.redis.mode = RedisMode::External;
+                cc.spec.redis.external = None;
+                cc
+            },
+        ),
+    ]
 }

@@ -1,0 +1,1841 @@
+//! The operator, its CRD and the chart against a real Kubernetes control plane: etcd,
+//! kube-apiserver, kube-controller-manager, kube-scheduler and kwok's fake kubelets, started by
+//! `scripts/control-plane.sh` (see `support::control_plane`). The operator runs as a host
+//! process whose kubeconfig holds a token of the chart's own ServiceAccount, so the real RBAC is
+//! what it gets; `kubectl` and `helm` are the real tools, run as the README says.
+//!
+//! The scenarios share one control plane and run in order, each building on the state the
+//! previous ones left (libtest-mimic, one thread): the plain manifests, then the chart, the
+//! examples becoming Ready without the Prometheus Operator's CRDs, the apiserver's own schema
+//! and CEL rejections, spec changes, a resync after a restart, a person's conflicting edit and
+//! the HPA, the pod wiring, leader election, the Prometheus Operator's CRDs, deletion, and the
+//! chart's upgrade and uninstall. kwok runs no container: what runs is checked by the pod
+//! wiring scenario, which starts the real binaries exactly as the API server describes them.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use highpress_operator::crd::CounterCluster;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, PersistentVolumeClaim, Pod, Secret, Service,
+};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::discovery::ApiResource;
+use kube::{Client, Resource, ResourceExt};
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use support::control_plane::{
+    ControlPlane, OperatorProcess, free_port, http_get, http_request, log_tail, metric_sum, tool,
+    tools_dir, wait_until,
+};
+use support::{cel_counterexamples, example_names, repo_root};
+
+const OPERATOR_NAMESPACE: &str = "highpress-system";
+const OPERATOR_SERVICE_ACCOUNT: &str = "highpress-operator";
+/// How long a CounterCluster may take to become Ready: pods are scheduled and marked Ready by
+/// kwok within seconds; this bounds a hang, it measures nothing.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The examples of `deploy/examples/`: (namespace, name).
+const EXAMPLES: [(&str, &str); 3] = [("games", "scores"), ("apps", "likes"), ("apps", "views")];
+
+fn main() {
+    let mut args = Arguments::from_args();
+    // The scenarios build on each other's state.
+    args.test_threads = Some(1);
+    let scenarios: &[(&str, fn(&mut Suite))] = &[
+        (
+            "plain_manifests_install_and_reconcile_as_the_readme_says",
+            plain_manifests,
+        ),
+        ("helm_install_as_the_readme_says", helm_install),
+        (
+            "examples_become_ready_without_the_prometheus_operator_crds",
+            examples_ready_without_prometheus,
+        ),
+        (
+            "the_apiserver_rejects_each_schema_and_cel_violation_naming_the_field",
+            apiserver_rejections,
+        ),
+        (
+            "a_spec_change_touches_only_what_it_should_and_the_config_hash_rolls_pods",
+            spec_change,
+        ),
+        (
+            "a_restarted_operator_writes_nothing_to_an_unchanged_cluster",
+            resync_writes_nothing,
+        ),
+        (
+            "a_persons_conflicting_edit_fails_the_apply_and_the_hpa_owns_replicas",
+            conflicts_and_hpa,
+        ),
+        (
+            "the_pods_the_operator_wrote_run_and_become_ready",
+            pod_wiring,
+        ),
+        (
+            "the_standby_takes_the_lease_when_the_leader_is_killed",
+            leader_failover,
+        ),
+        (
+            "with_the_prometheus_operator_crds_monitors_and_rules_are_applied",
+            with_prometheus_crds,
+        ),
+        (
+            "deleting_a_countercluster_collects_every_child_but_the_pvc",
+            deletion,
+        ),
+        (
+            "helm_upgrade_and_uninstall_as_the_readme_says",
+            helm_upgrade_and_uninstall,
+        ),
+    ];
+    let trials = scenarios
+        .iter()
+        .map(|&(name, scenario)| {
+            Trial::test(name, move || {
+                let mut guard = SUITE.lock().unwrap_or_else(|e| e.into_inner());
+                let suite = guard.get_or_insert_with(Suite::start);
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(suite)));
+                result.map_err(|panic| {
+                    let message = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default();
+                    Failed::from(format!(
+                        "{message}\n--- operator log (last 40 lines) ---\n{}",
+                        suite.operator_log_tail()
+                    ))
+                })
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    // Stops the operators, then the control plane.
+    drop(SUITE.lock().unwrap_or_else(|e| e.into_inner()).take());
+    conclusion.exit();
+}
+
+static SUITE: Mutex<Option<Suite>> = Mutex::new(None);
+
+/// What the scenarios share.
+struct Suite {
+    runtime: tokio::runtime::Runtime,
+    /// The running operators, leader first (dropped, and so killed, before the cluster).
+    operators: Vec<OperatorProcess>,
+    /// A kubeconfig with a token of the installed operator's ServiceAccount.
+    operator_kubeconfig: Option<PathBuf>,
+    client: Client,
+    cluster: ControlPlane,
+}
+
+impl Suite {
+    fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let cluster = ControlPlane::up();
+        let client = runtime.block_on(cluster.admin_client());
+        Self {
+            runtime,
+            operators: Vec::new(),
+            operator_kubeconfig: None,
+            client,
+            cluster,
+        }
+    }
+
+    fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    fn log(&self) -> PathBuf {
+        self.cluster.dir().join("logs/operator.log")
+    }
+
+    fn operator_log_tail(&self) -> String {
+        log_tail(&self.log(), 40)
+    }
+
+    /// Starts an operator with the installed ServiceAccount's token.
+    fn start_operator(&mut self, identity: &str) {
+        let kubeconfig = self
+            .operator_kubeconfig
+            .clone()
+            .expect("an operator ServiceAccount kubeconfig");
+        let log = self.log();
+        let operator = OperatorProcess::start(&kubeconfig, identity, &log);
+        self.operators.push(operator);
+    }
+
+    fn stop_operators(&mut self) {
+        self.operators.clear();
+    }
+
+    fn api<K>(&self, namespace: &str) -> Api<K>
+    where
+        K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    fn get<K>(&self, namespace: &str, name: &str) -> Option<K>
+    where
+        K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        self.block_on(self.api::<K>(namespace).get_opt(name))
+            .unwrap_or_else(|e| panic!("reading {namespace}/{name}: {e}"))
+    }
+
+    fn counter_cluster(&self, namespace: &str, name: &str) -> CounterCluster {
+        self.get::<CounterCluster>(namespace, name)
+            .unwrap_or_else(|| panic!("CounterCluster {namespace}/{name} exists"))
+    }
+
+    /// Waits until `namespace/name` has `Ready=True` for its current generation.
+    fn wait_ready(&self, namespace: &str, name: &str) -> CounterCluster {
+        wait_until(
+            READY_TIMEOUT,
+            &format!("{namespace}/{name} Ready=True"),
+            || {
+                let cc = self.get::<CounterCluster>(namespace, name)?;
+                let status = cc.status.as_ref()?;
+                (status.observed_generation == cc.metadata.generation
+                    && condition(&cc, "Ready").is_some_and(|c| c.status == "True"))
+                .then_some(cc)
+            },
+        )
+    }
+
+    /// Merge-patches `namespace/name`'s spec with `spec`, as a person's `kubectl patch`.
+    fn patch_spec(&self, namespace: &str, name: &str, spec: Value) -> CounterCluster {
+        self.block_on(self.api::<CounterCluster>(namespace).patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": spec })),
+        ))
+        .unwrap_or_else(|e| panic!("patching {namespace}/{name}: {e}"))
+    }
+
+    /// Touches an annotation of the CounterCluster: a watch event, so a reconcile, with no
+    /// spec change.
+    fn nudge(&self, namespace: &str, name: &str) {
+        self.block_on(self.api::<CounterCluster>(namespace).patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "annotations": {
+                "test.highpress.dev/nudge": format!("{:?}", std::time::SystemTime::now()),
+            }}})),
+        ))
+        .unwrap_or_else(|e| panic!("annotating {namespace}/{name}: {e}"));
+    }
+
+    /// `Kind/name` → resourceVersion of every object in `namespace` that `cc` controls.
+    fn children_versions(&self, cc: &CounterCluster) -> BTreeMap<String, String> {
+        let namespace = cc.namespace().expect("namespaced");
+        let uid = cc.uid().expect("a uid");
+        let mut versions = BTreeMap::new();
+        self.collect_owned::<ConfigMap>(&namespace, &uid, &mut versions);
+        self.collect_owned::<Secret>(&namespace, &uid, &mut versions);
+        self.collect_owned::<Service>(&namespace, &uid, &mut versions);
+        self.collect_owned::<Deployment>(&namespace, &uid, &mut versions);
+        self.collect_owned::<StatefulSet>(&namespace, &uid, &mut versions);
+        self.collect_owned::<HorizontalPodAutoscaler>(&namespace, &uid, &mut versions);
+        self.collect_owned::<PodDisruptionBudget>(&namespace, &uid, &mut versions);
+        self.collect_owned::<NetworkPolicy>(&namespace, &uid, &mut versions);
+        versions
+    }
+
+    /// `Kind/name` → when the operator last changed it (the time of its managedFields entry;
+    /// a server-side apply that changes nothing leaves it alone) for every object in the
+    /// namespace that `cc` controls. Unlike the resourceVersion, other controllers' status
+    /// writes (a PDB's counts, a Deployment's replicas) do not move it.
+    fn operator_writes(&self, cc: &CounterCluster) -> BTreeMap<String, String> {
+        let namespace = cc.namespace().expect("namespaced");
+        let uid = cc.uid().expect("a uid");
+        let mut writes = BTreeMap::new();
+        self.collect_writes::<ConfigMap>(&namespace, &uid, &mut writes);
+        self.collect_writes::<Secret>(&namespace, &uid, &mut writes);
+        self.collect_writes::<Service>(&namespace, &uid, &mut writes);
+        self.collect_writes::<Deployment>(&namespace, &uid, &mut writes);
+        self.collect_writes::<StatefulSet>(&namespace, &uid, &mut writes);
+        self.collect_writes::<HorizontalPodAutoscaler>(&namespace, &uid, &mut writes);
+        self.collect_writes::<PodDisruptionBudget>(&namespace, &uid, &mut writes);
+        self.collect_writes::<NetworkPolicy>(&namespace, &uid, &mut writes);
+        writes
+    }
+
+    fn collect_writes<K>(&self, namespace: &str, uid: &str, out: &mut BTreeMap<String, String>)
+    where
+        K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let list = self
+            .block_on(self.api::<K>(namespace).list(&ListParams::default()))
+            .unwrap_or_else(|e| panic!("listing {} in {namespace}: {e}", K::kind(&())));
+        for object in list {
+            if !object.owner_references().iter().any(|r| r.uid == uid) {
+                continue;
+            }
+            let written = object
+                .meta()
+                .managed_fields
+                .iter()
+                .flatten()
+                .filter(|m| {
+                    m.manager.as_deref() == Some("highpress-operator") && m.subresource.is_none()
+                })
+                .filter_map(|m| m.time.as_ref().map(|t| t.0.to_string()))
+                .next()
+                .unwrap_or_else(|| "created, never applied".to_owned());
+            out.insert(format!("{}/{}", K::kind(&()), object.name_any()), written);
+        }
+    }
+
+    fn collect_owned<K>(&self, namespace: &str, uid: &str, out: &mut BTreeMap<String, String>)
+    where
+        K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let list = self
+            .block_on(self.api::<K>(namespace).list(&ListParams::default()))
+            .unwrap_or_else(|e| panic!("listing {} in {namespace}: {e}", K::kind(&())));
+        for object in list {
+            if object.owner_references().iter().any(|r| r.uid == uid) {
+                out.insert(
+                    format!("{}/{}", K::kind(&()), object.name_any()),
+                    object.resource_version().unwrap_or_default(),
+                );
+            }
+        }
+    }
+
+    /// Events whose subject is `namespace/name`, as `(type, reason, note)`.
+    fn events(&self, namespace: &str, name: &str) -> Vec<(String, String, String)> {
+        let list = self
+            .block_on(self.api::<Event>(namespace).list(&ListParams::default()))
+            .expect("listing Events");
+        list.into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| {
+                (
+                    e.type_.unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// `highpress_operator_reconcile_total{result="success"}`, summed over the operators.
+    fn successful_reconciles(&self) -> f64 {
+        self.operators
+            .iter()
+            .map(|o| {
+                metric_sum(
+                    &o.metrics(),
+                    "highpress_operator_reconcile_total",
+                    "success",
+                )
+            })
+            .sum()
+    }
+}
+
+fn condition<'a>(
+    cc: &'a CounterCluster,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    cc.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+fn example_path(file: &str) -> String {
+    format!("deploy/examples/{file}")
+}
+
+// --- 1. the plain manifests of deploy/ -----------------------------------------------------------
+
+/// README: `kubectl apply --server-side -f deploy/crds/`, create `highpress-system`, then
+/// `kubectl apply -f deploy/operator/install.yaml`. The operator, run with that install's
+/// ServiceAccount token, brings the minimal example to Ready. Everything is then removed
+/// again: `install.yaml` is the chart rendered for release `highpress` in `highpress-system`,
+/// so its cluster-scoped RBAC has the chart's names, and a cluster runs one or the other.
+fn plain_manifests(suite: &mut Suite) {
+    suite
+        .cluster
+        .kubectl_ok(&["apply", "--server-side", "-f", "deploy/crds/"]);
+    suite.cluster.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/counterclusters.highpress.dev",
+        "--timeout=30s",
+    ]);
+    suite
+        .cluster
+        .kubectl_ok(&["create", "namespace", OPERATOR_NAMESPACE]);
+    suite
+        .cluster
+        .kubectl_ok(&["apply", "-f", "deploy/operator/install.yaml"]);
+    // kwok marks the operator's pod Running and Ready: the Deployment becomes Available.
+    suite.cluster.kubectl_ok(&[
+        "-n",
+        OPERATOR_NAMESPACE,
+        "wait",
+        "--for=condition=Available",
+        "deployment/highpress-operator",
+        "--timeout=60s",
+    ]);
+
+    suite.operator_kubeconfig = Some(
+        suite
+            .cluster
+            .service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT),
+    );
+    suite.start_operator("plain-manifests");
+    suite.cluster.kubectl_ok(&["create", "namespace", "apps"]);
+    suite
+        .cluster
+        .kubectl_ok(&["apply", "-f", &example_path("countercluster-minimal.yaml")]);
+    suite.wait_ready("apps", "likes");
+
+    suite.cluster.kubectl_ok(&[
+        "-n",
+        "apps",
+        "delete",
+        "cc",
+        "likes",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    suite.stop_operators();
+    suite.cluster.kubectl_ok(&[
+        "delete",
+        "-f",
+        "deploy/operator/install.yaml",
+        "--wait=true",
+    ]);
+    // The CRD stays, as the README says of an uninstall; the chart installs the same one.
+    let crds: Api<CustomResourceDefinition> = Api::all(suite.client.clone());
+    assert!(
+        suite
+            .block_on(crds.get_opt("counterclusters.highpress.dev"))
+            .expect("reading the CRD")
+            .is_some()
+    );
+}
+
+// --- 2. the chart --------------------------------------------------------------------------------
+
+/// README: `helm install highpress charts/highpress -n highpress-system --create-namespace`.
+/// The operator then runs as a host process with the chart's ServiceAccount's token.
+fn helm_install(suite: &mut Suite) {
+    suite.cluster.helm_ok(&[
+        "install",
+        "highpress",
+        "charts/highpress",
+        "-n",
+        OPERATOR_NAMESPACE,
+        "--create-namespace",
+    ]);
+    suite.cluster.kubectl_ok(&[
+        "-n",
+        OPERATOR_NAMESPACE,
+        "wait",
+        "--for=condition=Available",
+        "deployment/highpress-operator",
+        "--timeout=60s",
+    ]);
+    let status = suite
+        .cluster
+        .helm_ok(&["status", "highpress", "-n", OPERATOR_NAMESPACE]);
+    assert!(status.contains("STATUS: deployed"), "{status}");
+    // The plain install's pod is collected with its ReplicaSet; the chart's one stays.
+    wait_until(Duration::from_secs(60), "one operator pod", || {
+        let pods = suite
+            .block_on(
+                suite
+                    .api::<Pod>(OPERATOR_NAMESPACE)
+                    .list(&ListParams::default().labels("app.kubernetes.io/component=operator")),
+            )
+            .expect("listing the operator's pods");
+        (pods.items.len() == 1).then_some(())
+    });
+    // A new token: the plain install's ServiceAccount was deleted with its tokens.
+    suite.operator_kubeconfig = Some(
+        suite
+            .cluster
+            .service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT),
+    );
+    suite.start_operator("operator-a");
+}
+
+// --- 3. the examples -----------------------------------------------------------------------------
+
+/// Every file of `deploy/examples/`, applied with `kubectl apply -f`, becomes Ready on a cluster
+/// without the Prometheus Operator's CRDs (most clusters): the ServiceMonitors are skipped with
+/// a `FeatureSkipped` Event. `kubectl get cc` prints the columns with real values.
+fn examples_ready_without_prometheus(suite: &mut Suite) {
+    assert_eq!(
+        example_names().len(),
+        EXAMPLES.len(),
+        "EXAMPLES lists every example"
+    );
+    suite.cluster.kubectl_ok(&["create", "namespace", "games"]);
+    // The production example's external Redis password, as its header says.
+    suite.cluster.kubectl_ok(&[
+        "-n",
+        "apps",
+        "create",
+        "secret",
+        "generic",
+        "redis-auth",
+        "--from-literal=password=not-a-real-password",
+    ]);
+    for name in example_names() {
+        suite
+            .cluster
+            .kubectl_ok(&["apply", "-f", &example_path(&name)]);
+    }
+    // views autoscales: its HPA's controller scales the gateway from 1 to minReplicas (3).
+    wait_until(READY_TIMEOUT, "views with 3 ready gateways", || {
+        let cc = suite.wait_ready("apps", "views");
+        (cc.status.as_ref()?.gateway.as_ref()?.ready == "3/3").then_some(())
+    });
+    for (namespace, name) in EXAMPLES {
+        let cc = suite.wait_ready(namespace, name);
+        let status = cc.status.as_ref().expect("a status");
+        assert_eq!(status.observed_generation, cc.metadata.generation);
+        let degraded = condition(&cc, "Degraded").expect("a Degraded condition");
+        assert_eq!(degraded.status, "False", "{namespace}/{name}: {degraded:?}");
+    }
+    for (namespace, name) in [("games", "scores"), ("apps", "views")] {
+        let events = suite.events(namespace, name);
+        assert!(
+            events.iter().any(|(type_, reason, note)| type_ == "Normal"
+                && reason == "FeatureSkipped"
+                && note.contains("monitoring.coreos.com/v1")),
+            "{namespace}/{name} has a FeatureSkipped Event for its ServiceMonitor: {events:?}"
+        );
+    }
+
+    // The printer columns, read by the real kubectl from the real status.
+    let table = suite.cluster.kubectl_ok(&["get", "cc", "-A"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAMESPACE",
+            "NAME",
+            "READY",
+            "GATEWAY",
+            "COUNTER",
+            "REDIS",
+            "ENDPOINT",
+            "AGE"
+        ]
+    );
+    let rows: BTreeMap<(String, String), Vec<String>> = lines
+        .map(|l| {
+            let cells: Vec<String> = l.split_whitespace().map(str::to_owned).collect();
+            ((cells[0].clone(), cells[1].clone()), cells)
+        })
+        .collect();
+    for (namespace, name, gateway, counter, redis) in [
+        ("apps", "likes", "2/2", "3/3", "Ready"),
+        ("games", "scores", "2/2", "2/2", "Ready"),
+        ("apps", "views", "3/3", "6/6", "External"),
+    ] {
+        let row = &rows[&(namespace.to_owned(), name.to_owned())];
+        let endpoint = format!("http://{name}-gateway.{namespace}.svc:8080");
+        assert_eq!(
+            row[2..7],
+            ["True", gateway, counter, redis, endpoint.as_str()],
+            "kubectl get cc row of {namespace}/{name}: {table}"
+        );
+    }
+}
+
+// --- 4. the apiserver's own validation ------------------------------------------------------------
+
+/// One invalid CounterCluster per rule, sent to the real apiserver as a server-side dry run:
+/// each CEL rule of the CRD (with the counterexamples that kube's client-side CEL engine checks
+/// in `cel_rules.rs`), and each `minimum`, `maximum`, `enum`, `pattern`, `minLength` and
+/// `maxItems` of its schema, found by walking the committed CRD. Each must be rejected with 422
+/// and a message naming the field; a CEL rule's message must be the one the client-side engine
+/// gives.
+fn apiserver_rejections(suite: &mut Suite) {
+    let resource = ApiResource::erase::<CounterCluster>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(suite.client.clone(), "apps", &resource);
+    let dry_run = PostParams {
+        dry_run: true,
+        field_manager: None,
+    };
+    let reject = |object: Value| -> (u16, String) {
+        let object: DynamicObject = serde_json::from_value(object).expect("an object");
+        match suite.block_on(api.create(&dry_run, &object)) {
+            Ok(_) => (200, String::new()),
+            Err(kube::Error::Api(status)) => (status.code, status.message.clone()),
+            Err(other) => panic!("the dry run failed in transit: {other}"),
+        }
+    };
+
+    let mut failures = Vec::new();
+    let cel = cel_counterexamples();
+    for (index, (message, cc)) in cel.iter().enumerate() {
+        let mut object = serde_json::to_value(cc).expect("JSON");
+        object["metadata"] = json!({ "name": format!("cel-{index}"), "namespace": "apps" });
+        let (code, answer) = reject(object);
+        if code != 422 || !answer.contains(message) {
+            failures.push(format!("CEL rule {message:?}: got {code} {answer:?}"));
+        }
+    }
+
+    let schema = crd_schema();
+    let mut cases = Vec::new();
+    schema_violations(
+        &schema["properties"]["spec"],
+        "spec",
+        &mut Vec::new(),
+        &mut cases,
+    );
+    // 2 pattern, 4 enum, 5 maximum, 11 minimum, 7 minLength, 1 maxItems in today's CRD; a walk
+    // that finds far fewer has stopped seeing the schema.
+    assert!(cases.len() >= 25, "only {} schema rules found", cases.len());
+    for (index, case) in cases.iter().enumerate() {
+        let mut object = json!({
+            "apiVersion": "highpress.dev/v1alpha1",
+            "kind": "CounterCluster",
+            "metadata": { "name": format!("schema-{index}"), "namespace": "apps" },
+            "spec": {},
+        });
+        set_path(&mut object["spec"], &case.path[1..], case.value.clone());
+        let (code, answer) = reject(object);
+        if code != 422 || !answer.contains(&case.field) {
+            failures.push(format!(
+                "{} ({}): got {code} {answer:?}",
+                case.field, case.rule
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} invalid CounterClusters were not rejected naming the field:\n{}",
+        failures.len(),
+        cel.len() + cases.len(),
+        failures.join("\n")
+    );
+    // Nothing was written.
+    let names: Vec<String> = suite
+        .block_on(
+            suite
+                .api::<CounterCluster>("apps")
+                .list(&ListParams::default()),
+        )
+        .expect("listing")
+        .into_iter()
+        .map(|cc| cc.name_any())
+        .collect();
+    assert_eq!(names, ["likes", "views"], "a dry run writes nothing");
+}
+
+fn crd_schema() -> Value {
+    let path = repo_root().join(highpress_operator::CRD_MANIFEST_PATH);
+    let text = std::fs::read_to_string(&path).expect("the committed CRD");
+    let crd: Value = serde_norway::from_str(&text).expect("CRD YAML");
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
+
+/// A value that breaks one schema rule at one path.
+struct SchemaViolation {
+    /// JSON path segments from `spec`; `[]` means "the first item of an array", `*` a map key.
+    path: Vec<String>,
+    /// The field as the apiserver names it (`spec.gateway.replicas`).
+    field: String,
+    rule: String,
+    value: Value,
+}
+
+fn schema_violations(
+    schema: &Value,
+    field: &str,
+    path: &mut Vec<String>,
+    out: &mut Vec<SchemaViolation>,
+) {
+    let mut push = |rule: String, value: Value| {
+        let mut full = vec!["spec".to_owned()];
+        full.extend(path.iter().cloned());
+        out.push(SchemaViolation {
+            path: full,
+            field: field.to_owned(),
+            rule,
+            value,
+        });
+    };
+    if let Some(min) = schema["minimum"].as_f64() {
+        push(format!("minimum {min}"), json!(min as i64 - 1));
+    }
+    if let Some(max) = schema["maximum"].as_f64() {
+        push(format!("maximum {max}"), json!(max as i64 + 1));
+    }
+    if schema["enum"].is_array() {
+        push("enum".to_owned(), json!("NotOneOfTheValues"));
+    }
+    if let Some(pattern) = schema["pattern"].as_str() {
+        push(format!("pattern {pattern}"), json!("not matching !"));
+    }
+    if schema["minLength"].as_u64().is_some_and(|n| n >= 1) {
+        push("minLength".to_owned(), json!(""));
+    }
+    if let Some(max) = schema["maxItems"].as_u64() {
+        let item = match schema["items"]["type"].as_str() {
+            Some("string") => json!("broker:9092"),
+            _ => json!({}),
+        };
+        push(
+            format!("maxItems {max}"),
+            Value::Array(vec![item; max as usize + 1]),
+        );
+    }
+    if let Some(properties) = schema["properties"].as_object() {
+        for (name, child) in properties {
+            path.push(name.clone());
+            schema_violations(child, &format!("{field}.{name}"), path, out);
+            path.pop();
+        }
+    }
+    if schema["additionalProperties"].is_object() {
+        path.push("*".to_owned());
+        schema_violations(
+            &schema["additionalProperties"],
+            &format!("{field}.x"),
+            path,
+            out,
+        );
+        path.pop();
+    }
+    if schema["items"].is_object() {
+        path.push("[]".to_owned());
+        schema_violations(&schema["items"], &format!("{field}[0]"), path, out);
+        path.pop();
+    }
+}
+
+/// Sets `value` at `path` under `root`, creating objects (and one-item arrays) on the way.
+fn set_path(root: &mut Value, path: &[String], value: Value) {
+    let Some((first, rest)) = path.split_first() else {
+        *root = value;
+        return;
+    };
+    match first.as_str() {
+        "[]" => {
+            if !root.is_array() {
+                *root = json!([{}]);
+            }
+            set_path(&mut root[0], rest, value);
+        }
+        key => {
+            let key = if key == "*" { "x" } else { key };
+            if !root.is_object() {
+                *root = json!({});
+            }
+            let slot = root
+                .as_object_mut()
+                .expect("an object")
+                .entry(key.to_owned())
+                .or_insert(json!({}));
+            set_path(slot, rest, value);
+        }
+    }
+}
+
+// --- 5. spec changes -----------------------------------------------------------------------------
+
+/// Scaling the gateway writes the gateway Deployment and nothing else the operator owns; a
+/// config change writes the ConfigMap and both Deployments, and the config-hash annotation
+/// rolls a new ReplicaSet of each.
+fn spec_change(suite: &mut Suite) {
+    let cc = suite.wait_ready("apps", "likes");
+    let before = suite.operator_writes(&cc);
+    assert!(before.len() >= 9, "likes owns its children: {before:?}");
+    // managedFields times have a resolution of one second.
+    std::thread::sleep(Duration::from_millis(1100));
+
+    suite.patch_spec("apps", "likes", json!({ "gateway": { "replicas": 3 } }));
+    let cc = wait_until(READY_TIMEOUT, "likes Ready with 3 gateways", || {
+        let cc = suite.wait_ready("apps", "likes");
+        (cc.status.as_ref()?.gateway.as_ref()?.ready == "3/3").then_some(cc)
+    });
+    let after = suite.operator_writes(&cc);
+    let changed: Vec<&String> = after
+        .keys()
+        .filter(|k| before.get(*k) != after.get(*k))
+        .collect();
+    assert_eq!(
+        changed,
+        ["Deployment/likes-gateway"],
+        "scaling the gateway changed only the gateway Deployment"
+    );
+
+    let replica_sets = |component: &str| -> Vec<ReplicaSet> {
+        suite
+            .block_on(
+                suite
+                    .api::<ReplicaSet>("apps")
+                    .list(&ListParams::default().labels(&format!(
+                        "app.kubernetes.io/instance=likes,app.kubernetes.io/component={component}"
+                    ))),
+            )
+            .expect("listing ReplicaSets")
+            .items
+    };
+    let hash = |rs: &ReplicaSet| -> String {
+        rs.spec
+            .as_ref()
+            .and_then(|s| s.template.as_ref())
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| {
+                a.get(highpress_operator::build::CONFIG_HASH_ANNOTATION)
+                    .cloned()
+            })
+            .unwrap_or_default()
+    };
+    let gateway_sets_before = replica_sets("gateway").len();
+    let counter_sets_before = replica_sets("counter").len();
+    let old_config = suite
+        .get::<ConfigMap>("apps", "likes-config")
+        .expect("the ConfigMap");
+
+    std::thread::sleep(Duration::from_millis(1100));
+    suite.patch_spec(
+        "apps",
+        "likes",
+        json!({ "observability": { "logLevel": "debug" } }),
+    );
+    let cc = suite.wait_ready("apps", "likes");
+    // Ready means rolled out: each Deployment's controller has seen the new template and every
+    // replica runs it (a status read from the apply response alone would still describe the
+    // old ReplicaSet).
+    for name in ["likes-gateway", "likes-counter"] {
+        let deployment = suite
+            .get::<Deployment>("apps", name)
+            .expect("the Deployment");
+        let status = deployment.status.expect("a status");
+        let replicas = deployment.spec.and_then(|s| s.replicas);
+        assert_eq!(
+            status.observed_generation, deployment.metadata.generation,
+            "{name}"
+        );
+        assert_eq!(
+            status.updated_replicas, replicas,
+            "{name} is rolled out when Ready"
+        );
+        // Old pods may still be on their way out (the rolling update's surge).
+        assert!(status.ready_replicas >= replicas, "{name}: {status:?}");
+    }
+    let new_config = suite
+        .get::<ConfigMap>("apps", "likes-config")
+        .expect("the ConfigMap");
+    assert_ne!(old_config.data, new_config.data, "the config changed");
+    assert!(
+        new_config.data.as_ref().expect("data")["config.yaml"].contains("level: debug"),
+        "{:?}",
+        new_config.data
+    );
+    let after_config = suite.operator_writes(&cc);
+    let changed: Vec<&String> = after_config
+        .keys()
+        .filter(|k| after.get(*k) != after_config.get(*k))
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            "ConfigMap/likes-config",
+            "Deployment/likes-counter",
+            "Deployment/likes-gateway"
+        ],
+        "a config change writes the ConfigMap and the two Deployments that mount it"
+    );
+    for (component, before) in [
+        ("gateway", gateway_sets_before),
+        ("counter", counter_sets_before),
+    ] {
+        let sets = wait_until(
+            Duration::from_secs(60),
+            &format!("a new {component} ReplicaSet"),
+            || {
+                let sets = replica_sets(component);
+                (sets.len() > before).then_some(sets)
+            },
+        );
+        let hashes: std::collections::BTreeSet<String> = sets.iter().map(hash).collect();
+        assert_eq!(
+            hashes.len(),
+            sets.len(),
+            "each {component} ReplicaSet has its own config hash"
+        );
+    }
+}
+
+// --- 6. resync after a restart --------------------------------------------------------------------
+
+/// A restarted operator reconciles every CounterCluster again and writes nothing: every
+/// child's and CounterCluster's resourceVersion stays the same.
+fn resync_writes_nothing(suite: &mut Suite) {
+    for (namespace, name) in EXAMPLES {
+        suite.wait_ready(namespace, name);
+    }
+    // Let the Deployment and ReplicaSet controllers settle after the last change.
+    let snapshot = |suite: &Suite| -> BTreeMap<String, String> {
+        let mut all = BTreeMap::new();
+        for (namespace, name) in EXAMPLES {
+            let cc = suite.counter_cluster(namespace, name);
+            all.insert(
+                format!("{namespace}/CounterCluster/{name}"),
+                cc.resource_version().unwrap_or_default(),
+            );
+            for (key, version) in suite.children_versions(&cc) {
+                all.insert(format!("{namespace}/{key}"), version);
+            }
+        }
+        all
+    };
+    let before = wait_until(Duration::from_secs(60), "a settled cluster", || {
+        let first = snapshot(suite);
+        std::thread::sleep(Duration::from_secs(3));
+        (snapshot(suite) == first).then_some(first)
+    });
+
+    suite.stop_operators();
+    suite.start_operator("operator-a");
+    wait_until(
+        Duration::from_secs(60),
+        "a reconcile of every example",
+        || (suite.successful_reconciles() >= EXAMPLES.len() as f64).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let after = snapshot(suite);
+    let changed: Vec<String> = before
+        .iter()
+        .filter(|(key, version)| after.get(*key) != Some(version))
+        .map(|(key, version)| format!("{key}: {version} -> {:?}", after.get(key)))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "the resync wrote to {} objects:\n{}",
+        changed.len(),
+        changed.join("\n")
+    );
+}
+
+// --- 7. conflicts and the HPA --------------------------------------------------------------------
+
+/// docs/operator.md: a person's edit of a field the operator sets is not undone; the apply
+/// fails with `ApplyFailed` naming that field manager, until the person's value agrees with the
+/// operator's. The HPA's controller owns the gateway's `spec.replicas` without a fight.
+fn conflicts_and_hpa(suite: &mut Suite) {
+    let deployments = suite.api::<Deployment>("apps");
+    let image_of = |d: &Deployment| -> String {
+        d.spec
+            .as_ref()
+            .expect("a spec")
+            .template
+            .spec
+            .as_ref()
+            .expect("a pod spec")
+            .containers[0]
+            .image
+            .clone()
+            .unwrap_or_default()
+    };
+    let original = image_of(
+        &suite
+            .get::<Deployment>("apps", "likes-gateway")
+            .expect("gateway"),
+    );
+    let edit = |image: &str| {
+        suite
+            .block_on(deployments.patch(
+                "likes-gateway",
+                &PatchParams {
+                    field_manager: Some("kubectl-edit".to_owned()),
+                    ..PatchParams::default()
+                },
+                &Patch::Strategic(json!({ "spec": { "template": { "spec": { "containers": [
+                    { "name": "gateway", "image": image }
+                ]}}}})),
+            ))
+            .expect("a person's edit");
+    };
+    edit("example.org/someone-else:1");
+    // The edit changes a Deployment the operator watches, so it reconciles at once.
+    let cc = wait_until(READY_TIMEOUT, "Degraded=True/ApplyFailed on likes", || {
+        let cc = suite.counter_cluster("apps", "likes");
+        condition(&cc, "Degraded")
+            .is_some_and(|c| c.status == "True" && c.reason == "ApplyFailed")
+            .then_some(cc)
+    });
+    let degraded = condition(&cc, "Degraded").expect("Degraded");
+    assert!(
+        degraded.message.contains("kubectl-edit") && degraded.message.contains("image"),
+        "the message names the manager and the field: {}",
+        degraded.message
+    );
+    assert_eq!(
+        condition(&cc, "Ready").map(|c| c.status.as_str()),
+        Some("False")
+    );
+    assert_eq!(
+        image_of(
+            &suite
+                .get::<Deployment>("apps", "likes-gateway")
+                .expect("gateway")
+        ),
+        "example.org/someone-else:1",
+        "the person's edit is not silently undone"
+    );
+    assert!(
+        suite
+            .events("apps", "likes")
+            .iter()
+            .any(|(type_, reason, note)| type_ == "Warning"
+                && reason == "ApplyFailed"
+                && note.contains("kubectl-edit")),
+        "a Warning ApplyFailed Event names the manager"
+    );
+    // The person puts the operator's value back: both managers agree, the apply succeeds.
+    edit(&original);
+    suite.wait_ready("apps", "likes");
+
+    // views autoscales (3..12): the Deployment leaves replicas to the HPA, whose controller
+    // scales it to minReplicas.
+    let owners_of_replicas = |d: &Deployment| -> Vec<String> {
+        d.metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter(|m| {
+                m.fields_v1
+                    .as_ref()
+                    .and_then(|f| f.0.pointer("/f:spec/f:replicas"))
+                    .is_some()
+            })
+            .filter_map(|m| m.manager.clone())
+            .collect()
+    };
+    for replicas in [3, 4] {
+        if replicas == 4 {
+            suite.patch_spec(
+                "apps",
+                "views",
+                json!({ "gateway": { "autoscaling": { "minReplicas": 4 } } }),
+            );
+        }
+        let deployment = wait_until(
+            Duration::from_secs(90),
+            &format!("the HPA scaling views-gateway to {replicas}"),
+            || {
+                let d = suite.get::<Deployment>("apps", "views-gateway")?;
+                (d.spec.as_ref()?.replicas == Some(replicas)).then_some(d)
+            },
+        );
+        // On 1.36 the HPA controller's writes through the scale subresource leave no
+        // managedFields owner of spec.replicas at all; what matters is that the operator never
+        // owns it, so no apply of its can conflict with, or undo, the HPA.
+        let owners = owners_of_replicas(&deployment);
+        assert!(
+            !owners.iter().any(|m| m == "highpress-operator"),
+            "the operator does not own spec.replicas: {owners:?}"
+        );
+        suite.nudge("apps", "views");
+        let cc = wait_until(
+            READY_TIMEOUT,
+            "views Ready at the HPA's replica count",
+            || {
+                let cc = suite.counter_cluster("apps", "views");
+                let gateway = cc.status.as_ref()?.gateway.as_ref()?;
+                (gateway.replicas == replicas
+                    && condition(&cc, "Ready").is_some_and(|c| c.status == "True"))
+                .then_some(cc)
+            },
+        );
+        assert_eq!(
+            condition(&cc, "Degraded").map(|c| c.status.as_str()),
+            Some("False")
+        );
+        assert_eq!(
+            suite
+                .get::<Deployment>("apps", "views-gateway")
+                .and_then(|d| d.spec?.replicas),
+            Some(replicas),
+            "the operator's reconcile left the HPA's replica count alone"
+        );
+    }
+}
+
+// --- 8. the pod wiring ---------------------------------------------------------------------------
+
+/// What the operator wrote runs: for `likes`, read the Redis StatefulSet, the counter and
+/// gateway Deployments, their ConfigMap and the Redis Secret from the API server, and start
+/// redis-server, `highpress counter` and `highpress gateway` exactly so on loopback: the
+/// container's command and args (with Kubernetes' `$(VAR)` expansion), its env (values,
+/// Secret and field references resolved as a kubelet would) and the ConfigMap's config.yaml
+/// at its mount path. What cluster DNS and pod IPs provide is the one stand-in: every
+/// Service name in the config is checked against the Service of that name (its port, and a
+/// selector that matches the pods), then mapped to the loopback address of the process behind
+/// it. Each process must pass the readiness probe its pod declares, and an increment through
+/// the gateway must be counted in Redis.
+fn pod_wiring(suite: &mut Suite) {
+    let namespace = "apps";
+    let secret = suite
+        .get::<Secret>(namespace, "likes-redis-auth")
+        .expect("the Redis Secret");
+    let config_map = suite
+        .get::<ConfigMap>(namespace, "likes-config")
+        .expect("the ConfigMap");
+    let statefulset = suite
+        .get::<StatefulSet>(namespace, "likes-redis")
+        .expect("Redis");
+    let counter = suite
+        .get::<Deployment>(namespace, "likes-counter")
+        .expect("the counter");
+    let gateway = suite
+        .get::<Deployment>(namespace, "likes-gateway")
+        .expect("the gateway");
+    let work = suite.cluster.dir().join("pod-wiring");
+    std::fs::create_dir_all(&work).expect("a scratch dir");
+
+    // Redis, as its StatefulSet says.
+    let redis_spec = statefulset.spec.as_ref().expect("a spec");
+    let redis_container = &redis_spec
+        .template
+        .spec
+        .as_ref()
+        .expect("a pod spec")
+        .containers[0];
+    let redis_port = free_port();
+    let redis_env = container_env(redis_container, &secret, &config_map);
+    let data_dir = work.join("redis-data");
+    std::fs::create_dir_all(&data_dir).expect("the Redis data dir");
+    let redis_args = expand_args(redis_container, &redis_env)
+        .into_iter()
+        .map(|arg| arg.replace("/data", &data_dir.to_string_lossy()))
+        .collect::<Vec<_>>();
+    let redis_args = replace_flag(redis_args, "--port", &redis_port.to_string());
+    let mut processes = Processes::default();
+    processes.spawn(
+        "redis",
+        tool(&redis_container.command.as_ref().expect("a command")[0])
+            .args(&redis_args)
+            .envs(&redis_env),
+        &work,
+    );
+    let redis_cli = |args: &[&str]| -> String {
+        let output = tool("redis-cli")
+            .args(["-p", &redis_port.to_string()])
+            .args(args)
+            .env("REDISCLI_AUTH", &redis_env["REDIS_PASSWORD"])
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    wait_until(Duration::from_secs(20), "redis-server PONG", || {
+        (redis_cli(&["ping"]) == "PONG").then_some(())
+    });
+    assert_ne!(
+        tool("redis-cli")
+            .args(["-p", &redis_port.to_string(), "ping"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default(),
+        "PONG",
+        "Redis requires the Secret's password"
+    );
+
+    // The config file, as mounted.
+    let config_text = &config_map.data.as_ref().expect("data")["config.yaml"];
+    let config: Value = serde_norway::from_str(config_text).expect("config.yaml is YAML");
+    let config_path = work.join("config.yaml");
+    std::fs::write(&config_path, config_text).expect("writing config.yaml");
+
+    // The Services the config names exist and lead to the right pods and ports.
+    let redis_addr = config["redis"]["addr"].as_str().expect("redis.addr");
+    check_service_address(
+        suite,
+        namespace,
+        redis_addr,
+        &redis_spec.template.metadata,
+        redis_container,
+    );
+    let discovery = config["discovery"]["dns"].as_str().expect("discovery.dns");
+    let counter_spec = counter.spec.as_ref().expect("a spec");
+    let counter_container = &counter_spec
+        .template
+        .spec
+        .as_ref()
+        .expect("a pod spec")
+        .containers[0];
+    check_service_address(
+        suite,
+        namespace,
+        discovery,
+        &counter_spec.template.metadata,
+        counter_container,
+    );
+    let gateway_spec = gateway.spec.as_ref().expect("a spec");
+    let gateway_container = &gateway_spec
+        .template
+        .spec
+        .as_ref()
+        .expect("a pod spec")
+        .containers[0];
+    let endpoint = suite
+        .counter_cluster(namespace, "likes")
+        .status
+        .and_then(|s| s.endpoint)
+        .expect("an endpoint");
+    let gateway_addr = endpoint.trim_start_matches("http://");
+    check_service_address(
+        suite,
+        namespace,
+        gateway_addr,
+        &gateway_spec.template.metadata,
+        gateway_container,
+    );
+
+    // The counter and the gateway, as their Deployments say.
+    let counter_http = free_port();
+    let counter_grpc = free_port();
+    let mut counter_env = container_env(counter_container, &secret, &config_map);
+    counter_env.insert(
+        "HIGHPRESS_REDIS__ADDR".into(),
+        format!("127.0.0.1:{redis_port}"),
+    );
+    counter_env.insert("HIGHPRESS_SERVER__HOST".into(), "127.0.0.1".into());
+    counter_env.insert("HIGHPRESS_SERVER__PORT".into(), counter_http.to_string());
+    counter_env.insert(
+        "HIGHPRESS_GRPC__LISTEN".into(),
+        format!("127.0.0.1:{counter_grpc}"),
+    );
+    let highpress = highpress_binary();
+    processes.spawn(
+        "counter",
+        Command::new(&highpress)
+            .args(mounted(
+                expand_args(counter_container, &counter_env),
+                &config_path,
+            ))
+            .envs(&counter_env),
+        &work,
+    );
+    let gateway_http = free_port();
+    let mut gateway_env = container_env(gateway_container, &secret, &config_map);
+    gateway_env.insert("HIGHPRESS_SERVER__HOST".into(), "127.0.0.1".into());
+    gateway_env.insert("HIGHPRESS_SERVER__PORT".into(), gateway_http.to_string());
+    gateway_env.insert(
+        "HIGHPRESS_DISCOVERY__DNS".into(),
+        format!("127.0.0.1:{counter_grpc}"),
+    );
+    processes.spawn(
+        "gateway",
+        Command::new(&highpress)
+            .args(mounted(
+                expand_args(gateway_container, &gateway_env),
+                &config_path,
+            ))
+            .envs(&gateway_env),
+        &work,
+    );
+
+    // The readiness probes the pods declare.
+    let counter_probe = counter_container
+        .readiness_probe
+        .as_ref()
+        .expect("a readiness probe");
+    assert_eq!(
+        counter_probe.grpc.as_ref().map(|g| g.port),
+        Some(highpress_operator::build::config::GRPC_PORT)
+    );
+    let gateway_probe = gateway_container
+        .readiness_probe
+        .as_ref()
+        .expect("a readiness probe");
+    let gateway_path = gateway_probe
+        .http_get
+        .as_ref()
+        .and_then(|h| h.path.clone())
+        .expect("an HTTP probe");
+    let counter_grpc_addr = SocketAddr::from(([127, 0, 0, 1], counter_grpc));
+    wait_until(
+        Duration::from_secs(30),
+        "the counter's gRPC health SERVING",
+        || {
+            processes.assert_running();
+            grpc_serving(suite, counter_grpc_addr).then_some(())
+        },
+    );
+    let gateway_addr = SocketAddr::from(([127, 0, 0, 1], gateway_http));
+    wait_until(
+        Duration::from_secs(30),
+        &format!("the gateway's {gateway_path}"),
+        || {
+            processes.assert_running();
+            (http_get(gateway_addr, &gateway_path).map(|(code, _)| code) == Some(200)).then_some(())
+        },
+    );
+
+    // One increment through the gateway, counted in Redis with the Secret's password.
+    let (code, body) = http_request(
+        gateway_addr,
+        "POST",
+        "/api/v1/counter/increment",
+        Some(r#"{"resource_id":"wired","counter_type":"like","user_id":"u1","increment":3}"#),
+    )
+    .expect("an answer");
+    assert_eq!(code, 200, "{body}");
+    let keys = redis_cli(&["--scan", "--pattern", "*wired*"]);
+    let key = keys
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("the increment is in Redis: {keys:?}"));
+    assert_eq!(redis_cli(&["get", key]), "3");
+}
+
+/// The env of `container` as a kubelet would set it: literal values, Secret keys and
+/// ConfigMap keys resolved, field references to the pod's name and namespace.
+fn container_env(
+    container: &Container,
+    secret: &Secret,
+    config_map: &ConfigMap,
+) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    for var in container.env.iter().flatten() {
+        let value = if let Some(value) = &var.value {
+            value.clone()
+        } else {
+            let source = var.value_from.as_ref().expect("a value or a source");
+            if let Some(key) = &source.secret_key_ref {
+                assert_eq!(key.name, secret.name_any(), "{} reads the Secret", var.name);
+                let bytes = &secret.data.as_ref().expect("Secret data")[&key.key];
+                String::from_utf8(bytes.0.clone()).expect("a UTF-8 secret")
+            } else if let Some(key) = &source.config_map_key_ref {
+                assert_eq!(key.name, config_map.name_any());
+                config_map.data.as_ref().expect("data")[&key.key].clone()
+            } else if let Some(field) = &source.field_ref {
+                match field.field_path.as_str() {
+                    "metadata.name" => "pod-wiring-0".to_owned(),
+                    "metadata.namespace" => "apps".to_owned(),
+                    other => panic!("unexpected field reference {other}"),
+                }
+            } else {
+                panic!("unsupported env source of {}", var.name)
+            }
+        };
+        env.insert(var.name.clone(), value);
+    }
+    env
+}
+
+/// The container's args with `$(VAR)` expanded from `env`, as Kubernetes does.
+fn expand_args(container: &Container, env: &BTreeMap<String, String>) -> Vec<String> {
+    container
+        .args
+        .iter()
+        .flatten()
+        .map(|arg| {
+            let mut arg = arg.clone();
+            for (name, value) in env {
+                arg = arg.replace(&format!("$({name})"), value);
+            }
+            arg
+        })
+        .collect()
+}
+
+/// `args` with the value after `flag` replaced.
+fn replace_flag(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
+    let at = args
+        .iter()
+        .position(|a| a == flag)
+        .unwrap_or_else(|| panic!("{flag} in {args:?}"));
+    args[at + 1] = value.to_owned();
+    args
+}
+
+/// `args` with the ConfigMap's mount path mapped to where the test wrote config.yaml.
+fn mounted(args: Vec<String>, config: &Path) -> Vec<String> {
+    let in_pod = highpress_operator::build::config::CONFIG_FILE_PATH;
+    assert!(
+        args.iter().any(|a| a == in_pod),
+        "the args name the mounted config: {args:?}"
+    );
+    args.into_iter()
+        .map(|a| {
+            if a == in_pod {
+                config.to_string_lossy().into_owned()
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
+/// `<service>.<namespace>.svc[.cluster.local]:<port>` names a Service of `namespace` that
+/// serves `port`, whose selector matches the pod template's labels, and whose target port is a
+/// port of `container`.
+fn check_service_address(
+    suite: &Suite,
+    namespace: &str,
+    address: &str,
+    pod_metadata: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+    container: &Container,
+) {
+    let (host, port) = address
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("host:port in {address}"));
+    let port: i32 = port.parse().expect("a port");
+    let mut parts = host.split('.');
+    let name = parts.next().expect("a Service name");
+    assert_eq!(parts.next(), Some(namespace), "{address} is in {namespace}");
+    assert_eq!(parts.next(), Some("svc"), "{address} is a Service address");
+    let service = suite
+        .get::<Service>(namespace, name)
+        .unwrap_or_else(|| panic!("{address}: Service {namespace}/{name} exists"));
+    let spec = service.spec.expect("a Service spec");
+    let service_port = spec
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.port == port)
+        .unwrap_or_else(|| panic!("Service {name} serves port {port}"));
+    let labels = pod_metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    let selector = spec.selector.expect("a selector");
+    assert!(
+        selector.iter().all(|(k, v)| labels.get(k) == Some(v)),
+        "Service {name}'s selector {selector:?} matches the pods {labels:?}"
+    );
+    let target = service_port.target_port.clone();
+    let container_ports = container.ports.clone().unwrap_or_default();
+    let matches = container_ports.iter().any(|p| match &target {
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n)) => {
+            p.container_port == *n
+        }
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s)) => {
+            p.name.as_deref() == Some(s)
+        }
+        None => p.container_port == port,
+    });
+    assert!(
+        matches,
+        "Service {name} port {port} targets a port of {}",
+        container.name
+    );
+}
+
+/// The `highpress` binary cargo built for the workspace's tests (`cargo test --workspace`).
+fn highpress_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join("highpress");
+    assert!(
+        binary.exists(),
+        "{} is missing: the pod wiring check runs the service binary that `cargo test --workspace` builds (or run `cargo build -p highpress`)",
+        binary.display()
+    );
+    binary
+}
+
+/// Whether the gRPC health service at `addr` answers SERVING, as the kubelet's gRPC probe asks.
+fn grpc_serving(suite: &Suite, addr: SocketAddr) -> bool {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    suite.block_on(async {
+        let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else {
+            return false;
+        };
+        let Ok(channel) = endpoint.connect().await else {
+            return false;
+        };
+        let mut client = HealthClient::new(channel);
+        client
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32)
+    })
+}
+
+/// Processes of one scenario, killed when dropped.
+#[derive(Default)]
+struct Processes(Vec<(String, Child, PathBuf)>);
+
+impl Processes {
+    fn spawn(&mut self, name: &str, command: &mut Command, dir: &Path) {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("a log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("a log file"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        self.0.push((name.to_owned(), child, log));
+    }
+
+    fn assert_running(&mut self) {
+        for (name, child, log) in &mut self.0 {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{name} exited ({status}):\n{}", log_tail(log, 30));
+            }
+        }
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, child, _) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+// --- 9. leader election --------------------------------------------------------------------------
+
+/// Two operators with the chart's ServiceAccount: the second stands by; when the leader is
+/// SIGKILLed (no release), the standby takes the real Lease once it expires, within the lease
+/// duration plus one retry period of the leader's last renewal, and reconciles.
+fn leader_failover(suite: &mut Suite) {
+    assert_eq!(suite.operators.len(), 1, "operator-a runs");
+    suite.start_operator("operator-b");
+    let lease = |suite: &Suite| {
+        suite
+            .block_on(
+                suite
+                    .api::<Lease>(OPERATOR_NAMESPACE)
+                    .get("highpress-operator"),
+            )
+            .expect("the Lease")
+            .spec
+            .expect("a Lease spec")
+    };
+    assert_eq!(lease(suite).holder_identity.as_deref(), Some("operator-a"));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        metric_sum(
+            &suite.operators[1].metrics(),
+            "highpress_operator_leader",
+            ""
+        ),
+        0.0,
+        "operator-b stands by"
+    );
+    assert!(suite.operators[1].running());
+
+    let duration = lease(suite)
+        .lease_duration_seconds
+        .expect("a lease duration");
+    suite.operators[0].kill();
+    let last_renewal = lease(suite).renew_time.expect("a renew time").0;
+    let taken = wait_until(
+        Duration::from_secs(60),
+        "operator-b holding the Lease",
+        || {
+            let spec = lease(suite);
+            (spec.holder_identity.as_deref() == Some("operator-b")).then_some(spec)
+        },
+    );
+    let acquired = taken.acquire_time.expect("an acquire time").0;
+    let gap = acquired.duration_since(last_renewal);
+    let retry = highpress_operator::leader::LeaseTiming::default().retry_period;
+    assert!(
+        gap.as_secs_f64() >= f64::from(duration) - 1.0,
+        "the standby waited for the Lease to expire (gap {gap:?}, duration {duration}s)"
+    );
+    assert!(
+        gap.as_secs_f64() <= f64::from(duration) + retry.as_secs_f64() + 1.0,
+        "the standby took the Lease within its duration plus one retry ({gap:?})"
+    );
+    suite.operators.remove(0);
+
+    // The new leader reconciles.
+    suite.patch_spec("apps", "likes", json!({ "gateway": { "replicas": 2 } }));
+    wait_until(
+        READY_TIMEOUT,
+        "likes scaled to 2 gateways by the new leader",
+        || {
+            let cc = suite.wait_ready("apps", "likes");
+            (cc.status?.gateway?.ready == "2/2").then_some(())
+        },
+    );
+    assert_eq!(
+        metric_sum(
+            &suite.operators[0].metrics(),
+            "highpress_operator_leader",
+            ""
+        ),
+        1.0
+    );
+}
+
+// --- 10. with the Prometheus Operator's CRDs -------------------------------------------------------
+
+/// Installs the Prometheus Operator's real CRDs (from its Go module): the examples that ask for
+/// a ServiceMonitor get one, owned by their CounterCluster, and lose it when they stop asking;
+/// the chart's own ServiceMonitor and PrometheusRule are accepted by those CRDs' schemas.
+fn with_prometheus_crds(suite: &mut Suite) {
+    let crds = tools_dir().join("share/prometheus-operator-crds");
+    suite
+        .cluster
+        .kubectl_ok(&["apply", "--server-side", "-f", &crds.to_string_lossy()]);
+    suite.cluster.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/servicemonitors.monitoring.coreos.com",
+        "crd/prometheusrules.monitoring.coreos.com",
+        "--timeout=60s",
+    ]);
+    let monitors = |namespace: &str| -> Api<DynamicObject> {
+        let resource = ApiResource {
+            group: "monitoring.coreos.com".into(),
+            version: "v1".into(),
+            api_version: "monitoring.coreos.com/v1".into(),
+            kind: "ServiceMonitor".into(),
+            plural: "servicemonitors".into(),
+        };
+        Api::namespaced_with(suite.client.clone(), namespace, &resource)
+    };
+    for (namespace, name) in EXAMPLES {
+        suite.nudge(namespace, name);
+    }
+    for (namespace, name, wants_monitor) in [
+        ("games", "scores", true),
+        ("apps", "views", true),
+        ("apps", "likes", false),
+    ] {
+        let cc = suite.wait_ready(namespace, name);
+        let monitor = if wants_monitor {
+            Some(wait_until(
+                READY_TIMEOUT,
+                &format!("ServiceMonitor {namespace}/{name}"),
+                || {
+                    suite
+                        .block_on(monitors(namespace).get_opt(name))
+                        .ok()
+                        .flatten()
+                },
+            ))
+        } else {
+            std::thread::sleep(Duration::from_secs(1));
+            suite
+                .block_on(monitors(namespace).get_opt(name))
+                .expect("reading")
+        };
+        assert_eq!(monitor.is_some(), wants_monitor, "{namespace}/{name}");
+        if let Some(monitor) = monitor {
+            assert!(
+                monitor
+                    .owner_references()
+                    .iter()
+                    .any(|r| Some(&r.uid) == cc.uid().as_ref() && r.controller == Some(true)),
+                "the ServiceMonitor is controlled by its CounterCluster"
+            );
+        }
+    }
+    suite.patch_spec(
+        "apps",
+        "views",
+        json!({ "observability": { "metrics": { "serviceMonitor": { "enabled": false } } } }),
+    );
+    suite.wait_ready("apps", "views");
+    wait_until(READY_TIMEOUT, "the views ServiceMonitor deleted", || {
+        suite
+            .block_on(monitors("apps").get_opt("views"))
+            .expect("reading")
+            .is_none()
+            .then_some(())
+    });
+
+    suite.cluster.helm_ok(&[
+        "upgrade",
+        "highpress",
+        "charts/highpress",
+        "-n",
+        OPERATOR_NAMESPACE,
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "prometheusRule.enabled=true",
+    ]);
+    assert!(
+        suite
+            .block_on(monitors(OPERATOR_NAMESPACE).get_opt("highpress-operator"))
+            .expect("reading")
+            .is_some(),
+        "the chart's ServiceMonitor was accepted"
+    );
+    let rules = suite.cluster.kubectl_ok(&[
+        "-n",
+        OPERATOR_NAMESPACE,
+        "get",
+        "prometheusrules",
+        "-o",
+        "name",
+    ]);
+    assert!(
+        !rules.trim().is_empty(),
+        "the chart's PrometheusRule was accepted"
+    );
+}
+
+// --- 11. deletion --------------------------------------------------------------------------------
+
+/// Deleting a CounterCluster: the garbage collector removes every object it controlled (and
+/// their pods), and the managed Redis PVC stays.
+fn deletion(suite: &mut Suite) {
+    let cc = suite.counter_cluster("games", "scores");
+    let owned = suite.children_versions(&cc);
+    assert!(owned.contains_key("StatefulSet/scores-redis"), "{owned:?}");
+    suite.cluster.kubectl_ok(&[
+        "-n",
+        "games",
+        "delete",
+        "cc",
+        "scores",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    wait_until(
+        Duration::from_secs(120),
+        "every child of scores collected",
+        || {
+            let left = suite.children_versions(&cc);
+            let pods = suite
+                .block_on(
+                    suite
+                        .api::<Pod>("games")
+                        .list(&ListParams::default().labels("app.kubernetes.io/instance=scores")),
+                )
+                .expect("listing pods");
+            (left.is_empty() && pods.items.is_empty()).then_some(())
+        },
+    );
+    let pvc = suite
+        .get::<PersistentVolumeClaim>("games", "data-scores-redis-0")
+        .expect("the Redis PVC is retained");
+    assert_eq!(pvc.status.and_then(|s| s.phase).as_deref(), Some("Bound"));
+}
+
+// --- 12. helm upgrade and uninstall --------------------------------------------------------------
+
+/// README: apply the CRD first, `helm upgrade` with changed values; to uninstall, delete the
+/// CounterClusters, then `helm uninstall`. The CRD stays.
+fn helm_upgrade_and_uninstall(suite: &mut Suite) {
+    suite
+        .cluster
+        .kubectl_ok(&["apply", "--server-side", "-f", "deploy/crds/"]);
+    suite.cluster.helm_ok(&[
+        "upgrade",
+        "highpress",
+        "charts/highpress",
+        "-n",
+        OPERATOR_NAMESPACE,
+        "--set",
+        "logLevel=debug",
+        "--set",
+        "replicaCount=2",
+    ]);
+    let deployment = suite
+        .get::<Deployment>(OPERATOR_NAMESPACE, "highpress-operator")
+        .expect("the operator");
+    let spec = deployment.spec.expect("a spec");
+    assert_eq!(spec.replicas, Some(2));
+    let env = spec.template.spec.expect("a pod spec").containers[0]
+        .env
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        env.iter().any(
+            |e| e.name == "HIGHPRESS_OPERATOR_LOG_LEVEL" && e.value.as_deref() == Some("debug")
+        ),
+        "{env:?}"
+    );
+    suite.cluster.kubectl_ok(&[
+        "-n",
+        OPERATOR_NAMESPACE,
+        "wait",
+        "--for=condition=Available",
+        "deployment/highpress-operator",
+        "--timeout=60s",
+    ]);
+
+    suite.cluster.kubectl_ok(&[
+        "delete",
+        "cc",
+        "--all",
+        "-A",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+    suite.stop_operators();
+    suite
+        .cluster
+        .helm_ok(&["uninstall", "highpress", "-n", OPERATOR_NAMESPACE, "--wait"]);
+    assert!(
+        suite
+            .get::<Deployment>(OPERATOR_NAMESPACE, "highpress-operator")
+            .is_none()
+    );
+    assert!(
+        !suite
+            .cluster
+            .kubectl(&["get", "clusterrole", "highpress-operator"])
+            .status
+            .success()
+    );
+    let crds: Api<CustomResourceDefinition> = Api::all(suite.client.clone());
+    assert!(
+        suite
+            .block_on(crds.get_opt("counterclusters.highpress.dev"))
+            .expect("reading")
+            .is_some(),
+        "the CRD stays installed"
+    );
+}
