@@ -82,7 +82,15 @@ pki=$dir/pki
 export PATH="$bin:$PATH"
 
 # A failed `up` leaves nothing running.
-trap 'status=$?; if [ $status -ne 0 ]; then echo "control-plane: up failed; logs in $dir/logs" >&2; stop_all "$dir"; fi' EXIT
+# shellcheck disable=SC2317  # invoked by the EXIT trap
+on_exit() {
+    local status=$?
+    if [ "$status" -ne 0 ]; then
+        echo "control-plane: up failed; logs in $dir/logs" >&2
+        stop_all "$dir"
+    fi
+}
+trap on_exit EXIT
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -292,7 +300,8 @@ EOF
 if [ -n "${HIGHPRESS_CLUSTER_OWNER_PID:-}" ]; then
     owner=$HIGHPRESS_CLUSTER_OWNER_PID
     script=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
-    setsid bash -c 'while kill -0 "$1" 2>/dev/null && [ -d "$3" ]; do sleep 1; done; exec "$2" down "$3"' \
+    # shellcheck disable=SC2016  # the script's positional parameters, expanded by the inner bash
+    setsid bash -c 'while kill -0 "$1" 2>/dev/null && [ -d "$3" ]; do sleep 1; done; exec bash "$2" down "$3"' \
         watchdog "$owner" "$script" "$dir" >/dev/null 2>&1 </dev/null &
     echo $! >"$dir/watchdog.pid"
 fi
