@@ -135,6 +135,18 @@ proptest! {
     }
 }
 
+/// The proptest's minimal failure: a flush whose groups are all empty made an empty pipeline,
+/// which Redis rejects ("empty command").
+#[tokio::test]
+async fn an_empty_batch_writes_nothing_and_succeeds() {
+    let redis = RedisServer::start();
+    let store = connect(&redis);
+    let keys = fresh_keys(3);
+    let outcome = apply(&store, &keys, &[vec![vec![], vec![], vec![]]], false).await;
+    assert!(outcome.is_empty());
+    assert_eq!(redis.cmd(&["DBSIZE"]), "0");
+}
+
 #[tokio::test]
 async fn reset_returns_the_previous_value_and_empties_the_set() {
     let redis = RedisServer::start();

@@ -53,6 +53,14 @@ pub struct WriteBatch<'a> {
     pub record_ttl: Duration,
 }
 
+impl WriteBatch<'_> {
+    /// Whether the batch writes nothing (Redis rejects an empty pipeline, so stores answer an
+    /// empty batch without a round trip).
+    pub fn is_empty(&self) -> bool {
+        self.increments.is_empty() && self.guarded.is_empty()
+    }
+}
+
 /// The conditional increments of one counter in one flush, in arrival order.
 #[derive(Debug)]
 pub struct GuardedGroup<'a> {

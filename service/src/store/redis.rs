@@ -207,6 +207,9 @@ pub(crate) fn leaderboard_commands(
 
 impl Store for RedisStore {
     async fn write<'a>(&'a self, batch: &'a WriteBatch<'a>) -> Result<WriteOutcome, StoreError> {
+        if batch.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for &(key, delta) in &batch.increments {

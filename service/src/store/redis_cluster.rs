@@ -365,6 +365,9 @@ fn incr_outcome(reply: Result<Value, StoreError>) -> IncrOutcome {
 
 impl Store for RedisClusterStore {
     async fn write<'a>(&'a self, batch: &'a WriteBatch<'a>) -> Result<WriteOutcome, StoreError> {
+        if batch.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
         let ttl_ms = batch.record_ttl.as_millis() as u64;
         let commands: Vec<Routed> = batch
             .increments
