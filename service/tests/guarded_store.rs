@@ -116,8 +116,9 @@ proptest! {
         ),
         unique in any::<bool>(),
     ) {
-        static REDIS: std::sync::OnceLock<RedisServer> = std::sync::OnceLock::new();
-        let redis = REDIS.get_or_init(RedisServer::start);
+        // One server per case: a server in a static is never dropped, so it outlived the test
+        // process (`make test` left one redis-server running per run).
+        let redis = &RedisServer::start();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let (from_redis, from_memory, stored, expected) = rt.block_on(async {
             let store = connect(redis);
