@@ -32,6 +32,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use kube::{Client, Resource, ResourceExt};
@@ -254,20 +255,9 @@ impl Suite {
         .unwrap_or_else(|e| panic!("annotating {namespace}/{name}: {e}"));
     }
 
-    /// `Kind/name` → resourceVersion of every object in `namespace` that `cc` controls.
+    /// `Kind/name` → resourceVersion of every object in `cc`'s namespace that `cc` controls.
     fn children_versions(&self, cc: &CounterCluster) -> BTreeMap<String, String> {
-        let namespace = cc.namespace().expect("namespaced");
-        let uid = cc.uid().expect("a uid");
-        let mut versions = BTreeMap::new();
-        self.collect_owned::<ConfigMap>(&namespace, &uid, &mut versions);
-        self.collect_owned::<Secret>(&namespace, &uid, &mut versions);
-        self.collect_owned::<Service>(&namespace, &uid, &mut versions);
-        self.collect_owned::<Deployment>(&namespace, &uid, &mut versions);
-        self.collect_owned::<StatefulSet>(&namespace, &uid, &mut versions);
-        self.collect_owned::<HorizontalPodAutoscaler>(&namespace, &uid, &mut versions);
-        self.collect_owned::<PodDisruptionBudget>(&namespace, &uid, &mut versions);
-        self.collect_owned::<NetworkPolicy>(&namespace, &uid, &mut versions);
-        versions
+        self.children(cc, |meta| meta.resource_version.clone().unwrap_or_default())
     }
 
     /// `Kind/name` → when the operator last changed it (the time of its managedFields entry;
@@ -275,51 +265,46 @@ impl Suite {
     /// namespace that `cc` controls. Unlike the resourceVersion, other controllers' status
     /// writes (a PDB's counts, a Deployment's replicas) do not move it.
     fn operator_writes(&self, cc: &CounterCluster) -> BTreeMap<String, String> {
-        let namespace = cc.namespace().expect("namespaced");
-        let uid = cc.uid().expect("a uid");
-        let mut writes = BTreeMap::new();
-        self.collect_writes::<ConfigMap>(&namespace, &uid, &mut writes);
-        self.collect_writes::<Secret>(&namespace, &uid, &mut writes);
-        self.collect_writes::<Service>(&namespace, &uid, &mut writes);
-        self.collect_writes::<Deployment>(&namespace, &uid, &mut writes);
-        self.collect_writes::<StatefulSet>(&namespace, &uid, &mut writes);
-        self.collect_writes::<HorizontalPodAutoscaler>(&namespace, &uid, &mut writes);
-        self.collect_writes::<PodDisruptionBudget>(&namespace, &uid, &mut writes);
-        self.collect_writes::<NetworkPolicy>(&namespace, &uid, &mut writes);
-        writes
-    }
-
-    fn collect_writes<K>(&self, namespace: &str, uid: &str, out: &mut BTreeMap<String, String>)
-    where
-        K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
-    {
-        let list = self
-            .block_on(self.api::<K>(namespace).list(&ListParams::default()))
-            .unwrap_or_else(|e| panic!("listing {} in {namespace}: {e}", K::kind(&())));
-        for object in list {
-            if !object.owner_references().iter().any(|r| r.uid == uid) {
-                continue;
-            }
-            let written = object
-                .meta()
-                .managed_fields
+        self.children(cc, |meta| {
+            meta.managed_fields
                 .iter()
                 .flatten()
                 .filter(|m| {
                     m.manager.as_deref() == Some("highpress-operator") && m.subresource.is_none()
                 })
-                .filter_map(|m| m.time.as_ref().map(|t| t.0.to_string()))
-                .next()
-                .unwrap_or_else(|| "created, never applied".to_owned());
-            out.insert(format!("{}/{}", K::kind(&()), object.name_any()), written);
-        }
+                .find_map(|m| m.time.as_ref().map(|t| t.0.to_string()))
+                .unwrap_or_else(|| "created, never applied".to_owned())
+        })
     }
 
-    fn collect_owned<K>(&self, namespace: &str, uid: &str, out: &mut BTreeMap<String, String>)
-    where
+    /// `Kind/name` → `stamp(metadata)` of every object of the operator's child kinds in `cc`'s
+    /// namespace that `cc` controls.
+    fn children(
+        &self,
+        cc: &CounterCluster,
+        stamp: fn(&ObjectMeta) -> String,
+    ) -> BTreeMap<String, String> {
+        let namespace = cc.namespace().expect("namespaced");
+        let uid = cc.uid().expect("a uid");
+        let mut out = BTreeMap::new();
+        self.collect::<ConfigMap>(&namespace, &uid, stamp, &mut out);
+        self.collect::<Secret>(&namespace, &uid, stamp, &mut out);
+        self.collect::<Service>(&namespace, &uid, stamp, &mut out);
+        self.collect::<Deployment>(&namespace, &uid, stamp, &mut out);
+        self.collect::<StatefulSet>(&namespace, &uid, stamp, &mut out);
+        self.collect::<HorizontalPodAutoscaler>(&namespace, &uid, stamp, &mut out);
+        self.collect::<PodDisruptionBudget>(&namespace, &uid, stamp, &mut out);
+        self.collect::<NetworkPolicy>(&namespace, &uid, stamp, &mut out);
+        out
+    }
+
+    fn collect<K>(
+        &self,
+        namespace: &str,
+        uid: &str,
+        stamp: fn(&ObjectMeta) -> String,
+        out: &mut BTreeMap<String, String>,
+    ) where
         K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
             + Clone
             + DeserializeOwned
@@ -332,7 +317,7 @@ impl Suite {
             if object.owner_references().iter().any(|r| r.uid == uid) {
                 out.insert(
                     format!("{}/{}", K::kind(&()), object.name_any()),
-                    object.resource_version().unwrap_or_default(),
+                    stamp(object.meta()),
                 );
             }
         }
