@@ -132,12 +132,12 @@ impl ControlPlane {
     /// ServiceAccount `namespace/name`: a client with exactly that account's RBAC.
     pub fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> PathBuf {
         let token = self.kubectl_ok(&["-n", namespace, "create", "token", name, "--duration=2h"]);
-        let ca = std::fs::read(self.dir.join("pki/ca.crt")).expect("the cluster CA");
+        let ca = self.dir.join("pki/ca.crt");
         let path = self.dir.join(format!("{namespace}-{name}.kubeconfig"));
         let config = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {name}\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context: {{cluster: test, user: {name}, namespace: {namespace}}}\ncurrent-context: test\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\nusers:\n- name: {name}\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context: {{cluster: test, user: {name}, namespace: {namespace}}}\ncurrent-context: test\n",
             server = self.server,
-            ca = base64(&ca),
+            ca = ca.display(),
             token = token.trim(),
         );
         std::fs::write(&path, config).expect("writing the ServiceAccount kubeconfig");
@@ -197,27 +197,6 @@ fn succeeded(tool: &str, args: &[&str], output: Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("UTF-8 output")
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// `highpress-operator run` as a host process, with the identity `identity` on the Lease
