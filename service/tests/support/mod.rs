@@ -11,12 +11,33 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// A free TCP port on 127.0.0.1.
+/// Ports handed out by [`free_port`]: below Linux's ephemeral range (32768–60999), so that no
+/// outgoing connection's source port can take one between the check and the server's bind (a
+/// port the kernel picked with `bind(:0)` is exactly such an ephemeral port: that race failed
+/// a counter with `Address already in use` under load). Redis Cluster's bus port, the node's
+/// port + 10000, lands in 20000–29999, which is never handed out either.
+const PORTS: std::ops::Range<u16> = 10_000..20_000;
+
+/// A free TCP port on 127.0.0.1, never the same one twice in this process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(PORTS.end - PORTS.start);
+    // Test binaries that run one after the other start at different places in the range.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7_919) % span,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        let port = PORTS.start + u16::try_from(offset).expect("offset < span");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {PORTS:?}")
 }
 
 fn scratch_dir(prefix: &str) -> PathBuf {
