@@ -11,8 +11,8 @@ use highpress_operator::build::config::{CONFIG_KEY, render_service_config};
 use highpress_operator::build::{
     BuildContext, CONFIG_HASH_ANNOTATION, build_all, build_config_map, build_counter_deployment,
     build_counter_headless_service, build_gateway_deployment, build_gateway_hpa,
-    build_gateway_service, build_network_policies, build_pdbs, build_redis_service,
-    build_redis_statefulset, build_service_monitor, config_hash,
+    build_gateway_service, build_network_policies, build_pdbs, build_redis_secret,
+    build_redis_service, build_redis_statefulset, build_service_monitor, config_hash,
 };
 use highpress_operator::crd::CounterCluster;
 use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, Service};
@@ -294,6 +294,25 @@ fn a_cluster_without_a_uid_gives_objects_without_owner_references() {
     }
 }
 
+/// The Redis Secret's name carries the CounterCluster's uid, so a CounterCluster re-created
+/// under the same name never finds (and keeps) the Secret of its predecessor, which the garbage
+/// collector is about to delete.
+#[test]
+fn the_redis_secret_is_named_per_counter_cluster_uid() {
+    let mut recreated = cluster();
+    recreated.metadata.uid = Some("9E1D77B0-aaaa-bbbb-cccc-ddddeeeeffff".to_owned());
+    let names = [&cluster(), &recreated, &cluster().without_uid()]
+        .map(|cc| build_redis_secret(cc, "pw").metadata.name.expect("a name"));
+    assert_eq!(
+        names,
+        [
+            "likes-redis-auth-5f0c2a4e",
+            "likes-redis-auth-9e1d77b0",
+            "likes-redis-auth"
+        ]
+    );
+}
+
 #[test]
 fn object_names_follow_the_cluster_name() {
     let names: Vec<(String, String)> = every_metadata(&cluster())
@@ -478,7 +497,7 @@ fn config_map_never_holds_a_password_and_counters_get_it_from_the_secret() {
         .expect("a secretKeyRef");
     assert_eq!(
         (secret.name.as_str(), secret.key.as_str()),
-        ("likes-redis-auth", "password")
+        ("likes-redis-auth-5f0c2a4e", "password")
     );
 }
 
@@ -551,8 +570,8 @@ fn managed_redis_statefulset_has_aof_a_pvc_and_writes_only_to_its_data_volume() 
     assert_eq!(
         env_secrets,
         [
-            ("REDIS_PASSWORD", "likes-redis-auth", "password"),
-            ("REDISCLI_AUTH", "likes-redis-auth", "password")
+            ("REDIS_PASSWORD", "likes-redis-auth-5f0c2a4e", "password"),
+            ("REDISCLI_AUTH", "likes-redis-auth-5f0c2a4e", "password")
         ]
     );
     let mounts: Vec<_> = container
@@ -695,7 +714,7 @@ fn redis_exporter_sidecar_reads_redis_over_localhost_with_the_secret_password() 
         .expect("a secretKeyRef");
     assert_eq!(
         (secret.name.as_str(), secret.key.as_str(), secret.optional),
-        ("likes-redis-auth", "password", Some(false))
+        ("likes-redis-auth-5f0c2a4e", "password", Some(false))
     );
     // The same Secret key the redis container's --requirepass reads.
     let redis_password = containers[0]

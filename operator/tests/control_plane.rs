@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use highpress_operator::crd::CounterCluster;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
@@ -232,6 +232,38 @@ impl Suite {
         )
     }
 
+    /// `kubectl delete cc`, returning once the CounterCluster itself is gone (its children are
+    /// removed by the garbage collector afterwards: see [`Suite::wait_collected`]).
+    fn delete_counter_cluster(&self, namespace: &str, name: &str) {
+        self.cluster.kubectl_ok(&[
+            "-n",
+            namespace,
+            "delete",
+            "cc",
+            name,
+            "--wait=true",
+            "--timeout=60s",
+        ]);
+    }
+
+    /// Waits until the garbage collector has removed every object that the deleted `cc`
+    /// controlled.
+    fn wait_collected(&self, cc: &CounterCluster) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = self.children_versions(cc);
+            if left.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the children of {} were not collected in 60 s: {left:?}",
+                cc.name_any()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     /// Merge-patches `namespace/name`'s spec with `spec`, as a person's `kubectl patch`.
     fn patch_spec(&self, namespace: &str, name: &str, spec: Value) -> CounterCluster {
         self.block_on(self.api::<CounterCluster>(namespace).patch(
@@ -428,25 +460,41 @@ fn plain_manifests(suite: &mut Suite) {
     suite
         .cluster
         .kubectl_ok(&["apply", "-f", &example_path("countercluster-minimal.yaml")]);
-    let cc = suite.wait_ready("apps", "likes");
+    let first = suite.wait_ready("apps", "likes");
 
-    suite.cluster.kubectl_ok(&[
-        "-n",
-        "apps",
-        "delete",
-        "cc",
-        "likes",
-        "--wait=true",
-        "--timeout=60s",
-    ]);
-    // The garbage collector removes the children in the background. A CounterCluster of the
-    // same name created before it is done would find the old Redis Secret, keep it, and lose it
-    // to the collector a moment later (docs/operator.md, known limitations): wait.
-    wait_until(
-        Duration::from_secs(60),
-        "the old likes' children collected",
-        || suite.children_versions(&cc).is_empty().then_some(()),
+    // Deleted and re-created at once, as `kubectl delete -f … && kubectl apply -f …` does: the
+    // garbage collector is still removing the first one's children while the operator builds
+    // the second one's. The second must end up with a Redis password Secret of its own.
+    suite.delete_counter_cluster("apps", "likes");
+    suite
+        .cluster
+        .kubectl_ok(&["apply", "-f", &example_path("countercluster-minimal.yaml")]);
+    let second = suite.wait_ready("apps", "likes");
+    assert_ne!(first.uid(), second.uid());
+    // The Secret that Redis reads must be controlled by the second CounterCluster: the
+    // collector deletes an object only when every owner is gone, so this one stays. (Waiting
+    // for the first one's Secret to go is no use here: the CRD is seconds old, the collector
+    // has not started watching CounterClusters yet, and it finds the first one gone only when
+    // its back-off re-checks it, minutes later.)
+    let statefulset = suite
+        .get::<StatefulSet>("apps", "likes-redis")
+        .expect("the second likes' Redis");
+    let secret_name = redis_secret_name(&statefulset);
+    let secret = suite
+        .get::<Secret>("apps", &secret_name)
+        .unwrap_or_else(|| panic!("the Secret {secret_name} that Redis reads"));
+    assert_eq!(
+        secret
+            .owner_references()
+            .iter()
+            .map(|o| o.uid.as_str())
+            .collect::<Vec<_>>(),
+        [second.uid().expect("a uid").as_str()],
+        "{secret_name} belongs to the second likes"
     );
+
+    suite.delete_counter_cluster("apps", "likes");
+    suite.wait_collected(&second);
     suite.stop_operators();
     suite.cluster.kubectl_ok(&[
         "delete",
@@ -1128,15 +1176,15 @@ fn conflicts_and_hpa(suite: &mut Suite) {
 /// the gateway must be counted in Redis.
 fn pod_wiring(suite: &mut Suite) {
     let namespace = "apps";
-    let secret = suite
-        .get::<Secret>(namespace, "likes-redis-auth")
-        .expect("the Redis Secret");
     let config_map = suite
         .get::<ConfigMap>(namespace, "likes-config")
         .expect("the ConfigMap");
     let statefulset = suite
         .get::<StatefulSet>(namespace, "likes-redis")
         .expect("Redis");
+    let secret = suite
+        .get::<Secret>(namespace, &redis_secret_name(&statefulset))
+        .expect("the Redis Secret");
     let counter = suite
         .get::<Deployment>(namespace, "likes-counter")
         .expect("the counter");
@@ -1340,6 +1388,23 @@ fn pod_wiring(suite: &mut Suite) {
         .next()
         .unwrap_or_else(|| panic!("the increment is in Redis: {keys:?}"));
     assert_eq!(redis_cli(&["get", key]), "3");
+}
+
+/// The name of the Secret that a managed Redis StatefulSet's `REDIS_PASSWORD` reads.
+fn redis_secret_name(statefulset: &StatefulSet) -> String {
+    let pod = statefulset
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("a pod spec");
+    pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .find(|var| var.name == "REDIS_PASSWORD")
+        .and_then(|var| var.value_from.as_ref()?.secret_key_ref.as_ref())
+        .map(|key| key.name.clone())
+        .expect("REDIS_PASSWORD from a Secret")
 }
 
 /// The env of `container` as a kubelet would set it: literal values, Secret keys and
@@ -1741,15 +1806,7 @@ fn deletion(suite: &mut Suite) {
     let cc = suite.counter_cluster("games", "scores");
     let owned = suite.children_versions(&cc);
     assert!(owned.contains_key("StatefulSet/scores-redis"), "{owned:?}");
-    suite.cluster.kubectl_ok(&[
-        "-n",
-        "games",
-        "delete",
-        "cc",
-        "scores",
-        "--wait=true",
-        "--timeout=60s",
-    ]);
+    suite.delete_counter_cluster("games", "scores");
     wait_until(
         Duration::from_secs(120),
         "every child of scores collected",

@@ -156,7 +156,7 @@ async fn scenario_new_cluster() -> Vec<Recorded> {
     );
 
     let secret = &requests[1].body;
-    assert_eq!(secret["metadata"]["name"], "likes-redis-auth");
+    assert_eq!(secret["metadata"]["name"], "likes-redis-auth-5f0c2a4e");
     let password = secret["stringData"]["password"]
         .as_str()
         .expect("a password");
@@ -370,7 +370,7 @@ async fn scenario_external_redis() -> Vec<Recorded> {
     }
     assert!(!lines.iter().any(|l| l.contains("/secrets")), "{lines:?}");
     assert!(
-        fake.get(&format!("{CORE}/secrets/likes-redis-auth"))
+        fake.get(&format!("{CORE}/secrets/likes-redis-auth-5f0c2a4e"))
             .is_some(),
         "the Secret is kept"
     );

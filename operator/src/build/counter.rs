@@ -3,7 +3,7 @@
 //!
 //! Contract: only the counter pods receive the Redis password, as the environment variable
 //! `HIGHPRESS_REDIS__PASSWORD` from a Secret reference: the managed Redis's
-//! `<name>-redis-auth`, or the external Redis's `passwordSecretRef`.
+//! `<name>-redis-auth-<uid8>`, or the external Redis's `passwordSecretRef`.
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{

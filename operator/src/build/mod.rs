@@ -9,7 +9,7 @@
 //! [`counter`], [`redis`] (managed Redis), [`pdb`], [`network_policy`], [`service_monitor`],
 //! and [`pod`] (the pod security, probes and scheduling every pod shares).
 //!
-//! The managed Redis password Secret `<name>-redis-auth` is not part of [`build_all`]: its
+//! The managed Redis password Secret `<name>-redis-auth-<uid8>` is not part of [`build_all`]: its
 //! password is random and it is created once, which is the reconciler's job
 //! ([`redis::build_redis_secret`] only shapes it). The pods only reference it.
 

@@ -3,7 +3,7 @@
 //!
 //! Contract: one replica; AOF persistence per `redis.managed.appendOnly`; data on a PVC from
 //! the `data` claim template, the only writable path (the root filesystem is read-only). The
-//! password comes from the Secret `<name>-redis-auth` (key `password`), which the reconciler
+//! password comes from the Secret `<name>-redis-auth-<uid8>` (key `password`), which the reconciler
 //! generates once; it is passed as `--requirepass $(REDIS_PASSWORD)`, so it never appears in
 //! the object. PVCs are retained when the CounterCluster or StatefulSet is deleted, so
 //! deleting a CounterCluster never deletes counter data by itself.
@@ -23,6 +23,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Resource;
 use std::collections::BTreeMap;
 
 use super::config::REDIS_PORT;
@@ -46,9 +47,24 @@ pub fn redis_exporter_enabled(cc: &CounterCluster) -> bool {
     cc.spec.redis.mode == RedisMode::Managed && cc.spec.redis.managed.exporter.enabled
 }
 
-/// Name of the managed Redis password Secret, `<name>-redis-auth`.
+/// Name of the managed Redis password Secret: `<name>-redis-auth-<first 8 characters of the
+/// CounterCluster's uid>`, or `<name>-redis-auth` for a CounterCluster without a uid (one read
+/// from a file by `render`).
+///
+/// The uid makes the name unique per incarnation. A CounterCluster deleted and re-created under
+/// the same name before the garbage collector is done would otherwise find the old Secret
+/// (`AlreadyExists`), keep it, and lose it to the collector a moment later; the operator cannot
+/// tell whose Secret it found, because it may create Secrets but not read them.
 pub fn redis_secret_name(cc: &CounterCluster) -> String {
-    child_name(cc, "redis-auth")
+    match cc.meta().uid.as_deref() {
+        Some(uid) => child_name(cc, &format!("redis-auth-{}", uid_prefix(uid))),
+        None => child_name(cc, "redis-auth"),
+    }
+}
+
+/// The first 8 characters of a uid (its first group: 32 random bits), lowercased.
+fn uid_prefix(uid: &str) -> String {
+    uid.chars().take(8).collect::<String>().to_ascii_lowercase()
 }
 
 fn secret_env(cc: &CounterCluster, name: &str) -> EnvVar {

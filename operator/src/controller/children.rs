@@ -5,8 +5,9 @@
 //! Order (the first failure stops the rest, so a half-configured tier never starts talking to
 //! a Redis that does not exist yet):
 //! 1. ConfigMap `<name>-config` (every pod mounts it);
-//! 2. Redis: Secret `<name>-redis-auth` (created once, never updated), Service and StatefulSet
-//!    `<name>-redis`; or, for an external Redis, deletion of that Service and StatefulSet;
+//! 2. Redis: Secret `<name>-redis-auth-<uid8>` (created once, never updated), Service and
+//!    StatefulSet `<name>-redis`; or, for an external Redis, deletion of that Service and
+//!    StatefulSet;
 //! 3. counter: headless Service, Deployment;
 //! 4. gateway: Service, Deployment, then the HPA or its deletion;
 //! 5. PodDisruptionBudgets;

@@ -53,16 +53,16 @@ impl ControlPlane {
             free_port()
         ));
         let script = repo_root().join("scripts/control-plane.sh");
-        let output = Command::new("bash")
-            .arg(&script)
-            .arg("up")
-            .arg(&dir)
-            .env(
+        let mut up = Command::new("bash");
+        up.arg(&script).arg("up").arg(&dir);
+        // A kept cluster (HIGHPRESS_KEEP_CLUSTER) must outlive this process: no watchdog.
+        if std::env::var_os("HIGHPRESS_KEEP_CLUSTER").is_none() {
+            up.env(
                 "HIGHPRESS_CLUSTER_OWNER_PID",
                 std::process::id().to_string(),
-            )
-            .output()
-            .expect("running scripts/control-plane.sh");
+            );
+        }
+        let output = up.output().expect("running scripts/control-plane.sh");
         // From here on the handle owns the processes, so a failed start is torn down too.
         let mut cluster = Self {
             kubeconfig: dir.join("kubeconfig"),
@@ -150,7 +150,7 @@ impl Drop for ControlPlane {
         let keep = std::env::var_os("HIGHPRESS_KEEP_CLUSTER").is_some();
         if keep {
             eprintln!(
-                "control plane kept running (HIGHPRESS_KEEP_CLUSTER): {}",
+                "control plane kept running (HIGHPRESS_KEEP_CLUSTER): {0}; stop it with `bash scripts/control-plane.sh down {0}`",
                 self.dir.display()
             );
             return;
