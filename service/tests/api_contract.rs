@@ -4,7 +4,9 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Backing, Highpress, Topology, assert_error, get_json, post_json, post_raw};
+use support::{
+    Backing, Highpress, Topology, assert_error, get_json, post_json, post_raw, without_times,
+};
 
 /// Runs one contract case in every topology, as four tests: `memory` and `redis` (standalone on
 /// each store), `split` (a gateway in front of two counters on Redis) and `cluster` (standalone
@@ -40,8 +42,8 @@ on_every_topology!(
         let (s, body) = hp.increment("article_001", "like", 5).await;
         assert_eq!(s, 200, "{body}");
         assert_eq!(
-            body,
-            json!({"status":"success","data":{"resource_id":"article_001","counter_type":"like","current_value":5,"increment":5,"counted":true}})
+            without_times(body),
+            json!({"status":"success","data":{"resource_id":"article_001","counter_type":"like","current_value":5,"increment":5,"counted":true,"success":true}})
         );
         let (_, body) = hp.increment("article_001", "like", -2).await;
         assert_eq!(body["data"]["current_value"], 3);
@@ -84,7 +86,7 @@ on_every_topology!(
         let (s, body) = get_json(&hp.url("/api/v1/counter/nothing_here/like")).await;
         assert_eq!(s, 200);
         assert_eq!(
-            body,
+            without_times(body),
             json!({"status":"success","data":{"resource_id":"nothing_here","counter_type":"like","current_value":0}})
         );
     }
@@ -121,6 +123,7 @@ on_every_topology!(
             let values = support::batch_values(&body);
             assert_eq!(values, vec![2, 0, 1, 2]);
             assert_eq!(body["data"]["total"], 4);
+            let body = without_times(body);
             assert_eq!(
                 body["data"]["results"][1],
                 json!({"resource_id":"missing","counter_type":"like","current_value":0})
@@ -191,7 +194,8 @@ on_every_topology!(
             (with("counter_type", json!("Like")), "counter_type"),
             (with("counter_type", json!("a:b")), "counter_type"),
             (with("counter_type", json!("z".repeat(65))), "counter_type"),
-            (without("user_id"), "user_id"),
+            // A missing user_id is fine here (like is not unique per user): see
+            // user_id_is_optional_except_for_unique_per_user_types.
             (with("user_id", json!("")), "user_id"),
             (with("user_id", json!("bad\u{7}id")), "user_id"),
             (with("user_id", json!("u".repeat(129))), "user_id"),
@@ -408,6 +412,65 @@ on_every_topology!(
 );
 
 on_every_topology!(
+    user_id_is_optional_except_for_unique_per_user_types,
+    &[("HIGHPRESS_COUNTER_TYPES__FOLLOW__UNIQUE_PER_USER", "true")],
+    |hp: Highpress| async move {
+        let url = hp.url("/api/v1/counter/increment");
+        // The original's load test body, as it sends it.
+        let (s, body) = post_json(
+            &url,
+            &json!({"resource_id":"article_loadtest","counter_type":"like","delta":1}),
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(
+            without_times(body),
+            json!({"status":"success","data":{"resource_id":"article_loadtest","counter_type":"like","current_value":1,"increment":1,"counted":true,"success":true}})
+        );
+        // A unique-per-user type still needs to know who: 400 naming user_id, nothing written.
+        let got = post_json(&url, &json!({"resource_id":"p","counter_type":"follow"})).await;
+        assert_error(&got, 400, "invalid_argument", Some("user_id"));
+        assert!(
+            got.1["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("follow"),
+            "{}",
+            got.1
+        );
+        assert_eq!(hp.value("p", "follow").await, 0);
+        // Given, it is validated as before.
+        let got = post_json(
+            &url,
+            &json!({"resource_id":"p","counter_type":"like","user_id":""}),
+        )
+        .await;
+        assert_error(&got, 400, "invalid_argument", Some("user_id"));
+        assert_eq!(hp.value("p", "like").await, 0);
+    }
+);
+
+on_every_topology!(
+    the_originals_health_route_answers_its_fields,
+    &[],
+    |hp: Highpress| async move {
+        let (s, mut body) = get_json(&hp.url("/api/v1/health")).await;
+        assert_eq!(s, 200, "{body}");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let timestamp = body["timestamp"].as_i64().expect("a Unix time");
+        assert!((now - 60..=now).contains(&timestamp), "{body}");
+        body.as_object_mut().unwrap().remove("timestamp");
+        assert_eq!(
+            body,
+            json!({"status":"ok","service":"highpress","version":env!("CARGO_PKG_VERSION"),"mode":hp.mode(),"checks":{"store":"ok"}})
+        );
+    }
+);
+
+on_every_topology!(
     health_readiness_metrics_and_openapi,
     &[],
     |hp: Highpress| async move {
@@ -519,9 +582,10 @@ on_every_topology!(
         let body = json!({"resource_id":"idem","counter_type":"view","user_id":"u1","increment":5});
         let (s, first, replayed) = increment_with_key(&hp, &body, "key-1").await;
         assert_eq!((s, replayed), (200, false), "{first}");
+        let first = without_times(first);
         assert_eq!(
             first,
-            json!({"status":"success","data":{"resource_id":"idem","counter_type":"view","current_value":5,"increment":5,"counted":true}})
+            json!({"status":"success","data":{"resource_id":"idem","counter_type":"view","current_value":5,"increment":5,"counted":true,"success":true}})
         );
         assert_eq!(hp.increment("idem", "view", 1).await.0, 200);
         // The retry gets the original answer (current_value 5, not 6 or 11) and counts nothing,
@@ -535,7 +599,7 @@ on_every_topology!(
         ] {
             let (s, again, replayed) = increment_with_key(&hp, &body, key).await;
             assert_eq!((s, replayed), (200, true), "{again}");
-            assert_eq!(again, first);
+            assert_eq!(without_times(again), first);
         }
         assert_eq!(hp.value("idem", "view").await, 6);
 

@@ -106,7 +106,12 @@ async fn counters_added_and_removed_by_dns_take_and_release_traffic() {
                     i += 1;
                     attempted[k].fetch_add(1, Ordering::SeqCst);
                     match backend
-                        .increment(CounterKey::new("view", &format!("d{k}")), 1, "u", None)
+                        .increment(
+                            CounterKey::new("view", &format!("d{k}")),
+                            1,
+                            Some("u"),
+                            None,
+                        )
                         .await
                     {
                         Ok(_) => acked[k].fetch_add(1, Ordering::SeqCst),

@@ -147,11 +147,17 @@ async fn redis_kill_and_restart_under_load_loses_no_acknowledged_increment() {
     );
     let (_, health) = get_json(&hp.url("/health")).await;
     assert_eq!(health["checks"]["store"], "unavailable");
+    // The original's health route shows the outage in its status code too.
+    let (s, api_health) = get_json(&hp.url("/api/v1/health")).await;
+    assert_eq!(s, 503, "{api_health}");
+    assert_eq!(api_health["status"], "unavailable", "{api_health}");
+    assert_eq!(api_health["checks"]["store"], "unavailable", "{api_health}");
     let acked_in_outage = load.tally.get(&load.tally.acknowledged);
 
     // Same port, same append-only file: highpress reconnects by itself.
     hp.redis().restart();
     wait_ready(&hp, 200).await;
+    assert_eq!(get_json(&hp.url("/api/v1/health")).await.0, 200);
     assert!(outage_started.elapsed() < Duration::from_secs(15));
     load.wait_for_acks(acked_in_outage + 200).await;
 

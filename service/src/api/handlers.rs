@@ -37,6 +37,10 @@ struct IncrementResult<'a> {
     increment: i64,
     /// Whether the increment changed the counter (false: a unique-per-user duplicate).
     counted: bool,
+    /// Always true: the original's answer carried it, and its clients check it.
+    success: bool,
+    /// When this answer was made, in Unix seconds (the original's `timestamp`).
+    timestamp: i64,
 }
 
 #[derive(Serialize)]
@@ -55,6 +59,16 @@ struct CounterValue<'a> {
     resource_id: &'a str,
     counter_type: &'a str,
     current_value: i64,
+    /// When the value was read, in Unix seconds. As in the original, whose Redis held plain
+    /// integers with no write time, this is the time of the answer, not of the last increment.
+    updated_at: i64,
+}
+
+/// Now, in Unix seconds.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn required<'a>(value: &'a Option<Cow<'a, str>>, field: &str) -> Result<&'a str, ApiError> {
@@ -74,8 +88,8 @@ pub async fn increment<B: CounterBackend>(
     validate::resource_id("resource_id", resource_id)?;
     let counter_type = required(&req.counter_type, "counter_type")?;
     validate::counter_type("counter_type", counter_type)?;
-    let user_id = required(&req.user_id, "user_id")?;
-    validate::user_id(user_id)?;
+    let user_id = req.user_id.as_deref();
+    validate::user_id(counter_type, user_id, &state.policies)?;
     let delta = req.increment.unwrap_or(1);
     validate::increment(counter_type, delta, &state.limits, &state.policies)?;
     let mut keys = headers.get_all(validate::IDEMPOTENCY_KEY_HEADER).iter();
@@ -105,6 +119,8 @@ pub async fn increment<B: CounterBackend>(
         current_value: ack.current_value,
         increment: delta,
         counted: ack.counted,
+        success: true,
+        timestamp: unix_now(),
     });
     if ack.replayed {
         response
@@ -165,6 +181,7 @@ pub async fn get_counter<B: CounterBackend>(
         resource_id: &resource_id,
         counter_type: &counter_type,
         current_value,
+        updated_at: unix_now(),
     }))
 }
 
@@ -216,6 +233,7 @@ pub async fn batch<B: CounterBackend>(
     }
     let keys = parts.iter().map(|(r, t)| CounterKey::new(t, r)).collect();
     let values = state.backend.get_many(keys).await?;
+    let updated_at = unix_now();
     let results: Vec<CounterValue> = parts
         .iter()
         .zip(values)
@@ -224,6 +242,7 @@ pub async fn batch<B: CounterBackend>(
                 resource_id,
                 counter_type,
                 current_value,
+                updated_at,
             },
         )
         .collect();
@@ -317,6 +336,31 @@ pub async fn health<B: CounterBackend>(State(state): State<AppState<B>>) -> Resp
             r#"{"status":"ok","checks":{"store":"unavailable"}}"#,
         )
     }
+}
+
+/// `GET /api/v1/health`: the original's health answer (`status`, `timestamp`, `service`,
+/// `version`; its load test polls it), with the store check of [`health`]. Unlike `/health`, it
+/// answers 503 while the store (or, for a gateway, every counter) is unreachable.
+pub async fn api_health<B: CounterBackend>(State(state): State<AppState<B>>) -> Response {
+    let (status, check) = if state.backend.is_ready() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    let body = serde_json::json!({
+        "status": check,
+        "timestamp": unix_now(),
+        "service": "highpress",
+        "version": env!("CARGO_PKG_VERSION"),
+        "mode": state.mode,
+        "checks": {"store": check},
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// `GET /livez`: the process is alive.

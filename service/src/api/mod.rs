@@ -48,7 +48,7 @@ impl<B> Clone for AppState<B> {
 /// The REST router. Each route carries its own request-metrics layer, labelled with its template.
 pub fn app<B: CounterBackend>(state: AppState<B>) -> Router {
     let mode = state.mode;
-    let routes: [(&'static str, MethodRouter<AppState<B>>); 9] = [
+    let routes: [(&'static str, MethodRouter<AppState<B>>); 10] = [
         ("/api/v1/counter/increment", post(handlers::increment::<B>)),
         ("/api/v1/counter/batch", post(handlers::batch::<B>)),
         (
@@ -60,6 +60,7 @@ pub fn app<B: CounterBackend>(state: AppState<B>) -> Router {
             get(handlers::leaderboard::<B>),
         ),
         ("/health", get(handlers::health::<B>)),
+        ("/api/v1/health", get(handlers::api_health::<B>)),
         ("/livez", get(handlers::livez)),
         ("/readyz", get(handlers::readyz::<B>)),
         ("/metrics", get(handlers::metrics)),

@@ -65,8 +65,24 @@ pub fn counter_type(field: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `user_id`: 1–128 bytes, no control characters.
-pub fn user_id(value: &str) -> Result<(), ApiError> {
+/// `user_id`: optional, except for a unique-per-user counter type, which counts each user
+/// once; when given, 1–128 bytes with no control characters.
+pub fn user_id(
+    counter_type: &str,
+    value: Option<&str>,
+    policies: &CounterPolicies,
+) -> Result<(), ApiError> {
+    let Some(value) = value else {
+        if policies.unique_per_user(counter_type) {
+            return Err(ApiError::invalid(
+                "user_id",
+                format!(
+                    "user_id is required for counter type {counter_type}, which counts each user once"
+                ),
+            ));
+        }
+        return Ok(());
+    };
     if value.is_empty() || value.len() > 128 {
         return Err(ApiError::invalid(
             "user_id",
@@ -170,18 +186,38 @@ mod tests {
 
     #[test]
     fn user_ids_and_increments() {
-        assert!(user_id("user_123").is_ok());
-        assert!(user_id("名前 with spaces").is_ok());
-        assert!(user_id("").is_err());
-        assert!(user_id("a\nb").is_err());
-        assert!(user_id(&"u".repeat(129)).is_err());
-        let limits = Limits::default();
         let p = CounterPolicies::default();
+        let user = |v| user_id("like", v, &p);
+        assert!(user(Some("user_123")).is_ok());
+        assert!(user(Some("名前 with spaces")).is_ok());
+        assert!(user(None).is_ok(), "optional, as in the original");
+        assert!(user(Some("")).is_err());
+        assert!(user(Some("a\nb")).is_err());
+        assert!(user(Some(&"u".repeat(129))).is_err());
+        let limits = Limits::default();
         assert!(increment("like", 1, &limits, &p).is_ok());
         assert!(increment("like", -1_000_000, &limits, &p).is_ok());
         assert!(increment("like", 0, &limits, &p).is_err());
         assert!(increment("like", 1_000_001, &limits, &p).is_err());
         assert!(increment("like", i64::MIN, &limits, &p).is_err());
+    }
+
+    #[test]
+    fn a_unique_per_user_type_requires_a_user_id() {
+        let mut config = crate::config::Config::default();
+        config.counter_types.insert(
+            "follow".into(),
+            crate::config::CounterTypePolicy {
+                unique_per_user: true,
+                max_increment: None,
+            },
+        );
+        let p = CounterPolicies::from_config(&config);
+        let e = user_id("follow", None, &p).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("user_id"));
+        assert!(e.message.contains("follow"), "{}", e.message);
+        assert!(user_id("follow", Some("u"), &p).is_ok());
+        assert!(user_id("like", None, &p).is_ok());
     }
 
     #[test]

@@ -106,12 +106,13 @@ impl From<&StoreError> for CounterError {
 /// client to counter pods in gateway mode.
 pub trait CounterBackend: Send + Sync + 'static {
     /// Applies `delta` for `user_id` (once per `idempotency_key`, when one is given) and returns
-    /// this request's own post-value. Callers validate every argument first.
+    /// this request's own post-value. Callers validate every argument first; `user_id` is `None`
+    /// only for counter types that are not unique per user.
     fn increment(
         &self,
         key: CounterKey,
         delta: i64,
-        user_id: &str,
+        user_id: Option<&str>,
         idempotency_key: Option<&str>,
     ) -> impl Future<Output = Result<Acknowledged, CounterError>> + Send;
     /// Resets one counter to 0 and forgets who counted it (unique-per-user types). Idempotent.
@@ -280,28 +281,33 @@ impl<S: Store> CounterBackend for LocalCounter<S> {
         &self,
         key: CounterKey,
         delta: i64,
-        user_id: &str,
+        user_id: Option<&str>,
         idempotency_key: Option<&str>,
     ) -> Result<Acknowledged, CounterError> {
         if !self.effects.health.is_up() {
             return Err(CounterError::Unavailable);
         }
         let unique = self.policies.unique_per_user(key.counter_type());
-        if unique && delta.abs() != 1 {
+        if unique && (delta.abs() != 1 || user_id.is_none()) {
             // Validation rejects this before it gets here; never let it reach the store.
             tracing::error!(key = ?key, delta, "unvalidated increment of a unique-per-user counter");
             return Err(CounterError::Internal);
         }
         let conditions = Conditions {
-            unique_user: unique.then(|| user_id.into()),
+            unique_user: user_id.filter(|_| unique).map(Into::into),
             idempotency: idempotency_key.map(|k| IdempotencyRecord {
                 key: k.into(),
                 fingerprint: policy::fingerprint(&key, user_id, delta),
             }),
         };
-        let user_id = self.effects.events.is_enabled().then(|| user_id.into());
+        // The event names no user (an empty `user_id`, as a reset's) when the request named none.
+        let event_user = self
+            .effects
+            .events
+            .is_enabled()
+            .then(|| user_id.unwrap_or_default().into());
         self.coalescer
-            .increment(key, delta, conditions, user_id)
+            .increment(key, delta, conditions, event_user)
             .await
     }
 
@@ -483,7 +489,12 @@ mod tests {
                 let engine = engine.clone();
                 async move {
                     engine
-                        .increment(key(), if op.like { 1 } else { -1 }, &user, idem.as_deref())
+                        .increment(
+                            key(),
+                            if op.like { 1 } else { -1 },
+                            Some(&user),
+                            idem.as_deref(),
+                        )
                         .await
                 }
             });

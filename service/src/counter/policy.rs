@@ -48,8 +48,9 @@ impl CounterPolicies {
 /// The fingerprint of an increment request, recorded with its idempotency key: 128 bits of
 /// SHA-256 over the request's meaning (counter, user, increment) as 32 lowercase hex digits.
 /// `delta` and `increment` are one field, and unknown JSON fields are ignored, so neither
-/// changes the fingerprint.
-pub fn fingerprint(key: &CounterKey, user_id: &str, delta: i64) -> String {
+/// changes the fingerprint. No user hashes as the empty string, which no given `user_id` is.
+pub fn fingerprint(key: &CounterKey, user_id: Option<&str>, delta: i64) -> String {
+    let user_id = user_id.unwrap_or_default();
     let mut hash = Sha256::new();
     hash.update(b"highpress.increment.v1\0");
     hash.update(key.as_str().as_bytes());
@@ -72,13 +73,17 @@ mod tests {
     #[test]
     fn fingerprints_differ_by_any_field_and_have_no_spaces() {
         let k = CounterKey::new("like", "a");
-        let base = fingerprint(&k, "u", 1);
+        let base = fingerprint(&k, Some("u"), 1);
         assert_eq!(base.len(), 32);
         assert!(base.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_eq!(base, fingerprint(&k, "u", 1));
-        assert_ne!(base, fingerprint(&k, "u", 2));
-        assert_ne!(base, fingerprint(&k, "v", 1));
-        assert_ne!(base, fingerprint(&CounterKey::new("like", "b"), "u", 1));
+        assert_eq!(base, fingerprint(&k, Some("u"), 1));
+        assert_ne!(base, fingerprint(&k, Some("u"), 2));
+        assert_ne!(base, fingerprint(&k, Some("v"), 1));
+        assert_ne!(base, fingerprint(&k, None, 1));
+        assert_ne!(
+            base,
+            fingerprint(&CounterKey::new("like", "b"), Some("u"), 1)
+        );
     }
 
     #[test]

@@ -274,7 +274,7 @@ impl CounterBackend for GatewayBackend {
         &self,
         key: CounterKey,
         delta: i64,
-        user_id: &str,
+        user_id: Option<&str>,
         idempotency_key: Option<&str>,
     ) -> Result<Acknowledged, CounterError> {
         let owner = self
@@ -288,7 +288,8 @@ impl CounterBackend for GatewayBackend {
             .increment(
                 pb::IncrementRequest {
                     counter: Some(counter_id(&key)),
-                    user_id: user_id.to_string(),
+                    // proto3: empty means none.
+                    user_id: user_id.unwrap_or_default().to_string(),
                     increment: delta,
                     idempotency_key: idempotency_key.unwrap_or_default().to_string(),
                 },

@@ -41,10 +41,16 @@ fn counter_key(id: Option<&pb::CounterId>) -> Result<CounterKey, Status> {
     Ok(CounterKey::new(&id.counter_type, &id.resource_id))
 }
 
+/// The request's `user_id`; proto3 has no absent string, so empty means none was given.
+fn user_id(req: &pb::IncrementRequest) -> Option<&str> {
+    Some(req.user_id.as_str()).filter(|u| !u.is_empty())
+}
+
 impl<B: CounterBackend> CounterGrpcService<B> {
     fn validated_increment(&self, req: &pb::IncrementRequest) -> Result<CounterKey, Status> {
         let key = counter_key(req.counter.as_ref())?;
-        validate::user_id(&req.user_id).map_err(|e| status_from_invalid(&e))?;
+        validate::user_id(key.counter_type(), user_id(req), &self.policies)
+            .map_err(|e| status_from_invalid(&e))?;
         validate::increment(
             key.counter_type(),
             req.increment,
@@ -63,7 +69,7 @@ impl<B: CounterBackend> CounterGrpcService<B> {
         let key = self.validated_increment(req)?;
         let idempotency_key = Some(req.idempotency_key.as_str()).filter(|k| !k.is_empty());
         self.backend
-            .increment(key, req.increment, &req.user_id, idempotency_key)
+            .increment(key, req.increment, user_id(req), idempotency_key)
             .await
             .map_err(|e| status_from_counter(&e))
     }

@@ -584,6 +584,39 @@ pub async fn post_raw(
     read(req.send().await.expect("request sent")).await
 }
 
+/// `body` without its answer times (`data.timestamp`, `data.updated_at` and each batch
+/// result's `updated_at`), after checking that each is the current Unix time in seconds (within
+/// a minute, for a loaded machine), so the rest can be compared exactly.
+pub fn without_times(mut body: Value) -> Value {
+    fn take_time(object: &mut Value, field: &str) {
+        let Some(map) = object.as_object_mut() else {
+            return;
+        };
+        if let Some(t) = map.remove(field) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_secs() as i64;
+            let t = t
+                .as_i64()
+                .unwrap_or_else(|| panic!("{field} {t} is an integer"));
+            assert!(
+                (now - 60..=now + 60).contains(&t),
+                "{field} {t} is now ({now})"
+            );
+        }
+    }
+    let data = &mut body["data"];
+    take_time(data, "timestamp");
+    take_time(data, "updated_at");
+    if let Some(results) = data.get_mut("results").and_then(Value::as_array_mut) {
+        for result in results {
+            take_time(result, "updated_at");
+        }
+    }
+    body
+}
+
 pub async fn get_json(url: &str) -> (u16, Value) {
     read(client().get(url).send().await.expect("request sent")).await
 }
