@@ -319,6 +319,10 @@ pub struct RedisSpec {
     /// Connection to an external Redis. Required when mode is External.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalRedisSpec>,
+    /// Where counters live in Redis. Highpress: `c:{counter_type}:{resource_id}`. HighGoPress:
+    /// `counter:{resource_id}:{counter_type}`, the original service's keys, to take over (or
+    /// share) a HighGoPress Redis as it is.
+    pub key_layout: KeyLayout,
 }
 
 impl Default for RedisSpec {
@@ -327,8 +331,19 @@ impl Default for RedisSpec {
             mode: RedisMode::Managed,
             managed: ManagedRedisSpec::default(),
             external: None,
+            key_layout: KeyLayout::Highpress,
         }
     }
+}
+
+/// The service's `store.key_layout`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum KeyLayout {
+    /// `c:{counter_type}:{resource_id}`.
+    #[default]
+    Highpress,
+    /// `counter:{resource_id}:{counter_type}`, as HighGoPress kept them.
+    HighGoPress,
 }
 
 /// Who runs Redis.

@@ -151,6 +151,23 @@ fn api_and_idempotency_render_into_settings_the_service_loads() {
 }
 
 #[test]
+fn the_key_layout_renders_into_the_services_store_key_layout() {
+    let mut cc = cluster();
+    cc.spec.redis.key_layout = highpress_operator::crd::KeyLayout::HighGoPress;
+    let config = load_rendered_config(&cc, "highgopress-keys");
+    assert_eq!(
+        config.store.key_layout,
+        highpress::store::KeyLayout::Highgopress
+    );
+    let plain = load_rendered_config(&cluster(), "default-keys");
+    assert_eq!(
+        plain.store.key_layout,
+        highpress::store::KeyLayout::Highpress
+    );
+    assert_eq!(plain.store.key_layout, Config::default().store.key_layout);
+}
+
+#[test]
 fn the_service_loader_rejects_an_unknown_key_so_the_contract_test_has_teeth() {
     let cc = cluster();
     let text = build_config_map(&cc).data.expect("data")[CONFIG_KEY].replace(

@@ -9,6 +9,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Yaml};
 use serde::{Deserialize, Serialize};
 
+use crate::store::KeyLayout;
+
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -98,6 +100,9 @@ pub enum StoreKind {
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     pub kind: StoreKind,
+    /// Where counters live in Redis: `highpress` (`c:{counter_type}:{resource_id}`) or
+    /// `highgopress` (`counter:{resource_id}:{counter_type}`, the original's keys).
+    pub key_layout: KeyLayout,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

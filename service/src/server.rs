@@ -24,10 +24,10 @@ use crate::grpc::pb::counter_service_server::CounterServiceServer;
 use crate::grpc::server::CounterGrpcService;
 use crate::metrics::METRICS;
 use crate::profiling;
-use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::redis_cluster::RedisClusterStore;
+use crate::store::{KeyLayout, Store};
 
 /// The process mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,11 +63,17 @@ pub async fn run(mode: Mode, config: Config, shutdown: CancellationToken) -> any
         Mode::Gateway => run_gateway(config, shutdown).await,
         Mode::Standalone | Mode::Counter => match config.store.kind {
             StoreKind::Memory => {
+                if config.store.key_layout != KeyLayout::default() {
+                    tracing::warn!(
+                        "store.key_layout applies to Redis only; the memory store ignores it"
+                    );
+                }
                 run_engine(mode, Arc::new(MemoryStore::new()), &config, shutdown).await
             }
             StoreKind::Redis if config.redis.cluster => {
                 let store = RedisClusterStore::new(
                     &config.redis.cluster_seeds()?,
+                    config.store.key_layout,
                     config.redis_timeout(),
                     Duration::from_millis(config.redis.connect_timeout_ms),
                 )?;
@@ -76,6 +82,7 @@ pub async fn run(mode: Mode, config: Config, shutdown: CancellationToken) -> any
             StoreKind::Redis => {
                 let store = RedisStore::connect_lazy(
                     &config.redis.url()?,
+                    config.store.key_layout,
                     config.redis_timeout(),
                     Duration::from_millis(config.redis.connect_timeout_ms),
                 )?;

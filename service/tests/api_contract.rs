@@ -8,9 +8,10 @@ use support::{
     Backing, Highpress, Topology, assert_error, get_json, post_json, post_raw, without_times,
 };
 
-/// Runs one contract case in every topology, as four tests: `memory` and `redis` (standalone on
+/// Runs one contract case in every topology, as seven tests: `memory` and `redis` (standalone on
 /// each store), `split` (a gateway in front of two counters on Redis) and `cluster` (standalone
-/// on a three-master Redis Cluster).
+/// on a three-master Redis Cluster); then `redis`, `split` and `cluster` again with HighGoPress's
+/// key layout (`store.key_layout: highgopress`), which every Redis topology must serve alike.
 macro_rules! on_every_topology {
     ($name:ident, $env:expr, $body:expr) => {
         mod $name {
@@ -31,8 +32,30 @@ macro_rules! on_every_topology {
             async fn cluster() {
                 ($body)(Highpress::start(Topology::StandaloneCluster, $env).await).await;
             }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_highgopress_keys() {
+                let env = with_highgopress_keys($env);
+                ($body)(Highpress::start(Topology::StandaloneRedis, &env).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn split_highgopress_keys() {
+                let env = with_highgopress_keys($env);
+                ($body)(Highpress::start(Topology::Split, &env).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cluster_highgopress_keys() {
+                let env = with_highgopress_keys($env);
+                ($body)(Highpress::start(Topology::StandaloneCluster, &env).await).await;
+            }
         }
     };
+}
+
+/// `env` plus `store.key_layout: highgopress`.
+fn with_highgopress_keys<'a>(env: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = env.to_vec();
+    env.push(("HIGHPRESS_STORE__KEY_LAYOUT", "highgopress"));
+    env
 }
 
 on_every_topology!(

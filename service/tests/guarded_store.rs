@@ -12,8 +12,8 @@ use std::time::Duration;
 use highpress::store::memory::MemoryStore;
 use highpress::store::redis::RedisStore;
 use highpress::store::{
-    CounterKey, GroupOutcome, GuardedGroup, GuardedItem, GuardedOutcome, RecordRef, Store,
-    WriteBatch,
+    CounterKey, GroupOutcome, GuardedGroup, GuardedItem, GuardedOutcome, KeyLayout, RecordRef,
+    Store, WriteBatch,
 };
 use proptest::prelude::*;
 use support::RedisServer;
@@ -55,9 +55,10 @@ impl Names {
     }
 }
 
-fn connect(redis: &RedisServer) -> RedisStore {
+fn connect(redis: &RedisServer, layout: KeyLayout) -> RedisStore {
     RedisStore::connect_lazy(
         &format!("redis://{}/0", redis.addr()),
+        layout,
         Duration::from_secs(5),
         Duration::from_secs(5),
     )
@@ -115,14 +116,16 @@ proptest! {
             1..4,
         ),
         unique in any::<bool>(),
+        original_layout in any::<bool>(),
     ) {
+        let layout = if original_layout { KeyLayout::Highgopress } else { KeyLayout::Highpress };
         // One server per case: a server in a static is never dropped, so it outlived the test
         // process (`make test` left one redis-server running per run).
         let redis = &RedisServer::start();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let keys = fresh_keys(3);
         let (from_redis, from_memory, stored, expected) = rt.block_on(async {
-            let store = connect(redis);
-            let keys = fresh_keys(3);
+            let store = connect(redis, layout);
             let from_redis = apply(&store, &keys, &flushes, unique).await;
             let memory = MemoryStore::new();
             let from_memory = apply(&memory, &keys, &flushes, unique).await;
@@ -132,7 +135,20 @@ proptest! {
             (from_redis, from_memory, stored, expected)
         });
         prop_assert_eq!(&from_redis, &from_memory);
-        prop_assert_eq!(stored, expected);
+        prop_assert_eq!(&stored, &expected);
+        // Where the layout says, and nowhere else.
+        for (key, value) in keys.iter().zip(&stored) {
+            prop_assert_eq!(redis.get_i64(&layout.counter(key)), *value);
+        }
+        prop_assert_eq!(redis.cmd(&["KEYS", other_layout_pattern(layout)]), "");
+    }
+}
+
+/// The pattern of the counter keys of the layout that is not `layout`.
+fn other_layout_pattern(layout: KeyLayout) -> &'static str {
+    match layout {
+        KeyLayout::Highpress => "counter:*",
+        KeyLayout::Highgopress => "c:*",
     }
 }
 
@@ -141,7 +157,7 @@ proptest! {
 #[tokio::test]
 async fn an_empty_batch_writes_nothing_and_succeeds() {
     let redis = RedisServer::start();
-    let store = connect(&redis);
+    let store = connect(&redis, KeyLayout::Highpress);
     let keys = fresh_keys(3);
     let outcome = apply(&store, &keys, &[vec![vec![], vec![], vec![]]], false).await;
     assert!(outcome.is_empty());
@@ -151,16 +167,14 @@ async fn an_empty_batch_writes_nothing_and_succeeds() {
 #[tokio::test]
 async fn reset_returns_the_previous_value_and_empties_the_set() {
     let redis = RedisServer::start();
-    let store = connect(&redis);
+    let store = connect(&redis, KeyLayout::Highpress);
     let key = CounterKey::new("like", "r");
     let likes = vec![vec![vec![(0, true, None), (1, true, None)]]];
     apply(&store, std::slice::from_ref(&key), &likes, true).await;
-    assert_eq!(redis.cmd(&["SCARD", &key.uniqueness_set_key()]), "2");
+    let set = KeyLayout::Highpress.uniqueness_set(&key);
+    assert_eq!(redis.cmd(&["SCARD", &set]), "2");
     assert_eq!(store.reset(&key).await.unwrap(), 2);
-    assert_eq!(
-        redis.cmd(&["EXISTS", key.as_str(), &key.uniqueness_set_key()]),
-        "0"
-    );
+    assert_eq!(redis.cmd(&["EXISTS", key.as_str(), &set]), "0");
     assert_eq!(store.reset(&key).await.unwrap(), 0);
 }
 
@@ -178,7 +192,7 @@ fn calls(redis: &RedisServer, command: &str) -> u64 {
 #[tokio::test]
 async fn flushes_send_the_script_by_hash_and_resend_its_body_when_redis_lost_it() {
     let redis = RedisServer::start();
-    let store = connect(&redis);
+    let store = connect(&redis, KeyLayout::Highpress);
     let key = CounterKey::new("like", "r");
     let key = std::slice::from_ref(&key);
     let like = |user| vec![vec![vec![(user, true, Some(user))]]];
@@ -213,7 +227,7 @@ async fn flushes_send_the_script_by_hash_and_resend_its_body_when_redis_lost_it(
 #[tokio::test]
 async fn a_flush_of_many_counters_goes_in_few_calls_and_agrees_with_the_memory_store() {
     let redis = RedisServer::start();
-    let store = connect(&redis);
+    let store = connect(&redis, KeyLayout::Highpress);
     // 300 counters, one unique like each, then a flush where each user likes again (counts
     // nothing) and another user likes (counts).
     let keys = fresh_keys(300);
@@ -236,10 +250,14 @@ async fn a_flush_of_many_counters_goes_in_few_calls_and_agrees_with_the_memory_s
 #[tokio::test]
 async fn a_fault_in_one_group_answers_that_group_and_leaves_the_rest_of_the_call_alone() {
     let redis = RedisServer::start();
-    let store = connect(&redis);
+    let store = connect(&redis, KeyLayout::Highpress);
     let keys = fresh_keys(3);
     // The middle counter's uniqueness set is not a set.
-    redis.cmd(&["SET", &keys[1].uniqueness_set_key(), "not a set"]);
+    redis.cmd(&[
+        "SET",
+        &KeyLayout::Highpress.uniqueness_set(&keys[1]),
+        "not a set",
+    ]);
     let like = vec![(0, true, None)];
     let out = apply(
         &store,
@@ -278,7 +296,7 @@ async fn a_fault_in_one_group_answers_that_group_and_leaves_the_rest_of_the_call
 #[tokio::test]
 async fn values_beyond_two_to_the_53_stay_exact() {
     let redis = RedisServer::start();
-    let store = connect(&redis);
+    let store = connect(&redis, KeyLayout::Highpress);
     let names = Names::new();
     let (up, down) = (
         CounterKey::new("like", "up"),

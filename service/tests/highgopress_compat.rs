@@ -99,3 +99,140 @@ async fn the_originals_load_test_passes_on_a_standalone_process() {
 async fn the_originals_load_test_passes_through_a_gateway() {
     replay_the_originals_load_test(Highpress::start(Topology::Split, &[]).await).await;
 }
+
+// --- HighGoPress's Redis data, under `store.key_layout: highgopress` --------------------------
+
+const COMPAT_KEYS: usize = 20;
+
+/// HighGoPress's Redis key of `resource_id`'s `like` counter.
+fn original_key(resource_id: &str) -> String {
+    format!("counter:{resource_id}:like")
+}
+
+/// Every key matching `pattern` on every node of `hp`'s store.
+fn keys_matching(hp: &Highpress, pattern: &str) -> Vec<String> {
+    let nodes: Vec<&support::RedisServer> = match (&hp.redis, &hp.cluster) {
+        (Some(redis), _) => vec![redis],
+        (None, Some(cluster)) => cluster.nodes.iter().collect(),
+        (None, None) => panic!("a Redis-backed deployment"),
+    };
+    nodes
+        .iter()
+        .flat_map(|n| {
+            n.cmd(&["KEYS", pattern])
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|k| !k.is_empty())
+        .collect()
+}
+
+/// A Redis that HighGoPress filled (plain `INCRBY` at `counter:{resource_id}:{counter_type}`)
+/// reads back exactly; then HighGoPress-style writers and highpress increment the same keys at
+/// once, and every total is exact, in Redis and through highpress. The read cache is off: it
+/// holds what highpress wrote, so it would lag another writer by up to `cache.ttl_ms`.
+async fn shares_a_highgopress_redis(hp: Highpress) {
+    let node = hp.store_node();
+    let prefill: String = (0..COMPAT_KEYS)
+        .map(|k| format!("INCRBY {} {}\n", original_key(&format!("a{k}")), 10 * k))
+        .collect();
+    node.cli().send_commands(&prefill);
+    for k in 0..COMPAT_KEYS {
+        assert_eq!(hp.value(&format!("a{k}"), "like").await, 10 * k as i64);
+    }
+    let queries: Vec<_> = (0..COMPAT_KEYS)
+        .map(|k| json!({"resource_id": format!("a{k}"), "counter_type": "like"}))
+        .collect();
+    let (status, body) = post_json(
+        &hp.url("/api/v1/counter/batch"),
+        &json!({ "queries": queries }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        support::batch_values(&body),
+        (0..COMPAT_KEYS).map(|k| 10 * k as i64).collect::<Vec<_>>()
+    );
+
+    // Both kinds of writer at once: 100 rounds of +1 on every key by a HighGoPress-style
+    // client, and 100 increments of +2 per key through highpress, 16 at a time.
+    const ROUNDS: usize = 100;
+    let original_writes: String = (0..ROUNDS)
+        .flat_map(|_| {
+            (0..COMPAT_KEYS).map(|k| format!("INCRBY {} 1\n", original_key(&format!("a{k}"))))
+        })
+        .collect();
+    let writer = {
+        let cli = node.cli();
+        std::thread::spawn(move || cli.send_commands(&original_writes))
+    };
+    let url = hp.url("/api/v1/counter/increment");
+    let requests: Vec<String> = (0..ROUNDS * COMPAT_KEYS)
+        .map(|i| format!("a{}", i % COMPAT_KEYS))
+        .collect();
+    let statuses =
+        futures::future::join_all(requests.chunks(ROUNDS * COMPAT_KEYS / 16).map(|chunk| {
+            let url = url.clone();
+            let chunk = chunk.to_vec();
+            async move {
+                let mut statuses = Vec::new();
+                for resource_id in chunk {
+                    let (status, body) = post_json(
+                        &url,
+                        &json!({"resource_id": resource_id, "counter_type": "like", "delta": 2}),
+                    )
+                    .await;
+                    assert_eq!(status, 200, "{body}");
+                    statuses.push(status);
+                }
+                statuses
+            }
+        }))
+        .await;
+    assert_eq!(statuses.concat().len(), ROUNDS * COMPAT_KEYS);
+    let replies = writer.join().expect("the HighGoPress-style writer");
+    // One integer reply per INCRBY (redis-cli also prints the cluster redirects it followed).
+    let integers = replies.lines().filter(|l| l.parse::<i64>().is_ok()).count();
+    assert_eq!(integers, ROUNDS * COMPAT_KEYS, "{replies}");
+
+    for k in 0..COMPAT_KEYS {
+        let expected = 10 * k as i64 + ROUNDS as i64 * (1 + 2);
+        let id = format!("a{k}");
+        assert_eq!(node.get_i64(&original_key(&id)), expected, "{id} in Redis");
+        assert_eq!(
+            hp.value(&id, "like").await,
+            expected,
+            "{id} through highpress"
+        );
+    }
+    assert_eq!(
+        keys_matching(&hp, "c:*"),
+        Vec::<String>::new(),
+        "highpress wrote counters in its own layout"
+    );
+}
+
+const HIGHGOPRESS_KEYS: [(&str, &str); 2] = [
+    ("HIGHPRESS_STORE__KEY_LAYOUT", "highgopress"),
+    ("HIGHPRESS_CACHE__TTL_MS", "0"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_highgopress_redis_is_shared_exactly_by_a_standalone_process() {
+    shares_a_highgopress_redis(Highpress::standalone(Backing::Redis, &HIGHGOPRESS_KEYS).await)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_highgopress_redis_is_shared_exactly_through_a_gateway() {
+    shares_a_highgopress_redis(Highpress::start(Topology::Split, &HIGHGOPRESS_KEYS).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_highgopress_redis_cluster_is_shared_exactly() {
+    shares_a_highgopress_redis(
+        Highpress::start(Topology::StandaloneCluster, &HIGHGOPRESS_KEYS).await,
+    )
+    .await;
+}

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use serde::Serialize;
 
 use super::{Component, child_name, namespace, object_meta};
-use crate::crd::{CounterCluster, LogLevel, RedisMode};
+use crate::crd::{CounterCluster, KeyLayout, LogLevel, RedisMode};
 
 /// Key of the config file in the ConfigMap.
 pub const CONFIG_KEY: &str = "config.yaml";
@@ -59,6 +59,7 @@ struct Server {
 #[derive(Serialize)]
 struct Store {
     kind: &'static str,
+    key_layout: &'static str,
 }
 
 #[derive(Serialize)]
@@ -168,7 +169,13 @@ pub fn render_service_config(cc: &CounterCluster) -> String {
             host: "0.0.0.0",
             port: HTTP_PORT,
         },
-        store: Store { kind: "redis" },
+        store: Store {
+            kind: "redis",
+            key_layout: match spec.redis.key_layout {
+                KeyLayout::Highpress => "highpress",
+                KeyLayout::HighGoPress => "highgopress",
+            },
+        },
         redis: Redis {
             addr: redis_addr(cc),
             cluster,

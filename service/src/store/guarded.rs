@@ -24,7 +24,7 @@ use std::sync::LazyLock;
 
 use redis::{Cmd, Value};
 
-use super::{CounterKey, GroupOutcome, GuardedGroup, GuardedOutcome};
+use super::{CounterKey, GroupOutcome, GuardedGroup, GuardedOutcome, KeyLayout};
 
 /// Groups per script call on a single Redis: bounds how long one call holds Redis (a few
 /// hundred microseconds) while amortizing the call's own cost.
@@ -141,8 +141,14 @@ pub fn is_noscript(code: Option<&str>) -> bool {
     code == Some("NOSCRIPT")
 }
 
-/// The `EVALSHA` (or `EVAL`) of some guarded groups, answered by [`parse_groups`].
-pub fn guarded_command(groups: &[GuardedGroup<'_>], ttl_ms: u64, by: ScriptBy) -> Cmd {
+/// The `EVALSHA` (or `EVAL`) of some guarded groups, their keys in `layout`, answered by
+/// [`parse_groups`].
+pub fn guarded_command(
+    groups: &[GuardedGroup<'_>],
+    layout: KeyLayout,
+    ttl_ms: u64,
+    by: ScriptBy,
+) -> Cmd {
     let mut cmd = match by {
         ScriptBy::Hash => redis::cmd("EVALSHA"),
         ScriptBy::Body => redis::cmd("EVAL"),
@@ -155,11 +161,11 @@ pub fn guarded_command(groups: &[GuardedGroup<'_>], ttl_ms: u64, by: ScriptBy) -
         |group: &GuardedGroup<'_>| group.items.iter().filter(|i| i.record.is_some()).count();
     cmd.arg(groups.iter().map(|g| 2 + records(g)).sum::<usize>());
     for group in groups {
-        cmd.arg(group.key.as_str())
-            .arg(group.key.uniqueness_set_key());
+        cmd.arg(&*layout.counter(group.key))
+            .arg(layout.uniqueness_set(group.key));
         for item in &group.items {
             if let Some(record) = item.record {
-                cmd.arg(group.key.idempotency_record_key(record.key));
+                cmd.arg(layout.idempotency_record(group.key, record.key));
             }
         }
     }
@@ -183,13 +189,13 @@ pub fn guarded_command(groups: &[GuardedGroup<'_>], ttl_ms: u64, by: ScriptBy) -
     cmd
 }
 
-/// The `EVAL` of one reset.
-pub fn reset_command(key: &CounterKey) -> Cmd {
+/// The `EVAL` of one reset, its keys in `layout`.
+pub fn reset_command(key: &CounterKey, layout: KeyLayout) -> Cmd {
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(RESET_SCRIPT)
         .arg(2)
-        .arg(key.as_str())
-        .arg(key.uniqueness_set_key());
+        .arg(&*layout.counter(key))
+        .arg(layout.uniqueness_set(key));
     cmd
 }
 

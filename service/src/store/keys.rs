@@ -1,7 +1,12 @@
-//! Key encoding. A counter lives at `c:{counter_type}:{resource_id}`; because `counter_type`
-//! never contains `:`, the encoding is unambiguous (the original's `counter:{id}:{type}` was not).
+//! Key encoding. A [`CounterKey`] is a counter's identity, `c:{counter_type}:{resource_id}`,
+//! which routing, the read cache and idempotency fingerprints use. Where the counter lives in
+//! Redis is the [`KeyLayout`]'s choice: at its identity (highpress's layout), or at
+//! HighGoPress's `counter:{resource_id}:{counter_type}`. Because `counter_type` never contains
+//! `:`, both encodings are unambiguous. A counter's uniqueness set and idempotency records carry
+//! its Redis key as their hash tag, so on Redis Cluster they share its slot in either layout.
 //! Leaderboards live at `lb:{counter_type}:{bucket}`, one sorted set per UTC calendar bucket.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
@@ -42,17 +47,65 @@ impl CounterKey {
     pub fn resource_id(&self) -> &str {
         &self.encoded[3 + self.type_len as usize..]
     }
+}
 
-    /// The set of users counted by a unique-per-user counter: `u:{c:type:id}`. The hash tag
-    /// is the whole counter key, so on Redis Cluster it lives in the counter's slot.
-    pub fn uniqueness_set_key(&self) -> String {
-        format!("u:{{{}}}", self.encoded)
+/// Where counters live in Redis (`store.key_layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyLayout {
+    /// `c:{counter_type}:{resource_id}`, the counter's identity.
+    #[default]
+    Highpress,
+    /// `counter:{resource_id}:{counter_type}`, as HighGoPress kept them: highpress then takes
+    /// over a HighGoPress Redis as it is, or shares it with HighGoPress during a cut-over.
+    Highgopress,
+}
+
+/// The prefix of every counter key in the [`KeyLayout::Highgopress`] layout.
+pub const HIGHGOPRESS_PREFIX: &str = "counter:";
+
+impl KeyLayout {
+    /// The Redis key holding `key`'s value.
+    pub fn counter(self, key: &CounterKey) -> Cow<'_, str> {
+        match self {
+            Self::Highpress => Cow::Borrowed(key.as_str()),
+            Self::Highgopress => Cow::Owned(format!(
+                "{HIGHGOPRESS_PREFIX}{}:{}",
+                key.resource_id(),
+                key.counter_type()
+            )),
+        }
     }
 
-    /// The idempotency record of key `idempotency_key` on this counter: `i:{c:type:id}:KEY`,
-    /// in the counter's slot. Neither prefix can collide with a counter key (`c:`).
-    pub fn idempotency_record_key(&self, idempotency_key: &str) -> String {
-        format!("i:{{{}}}:{idempotency_key}", self.encoded)
+    /// The set of users counted by a unique-per-user counter: `u:{<counter's Redis key>}`. The
+    /// hash tag is the whole counter key (which holds no braces), so on Redis Cluster the set
+    /// lives in the counter's slot.
+    pub fn uniqueness_set(self, key: &CounterKey) -> String {
+        format!("u:{{{}}}", self.counter(key))
+    }
+
+    /// The idempotency record of key `idempotency_key` on this counter:
+    /// `i:{<counter's Redis key>}:KEY`, in the counter's slot. Neither prefix can collide with a
+    /// counter key (`c:` or `counter:`).
+    pub fn idempotency_record(self, key: &CounterKey, idempotency_key: &str) -> String {
+        format!("i:{{{}}}:{idempotency_key}", self.counter(key))
+    }
+
+    /// The counter stored at `redis_key` in this layout, or `None` when `redis_key` is not a
+    /// counter key of this layout with a valid `counter_type` and `resource_id`.
+    pub fn parse(self, redis_key: &str) -> Option<CounterKey> {
+        let (counter_type, resource_id) = match self {
+            Self::Highpress => redis_key.strip_prefix("c:")?.split_once(':')?,
+            Self::Highgopress => {
+                let (resource_id, counter_type) = redis_key
+                    .strip_prefix(HIGHGOPRESS_PREFIX)?
+                    .rsplit_once(':')?;
+                (counter_type, resource_id)
+            }
+        };
+        let valid = crate::api::validate::counter_type("counter_type", counter_type).is_ok()
+            && crate::api::validate::resource_id("resource_id", resource_id).is_ok();
+        valid.then(|| CounterKey::new(counter_type, resource_id))
     }
 }
 
@@ -175,27 +228,61 @@ mod tests {
     }
 
     #[test]
-    fn side_keys_share_the_counters_cluster_slot() {
+    fn side_keys_share_the_counters_cluster_slot_in_both_layouts() {
         use crate::store::redis_cluster::key_slot;
         let k = CounterKey::new("like", "post:7/a@b");
-        assert_eq!(k.uniqueness_set_key(), "u:{c:like:post:7/a@b}");
+        for (layout, counter) in [
+            (KeyLayout::Highpress, "c:like:post:7/a@b"),
+            (KeyLayout::Highgopress, "counter:post:7/a@b:like"),
+        ] {
+            assert_eq!(layout.counter(&k), counter);
+            assert_eq!(layout.uniqueness_set(&k), format!("u:{{{counter}}}"));
+            assert_eq!(
+                layout.idempotency_record(&k, "k{1}"),
+                format!("i:{{{counter}}}:k{{1}}")
+            );
+            let slot = key_slot(counter);
+            assert_eq!(key_slot(&layout.uniqueness_set(&k)), slot);
+            assert_eq!(key_slot(&layout.idempotency_record(&k, "k{1}")), slot);
+        }
+    }
+
+    #[test]
+    fn layouts_parse_their_own_keys_only() {
+        let k = CounterKey::new("like", "a:b");
         assert_eq!(
-            k.idempotency_record_key("k{1}"),
-            "i:{c:like:post:7/a@b}:k{1}"
+            KeyLayout::Highgopress.parse("counter:a:b:like"),
+            Some(k.clone())
         );
-        let slot = key_slot(k.as_str());
-        assert_eq!(key_slot(&k.uniqueness_set_key()), slot);
-        assert_eq!(key_slot(&k.idempotency_record_key("k{1}")), slot);
+        assert_eq!(KeyLayout::Highpress.parse("c:like:a:b"), Some(k));
+        for not_a_counter in [
+            "counter:nocolon",
+            "counter::like",
+            "counter:a:Like",
+            "c:like",
+            "x",
+        ] {
+            assert_eq!(
+                KeyLayout::Highgopress.parse(not_a_counter),
+                None,
+                "{not_a_counter}"
+            );
+        }
+        assert_eq!(KeyLayout::Highpress.parse("counter:a:like"), None);
     }
 
     #[test]
     fn resource_ids_with_colons_do_not_collide() {
-        // The original's `counter:{id}:{type}` mapped both of these to one key.
+        // The original allowed `:` in a counter type, so `counter:{id}:{type}` mapped
+        // ("a", "b:like") and ("a:b", "like") to one key; a highpress counter type has no `:`.
         let a = CounterKey::new("like", "a:view");
         let b = CounterKey::new("view", "a:like");
         assert_ne!(a, b);
         assert_eq!(a.resource_id(), "a:view");
         assert_eq!(b.counter_type(), "view");
+        for layout in [KeyLayout::Highpress, KeyLayout::Highgopress] {
+            assert_ne!(layout.counter(&a), layout.counter(&b));
+        }
     }
 
     #[test]
@@ -226,6 +313,9 @@ mod tests {
             prop_assert_eq!(k.counter_type(), t.as_str());
             prop_assert_eq!(k.resource_id(), r.as_str());
             prop_assert_eq!(k.as_str(), format!("c:{t}:{r}"));
+            for layout in [KeyLayout::Highpress, KeyLayout::Highgopress] {
+                prop_assert_eq!(layout.parse(&layout.counter(&k)), Some(k.clone()));
+            }
         }
 
         #[test]
@@ -233,7 +323,11 @@ mod tests {
             t1 in "[a-z0-9_-]{1,8}", r1 in "[a-z:]{1,8}", t2 in "[a-z0-9_-]{1,8}", r2 in "[a-z:]{1,8}"
         ) {
             let same = t1 == t2 && r1 == r2;
-            prop_assert_eq!(CounterKey::new(&t1, &r1) == CounterKey::new(&t2, &r2), same);
+            let (a, b) = (CounterKey::new(&t1, &r1), CounterKey::new(&t2, &r2));
+            prop_assert_eq!(a == b, same);
+            for layout in [KeyLayout::Highpress, KeyLayout::Highgopress] {
+                prop_assert_eq!(layout.counter(&a) == layout.counter(&b), same);
+            }
         }
     }
 }

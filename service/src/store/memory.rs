@@ -7,9 +7,9 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use super::{
-    CounterKey, GroupOutcome, GuardedGroup, GuardedOutcome, IncrOutcome, LeaderboardBucket,
-    LeaderboardDelta, LeaderboardRemoval, Period, RankedEntry, Store, StoreError, WriteBatch,
-    WriteOutcome,
+    CounterKey, GroupOutcome, GuardedGroup, GuardedOutcome, IncrOutcome, KeyLayout,
+    LeaderboardBucket, LeaderboardDelta, LeaderboardRemoval, Period, RankedEntry, Store,
+    StoreError, WriteBatch, WriteOutcome,
 };
 
 #[derive(Default)]
@@ -41,7 +41,10 @@ fn apply_group(
     let mut value = counters.get(group.key).copied().unwrap_or(0);
     let mut items = Vec::with_capacity(group.items.len());
     for item in &group.items {
-        let record_key = item.record.map(|r| group.key.idempotency_record_key(r.key));
+        // Records are kept by their Redis name in highpress's layout: unique per counter and key.
+        let record_key = item
+            .record
+            .map(|r| KeyLayout::Highpress.idempotency_record(group.key, r.key));
         if let (Some(record), Some(rk)) = (item.record, &record_key)
             && let Some((fp, counted, v, expires)) = guards.records.get(rk)
             && *expires > now

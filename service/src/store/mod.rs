@@ -14,7 +14,7 @@ pub mod redis_cluster;
 use std::future::Future;
 use std::time::Duration;
 
-pub use keys::{CounterKey, LeaderboardBucket, Period};
+pub use keys::{CounterKey, KeyLayout, LeaderboardBucket, Period};
 
 /// Why a store operation failed as a whole.
 #[derive(Debug, Clone, thiserror::Error)]

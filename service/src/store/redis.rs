@@ -16,8 +16,9 @@ use super::guarded::{
     reset_command,
 };
 use super::{
-    CounterKey, GroupOutcome, GuardedGroup, IncrOutcome, LeaderboardBucket, LeaderboardDelta,
-    LeaderboardRemoval, Period, RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
+    CounterKey, GroupOutcome, GuardedGroup, IncrOutcome, KeyLayout, LeaderboardBucket,
+    LeaderboardDelta, LeaderboardRemoval, Period, RankedEntry, Store, StoreError, WriteBatch,
+    WriteOutcome,
 };
 
 pub struct RedisStore {
@@ -27,6 +28,7 @@ pub struct RedisStore {
     /// behind them on the same connection.
     background: ConnectionManager,
     timeout: Duration,
+    layout: KeyLayout,
 }
 
 impl RedisStore {
@@ -34,6 +36,7 @@ impl RedisStore {
     /// while Redis is down, and connects when it comes up.
     pub fn connect_lazy(
         url: &str,
+        layout: KeyLayout,
         timeout: Duration,
         connect_timeout: Duration,
     ) -> Result<Self, StoreError> {
@@ -52,6 +55,7 @@ impl RedisStore {
             connection,
             background,
             timeout,
+            layout,
         })
     }
 
@@ -74,7 +78,7 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for groups in calls {
-            pipe.add_command(guarded_command(groups, ttl_ms, ScriptBy::Body));
+            pipe.add_command(guarded_command(groups, self.layout, ttl_ms, ScriptBy::Body));
         }
         let mut con = self.connection.clone();
         let answers: Result<Vec<RedisResult<Value>>, StoreError> =
@@ -213,12 +217,14 @@ impl Store for RedisStore {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for &(key, delta) in &batch.increments {
-            pipe.cmd("INCRBY").arg(key.as_str()).arg(delta);
+            pipe.cmd("INCRBY")
+                .arg(&*self.layout.counter(key))
+                .arg(delta);
         }
         let ttl_ms = batch.record_ttl.as_millis() as u64;
         let calls: Vec<&[GuardedGroup<'_>]> = batch.guarded.chunks(GROUPS_PER_SCRIPT).collect();
         for groups in &calls {
-            pipe.add_command(guarded_command(groups, ttl_ms, ScriptBy::Hash));
+            pipe.add_command(guarded_command(groups, self.layout, ttl_ms, ScriptBy::Hash));
         }
         let expected = batch.increments.len() + calls.len();
         let mut con = self.connection.clone();
@@ -271,7 +277,9 @@ impl Store for RedisStore {
 
     async fn reset<'a>(&'a self, key: &'a CounterKey) -> Result<i64, StoreError> {
         let mut con = self.connection.clone();
-        let reply: Value = self.run(reset_command(key).query_async(&mut con)).await?;
+        let reply: Value = self
+            .run(reset_command(key, self.layout).query_async(&mut con))
+            .await?;
         parse_reset(&reply)
             .ok_or_else(|| StoreError::Internal("a counter key holds a non-integer".into()))
     }
@@ -279,7 +287,7 @@ impl Store for RedisStore {
     async fn get_many<'a>(&'a self, keys: &'a [&'a CounterKey]) -> Result<Vec<i64>, StoreError> {
         let mut cmd = redis::cmd("MGET");
         for k in keys {
-            cmd.arg(k.as_str());
+            cmd.arg(&*self.layout.counter(k));
         }
         let mut con = self.connection.clone();
         let values: Vec<Option<i64>> = self.run(cmd.query_async(&mut con)).await?;

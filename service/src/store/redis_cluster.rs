@@ -21,8 +21,8 @@ use super::guarded::{
 };
 use super::redis::{classify, leaderboard_commands, ranked_entries, top_command};
 use super::{
-    CounterKey, GroupOutcome, IncrOutcome, LeaderboardBucket, LeaderboardDelta, LeaderboardRemoval,
-    RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
+    CounterKey, GroupOutcome, IncrOutcome, KeyLayout, LeaderboardBucket, LeaderboardDelta,
+    LeaderboardRemoval, RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
 };
 
 const SLOTS: usize = 16_384;
@@ -76,6 +76,7 @@ pub struct RedisClusterStore {
     nodes: RwLock<HashMap<String, ConnectionManager>>,
     config: ConnectionManagerConfig,
     timeout: Duration,
+    layout: KeyLayout,
 }
 
 /// One command of a grouped round trip, with the slot that decides its node.
@@ -89,6 +90,7 @@ impl RedisClusterStore {
     /// is down and connects on first use.
     pub fn new(
         seeds: &[String],
+        layout: KeyLayout,
         timeout: Duration,
         connect_timeout: Duration,
     ) -> Result<Self, StoreError> {
@@ -126,6 +128,7 @@ impl RedisClusterStore {
                 .set_number_of_retries(1)
                 .set_max_delay(Duration::from_millis(200)),
             timeout,
+            layout,
         })
     }
 
@@ -373,17 +376,23 @@ impl Store for RedisClusterStore {
             .increments
             .iter()
             .map(|&(key, delta)| {
+                let redis_key = self.layout.counter(key);
                 let mut cmd = redis::cmd("INCRBY");
-                cmd.arg(key.as_str()).arg(delta);
+                cmd.arg(&*redis_key).arg(delta);
                 Routed {
-                    slot: key_slot(key.as_str()),
+                    slot: key_slot(&redis_key),
                     cmd,
                 }
             })
             // A script may touch one slot only: one call per group (see `guarded`).
             .chain(batch.guarded.iter().map(|group| Routed {
-                slot: key_slot(group.key.as_str()),
-                cmd: guarded_command(std::slice::from_ref(group), ttl_ms, ScriptBy::Hash),
+                slot: key_slot(&self.layout.counter(group.key)),
+                cmd: guarded_command(
+                    std::slice::from_ref(group),
+                    self.layout,
+                    ttl_ms,
+                    ScriptBy::Hash,
+                ),
             }))
             .collect();
         let mut replies = self.run_grouped(&commands).await;
@@ -399,9 +408,10 @@ impl Store for RedisClusterStore {
             let resend: Vec<Routed> = unknown
                 .iter()
                 .map(|&i| Routed {
-                    slot: key_slot(batch.guarded[i].key.as_str()),
+                    slot: key_slot(&self.layout.counter(batch.guarded[i].key)),
                     cmd: guarded_command(
                         std::slice::from_ref(&batch.guarded[i]),
+                        self.layout,
                         ttl_ms,
                         ScriptBy::Body,
                     ),
@@ -433,8 +443,8 @@ impl Store for RedisClusterStore {
     async fn reset<'a>(&'a self, key: &'a CounterKey) -> Result<i64, StoreError> {
         let reply = self
             .run_grouped(&[Routed {
-                slot: key_slot(key.as_str()),
-                cmd: reset_command(key),
+                slot: key_slot(&self.layout.counter(key)),
+                cmd: reset_command(key, self.layout),
             }])
             .await
             .pop()
@@ -452,10 +462,11 @@ impl Store for RedisClusterStore {
         let commands: Vec<Routed> = keys
             .iter()
             .map(|k| {
+                let redis_key = self.layout.counter(k);
                 let mut cmd = redis::cmd("GET");
-                cmd.arg(k.as_str());
+                cmd.arg(&*redis_key);
                 Routed {
-                    slot: key_slot(k.as_str()),
+                    slot: key_slot(&redis_key),
                     cmd,
                 }
             })

@@ -175,6 +175,14 @@ impl RedisServer {
         self.try_cmd(args).expect("redis-cli answers")
     }
 
+    /// A `redis-cli` handle on this server that other threads can use.
+    pub fn cli(&self) -> RedisCli {
+        RedisCli {
+            port: self.port,
+            cluster: self.cluster,
+        }
+    }
+
     /// The integer stored at `key` (0 when absent).
     pub fn get_i64(&self, key: &str) -> i64 {
         let v = self.cmd(&["GET", key]);
@@ -183,6 +191,37 @@ impl RedisServer {
         } else {
             v.parse().expect("integer value")
         }
+    }
+}
+
+/// `redis-cli` on one server (following cluster redirects on a cluster node).
+#[derive(Debug, Clone, Copy)]
+pub struct RedisCli {
+    port: u16,
+    cluster: bool,
+}
+
+impl RedisCli {
+    /// Sends `commands`, one per line, through one `redis-cli`, as any other Redis client
+    /// would; returns the replies, one per line.
+    pub fn send_commands(&self, commands: &str) -> String {
+        use std::io::Write;
+        let mut child = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--raw"])
+            .args(if self.cluster { &["-c"][..] } else { &[][..] })
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("redis-cli runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(commands.as_bytes())
+            .expect("commands sent");
+        let out = child.wait_with_output().expect("redis-cli finishes");
+        assert!(out.status.success(), "redis-cli failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 
@@ -513,6 +552,16 @@ impl Highpress {
 
     pub fn redis(&mut self) -> &mut RedisServer {
         self.redis.as_mut().expect("a Redis-backed process")
+    }
+
+    /// A node of the store: the Redis server, or the first node of the cluster (its commands
+    /// follow redirects).
+    pub fn store_node(&self) -> &RedisServer {
+        match (&self.redis, &self.cluster) {
+            (Some(redis), _) => redis,
+            (None, Some(cluster)) => &cluster.nodes[0],
+            (None, None) => panic!("a Redis-backed deployment"),
+        }
     }
 
     pub async fn increment(
