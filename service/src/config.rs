@@ -57,6 +57,21 @@ pub struct Config {
     pub consul: Option<serde_json::Value>,
     /// Counter events to Kafka (the original's `kafka: {brokers, topic}` section, extended).
     pub kafka: KafkaConfig,
+    /// Which store settings were inferred rather than configured; for the start-up log.
+    #[serde(skip)]
+    pub inferred: StoreInference,
+}
+
+/// The store settings that [`Config::load`] inferred, because the configuration did not set
+/// them, from what it did set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreInference {
+    /// `store.kind` is not set and `redis.addr` is: the store is Redis. (A configuration that
+    /// names a Redis and then counts in memory would lose every count at the next restart.)
+    pub kind_from_redis_addr: bool,
+    /// `store.key_layout` is not set and the config file is in the original's format (it sets
+    /// `redis.addr` and has no `store` section): the original's keys, so its Redis reads as is.
+    pub layout_from_original_format: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -229,7 +244,10 @@ fn percent_encode(s: &str) -> String {
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Json,
+    /// Human-readable lines; `console` (zap's name, which the original's config may use) is
+    /// accepted for it.
     #[default]
+    #[serde(alias = "console")]
     Text,
 }
 
@@ -672,7 +690,9 @@ impl Config {
     }
 
     fn load_from(file: Option<&std::path::Path>, env: Env) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        // What the file and the environment set, without the defaults: the inferences below
+        // need to know what was left unset.
+        let mut from_file = Figment::new();
         if let Some(path) = file {
             if !path.exists() {
                 return Err(ConfigError::Parse(format!(
@@ -680,12 +700,24 @@ impl Config {
                     path.display()
                 )));
             }
-            figment = figment.merge(Yaml::file(path));
+            from_file = from_file.merge(Yaml::file(path));
         }
-        let config: Config = figment
-            .merge(env)
+        let configured = from_file.clone().merge(env);
+        let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(configured.clone())
             .extract()
             .map_err(|e| ConfigError::Parse(describe_figment_error(e)))?;
+        if !configured.contains("store.kind") && configured.contains("redis.addr") {
+            config.store.kind = StoreKind::Redis;
+            config.inferred.kind_from_redis_addr = true;
+        }
+        if !configured.contains("store.key_layout")
+            && !from_file.contains("store")
+            && from_file.contains("redis.addr")
+        {
+            config.store.key_layout = KeyLayout::Highgopress;
+            config.inferred.layout_from_original_format = true;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -1042,6 +1074,58 @@ kafka:  {brokers: ["localhost:9092"], topic: "counter_events"}
         let c = load_yaml_env(original, &[]).unwrap();
         assert_eq!(c.log.format, LogFormat::Json);
         assert_eq!(c.redis.url().unwrap(), "redis://localhost:6379/0");
+        // It means what it meant: its Redis, with its keys.
+        assert_eq!(c.store.kind, StoreKind::Redis);
+        assert_eq!(c.store.key_layout, KeyLayout::Highgopress);
+        assert_eq!(
+            c.inferred,
+            StoreInference {
+                kind_from_redis_addr: true,
+                layout_from_original_format: true
+            }
+        );
+        assert_eq!(c.grpc.counter_service.host, "localhost:50051");
+        assert_eq!(c.grpc.counter_service.pool_size, 20);
+        assert_eq!(c.kafka.topic, "counter_events");
+        let zap = load_yaml_env("log: {format: console}\n", &[]).unwrap();
+        assert_eq!(zap.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn store_settings_are_inferred_only_where_unset() {
+        let memory = load_yaml_env("server: {port: 8081}\n", &[]).unwrap();
+        assert_eq!(
+            (memory.store.kind, memory.inferred),
+            (StoreKind::Memory, StoreInference::default())
+        );
+        // A Redis named in the environment: Redis, with highpress's keys.
+        let env = load_yaml_env("", &[("HIGHPRESS_REDIS__ADDR", "10.0.0.1:6379")]).unwrap();
+        assert_eq!(
+            (env.store.kind, env.store.key_layout),
+            (StoreKind::Redis, KeyLayout::Highpress)
+        );
+        assert!(env.inferred.kind_from_redis_addr && !env.inferred.layout_from_original_format);
+        // A file with a store section is highpress's own: nothing about keys is inferred.
+        let own = load_yaml_env("store: {kind: redis}\nredis: {addr: 'r:6379'}\n", &[]).unwrap();
+        assert_eq!(own.store.key_layout, KeyLayout::Highpress);
+        assert_eq!(own.inferred, StoreInference::default());
+        // What is set wins.
+        let set = load_yaml_env(
+            "redis: {addr: 'r:6379'}\n",
+            &[
+                ("HIGHPRESS_STORE__KIND", "memory"),
+                ("HIGHPRESS_STORE__KEY_LAYOUT", "highpress"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (set.store.kind, set.store.key_layout, set.inferred),
+            (
+                StoreKind::Memory,
+                KeyLayout::Highpress,
+                StoreInference::default()
+            )
+        );
     }
 
     #[test]

@@ -59,6 +59,7 @@ pub async fn run(mode: Mode, config: Config, shutdown: CancellationToken) -> any
     if config.pprof.enabled {
         crate::profiling::activate().await;
     }
+    log_configuration_choices(mode, &config);
     match mode {
         Mode::Gateway => run_gateway(config, shutdown).await,
         Mode::Standalone | Mode::Counter => match config.store.kind {
@@ -89,6 +90,51 @@ pub async fn run(mode: Mode, config: Config, shutdown: CancellationToken) -> any
                 run_engine(mode, Arc::new(store), &config, shutdown).await
             }
         },
+    }
+}
+
+/// Says at start-up which store this process counts in, and why when the configuration did not
+/// say so itself; and that the original's `consul` section is read but not used.
+fn log_configuration_choices(mode: Mode, config: &Config) {
+    if config.consul.is_some() {
+        tracing::warn!(
+            "consul is ignored: gateways find counters through discovery.dns, discovery.endpoints or grpc.counter_service.host"
+        );
+    }
+    if mode == Mode::Gateway {
+        return;
+    }
+    let kind = match config.store.kind {
+        StoreKind::Memory => "memory",
+        StoreKind::Redis => "redis",
+    };
+    let key_layout = match config.store.key_layout {
+        KeyLayout::Highpress => "highpress",
+        KeyLayout::Highgopress => "highgopress",
+    };
+    let inferred = config.inferred;
+    match config.store.kind {
+        StoreKind::Memory => tracing::info!(
+            store = kind,
+            "counting in the embedded memory store: counts are lost when the process stops (set store.kind: redis to keep them)"
+        ),
+        StoreKind::Redis => tracing::info!(
+            store = kind,
+            key_layout,
+            kind_inferred = inferred.kind_from_redis_addr,
+            key_layout_inferred = inferred.layout_from_original_format,
+            "counting in Redis{}{}",
+            if inferred.kind_from_redis_addr {
+                " (store.kind is not set; the config sets redis.addr)"
+            } else {
+                ""
+            },
+            if inferred.layout_from_original_format {
+                " at HighGoPress's keys (store.key_layout is not set; the config file is the original's: redis.addr and no store section)"
+            } else {
+                ""
+            },
+        ),
     }
 }
 

@@ -236,3 +236,36 @@ async fn a_highgopress_redis_cluster_is_shared_exactly() {
     )
     .await;
 }
+
+// --- HighGoPress's config file ----------------------------------------------------------------
+
+/// The original's `configs/config.yaml` (SEED.md), pointed at the test's Redis.
+const ORIGINAL_CONFIG: &str = r#"
+server: {host: "0.0.0.0", port: 8080}
+redis:  {addr: "{redis}", password: "", db: 0}
+log:    {level: "info", format: "json"}
+grpc:
+  counter_service: {host: "localhost:50051", pool_size: 20, keep_alive: 30s}
+consul: {address: "localhost:8500", health_interval: "10s"}
+kafka:  {brokers: ["localhost:9092"], topic: "counter_events"}
+"#;
+
+/// The original's config file, unchanged but for the Redis address, runs highpress on that
+/// Redis with the original's keys: what HighGoPress counted reads back, and what highpress
+/// counts lands where HighGoPress would read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_originals_config_file_counts_in_its_redis_at_its_keys() {
+    let hp = Highpress::standalone_with_config_file(ORIGINAL_CONFIG).await;
+    hp.store_node()
+        .cli()
+        .send_commands("INCRBY counter:article_001:like 41\n");
+    assert_eq!(hp.value("article_001", "like").await, 41);
+    let (status, body) = post_json(
+        &hp.url("/api/v1/counter/increment"),
+        &serde_json::from_str(INCREMENT_BODY).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(hp.store_node().get_i64("counter:article_loadtest:like"), 1);
+    assert_eq!(keys_matching(&hp, "c:*"), Vec::<String>::new());
+}

@@ -397,8 +397,18 @@ impl Drop for CounterProcess {
 }
 
 fn spawn_process(mode: &str, port: u16, env: &[(String, String)]) -> Child {
+    spawn_process_with_args(mode, &[], port, env)
+}
+
+fn spawn_process_with_args(
+    mode: &str,
+    args: &[&str],
+    port: u16,
+    env: &[(String, String)],
+) -> Child {
     Command::new(env!("CARGO_BIN_EXE_highpress"))
         .arg(mode)
+        .args(args)
         .env("HIGHPRESS_SERVER__HOST", "127.0.0.1")
         .env("HIGHPRESS_SERVER__PORT", port.to_string())
         .env("HIGHPRESS_LOG__LEVEL", "warn")
@@ -514,6 +524,35 @@ impl Highpress {
             cluster,
         };
         wait_for(&hp.url("/readyz")).await;
+        hp
+    }
+
+    /// `highpress standalone --config FILE` on a fresh Redis, FILE holding `config` with
+    /// `{redis}` replaced by that Redis's `host:port`. Only the listen address comes from the
+    /// environment.
+    pub async fn standalone_with_config_file(config: &str) -> Self {
+        let redis = RedisServer::start();
+        let path = scratch_dir("config").join("config.yaml");
+        std::fs::write(&path, config.replace("{redis}", &redis.addr())).expect("config written");
+        let port = free_port();
+        let child = spawn_process_with_args(
+            "standalone",
+            &["--config", &path.to_string_lossy()],
+            port,
+            &[],
+        );
+        let hp = Self {
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            topology: Topology::StandaloneRedis,
+            child: Some(child),
+            counters: Vec::new(),
+            redis: Some(redis),
+            cluster: None,
+        };
+        wait_for(&hp.url("/readyz")).await;
+        // Read once, at start-up.
+        let _ = std::fs::remove_dir_all(path.parent().expect("the scratch dir"));
         hp
     }
 
