@@ -21,6 +21,7 @@ pub mod events;
 pub mod gateway;
 pub mod grpc;
 pub mod metrics;
+pub mod migrate;
 pub mod profiling;
 pub mod server;
 pub mod store;

@@ -34,6 +34,21 @@ enum Command {
     Gateway(ConfigArg),
     /// The counter engine behind gRPC, over the configured store.
     Counter(ConfigArg),
+    /// Copy HighGoPress's counters (`counter:{resource_id}:{counter_type}`) into highpress's
+    /// key layout; resumable, idempotent, safe while both services run (docs/migrating-from-highgopress.md).
+    MigrateKeys(MigrateArgs),
+}
+
+#[derive(clap::Args)]
+struct MigrateArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Keys asked for per SCAN page.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    page_size: u32,
+    /// Report what would change, write nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(clap::Args)]
@@ -49,6 +64,7 @@ fn main() -> ExitCode {
         Command::Standalone(c) => (Mode::Standalone, c),
         Command::Gateway(c) => (Mode::Gateway, c),
         Command::Counter(c) => (Mode::Counter, c),
+        Command::MigrateKeys(args) => return migrate_keys(args),
     };
     let config = match Config::load(config.as_deref()) {
         Ok(c) => c,
@@ -83,6 +99,53 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("highpress: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `highpress migrate-keys`: exit 0 when every counter was copied, 1 when some were not (they
+/// are named in the log; a rerun retries them), 2 for a bad configuration.
+fn migrate_keys(args: MigrateArgs) -> ExitCode {
+    let config = match Config::load(args.config.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("highpress: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = highpress::migrate::Options {
+        page_size: args.page_size as usize,
+        dry_run: args.dry_run,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("highpress: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let telemetry = highpress::telemetry::init(&config, "migrate-keys")?;
+        let report = highpress::migrate::run(&config, options).await;
+        telemetry.shutdown().await;
+        report
+    });
+    match result {
+        Ok(report) => {
+            let verb = if args.dry_run { "would copy" } else { "done" };
+            println!("migrate-keys: {verb}: {report}");
+            if report.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("highpress: migrate-keys: {e:#}");
             ExitCode::FAILURE
         }
     }

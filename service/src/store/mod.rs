@@ -7,6 +7,7 @@
 
 pub mod guarded;
 pub mod keys;
+pub mod keyspace;
 pub mod memory;
 pub mod redis;
 pub mod redis_cluster;

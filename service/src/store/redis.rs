@@ -333,3 +333,48 @@ impl Store for RedisStore {
         }
     }
 }
+
+impl super::keyspace::Keyspace for RedisStore {
+    async fn nodes(&self) -> Result<Vec<String>, StoreError> {
+        Ok(vec![String::new()])
+    }
+
+    async fn scan(
+        &self,
+        _node: &str,
+        cursor: u64,
+        pattern: &str,
+        count: usize,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        let mut con = self.background.clone();
+        let reply: Value = self
+            .run(super::keyspace::scan_command(cursor, pattern, count).query_async(&mut con))
+            .await?;
+        super::keyspace::parse_scan(reply)
+    }
+
+    async fn run_keyed(&self, commands: Vec<(String, Cmd)>) -> Vec<Result<Value, StoreError>> {
+        if commands.is_empty() {
+            return Vec::new();
+        }
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for (_, cmd) in &commands {
+            pipe.add_command(cmd.clone());
+        }
+        let mut con = self.background.clone();
+        match self
+            .run(pipe.query_async::<Vec<RedisResult<Value>>>(&mut con))
+            .await
+        {
+            Ok(replies) if replies.len() == commands.len() => {
+                replies.into_iter().map(|r| r.map_err(classify)).collect()
+            }
+            Ok(_) => commands
+                .iter()
+                .map(|_| Err(StoreError::Internal("pipeline reply count mismatch".into())))
+                .collect(),
+            Err(e) => commands.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+}

@@ -555,6 +555,58 @@ impl Store for RedisClusterStore {
     }
 }
 
+impl super::keyspace::Keyspace for RedisClusterStore {
+    async fn nodes(&self) -> Result<Vec<String>, StoreError> {
+        self.reload_slots().await?;
+        let mut masters: Vec<String> = self
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .owner
+            .iter()
+            .flatten()
+            .map(|node| node.to_string())
+            .collect();
+        masters.sort();
+        masters.dedup();
+        Ok(masters)
+    }
+
+    async fn scan(
+        &self,
+        node: &str,
+        cursor: u64,
+        pattern: &str,
+        count: usize,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        let reply = self
+            .query_node(node, &super::keyspace::scan_command(cursor, pattern, count))
+            .await?;
+        super::keyspace::parse_scan(reply)
+    }
+
+    async fn run_keyed(&self, commands: Vec<(String, Cmd)>) -> Vec<Result<Value, StoreError>> {
+        let routed: Vec<Routed> = commands
+            .into_iter()
+            .map(|(key, cmd)| Routed {
+                slot: key_slot(&key),
+                cmd,
+            })
+            .collect();
+        self.run_grouped(&routed)
+            .await
+            .into_iter()
+            .map(|reply| match reply {
+                Ok(Value::ServerError(e)) if is_retryable(e.code()) => {
+                    Err(StoreError::Unavailable(e.to_string()))
+                }
+                Ok(Value::ServerError(e)) => Err(StoreError::Internal(e.to_string())),
+                other => other,
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -213,13 +213,16 @@ impl RedisCli {
             .stdout(Stdio::piped())
             .spawn()
             .expect("redis-cli runs");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(commands.as_bytes())
-            .expect("commands sent");
+        // Written from another thread while this one drains the replies: a long script would
+        // otherwise fill both pipes and stall each process on the other.
+        let mut stdin = child.stdin.take().expect("stdin");
+        let commands = commands.to_owned();
+        let writer = std::thread::spawn(move || stdin.write_all(commands.as_bytes()));
         let out = child.wait_with_output().expect("redis-cli finishes");
+        writer
+            .join()
+            .expect("the writer thread")
+            .expect("commands sent");
         assert!(out.status.success(), "redis-cli failed");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
