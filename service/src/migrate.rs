@@ -26,8 +26,8 @@ use redis::Value;
 
 use crate::config::{Config, StoreKind};
 use crate::store::keyspace::Keyspace;
-use crate::store::redis::RedisStore;
-use crate::store::redis_cluster::RedisClusterStore;
+use crate::store::redis::scripts::MIGRATE_COPY_SCRIPT;
+use crate::store::redis::{RedisClusterStore, RedisStore};
 use crate::store::{CounterKey, KeyLayout, StoreError};
 
 /// Runs the migration on the Redis (or Redis Cluster) that `config` names.
@@ -57,19 +57,6 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<Report> {
     };
     Ok(report)
 }
-
-/// The script that adds one counter's change since the last run (see the module docs).
-///
-/// KEYS[1] the destination counter, KEYS[2] its watermark. ARGV[1] the watermark as read (`''`
-/// when there was none), ARGV[2] the source value now, ARGV[3] their difference. Answers 1 when
-/// applied, 0 when the watermark moved since it was read (another run got there first). An
-/// overflowing `INCRBY` fails the script before anything is written.
-const COPY_SCRIPT: &str = r#"
-if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 0 end
-redis.call('INCRBY', KEYS[1], ARGV[3])
-redis.call('SET', KEYS[2], ARGV[2])
-return 1
-"#;
 
 /// What one run did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -257,7 +244,7 @@ async fn copy_page<K: Keyspace>(
                 _ => copied.to_string(),
             };
             let mut eval = redis::cmd("EVAL");
-            eval.arg(COPY_SCRIPT)
+            eval.arg(MIGRATE_COPY_SCRIPT)
                 .arg(2)
                 .arg(&destination)
                 .arg(watermark_key(key))

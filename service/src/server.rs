@@ -25,8 +25,7 @@ use crate::grpc::server::CounterGrpcService;
 use crate::metrics::METRICS;
 use crate::profiling;
 use crate::store::memory::MemoryStore;
-use crate::store::redis::RedisStore;
-use crate::store::redis_cluster::RedisClusterStore;
+use crate::store::redis::{RedisClusterStore, RedisStore};
 use crate::store::{KeyLayout, Store};
 
 /// The process mode.

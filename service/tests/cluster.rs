@@ -130,7 +130,7 @@ async fn a_master_restarted_under_load_loses_no_acknowledged_increment() {
 /// Moves the slot of `key` from its master to another one, the way a resharding does:
 /// IMPORTING/MIGRATING, MIGRATE of the key, then the new owner announced to every node.
 fn move_slot_of(cluster: &support::RedisCluster, key: &str) {
-    let slot = highpress::store::redis_cluster::key_slot(key).to_string();
+    let slot = highpress::store::redis::key_slot(key).to_string();
     let from = cluster
         .nodes
         .iter()

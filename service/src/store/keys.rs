@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn side_keys_share_the_counters_cluster_slot_in_both_layouts() {
-        use crate::store::redis_cluster::key_slot;
+        use crate::store::redis::key_slot;
         let k = CounterKey::new("like", "post:7/a@b");
         for (layout, counter) in [
             (KeyLayout::Highpress, "c:like:post:7/a@b"),

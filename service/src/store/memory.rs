@@ -30,7 +30,7 @@ struct Guards {
     since_sweep: usize,
 }
 
-/// Applies one guarded group with the semantics of `guarded::GUARDED_SCRIPT`.
+/// Applies one guarded group with the semantics of `redis::scripts::GUARDED_SCRIPT`.
 fn apply_group(
     counters: &mut HashMap<CounterKey, i64>,
     guards: &mut Guards,

@@ -1,16 +1,14 @@
 //! Storage: the one [`Store`] trait the counter engine writes through, its key encoding, and the
 //! implementations: [`memory::MemoryStore`] (embedded), [`redis::RedisStore`] and
-//! [`redis_cluster::RedisClusterStore`].
+//! [`redis::RedisClusterStore`]; and [`keyspace`], the raw key walk of one-shot tools.
 //!
 //! A store applies a whole flush in one round trip and reports an outcome per increment, so
 //! that one overflowing key never fails its neighbours.
 
-pub mod guarded;
 pub mod keys;
 pub mod keyspace;
 pub mod memory;
 pub mod redis;
-pub mod redis_cluster;
 
 use std::future::Future;
 use std::time::Duration;

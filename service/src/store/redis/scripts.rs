@@ -1,12 +1,15 @@
-//! Guarded groups on Redis: the conditional increments of one counter in one flush run inside
-//! one Lua script, so the idempotency records, the uniqueness set and the count change together
+//! The Lua scripts highpress runs on Redis (`*.lua` beside this file), the commands that call
+//! them and the parsers of their answers: guarded groups, resets and the key migration's copy.
+//!
+//! Guarded groups: the conditional increments of one counter in one flush run inside one Lua
+//! script, so the idempotency records, the uniqueness set and the count change together
 //! or not at all, in the same pipeline (and round trip) as the flush's plain `INCRBY`s.
 //!
 //! One script call carries many groups, so on a single Redis the fixed cost of a call (the Lua
 //! call, its `KEYS` and `ARGV`) is paid once per [`GROUPS_PER_SCRIPT`] groups, not per
 //! counter. Every command inside runs under `redis.pcall`, so a fault in one item (a key of the
-//! wrong type, say) answers that item and leaves the rest of the call alone. On Redis Cluster a script may touch one slot only, so each
-//! group has a call of its own: its keys all carry the counter key as hash tag (the counter
+//! wrong type, say) answers that item and leaves the rest of the call alone. On Redis Cluster a
+//! script may touch one slot only, so each group has a call of its own: its keys all carry the counter key as hash tag (the counter
 //! itself is the tag), so they share the counter's slot.
 //!
 //! Values never pass through Lua numbers beyond their exact range (doubles, exact only to
@@ -24,7 +27,7 @@ use std::sync::LazyLock;
 
 use redis::{Cmd, Value};
 
-use super::{CounterKey, GroupOutcome, GuardedGroup, GuardedOutcome, KeyLayout};
+use crate::store::{CounterKey, GroupOutcome, GuardedGroup, GuardedOutcome, KeyLayout};
 
 /// Groups per script call on a single Redis: bounds how long one call holds Redis (a few
 /// hundred microseconds) while amortizing the call's own cost.
@@ -38,89 +41,18 @@ pub const GROUPS_PER_SCRIPT: usize = 128;
 /// holds no integer), then one answer per item: `a|r <counted 0/1> <value>` (applied,
 /// replayed), `x` (key reused), `o` (overflow), `e <message>`. A record holds
 /// `<fingerprint> <counted> <value>`.
-pub const GUARDED_SCRIPT: &str = r#"
-local function failed(r) return type(r) == 'table' and r.err end
--- The counter's value as a string: `known` when the group's last INCRBY told it, else a GET.
-local function current(ck, known)
-  if known then return known end
-  local v = redis.pcall('GET', ck)
-  if failed(v) then return nil, v.err end
-  return v or '0'
-end
-local ttl = ARGV[1]
-local out = {}
-local k, a = 1, 2
-while a <= #ARGV do
-  local n, records = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local ck, uk = KEYS[k], KEYS[k + 1]
-  local group = {false}
-  local known = nil
-  for i = 0, n - 1 do
-    local at = a + 2 + i * 4
-    local delta, user = ARGV[at], ARGV[at + 1]
-    local rec, fp = tonumber(ARGV[at + 2]), ARGV[at + 3]
-    local rk = nil
-    if rec > 0 then rk = KEYS[k + 1 + rec] end
-    local answer = nil
-    local seen = false
-    if rk then
-      seen = redis.pcall('GET', rk)
-      if failed(seen) then answer = 'e ' .. seen.err end
-    end
-    if answer then
-    elseif seen then
-      local sfp, counted, value = string.match(seen, '^(%S+) ([01]) (%-?%d+)$')
-      if sfp == fp then answer = 'r ' .. counted .. ' ' .. value else answer = 'x' end
-    else
-      local counted = 1
-      if user ~= '' then
-        if delta == '1' then counted = redis.pcall('SADD', uk, user)
-        else counted = redis.pcall('SREM', uk, user) end
-        if failed(counted) then answer = 'e ' .. counted.err end
-      end
-      if not answer and counted == 1 then
-        local r = redis.pcall('INCRBY', ck, delta)
-        if failed(r) then
-          if user ~= '' then
-            if delta == '1' then redis.pcall('SREM', uk, user) else redis.pcall('SADD', uk, user) end
-          end
-          if string.find(r.err, 'overflow', 1, true) then answer = 'o' else answer = 'e ' .. r.err end
-        elseif r > -9007199254740992 and r < 9007199254740992 then
-          known = string.format('%d', r)
-        else
-          known = nil
-        end
-      end
-      if not answer then
-        local value, err = current(ck, known)
-        if not value then
-          answer = 'e ' .. err
-        else
-          known = value
-          answer = 'a ' .. counted .. ' ' .. value
-          if rk then
-            local w = redis.pcall('SET', rk, fp .. ' ' .. counted .. ' ' .. value, 'PX', ttl)
-            if failed(w) then answer = 'e ' .. w.err end
-          end
-        end
-      end
-    end
-    group[#group + 1] = answer
-  end
-  group[1] = current(ck, known) or ''
-  out[#out + 1] = group
-  k = k + 2 + records
-  a = a + 2 + n * 4
-end
-return out
-"#;
+pub const GUARDED_SCRIPT: &str = include_str!("guarded.lua");
 
 /// KEYS[1] counter, KEYS[2] uniqueness set. Returns the counter's value before the reset.
-pub const RESET_SCRIPT: &str = r#"
-local before = redis.call('GET', KEYS[1]) or '0'
-redis.call('DEL', KEYS[1], KEYS[2])
-return before
-"#;
+pub const RESET_SCRIPT: &str = include_str!("reset.lua");
+
+/// The script that adds one counter's change since the last run (see `crate::migrate`).
+///
+/// KEYS[1] the destination counter, KEYS[2] its watermark. ARGV[1] the watermark as read (`''`
+/// when there was none), ARGV[2] the source value now, ARGV[3] their difference. Answers 1 when
+/// applied, 0 when the watermark moved since it was read (another run got there first). An
+/// overflowing `INCRBY` fails the script before anything is written.
+pub const MIGRATE_COPY_SCRIPT: &str = include_str!("migrate_copy.lua");
 
 /// The SHA1 by which `EVALSHA` names [`GUARDED_SCRIPT`].
 static GUARDED_SCRIPT_SHA: LazyLock<String> =

@@ -16,11 +16,14 @@ use futures::future::join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Value};
 
-use super::guarded::{
+use super::scripts::{
     ScriptBy, guarded_command, is_noscript, parse_groups, parse_reset, reset_command,
 };
-use super::redis::{classify, leaderboard_commands, ranked_entries, top_command};
 use super::{
+    classify, leaderboard_commands, parse_scan, ranked_entries, scan_command, top_command,
+};
+use crate::store::keyspace::Keyspace;
+use crate::store::{
     CounterKey, GroupOutcome, IncrOutcome, KeyLayout, LeaderboardBucket, LeaderboardDelta,
     LeaderboardRemoval, RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
 };
@@ -555,7 +558,7 @@ impl Store for RedisClusterStore {
     }
 }
 
-impl super::keyspace::Keyspace for RedisClusterStore {
+impl Keyspace for RedisClusterStore {
     async fn nodes(&self) -> Result<Vec<String>, StoreError> {
         self.reload_slots().await?;
         let mut masters: Vec<String> = self
@@ -580,9 +583,9 @@ impl super::keyspace::Keyspace for RedisClusterStore {
         count: usize,
     ) -> Result<(u64, Vec<String>), StoreError> {
         let reply = self
-            .query_node(node, &super::keyspace::scan_command(cursor, pattern, count))
+            .query_node(node, &scan_command(cursor, pattern, count))
             .await?;
-        super::keyspace::parse_scan(reply)
+        parse_scan(reply)
     }
 
     async fn run_keyed(&self, commands: Vec<(String, Cmd)>) -> Vec<Result<Value, StoreError>> {

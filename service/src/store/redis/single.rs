@@ -1,24 +1,26 @@
-//! The Redis store: auto-reconnecting multiplexed connections; each flush is one pipeline,
+//! One Redis server: auto-reconnecting multiplexed connections; each flush is one pipeline,
 //! reads are one `MGET`, leaderboards are sorted sets (`ZINCRBY` with `EXPIRE` per bucket).
 //!
 //! Leaderboards use a second connection, so their bulk pipelines never delay a counter flush.
 //! Every call is bounded by the configured response timeout, so a dead Redis yields a fast
 //! [`StoreError::Unavailable`], never a hang, and the connection manager reconnects by itself.
 
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, RedisError, RedisResult, Value};
+use redis::{Cmd, RedisResult, Value};
 
-use super::guarded::{
+use super::scripts::{
     GROUPS_PER_SCRIPT, ScriptBy, guarded_command, is_noscript, parse_groups, parse_reset,
     reset_command,
 };
 use super::{
+    classify, leaderboard_commands, parse_scan, ranked_entries, scan_command, top_command,
+};
+use crate::store::keyspace::Keyspace;
+use crate::store::{
     CounterKey, GroupOutcome, GuardedGroup, IncrOutcome, KeyLayout, LeaderboardBucket,
-    LeaderboardDelta, LeaderboardRemoval, Period, RankedEntry, Store, StoreError, WriteBatch,
-    WriteOutcome,
+    LeaderboardDelta, LeaderboardRemoval, RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
 };
 
 pub struct RedisStore {
@@ -106,20 +108,6 @@ impl RedisStore {
     }
 }
 
-/// Sorts a Redis error into retryable (`Unavailable`) or not.
-pub(crate) fn classify(e: RedisError) -> StoreError {
-    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
-        StoreError::Unavailable(e.to_string())
-    } else {
-        match e.code() {
-            Some("LOADING" | "BUSY" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN") => {
-                StoreError::Unavailable(e.to_string())
-            }
-            _ => StoreError::Internal(e.to_string()),
-        }
-    }
-}
-
 /// The outcomes of the guarded groups of one script call.
 fn groups_outcome(reply: RedisResult<Value>, groups: &[GuardedGroup<'_>]) -> Vec<GroupOutcome> {
     match reply {
@@ -140,73 +128,6 @@ fn incr_outcome(result: RedisResult<i64>) -> IncrOutcome {
         Err(e) if e.to_string().contains("would overflow") => IncrOutcome::Overflow,
         Err(e) => IncrOutcome::Failed(e.to_string()),
     }
-}
-
-/// `ZREVRANGE bucket 0 limit-1 WITHSCORES`: the top of one ranking.
-pub(crate) fn top_command(bucket: &LeaderboardBucket, limit: usize) -> Cmd {
-    let mut cmd = redis::cmd("ZREVRANGE");
-    cmd.arg(bucket.as_str())
-        .arg(0)
-        .arg(limit as i64 - 1)
-        .arg("WITHSCORES");
-    cmd
-}
-
-/// `ZREVRANGE … WITHSCORES` pairs as ranked entries (scores are whole numbers below 2^53).
-pub(crate) fn ranked_entries(pairs: Vec<(String, f64)>) -> Vec<RankedEntry> {
-    pairs
-        .into_iter()
-        .map(|(resource_id, score)| RankedEntry {
-            resource_id,
-            count: score.round() as i64,
-        })
-        .collect()
-}
-
-/// The commands one leaderboard flush sends, each with the key it writes: a `ZREM` per removal
-/// and period, then a `ZINCRBY` per delta and period, then one `EXPIRE` per expiring bucket
-/// touched.
-pub(crate) fn leaderboard_commands(
-    removals: &[LeaderboardRemoval],
-    deltas: &[LeaderboardDelta],
-) -> Vec<(String, Cmd)> {
-    let mut commands = Vec::with_capacity((removals.len() + deltas.len()) * 4 + 8);
-    for r in removals {
-        for period in Period::ALL {
-            let bucket = LeaderboardBucket::containing(r.key.counter_type(), period, r.hour);
-            let mut cmd = redis::cmd("ZREM");
-            cmd.arg(bucket.as_str()).arg(r.key.resource_id());
-            commands.push((bucket.as_str().to_string(), cmd));
-        }
-    }
-    // Each (counter type, hour) names the same four sorted sets; build their keys once.
-    let mut buckets: HashMap<(&str, i64), [LeaderboardBucket; 4]> = HashMap::new();
-    for d in deltas {
-        let counter_type = d.key.counter_type();
-        let set = buckets.entry((counter_type, d.hour)).or_insert_with(|| {
-            Period::ALL.map(|p| LeaderboardBucket::containing(counter_type, p, d.hour))
-        });
-        for bucket in set.iter() {
-            let mut cmd = redis::cmd("ZINCRBY");
-            cmd.arg(bucket.as_str())
-                .arg(d.delta)
-                .arg(d.key.resource_id());
-            commands.push((bucket.as_str().to_string(), cmd));
-        }
-    }
-    let mut expiring: HashSet<&str> = HashSet::new();
-    for set in buckets.values() {
-        for bucket in set.iter() {
-            if let Some(retention) = bucket.period.retention()
-                && expiring.insert(bucket.as_str())
-            {
-                let mut cmd = redis::cmd("EXPIRE");
-                cmd.arg(bucket.as_str()).arg(retention.as_secs());
-                commands.push((bucket.as_str().to_string(), cmd));
-            }
-        }
-    }
-    commands
 }
 
 impl Store for RedisStore {
@@ -334,7 +255,7 @@ impl Store for RedisStore {
     }
 }
 
-impl super::keyspace::Keyspace for RedisStore {
+impl Keyspace for RedisStore {
     async fn nodes(&self) -> Result<Vec<String>, StoreError> {
         Ok(vec![String::new()])
     }
@@ -348,9 +269,9 @@ impl super::keyspace::Keyspace for RedisStore {
     ) -> Result<(u64, Vec<String>), StoreError> {
         let mut con = self.background.clone();
         let reply: Value = self
-            .run(super::keyspace::scan_command(cursor, pattern, count).query_async(&mut con))
+            .run(scan_command(cursor, pattern, count).query_async(&mut con))
             .await?;
-        super::keyspace::parse_scan(reply)
+        parse_scan(reply)
     }
 
     async fn run_keyed(&self, commands: Vec<(String, Cmd)>) -> Vec<Result<Value, StoreError>> {
