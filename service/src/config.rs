@@ -9,7 +9,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Yaml};
 use serde::{Deserialize, Serialize};
 
-use crate::store::KeyLayout;
+use crate::domain::KeyLayout;
+pub use crate::domain::policy::CounterTypePolicy;
+use crate::domain::rules::MAX_INCREMENT_BATCH;
 
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -605,18 +607,6 @@ impl Default for IdempotencyConfig {
     }
 }
 
-/// The policy of one counter type (`counter_types.<name>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct CounterTypePolicy {
-    /// Each user counts at most once per counter: `+1` counts only if the user had not
-    /// counted, `-1` only if they had; any other increment is rejected.
-    pub unique_per_user: bool,
-    /// Largest absolute increment for this type; overrides `limits.max_increment`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_increment: Option<u64>,
-}
-
 /// A duration written as `30s`, `500ms`, `2m`, `24h`, `7d`, or a number of milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
@@ -833,10 +823,11 @@ impl Config {
                 "thresholds must be at least 1",
             ));
         }
-        if self.gateway.max_batch == 0
-            || self.gateway.max_batch > crate::grpc::server::MAX_INCREMENT_BATCH
-        {
-            return Err(invalid("gateway.max_batch", "must be within 1..=8192"));
+        if self.gateway.max_batch == 0 || self.gateway.max_batch > MAX_INCREMENT_BATCH {
+            return Err(invalid(
+                "gateway.max_batch",
+                format!("must be within 1..={MAX_INCREMENT_BATCH}"),
+            ));
         }
         if self.gateway.max_in_flight == 0 || self.gateway.queue_capacity < self.gateway.max_batch {
             return Err(invalid(
@@ -875,7 +866,7 @@ impl Config {
                 key: format!("counter_types.{name}{key}"),
                 message: message.into(),
             };
-            if crate::api::validate::counter_type("counter_type", name).is_err() {
+            if crate::domain::rules::counter_type("counter_type", name).is_err() {
                 return Err(entry(
                     "",
                     "a counter type is 1-64 characters of a-z, 0-9, '_' or '-'",

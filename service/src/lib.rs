@@ -17,6 +17,7 @@
 pub mod api;
 pub mod config;
 pub mod counter;
+pub mod domain;
 pub mod events;
 pub mod gateway;
 pub mod grpc;

@@ -25,10 +25,11 @@ use std::time::Duration;
 use redis::Value;
 
 use crate::config::{Config, StoreKind};
+use crate::domain::{CounterKey, KeyLayout};
+use crate::store::StoreError;
 use crate::store::keyspace::Keyspace;
 use crate::store::redis::scripts::MIGRATE_COPY_SCRIPT;
 use crate::store::redis::{RedisClusterStore, RedisStore};
-use crate::store::{CounterKey, KeyLayout, StoreError};
 
 /// Runs the migration on the Redis (or Redis Cluster) that `config` names.
 pub async fn run(config: &Config, options: Options) -> anyhow::Result<Report> {
@@ -118,7 +119,7 @@ pub async fn migrate<K: Keyspace>(store: &K, options: Options) -> Result<Report,
                 .scan(
                     &node,
                     cursor,
-                    &format!("{}*", crate::store::keys::HIGHGOPRESS_PREFIX),
+                    &format!("{}*", crate::domain::keys::HIGHGOPRESS_PREFIX),
                     options.page_size,
                 )
                 .await?;

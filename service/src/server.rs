@@ -15,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState, Limits};
 use crate::config::{Config, StoreKind};
-use crate::counter::policy::CounterPolicies;
 use crate::counter::{CounterTasks, LocalCounter};
+use crate::domain::KeyLayout;
+use crate::domain::policy::CounterPolicies;
 use crate::events::{self, EventPublisher, EventTasks};
 use crate::gateway::{EndpointSet, GatewayBackend, discovery};
 use crate::grpc::observe::GrpcObserveLayer;
@@ -24,9 +25,9 @@ use crate::grpc::pb::counter_service_server::CounterServiceServer;
 use crate::grpc::server::CounterGrpcService;
 use crate::metrics::METRICS;
 use crate::profiling;
+use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::{RedisClusterStore, RedisStore};
-use crate::store::{KeyLayout, Store};
 
 /// The process mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +151,7 @@ async fn run_engine<S: Store>(
     let state = AppState {
         backend: engine.clone(),
         limits: limits(config),
-        policies: Arc::new(CounterPolicies::from_config(config)),
+        policies: Arc::new(CounterPolicies::new(&config.counter_types)),
         allow_reset: config.api.allow_reset,
         mode: mode.as_str(),
     };
@@ -178,7 +179,7 @@ async fn run_engine<S: Store>(
         .add_service(CounterServiceServer::new(CounterGrpcService::new(
             engine,
             limits(config),
-            CounterPolicies::from_config(config),
+            CounterPolicies::new(&config.counter_types),
         )))
         .serve_with_shutdown(grpc_addr, grpc_stop.clone().cancelled_owned());
     let grpc = tokio::spawn(grpc);
@@ -243,7 +244,7 @@ async fn run_gateway(config: Config, shutdown: CancellationToken) -> anyhow::Res
     let state = AppState {
         backend,
         limits: limits(&config),
-        policies: Arc::new(CounterPolicies::from_config(&config)),
+        policies: Arc::new(CounterPolicies::new(&config.counter_types)),
         allow_reset: config.api.allow_reset,
         mode: Mode::Gateway.as_str(),
     };

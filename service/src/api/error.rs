@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::counter::CounterError;
+use crate::domain::rules::InvalidField;
 
 /// The machine-readable error codes of the API contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -65,6 +66,12 @@ impl ApiError {
             message: message.into(),
             field: Some(field.into()),
         }
+    }
+}
+
+impl From<InvalidField> for ApiError {
+    fn from(e: InvalidField) -> Self {
+        Self::invalid(e.field, e.message)
     }
 }
 

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
 use super::json::{JsonBody, parse, success};
-use super::validate;
 use crate::counter::CounterBackend;
+use crate::domain::rules as validate;
 use crate::metrics::METRICS;
 use crate::store::{CounterKey, Period};
 

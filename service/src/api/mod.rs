@@ -6,7 +6,6 @@ pub mod error;
 pub mod handlers;
 pub mod json;
 pub mod request_metrics;
-pub mod validate;
 
 use std::sync::Arc;
 
@@ -14,12 +13,12 @@ use axum::Router;
 use axum::handler::HandlerWithoutStateExt;
 use axum::routing::{MethodRouter, get, post};
 
-use crate::counter::policy::CounterPolicies;
+use crate::domain::policy::CounterPolicies;
 use tower::ServiceBuilder;
 
 use crate::counter::CounterBackend;
+pub use crate::domain::rules::Limits;
 use request_metrics::RequestMetricsLayer;
-pub use validate::Limits;
 
 /// What the handlers share.
 pub struct AppState<B> {

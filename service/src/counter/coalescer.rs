@@ -31,11 +31,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
 use super::{Acknowledged, CounterError, FlushEffects};
+use crate::domain::current_hour;
 use crate::events::{CounterEvent, EventKind};
 use crate::metrics::METRICS;
 use crate::store::{
     CounterKey, GroupOutcome, GuardedGroup, GuardedItem, GuardedOutcome, IncrOutcome, RecordRef,
-    Store, StoreError, WriteBatch, WriteOutcome, keys::current_hour,
+    Store, StoreError, WriteBatch, WriteOutcome,
 };
 use crate::telemetry;
 

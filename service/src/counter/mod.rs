@@ -6,7 +6,6 @@ pub mod cache;
 pub mod coalescer;
 pub mod health;
 pub mod leaderboard;
-pub mod policy;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,14 +15,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::domain::policy::{self, CounterPolicies};
+use crate::domain::{CounterKey, LeaderboardBucket, Period, RankedEntry};
 use crate::events::EventSink;
 use crate::metrics::METRICS;
-use crate::store::{CounterKey, LeaderboardBucket, Period, RankedEntry, Store, StoreError};
+use crate::store::{Store, StoreError};
 use cache::{Lookup, ReadCache};
 use coalescer::{Coalescer, Conditions, IdempotencyRecord};
 use health::StoreHealth;
 use leaderboard::LeaderboardAccumulator;
-use policy::CounterPolicies;
 
 /// An acknowledged increment request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,7 +228,7 @@ impl<S: Store> LocalCounter<S> {
             store: store.clone(),
             coalescer,
             effects: effects.clone(),
-            policies: CounterPolicies::from_config(config),
+            policies: CounterPolicies::new(&config.counter_types),
             allow_reset: config.api.allow_reset,
         });
         let tasks = CounterTasks {

@@ -23,10 +23,10 @@ use tonic::transport::{Channel, Endpoint as ChannelEndpoint};
 
 use crate::config::Config;
 use crate::counter::{Acknowledged, CounterBackend, CounterError, ResetOutcome};
+use crate::domain::{CounterKey, Period, RankedEntry};
 use crate::grpc::pb::{self, counter_service_client::CounterServiceClient};
 use crate::grpc::{counter_error_from_code, server::period_to_pb};
 use crate::metrics::METRICS;
-use crate::store::{CounterKey, Period, RankedEntry};
 use crate::telemetry;
 use batcher::{IncrementBatcher, is_transport_failure};
 use breaker::Breaker;

@@ -6,8 +6,8 @@ pub mod server;
 
 use tonic::{Code, Status};
 
-use crate::api::error::{ApiError, ErrorCode};
 use crate::counter::CounterError;
+use crate::domain::rules::InvalidField;
 
 /// Generated protobuf and tonic code.
 pub mod pb {
@@ -46,10 +46,6 @@ pub fn counter_error_from_code(code: Code) -> CounterError {
 }
 
 /// The status for a request rejected by validation; the field travels in the message.
-pub fn status_from_invalid(e: &ApiError) -> Status {
-    debug_assert_eq!(e.code, ErrorCode::InvalidArgument);
-    match &e.field {
-        Some(field) => Status::invalid_argument(format!("{field}: {}", e.message)),
-        None => Status::invalid_argument(e.message.clone()),
-    }
+pub fn status_from_invalid(e: &InvalidField) -> Status {
+    Status::invalid_argument(format!("{}: {}", e.field, e.message))
 }

@@ -9,13 +9,10 @@ use tonic::{Request, Response, Status};
 use super::pb::counter_service_server::CounterService;
 use super::pb::{self, increment_outcome};
 use super::{status_from_counter, status_from_invalid};
-use crate::api::validate::{self, Limits};
-use crate::counter::policy::CounterPolicies;
 use crate::counter::{Acknowledged, CounterBackend};
-use crate::store::{CounterKey, Period};
-
-/// Most items in one `IncrementBatch`.
-pub const MAX_INCREMENT_BATCH: usize = 8192;
+use crate::domain::policy::CounterPolicies;
+use crate::domain::rules::{self as validate, Limits, MAX_INCREMENT_BATCH};
+use crate::domain::{CounterKey, Period};
 
 pub struct CounterGrpcService<B> {
     backend: Arc<B>,

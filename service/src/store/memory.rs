@@ -268,7 +268,7 @@ mod tests {
     #[tokio::test]
     async fn leaderboard_ranks_by_count() {
         let store = MemoryStore::new();
-        let hour = super::super::keys::current_hour();
+        let hour = crate::domain::current_hour();
         let deltas: Vec<_> = [("a", 3), ("b", 7), ("c", 5)]
             .into_iter()
             .map(|(id, n)| LeaderboardDelta {

@@ -1,11 +1,9 @@
-//! Storage: the one [`Store`] trait the counter engine writes through, its key encoding, and the
-//! implementations: [`memory::MemoryStore`] (embedded), [`redis::RedisStore`] and
+//! Storage: the one [`Store`] trait the counter engine writes through, and the implementations: [`memory::MemoryStore`] (embedded), [`redis::RedisStore`] and
 //! [`redis::RedisClusterStore`]; and [`keyspace`], the raw key walk of one-shot tools.
 //!
 //! A store applies a whole flush in one round trip and reports an outcome per increment, so
 //! that one overflowing key never fails its neighbours.
 
-pub mod keys;
 pub mod keyspace;
 pub mod memory;
 pub mod redis;
@@ -13,7 +11,7 @@ pub mod redis;
 use std::future::Future;
 use std::time::Duration;
 
-pub use keys::{CounterKey, KeyLayout, LeaderboardBucket, Period};
+pub use crate::domain::{CounterKey, KeyLayout, LeaderboardBucket, Period, RankedEntry};
 
 /// Why a store operation failed as a whole.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -140,13 +138,6 @@ pub struct LeaderboardRemoval {
     pub key: CounterKey,
     /// Start of the UTC hour of the reset, in hours since the epoch.
     pub hour: i64,
-}
-
-/// One ranked entry of a leaderboard.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RankedEntry {
-    pub resource_id: String,
-    pub count: i64,
 }
 
 /// A counter store. Implementations are cheap to share (`Arc`) and safe to call concurrently.

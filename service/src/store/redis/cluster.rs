@@ -614,6 +614,26 @@ impl Keyspace for RedisClusterStore {
 mod tests {
     use super::*;
 
+    /// A counter's side keys hash-tag its Redis key, so they share its slot in either layout.
+    #[test]
+    fn side_keys_share_the_counters_cluster_slot_in_both_layouts() {
+        let k = CounterKey::new("like", "post:7/a@b");
+        for (layout, counter) in [
+            (KeyLayout::Highpress, "c:like:post:7/a@b"),
+            (KeyLayout::Highgopress, "counter:post:7/a@b:like"),
+        ] {
+            assert_eq!(layout.counter(&k), counter);
+            assert_eq!(layout.uniqueness_set(&k), format!("u:{{{counter}}}"));
+            assert_eq!(
+                layout.idempotency_record(&k, "k{1}"),
+                format!("i:{{{counter}}}:k{{1}}")
+            );
+            let slot = key_slot(counter);
+            assert_eq!(key_slot(&layout.uniqueness_set(&k)), slot);
+            assert_eq!(key_slot(&layout.idempotency_record(&k, "k{1}")), slot);
+        }
+    }
+
     #[test]
     fn slots_match_redis() {
         // Values from `CLUSTER KEYSLOT`.

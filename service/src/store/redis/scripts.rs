@@ -46,7 +46,7 @@ pub const GUARDED_SCRIPT: &str = include_str!("guarded.lua");
 /// KEYS[1] counter, KEYS[2] uniqueness set. Returns the counter's value before the reset.
 pub const RESET_SCRIPT: &str = include_str!("reset.lua");
 
-/// The script that adds one counter's change since the last run (see `crate::migrate`).
+/// The script that adds one counter's change since the last run (`highpress migrate-keys`; its contract is in `migrate.rs`).
 ///
 /// KEYS[1] the destination counter, KEYS[2] its watermark. ARGV[1] the watermark as read (`''`
 /// when there was none), ARGV[2] the source value now, ARGV[3] their difference. Answers 1 when

@@ -1,8 +1,34 @@
-//! Request validation, shared by every front end (REST now, gRPC with the split). Each check
-//! names the field at fault; nothing reaches the engine before it passes.
+//! Request validation and limits, shared by every front end (REST, and gRPC on the counters).
+//! Each check names the field at fault in an [`InvalidField`]; nothing reaches the engine before
+//! it passes.
 
-use super::error::ApiError;
-use crate::counter::policy::CounterPolicies;
+use super::policy::CounterPolicies;
+
+/// A request field that breaks a rule: the field (JSON field, path or query parameter, header)
+/// and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidField {
+    pub field: String,
+    pub message: String,
+}
+
+impl InvalidField {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for InvalidField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Most items in one gRPC `IncrementBatch` (and so in one gateway micro-batch).
+pub const MAX_INCREMENT_BATCH: usize = 8192;
 
 /// The request header of idempotent retries (IETF httpapi idempotency-key draft).
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
@@ -26,9 +52,9 @@ impl Default for Limits {
 }
 
 /// `resource_id`: 1–128 bytes of `[A-Za-z0-9_.:@/-]`.
-pub fn resource_id(field: &str, value: &str) -> Result<(), ApiError> {
+pub fn resource_id(field: &str, value: &str) -> Result<(), InvalidField> {
     if value.is_empty() || value.len() > 128 {
-        return Err(ApiError::invalid(
+        return Err(InvalidField::new(
             field,
             format!("{field} must be 1 to 128 bytes long"),
         ));
@@ -37,7 +63,7 @@ pub fn resource_id(field: &str, value: &str) -> Result<(), ApiError> {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'@' | b'/' | b'-'))
     {
-        return Err(ApiError::invalid(
+        return Err(InvalidField::new(
             field,
             format!("{field} may contain only letters, digits and _ . : @ / -"),
         ));
@@ -46,9 +72,9 @@ pub fn resource_id(field: &str, value: &str) -> Result<(), ApiError> {
 }
 
 /// `counter_type`: 1–64 bytes of `[a-z0-9_-]`.
-pub fn counter_type(field: &str, value: &str) -> Result<(), ApiError> {
+pub fn counter_type(field: &str, value: &str) -> Result<(), InvalidField> {
     if value.is_empty() || value.len() > 64 {
-        return Err(ApiError::invalid(
+        return Err(InvalidField::new(
             field,
             format!("{field} must be 1 to 64 bytes long"),
         ));
@@ -57,7 +83,7 @@ pub fn counter_type(field: &str, value: &str) -> Result<(), ApiError> {
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
     {
-        return Err(ApiError::invalid(
+        return Err(InvalidField::new(
             field,
             format!("{field} may contain only lowercase letters, digits, _ and -"),
         ));
@@ -71,10 +97,10 @@ pub fn user_id(
     counter_type: &str,
     value: Option<&str>,
     policies: &CounterPolicies,
-) -> Result<(), ApiError> {
+) -> Result<(), InvalidField> {
     let Some(value) = value else {
         if policies.unique_per_user(counter_type) {
-            return Err(ApiError::invalid(
+            return Err(InvalidField::new(
                 "user_id",
                 format!(
                     "user_id is required for counter type {counter_type}, which counts each user once"
@@ -84,13 +110,13 @@ pub fn user_id(
         return Ok(());
     };
     if value.is_empty() || value.len() > 128 {
-        return Err(ApiError::invalid(
+        return Err(InvalidField::new(
             "user_id",
             "user_id must be 1 to 128 bytes long",
         ));
     }
     if value.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
+        return Err(InvalidField::new(
             "user_id",
             "user_id must not contain control characters",
         ));
@@ -105,13 +131,13 @@ pub fn increment(
     value: i64,
     limits: &Limits,
     policies: &CounterPolicies,
-) -> Result<(), ApiError> {
+) -> Result<(), InvalidField> {
     if value == 0 {
-        return Err(ApiError::invalid("increment", "increment must not be 0"));
+        return Err(InvalidField::new("increment", "increment must not be 0"));
     }
     if policies.unique_per_user(counter_type) {
         if value.abs() != 1 {
-            return Err(ApiError::invalid(
+            return Err(InvalidField::new(
                 "increment",
                 format!(
                     "increment must be 1 or -1 for counter type {counter_type}, which counts each user once"
@@ -122,7 +148,7 @@ pub fn increment(
     }
     let max = policies.max_increment(counter_type, limits.max_increment);
     if value.unsigned_abs() > max.unsigned_abs() {
-        return Err(ApiError::invalid(
+        return Err(InvalidField::new(
             "increment",
             format!("increment must be within ±{max} for counter type {counter_type}"),
         ));
@@ -132,13 +158,13 @@ pub fn increment(
 
 /// The `Idempotency-Key` header value: 1–255 visible ASCII characters, bare or as a quoted
 /// structured-field string (`"…"`, as in the draft). Returns the key without quotes.
-pub fn idempotency_key(raw: &[u8]) -> Result<&str, ApiError> {
+pub fn idempotency_key(raw: &[u8]) -> Result<&str, InvalidField> {
     let key = match raw {
         [b'"', inner @ .., b'"'] => inner,
         other => other,
     };
     let invalid = |why: &str| {
-        ApiError::invalid(
+        InvalidField::new(
             IDEMPOTENCY_KEY_HEADER,
             format!("the {IDEMPOTENCY_KEY_HEADER} header {why}"),
         )
@@ -170,7 +196,7 @@ mod tests {
         }
         for bad in ["", "has space", "ünï", "a?b", &"x".repeat(129)] {
             let e = resource_id("resource_id", bad).unwrap_err();
-            assert_eq!(e.field.as_deref(), Some("resource_id"), "{bad}");
+            assert_eq!(e.field, "resource_id", "{bad}");
         }
     }
 
@@ -204,17 +230,17 @@ mod tests {
 
     #[test]
     fn a_unique_per_user_type_requires_a_user_id() {
-        let mut config = crate::config::Config::default();
-        config.counter_types.insert(
+        let mut types = std::collections::BTreeMap::new();
+        types.insert(
             "follow".into(),
-            crate::config::CounterTypePolicy {
+            crate::domain::policy::CounterTypePolicy {
                 unique_per_user: true,
                 max_increment: None,
             },
         );
-        let p = CounterPolicies::from_config(&config);
+        let p = CounterPolicies::new(&types);
         let e = user_id("follow", None, &p).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("user_id"));
+        assert_eq!(e.field, "user_id");
         assert!(e.message.contains("follow"), "{}", e.message);
         assert!(user_id("follow", Some("u"), &p).is_ok());
         assert!(user_id("like", None, &p).is_ok());
@@ -234,7 +260,7 @@ mod tests {
             &[b'k'; 256],
         ] {
             let e = idempotency_key(bad).unwrap_err();
-            assert_eq!(e.field.as_deref(), Some(IDEMPOTENCY_KEY_HEADER), "{bad:?}");
+            assert_eq!(e.field, IDEMPOTENCY_KEY_HEADER, "{bad:?}");
         }
     }
 }

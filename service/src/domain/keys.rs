@@ -103,8 +103,8 @@ impl KeyLayout {
                 (counter_type, resource_id)
             }
         };
-        let valid = crate::api::validate::counter_type("counter_type", counter_type).is_ok()
-            && crate::api::validate::resource_id("resource_id", resource_id).is_ok();
+        let valid = super::rules::counter_type("counter_type", counter_type).is_ok()
+            && super::rules::resource_id("resource_id", resource_id).is_ok();
         valid.then(|| CounterKey::new(counter_type, resource_id))
     }
 }
@@ -225,26 +225,6 @@ mod tests {
         assert_eq!(k.as_str(), "c:like:article_001");
         assert_eq!(k.counter_type(), "like");
         assert_eq!(k.resource_id(), "article_001");
-    }
-
-    #[test]
-    fn side_keys_share_the_counters_cluster_slot_in_both_layouts() {
-        use crate::store::redis::key_slot;
-        let k = CounterKey::new("like", "post:7/a@b");
-        for (layout, counter) in [
-            (KeyLayout::Highpress, "c:like:post:7/a@b"),
-            (KeyLayout::Highgopress, "counter:post:7/a@b:like"),
-        ] {
-            assert_eq!(layout.counter(&k), counter);
-            assert_eq!(layout.uniqueness_set(&k), format!("u:{{{counter}}}"));
-            assert_eq!(
-                layout.idempotency_record(&k, "k{1}"),
-                format!("i:{{{counter}}}:k{{1}}")
-            );
-            let slot = key_slot(counter);
-            assert_eq!(key_slot(&layout.uniqueness_set(&k)), slot);
-            assert_eq!(key_slot(&layout.idempotency_record(&k, "k{1}")), slot);
-        }
     }
 
     #[test]

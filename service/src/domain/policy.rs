@@ -1,12 +1,24 @@
 //! Per-counter-type policies (`counter_types.<name>` in config) and idempotency fingerprints:
 //! what the engine and the validators need to know about a counter type and a keyed request.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, CounterTypePolicy};
-use crate::store::CounterKey;
+use super::CounterKey;
+
+/// The policy of one counter type (`counter_types.<name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct CounterTypePolicy {
+    /// Each user counts at most once per counter: `+1` counts only if the user had not
+    /// counted, `-1` only if they had; any other increment is rejected.
+    pub unique_per_user: bool,
+    /// Largest absolute increment for this type; overrides `limits.max_increment`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_increment: Option<u64>,
+}
 
 /// The configured policies, by counter type. Types without an entry have the default policy.
 #[derive(Debug, Clone, Default)]
@@ -15,10 +27,10 @@ pub struct CounterPolicies {
 }
 
 impl CounterPolicies {
-    pub fn from_config(config: &Config) -> Self {
+    /// The policies of `counter_types` (the config's `counter_types` section).
+    pub fn new(counter_types: &BTreeMap<String, CounterTypePolicy>) -> Self {
         Self {
-            types: config
-                .counter_types
+            types: counter_types
                 .iter()
                 .map(|(name, policy)| (name.clone(), *policy))
                 .collect(),
@@ -88,22 +100,22 @@ mod tests {
 
     #[test]
     fn unique_types_accept_only_one_and_others_use_their_override() {
-        let mut config = Config::default();
-        config.counter_types.insert(
+        let mut types = BTreeMap::new();
+        types.insert(
             "like".into(),
             CounterTypePolicy {
                 unique_per_user: true,
                 max_increment: None,
             },
         );
-        config.counter_types.insert(
+        types.insert(
             "view".into(),
             CounterTypePolicy {
                 unique_per_user: false,
                 max_increment: Some(10),
             },
         );
-        let p = CounterPolicies::from_config(&config);
+        let p = CounterPolicies::new(&types);
         assert!(p.unique_per_user("like"));
         assert!(!p.unique_per_user("view"));
         assert_eq!(p.max_increment("like", 1_000), 1);
