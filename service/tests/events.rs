@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use highpress::gateway::rendezvous::{KeyHash, NodeHash, ranking};
 use serde_json::{Value, json};
 use support::{ConsumedEvent, EventCollector, Highpress, Tansu, Topology, metric, post_json};
 
@@ -211,13 +212,25 @@ async fn exactly_one_event_per_acknowledged_increment_in_order(topology: Topolog
         assert_eq!(values, expected, "{key}: events out of order or missing");
     }
     if topology == Topology::Split {
-        // The counters publish; the gateway never does.
+        // The counters publish, each the events of the keys it owns; the gateway never does.
         let gateway_sent = metric(&hp.url("/metrics"), "highpress_events_sent_total").await;
         assert_eq!(gateway_sent, 0);
-        for url in hp.engine_metrics_urls() {
-            assert!(
-                metric(&url, "highpress_events_sent_total").await > 0,
-                "{url} published nothing"
+        let nodes: Vec<NodeHash> = hp
+            .counters
+            .iter()
+            .map(|c| NodeHash::of(&c.grpc_addr()))
+            .collect();
+        let mut owned = vec![0usize; nodes.len()];
+        for counter in 0..COUNTERS {
+            owned[ranking(&nodes, KeyHash::of(&format!("c:like:ev-{counter}")))[0]] += 1;
+        }
+        for (c, keys) in hp.counters.iter().zip(owned) {
+            let sent = metric(&c.metrics_url(), "highpress_events_sent_total").await;
+            assert_eq!(
+                sent > 0,
+                keys > 0,
+                "{}: owns {keys} of the keys and published {sent} events",
+                c.metrics_url()
             );
         }
     }
