@@ -610,9 +610,11 @@ async fn every_dashboard_query_and_alert_expression_evaluates_against_a_live_run
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    // This run checks the dashboards, not the store timeout: on a loaded 2-core CI machine a
-    // Redis reply slower than the default deadline turned an increment of the load into a 503.
+    // This run checks the dashboards, not the deadlines: on a loaded 2-core CI machine a Redis
+    // reply, or a gateway-to-counter call, slower than its default deadline (1 s each) turned an
+    // increment of the load into a 503.
     events.push(("HIGHPRESS_REDIS__TIMEOUT_MS", "5000"));
+    events.push(("HIGHPRESS_GRPC__DEADLINE_MS", "5000"));
     let split = Arc::new(Highpress::start(Topology::Split, &events).await);
     let standalone = Arc::new(Highpress::standalone(Backing::Redis, &events).await);
     let stop = Arc::new(AtomicBool::new(false));
