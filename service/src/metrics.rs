@@ -62,6 +62,10 @@ pub const GRPC_METHODS: [&str; 9] = [
     "other",
 ];
 
+/// The `reason` labels of `highpress_events_dropped_total`, registered up front so every series
+/// exists from the start; `events::DropReason` names the same set (tested there).
+pub const EVENT_DROP_REASONS: [&str; 3] = ["queue_full", "broker_error", "shutdown"];
+
 /// `2xx`, `4xx`, `5xx` (or `1xx`, `3xx`): the class of an HTTP status code.
 pub fn http_status_class(code: u16) -> &'static str {
     match code {
@@ -376,8 +380,8 @@ impl Metrics {
         for result in ["ok", "error"] {
             leaderboard_flushes.with_label_values(&[result]);
         }
-        for reason in crate::events::DropReason::ALL {
-            events_dropped.with_label_values(&[reason.as_str()]);
+        for reason in EVENT_DROP_REASONS {
+            events_dropped.with_label_values(&[reason]);
         }
         #[cfg(target_os = "linux")]
         registry

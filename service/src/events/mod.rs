@@ -236,6 +236,12 @@ fn encode(event: &CounterEvent, source: &str, payload: &mut Vec<u8>, key: &mut S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drop_reasons_are_the_labels_metrics_registers() {
+        let names = DropReason::ALL.map(DropReason::as_str);
+        assert_eq!(names, crate::metrics::EVENT_DROP_REASONS);
+    }
     use serde_json::Value;
 
     fn event(kind: EventKind) -> CounterEvent {
