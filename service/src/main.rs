@@ -66,22 +66,13 @@ fn main() -> ExitCode {
         Command::Counter(c) => (Mode::Counter, c),
         Command::MigrateKeys(args) => return migrate_keys(args),
     };
-    let config = match Config::load(config.as_deref()) {
+    let config = match load_config(config.as_deref()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("highpress: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match build_runtime(&mut tokio::runtime::Builder::new_multi_thread()) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("highpress: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         let telemetry = match highpress::telemetry::init(&config, mode.as_str()) {
@@ -107,26 +98,17 @@ fn main() -> ExitCode {
 /// `highpress migrate-keys`: exit 0 when every counter was copied, 1 when some were not (they
 /// are named in the log; a rerun retries them), 2 for a bad configuration.
 fn migrate_keys(args: MigrateArgs) -> ExitCode {
-    let config = match Config::load(args.config.config.as_deref()) {
+    let config = match load_config(args.config.config.as_deref()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("highpress: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let options = highpress::migrate::Options {
         page_size: args.page_size as usize,
         dry_run: args.dry_run,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match build_runtime(&mut tokio::runtime::Builder::new_current_thread()) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("highpress: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         let telemetry = highpress::telemetry::init(&config, "migrate-keys")?;
@@ -149,4 +131,22 @@ fn migrate_keys(args: MigrateArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The configuration, or exit code 2 after saying which key is wrong.
+fn load_config(file: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    Config::load(file).map_err(|e| {
+        eprintln!("highpress: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// The runtime `builder` makes (with IO and timers), or a failure exit code.
+fn build_runtime(
+    builder: &mut tokio::runtime::Builder,
+) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("highpress: cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })
 }
