@@ -754,7 +754,11 @@ on_every_topology!(
             (json!(false), false)
         );
         let (_, again, replayed) = increment_with_key(&hp, &follow, "f-1").await;
-        assert_eq!((again, replayed), (first, true));
+        // The replay's `timestamp` is its own answer time, which may be a second later.
+        assert_eq!(
+            (without_times(again), replayed),
+            (without_times(first), true)
+        );
         assert_eq!(hp.value("alice", "follow").await, 1);
     }
 );
