@@ -12,8 +12,8 @@ use std::time::Duration;
 use highpress::store::memory::MemoryStore;
 use highpress::store::redis::RedisStore;
 use highpress::store::{
-    CounterKey, GroupOutcome, GuardedGroup, GuardedItem, GuardedOutcome, KeyLayout, RecordRef,
-    Store, WriteBatch,
+    Conditions, CounterKey, GroupOutcome, GuardedGroup, GuardedItem, GuardedOutcome,
+    IdempotencyRecord, KeyLayout, Store, WriteBatch,
 };
 use proptest::prelude::*;
 use support::RedisServer;
@@ -21,20 +21,36 @@ use support::RedisServer;
 /// One item: user, +1/-1 (or a plain delta when `unique` is false), optional key index.
 type Item = (u8, bool, Option<u8>);
 
-/// Users, idempotency keys and fingerprints the items index into.
+/// The conditions items index into: every (unique, user, up, key) combination.
 struct Names {
-    users: Vec<String>,
-    keys: Vec<String>,
-    fingerprints: Vec<String>,
+    conditions: Vec<Conditions>,
 }
 
 impl Names {
     fn new() -> Self {
-        Self {
-            users: (0..4).map(|u| format!("user {u}")).collect(),
-            keys: (0..3).map(|k| format!("key-{k}")).collect(),
-            fingerprints: (0..8).map(|i| format!("{i:032x}")).collect(),
+        let mut conditions = Vec::new();
+        for unique in [false, true] {
+            for user in 0..4usize {
+                for up in [false, true] {
+                    for key in [None, Some(0), Some(1), Some(2)] {
+                        conditions.push(Conditions {
+                            unique_user: unique.then(|| format!("user {user}").into()),
+                            idempotency: key.map(|k: usize| IdempotencyRecord {
+                                key: format!("key-{k}").into(),
+                                fingerprint: format!("{:032x}", user * 2 + usize::from(up)).into(),
+                            }),
+                        });
+                    }
+                }
+            }
         }
+        Self { conditions }
+    }
+
+    fn conditions(&self, (user, up, key): Item, unique: bool) -> &Conditions {
+        let key = key.map_or(0, |k| usize::from(k) + 1);
+        &self.conditions
+            [((usize::from(unique) * 4 + usize::from(user)) * 2 + usize::from(up)) * 4 + key]
     }
 
     fn group<'a>(&'a self, key: &'a CounterKey, items: &[Item], unique: bool) -> GuardedGroup<'a> {
@@ -42,13 +58,9 @@ impl Names {
             key,
             items: items
                 .iter()
-                .map(|&(user, up, k)| GuardedItem {
-                    delta: if up { 1 } else { -1 },
-                    unique_user: unique.then(|| self.users[user as usize].as_str()),
-                    record: k.map(|k| RecordRef {
-                        key: &self.keys[k as usize],
-                        fingerprint: &self.fingerprints[(user as usize) * 2 + usize::from(up)],
-                    }),
+                .map(|&item| GuardedItem {
+                    delta: if item.1 { 1 } else { -1 },
+                    conditions: self.conditions(item, unique),
                 })
                 .collect(),
         }

@@ -3,9 +3,18 @@
 //! and large at high load), sums the deltas per key, writes them in one pipelined round trip and
 //! answers every waiter only after the store acknowledged, each with its own exact post-value.
 //!
-//! A key whose sum overflows is retried once as one `INCRBY` per request in arrival order, so
-//! exactly the requests that would overflow get [`CounterError::Overflow`] and nothing is written
-//! for them; other keys in the flush are unaffected.
+//! A flush runs in four stages:
+//! 1. **plan**: [`FlushPlan`] groups the batch by key and emits the [`WriteBatch`] with a
+//!    [`Slots`] map from each of its entries back to the requests it answers;
+//! 2. **write**: one store round trip;
+//! 3. **answer**: the pure [`answer`] turns the store's outcome into one reply per request and
+//!    the [`Applied`] record of what changed;
+//! 4. **effects**: [`FlushEffects::apply`] updates the read cache, the leaderboards, the events
+//!    and the metrics from that record, and then the waiters get their replies.
+//!
+//! A key whose sum overflows is retried once as one `INCRBY` per request in arrival order (a
+//! second plan, write and answer), so exactly the requests that would overflow get
+//! [`CounterError::Overflow`] and nothing is written for them; other keys are unaffected.
 //!
 //! Conditional increments (an `Idempotency-Key`, a unique-per-user counter type) make their
 //! key's group *guarded*: the whole group goes to the store as one atomic unit (a Lua script on
@@ -30,48 +39,32 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
-use super::{Acknowledged, CounterError, FlushEffects};
+use super::cache::ReadCache;
+use super::health::StoreHealth;
+use super::leaderboard::LeaderboardAccumulator;
+use super::{Acknowledged, CounterError};
 use crate::domain::current_hour;
-use crate::events::{CounterEvent, EventKind};
+use crate::events::{CounterEvent, EventKind, EventSink};
 use crate::metrics::METRICS;
 use crate::store::{
-    CounterKey, GroupOutcome, GuardedGroup, GuardedItem, GuardedOutcome, IncrOutcome, RecordRef,
+    Conditions, CounterKey, GroupOutcome, GuardedGroup, GuardedItem, GuardedOutcome, IncrOutcome,
     Store, StoreError, WriteBatch, WriteOutcome,
 };
 use crate::telemetry;
 
-/// The conditions of one increment, beyond its delta.
-#[derive(Debug, Default)]
-pub struct Conditions {
-    /// The user, when the counter type is unique per user.
-    pub unique_user: Option<Box<str>>,
-    /// The request's `Idempotency-Key` and fingerprint.
-    pub idempotency: Option<IdempotencyRecord>,
-}
-
-/// An idempotency key and the fingerprint of the request that carries it.
-#[derive(Debug)]
-pub struct IdempotencyRecord {
-    pub key: Box<str>,
-    pub fingerprint: String,
-}
+/// One request's answer.
+type Reply = Result<Acknowledged, CounterError>;
 
 /// One increment waiting for a flush.
 struct PendingIncrement {
     key: CounterKey,
     delta: i64,
     conditions: Conditions,
-    reply: oneshot::Sender<Result<Acknowledged, CounterError>>,
+    reply: oneshot::Sender<Reply>,
     /// The span of the request this increment belongs to, when tracing is enabled.
     trace: Option<SpanContext>,
     /// The requester, kept only when events are published (for the increment's event).
     user_id: Option<Box<str>>,
-}
-
-impl PendingIncrement {
-    fn is_guarded(&self) -> bool {
-        self.conditions.unique_user.is_some() || self.conditions.idempotency.is_some()
-    }
 }
 
 /// What waits in the queue: increments, and the rare reset, ordered with them.
@@ -85,6 +78,15 @@ enum Pending {
 
 /// Most span links on one flush span (OpenTelemetry's default per-span limit).
 const MAX_FLUSH_LINKS: usize = 128;
+
+/// What a flush updates besides the counters: the read cache, the leaderboard accumulator (when
+/// leaderboards are enabled), store health and the events of acknowledged increments.
+pub struct FlushEffects {
+    pub cache: ReadCache,
+    pub leaderboard: Option<LeaderboardAccumulator>,
+    pub health: Arc<StoreHealth>,
+    pub events: EventSink,
+}
 
 /// The handle requests use to enqueue increments.
 #[derive(Clone)]
@@ -121,21 +123,17 @@ impl Coalescer {
         delta: i64,
         conditions: Conditions,
         user_id: Option<Box<str>>,
-    ) -> Result<Acknowledged, CounterError> {
+    ) -> Reply {
         let (reply, answer) = oneshot::channel();
         let trace = telemetry::enabled().then(|| telemetry::span_context(&Span::current()));
-        match self.queue.try_send(Pending::Increment(PendingIncrement {
+        self.enqueue(Pending::Increment(PendingIncrement {
             key,
             delta,
             conditions,
             reply,
             trace,
             user_id,
-        })) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => return Err(CounterError::Overloaded),
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(CounterError::ShuttingDown),
-        }
+        }))?;
         // A dropped reply means the increment was never flushed: not applied, not acknowledged.
         answer.await.unwrap_or(Err(CounterError::ShuttingDown))
     }
@@ -144,12 +142,15 @@ impl Coalescer {
     /// the counter had.
     pub async fn reset(&self, key: CounterKey) -> Result<i64, CounterError> {
         let (reply, answer) = oneshot::channel();
-        match self.queue.try_send(Pending::Reset { key, reply }) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => return Err(CounterError::Overloaded),
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(CounterError::ShuttingDown),
-        }
+        self.enqueue(Pending::Reset { key, reply })?;
         answer.await.unwrap_or(Err(CounterError::ShuttingDown))
+    }
+
+    fn enqueue(&self, pending: Pending) -> Result<(), CounterError> {
+        self.queue.try_send(pending).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => CounterError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => CounterError::ShuttingDown,
+        })
     }
 }
 
@@ -199,34 +200,9 @@ impl<S: Store> Flusher<S> {
 
     /// Resets `key` in the store; ordered with flushes, so the cache can take the new value.
     async fn reset(&self, key: &CounterKey) -> Result<i64, CounterError> {
-        match self.store.reset(key).await {
-            Ok(before) => {
-                self.effects.health.mark_up();
-                self.effects.cache.record_write(key, 0);
-                if let Some(leaderboard) = &self.effects.leaderboard {
-                    leaderboard.remove(current_hour(), key);
-                }
-                // Queued here, in flush order, like the increments' events around it.
-                if self.effects.events.is_enabled() {
-                    self.effects.events.publish(CounterEvent {
-                        kind: EventKind::Reset,
-                        key: key.clone(),
-                        user_id: "".into(),
-                        increment: before.wrapping_neg(),
-                        current_value: 0,
-                        at: SystemTime::now(),
-                    });
-                }
-                Ok(before)
-            }
-            Err(e) => {
-                self.effects.health.record_error(&e);
-                // It may have been applied: forget the cached value.
-                self.effects.cache.invalidate(key);
-                tracing::warn!(error = %e, "reset failed");
-                Err(CounterError::from(&e))
-            }
-        }
+        let result = self.store.reset(key).await;
+        self.effects.reset(key, &result);
+        result.map_err(|e| CounterError::from(&e))
     }
 
     async fn flush(&mut self, batch: &mut Vec<PendingIncrement>) {
@@ -238,170 +214,106 @@ impl<S: Store> Flusher<S> {
         self.flush_batch(batch).instrument(span).await;
     }
 
+    /// The four stages: plan, write, answer (twice when a sum overflowed), effects.
     async fn flush_batch(&mut self, batch: &mut Vec<PendingIncrement>) {
         let started = Instant::now();
-        self.plan.group(batch.iter().map(|p| (&p.key, p.delta)));
-        let keys = self.plan.groups.len();
+        self.plan.group(
+            batch
+                .iter()
+                .map(|p| (&p.key, p.delta, p.conditions.is_empty())),
+        );
         METRICS.flushes.inc();
         METRICS.flush_batch_size.observe(batch.len() as f64);
-        METRICS.flush_keys.inc_by(keys as u64);
+        METRICS.flush_keys.inc_by(self.plan.groups.len() as u64);
         METRICS.flush_increments.inc_by(batch.len() as u64);
 
-        // Pass 1: one INCRBY per distinct plain key whose sum fits in i64, and one atomic
-        // guarded group per key with conditional increments.
-        let mut replies: Vec<Option<Result<Acknowledged, CounterError>>> =
-            (0..batch.len()).map(|_| None).collect();
-        let mut fast = WriteBatch {
-            record_ttl: self.record_ttl,
-            ..WriteBatch::default()
-        };
-        let mut fast_groups = Vec::with_capacity(keys);
-        let mut guarded_groups = Vec::new();
-        let mut retry_groups = Vec::new();
-        for (g, group) in self.plan.groups.iter().enumerate() {
-            if self.plan.members(g).any(|i| batch[i].is_guarded()) {
-                fast.guarded.push(GuardedGroup {
-                    key: &batch[group.head as usize].key,
-                    items: self
-                        .plan
-                        .members(g)
-                        .map(|i| guarded_item(&batch[i]))
-                        .collect(),
-                });
-                guarded_groups.push(g);
-                continue;
-            }
-            match i64::try_from(group.sum) {
-                Ok(sum) => {
-                    fast.increments.push((&batch[group.head as usize].key, sum));
-                    fast_groups.push(g);
-                }
-                Err(_) => retry_groups.push(g),
-            }
-        }
-        let mut lb_sums: Vec<(usize, i64)> = Vec::with_capacity(keys);
-        match self.write(&fast).await {
-            Err(e) => {
-                // The pipeline may have been applied before the failure: forget cached values.
-                for &(key, _) in &fast.increments {
-                    self.effects.cache.invalidate(key);
-                }
-                for group in &fast.guarded {
-                    self.effects.cache.invalidate(group.key);
-                }
-                self.fail_all(&e, &mut replies);
-            }
-            Ok(WriteOutcome {
-                increments,
-                guarded,
-            }) => {
-                for (&g, outcome) in fast_groups.iter().zip(increments) {
-                    let group = &self.plan.groups[g];
-                    match outcome {
-                        IncrOutcome::Applied(total) => {
-                            let deltas: Vec<i64> =
-                                self.plan.members(g).map(|i| batch[i].delta).collect();
-                            let posts = post_values(total, &deltas);
-                            for (i, post) in self.plan.members(g).zip(posts) {
-                                replies[i] = Some(Ok(Acknowledged::counted(post)));
-                            }
-                            self.effects
-                                .cache
-                                .record_write(&batch[group.head as usize].key, total);
-                            lb_sums.push((group.head as usize, group.sum as i64));
-                        }
-                        IncrOutcome::Overflow => retry_groups.push(g),
-                        IncrOutcome::Unavailable => {
-                            self.effects
-                                .cache
-                                .invalidate(&batch[group.head as usize].key);
-                            for i in self.plan.members(g) {
-                                replies[i] = Some(Err(CounterError::Unavailable));
-                            }
-                        }
-                        IncrOutcome::Failed(msg) => {
-                            tracing::error!(key = ?batch[group.head as usize].key, error = %msg, "store rejected an increment");
-                            METRICS.store_errors.with_label_values(&["rejected"]).inc();
-                            for i in self.plan.members(g) {
-                                replies[i] = Some(Err(CounterError::Internal));
-                            }
-                        }
-                    }
-                }
-                for (&g, outcome) in guarded_groups.iter().zip(guarded) {
-                    self.answer_guarded(g, outcome, batch, &mut replies, &mut lb_sums);
-                }
-            }
+        let mut answers = Answers::new(batch.len());
+        let (write, slots) = self.plan.write(batch, self.record_ttl, &mut answers.retry);
+        let outcome = self.write(&write).await;
+        answer(&self.plan, &slots, outcome, &mut answers);
+
+        if !answers.retry.is_empty() {
+            let (write, slots) = self.plan.retry_write(batch, &mut answers.retry);
+            let outcome = self.write(&write).await;
+            answer(&self.plan, &slots, outcome, &mut answers);
         }
 
-        // Pass 2 (rare): overflowing plain keys, one INCRBY per request in arrival order.
-        if !retry_groups.is_empty() {
-            retry_groups.sort_unstable();
-            let mut slow = WriteBatch::default();
-            let mut slow_items = Vec::new();
-            for &g in &retry_groups {
-                for i in self.plan.members(g) {
-                    slow.increments.push((&batch[i].key, batch[i].delta));
-                    slow_items.push(i);
-                }
-            }
-            match self.write(&slow).await {
-                Err(e) => {
-                    for &(key, _) in &slow.increments {
-                        self.effects.cache.invalidate(key);
-                    }
-                    let mut sub: Vec<Option<Result<Acknowledged, CounterError>>> =
-                        vec![None; slow_items.len()];
-                    self.fail_all(&e, &mut sub);
-                    for (&i, r) in slow_items.iter().zip(sub) {
-                        replies[i] = r;
-                    }
-                }
-                Ok(outcome) => {
-                    for (&i, outcome) in slow_items.iter().zip(outcome.increments) {
-                        replies[i] = Some(match outcome {
-                            IncrOutcome::Applied(v) => {
-                                self.effects.cache.record_write(&batch[i].key, v);
-                                lb_sums.push((i, batch[i].delta));
-                                Ok(Acknowledged::counted(v))
-                            }
-                            IncrOutcome::Overflow => Err(CounterError::Overflow),
-                            IncrOutcome::Unavailable => {
-                                self.effects.cache.invalidate(&batch[i].key);
-                                Err(CounterError::Unavailable)
-                            }
-                            IncrOutcome::Failed(_) => Err(CounterError::Internal),
-                        });
-                    }
-                }
-            }
-        }
-
-        if let Some(leaderboard) = &self.effects.leaderboard {
-            leaderboard.add(
-                current_hour(),
-                lb_sums.iter().map(|&(i, d)| (&batch[i].key, d)),
-            );
-        }
+        self.effects.apply(batch, &answers.applied);
         METRICS
             .flush_duration
             .observe(started.elapsed().as_secs_f64());
+        self.effects.deliver(batch.drain(..), answers.replies);
+    }
 
+    async fn write(&self, batch: &WriteBatch<'_>) -> Result<WriteOutcome, StoreError> {
+        METRICS
+            .store_commands
+            .inc_by((batch.increments.len() + batch.guarded.len()) as u64);
+        let span = if telemetry::enabled() {
+            tracing::info_span!(
+                "store.pipeline",
+                otel.kind = "client",
+                db.operation.name = "INCRBY",
+                db.operation.batch.size = batch.increments.len(),
+                error = tracing::field::Empty,
+            )
+        } else {
+            Span::none()
+        };
+        let result = self.store.write(batch).instrument(span.clone()).await;
+        match &result {
+            Ok(_) => self.effects.health.mark_up(),
+            Err(e) => {
+                span.record("error", tracing::field::display(e));
+                self.effects.health.record_error(e);
+            }
+        }
+        result
+    }
+}
+
+impl FlushEffects {
+    /// Effects of a flush's writes, before its waiters are answered: values into the read
+    /// cache (unknown ones out of it), deltas to the leaderboards, rejections to the log.
+    fn apply(&self, batch: &[PendingIncrement], applied: &Applied) {
+        for error in &applied.failures {
+            tracing::warn!(%error, "flush failed; its increments are not acknowledged");
+        }
+        for (i, message) in &applied.rejected {
+            tracing::error!(key = ?batch[*i].key, error = %message, "store rejected an increment");
+            METRICS.store_errors.with_label_values(&["rejected"]).inc();
+        }
+        for &(i, value) in &applied.values {
+            self.cache.record_write(&batch[i].key, value);
+        }
+        // After the values: a key with one request applied and a later one in doubt is unknown.
+        for &i in &applied.unknown {
+            self.cache.invalidate(&batch[i].key);
+        }
+        if let Some(leaderboard) = &self.leaderboard {
+            leaderboard.add(
+                current_hour(),
+                applied.ranked.iter().map(|&(i, d)| (&batch[i].key, d)),
+            );
+        }
+    }
+
+    /// Answers every waiter of a flush, queueing the event of each change of a count in flush
+    /// order, so each counter's events follow its post-values.
+    fn deliver(&self, batch: impl Iterator<Item = PendingIncrement>, replies: Vec<Option<Reply>>) {
         let mut acknowledged = 0;
-        let acknowledged_at = self.effects.events.is_enabled().then(SystemTime::now);
-        for (pending, reply) in batch.drain(..).zip(replies) {
+        let acknowledged_at = self.events.is_enabled().then(SystemTime::now);
+        for (pending, reply) in batch.zip(replies) {
             let reply = reply.unwrap_or(Err(CounterError::Internal));
             match &reply {
                 Ok(ack) => {
                     acknowledged += 1;
-                    // Queued in flush order, so each counter's events follow its post-values.
-                    // Only a change of the count is an event: not a duplicate like, not a
-                    // replayed idempotent retry.
+                    // Not a duplicate like, not a replayed idempotent retry.
                     if let Some(at) = acknowledged_at
                         && ack.counted
                         && !ack.replayed
                     {
-                        self.effects.events.increment_acknowledged(
+                        self.events.increment_acknowledged(
                             pending.key,
                             pending.delta,
                             pending.user_id,
@@ -421,112 +333,34 @@ impl<S: Store> Flusher<S> {
         METRICS.acknowledged_increments.inc_by(acknowledged);
     }
 
-    /// Answers the members of guarded group `g` from the store's outcome.
-    fn answer_guarded(
-        &self,
-        g: usize,
-        outcome: GroupOutcome,
-        batch: &[PendingIncrement],
-        replies: &mut [Option<Result<Acknowledged, CounterError>>],
-        lb_sums: &mut Vec<(usize, i64)>,
-    ) {
-        let key = &batch[self.plan.groups[g].head as usize].key;
-        match outcome {
-            GroupOutcome::Done { total, items } => {
-                self.effects.cache.record_write(key, total);
-                let mut members = self.plan.members(g);
-                for item in items {
-                    let Some(i) = members.next() else { break };
-                    replies[i] = Some(match item {
-                        GuardedOutcome::Applied { value, counted } => {
-                            if counted {
-                                lb_sums.push((i, batch[i].delta));
-                            }
-                            Ok(Acknowledged {
-                                current_value: value,
-                                counted,
-                                replayed: false,
-                            })
-                        }
-                        GuardedOutcome::Replayed { value, counted } => Ok(Acknowledged {
-                            current_value: value,
-                            counted,
-                            replayed: true,
-                        }),
-                        GuardedOutcome::KeyReused => Err(CounterError::IdempotencyKeyReused),
-                        GuardedOutcome::Overflow => Err(CounterError::Overflow),
-                        GuardedOutcome::Failed(msg) => {
-                            tracing::error!(key = ?key, error = %msg, "store rejected an increment");
-                            METRICS.store_errors.with_label_values(&["rejected"]).inc();
-                            Err(CounterError::Internal)
-                        }
+    /// Effects of a reset, answered or failed.
+    fn reset(&self, key: &CounterKey, result: &Result<i64, StoreError>) {
+        match result {
+            Ok(before) => {
+                self.health.mark_up();
+                self.cache.record_write(key, 0);
+                if let Some(leaderboard) = &self.leaderboard {
+                    leaderboard.remove(current_hour(), key);
+                }
+                // Queued here, in flush order, like the increments' events around it.
+                if self.events.is_enabled() {
+                    self.events.publish(CounterEvent {
+                        kind: EventKind::Reset,
+                        key: key.clone(),
+                        user_id: "".into(),
+                        increment: before.wrapping_neg(),
+                        current_value: 0,
+                        at: SystemTime::now(),
                     });
                 }
             }
-            GroupOutcome::Unavailable => {
-                self.effects.cache.invalidate(key);
-                for i in self.plan.members(g) {
-                    replies[i] = Some(Err(CounterError::Unavailable));
-                }
-            }
-            GroupOutcome::Failed(msg) => {
-                tracing::error!(key = ?key, error = %msg, "store rejected a guarded group");
-                METRICS.store_errors.with_label_values(&["rejected"]).inc();
-                self.effects.cache.invalidate(key);
-                for i in self.plan.members(g) {
-                    replies[i] = Some(Err(CounterError::Internal));
-                }
+            Err(e) => {
+                self.health.record_error(e);
+                // It may have been applied: forget the cached value.
+                self.cache.invalidate(key);
+                tracing::warn!(error = %e, "reset failed");
             }
         }
-    }
-
-    async fn write(&self, batch: &WriteBatch<'_>) -> Result<WriteOutcome, StoreError> {
-        METRICS
-            .store_commands
-            .inc_by((batch.increments.len() + batch.guarded.len()) as u64);
-        let span = if telemetry::enabled() {
-            tracing::info_span!(
-                "store.pipeline",
-                otel.kind = "client",
-                db.operation.name = "INCRBY",
-                db.operation.batch.size = batch.increments.len(),
-                error = tracing::field::Empty,
-            )
-        } else {
-            Span::none()
-        };
-        let result = self.store.write(batch).instrument(span.clone()).await;
-        if let Err(e) = &result {
-            span.record("error", tracing::field::display(e));
-        }
-        match &result {
-            Ok(_) => self.effects.health.mark_up(),
-            Err(e) => self.effects.health.record_error(e),
-        }
-        result
-    }
-
-    fn fail_all(
-        &self,
-        error: &StoreError,
-        replies: &mut [Option<Result<Acknowledged, CounterError>>],
-    ) {
-        tracing::warn!(%error, "flush failed; its increments are not acknowledged");
-        for r in replies.iter_mut().filter(|r| r.is_none()) {
-            *r = Some(Err(CounterError::from(error)));
-        }
-    }
-}
-
-/// The store's view of one conditional increment.
-fn guarded_item(p: &PendingIncrement) -> GuardedItem<'_> {
-    GuardedItem {
-        delta: p.delta,
-        unique_user: p.conditions.unique_user.as_deref(),
-        record: p.conditions.idempotency.as_ref().map(|r| RecordRef {
-            key: &r.key,
-            fingerprint: &r.fingerprint,
-        }),
     }
 }
 
@@ -557,23 +391,77 @@ struct FlushPlan {
     groups: Vec<KeyGroup>,
     /// `next[i]` is the next item with the same key as item `i`, or `u32::MAX`.
     next: Vec<u32>,
+    deltas: Vec<i64>,
 }
 
 struct KeyGroup {
     head: u32,
     tail: u32,
     sum: i128,
+    /// Whether any member carries conditions: the group is written as one guarded unit.
+    guarded: bool,
+}
+
+/// Where the answers of one [`WriteBatch`] go, entry by entry.
+#[derive(Debug, Default)]
+struct Slots {
+    /// Per `increments` entry: the key group whose sum it writes, or the one request it writes.
+    increments: Vec<Slot>,
+    /// Per `guarded` entry: its key group.
+    guarded: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Group(u32),
+    Request(u32),
+}
+
+/// A flush's answers so far: one reply per request, what was applied, and what to retry.
+struct Answers {
+    replies: Vec<Option<Reply>>,
+    applied: Applied,
+    /// Plain key groups to write again one request at a time (their sum left the i64 range).
+    retry: Vec<u32>,
+}
+
+impl Answers {
+    fn new(requests: usize) -> Self {
+        Self {
+            replies: (0..requests).map(|_| None).collect(),
+            applied: Applied::default(),
+            retry: Vec::new(),
+        }
+    }
+}
+
+/// What a flush's writes changed, by request index: the input of [`FlushEffects::apply`].
+#[derive(Debug, Default)]
+struct Applied {
+    /// The value of the request's key after the flush.
+    values: Vec<(usize, i64)>,
+    /// Requests whose key's value is unknown now (the write may or may not have happened).
+    unknown: Vec<usize>,
+    /// Deltas that counted, for the leaderboards.
+    ranked: Vec<(usize, i64)>,
+    /// The store refused the request's key: its message.
+    rejected: Vec<(usize, String)>,
+    /// Writes that failed as a whole.
+    failures: Vec<StoreError>,
 }
 
 impl FlushPlan {
-    fn group<'a>(&mut self, items: impl Iterator<Item = (&'a CounterKey, i64)>) {
+    /// Groups items `(key, delta, plain)` by key.
+    fn group<'a>(&mut self, items: impl Iterator<Item = (&'a CounterKey, i64, bool)>) {
         self.index.clear();
         self.groups.clear();
         self.next.clear();
+        self.deltas.clear();
         let mut keys: Vec<&CounterKey> = Vec::new();
-        for (i, (key, delta)) in items.enumerate() {
+        for (i, (key, delta, plain)) in items.enumerate() {
             let i = i as u32;
             self.next.push(u32::MAX);
+            self.deltas.push(delta);
             let hash = self.hasher.hash_one(key);
             let groups = &self.groups;
             let found = self
@@ -587,6 +475,7 @@ impl FlushPlan {
                     self.next[group.tail as usize] = i;
                     group.tail = i;
                     group.sum += i128::from(delta);
+                    group.guarded |= !plain;
                 }
                 None => {
                     let g = self.groups.len() as u32;
@@ -594,6 +483,7 @@ impl FlushPlan {
                         head: i,
                         tail: i,
                         sum: i128::from(delta),
+                        guarded: !plain,
                     });
                     let (groups, hasher) = (&self.groups, &self.hasher);
                     self.index.insert_unique(hash, g, |&g| {
@@ -605,8 +495,8 @@ impl FlushPlan {
     }
 
     /// Item indices of group `g`, in arrival order.
-    fn members(&self, g: usize) -> impl Iterator<Item = usize> + '_ {
-        let mut at = self.groups[g].head;
+    fn members(&self, g: u32) -> impl Iterator<Item = usize> + '_ {
+        let mut at = self.groups[g as usize].head;
         std::iter::from_fn(move || {
             if at == u32::MAX {
                 return None;
@@ -615,6 +505,214 @@ impl FlushPlan {
             at = self.next[i as usize];
             Some(i as usize)
         })
+    }
+
+    /// The flush's write: one `INCRBY` per plain key whose sum fits in i64, and one atomic
+    /// guarded group per key with conditional increments. Plain keys whose sum does not fit go
+    /// to `retry`.
+    fn write<'a>(
+        &self,
+        batch: &'a [PendingIncrement],
+        record_ttl: Duration,
+        retry: &mut Vec<u32>,
+    ) -> (WriteBatch<'a>, Slots) {
+        let mut write = WriteBatch {
+            record_ttl,
+            ..WriteBatch::default()
+        };
+        let mut slots = Slots::default();
+        for (g, group) in self.groups.iter().enumerate() {
+            let g = g as u32;
+            let key = &batch[group.head as usize].key;
+            if group.guarded {
+                write.guarded.push(GuardedGroup {
+                    key,
+                    items: self
+                        .members(g)
+                        .map(|i| GuardedItem {
+                            delta: batch[i].delta,
+                            conditions: &batch[i].conditions,
+                        })
+                        .collect(),
+                });
+                slots.guarded.push(g);
+            } else if let Ok(sum) = i64::try_from(group.sum) {
+                write.increments.push((key, sum));
+                slots.increments.push(Slot::Group(g));
+            } else {
+                retry.push(g);
+            }
+        }
+        (write, slots)
+    }
+
+    /// The rare second write: one `INCRBY` per request of the `retry` groups, in arrival order.
+    fn retry_write<'a>(
+        &self,
+        batch: &'a [PendingIncrement],
+        retry: &mut Vec<u32>,
+    ) -> (WriteBatch<'a>, Slots) {
+        retry.sort_unstable();
+        let mut write = WriteBatch::default();
+        let mut slots = Slots::default();
+        for g in retry.drain(..) {
+            for i in self.members(g) {
+                write.increments.push((&batch[i].key, batch[i].delta));
+                slots.increments.push(Slot::Request(i as u32));
+            }
+        }
+        (write, slots)
+    }
+}
+
+/// The answer stage: turns the store's `outcome` of the write mapped by `slots` into replies,
+/// the [`Applied`] record and the groups to retry. Pure: no store, no effects.
+fn answer(
+    plan: &FlushPlan,
+    slots: &Slots,
+    outcome: Result<WriteOutcome, StoreError>,
+    answers: &mut Answers,
+) {
+    let Answers {
+        replies,
+        applied,
+        retry,
+    } = answers;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            // The write may have been applied before the failure: every value is unknown.
+            let reply = CounterError::from(&error);
+            for slot in slots.increments.iter().copied() {
+                match slot {
+                    Slot::Group(g) => {
+                        applied.unknown.push(plan.groups[g as usize].head as usize);
+                        plan.members(g)
+                            .for_each(|i| replies[i] = Some(Err(reply.clone())));
+                    }
+                    Slot::Request(i) => {
+                        applied.unknown.push(i as usize);
+                        replies[i as usize] = Some(Err(reply.clone()));
+                    }
+                }
+            }
+            for &g in &slots.guarded {
+                applied.unknown.push(plan.groups[g as usize].head as usize);
+                plan.members(g)
+                    .for_each(|i| replies[i] = Some(Err(reply.clone())));
+            }
+            applied.failures.push(error);
+            return;
+        }
+    };
+    for (&slot, result) in slots.increments.iter().zip(outcome.increments) {
+        match slot {
+            Slot::Group(g) => {
+                let head = plan.groups[g as usize].head as usize;
+                match result {
+                    IncrOutcome::Applied(total) => {
+                        let deltas: Vec<i64> = plan.members(g).map(|i| plan.deltas[i]).collect();
+                        for (i, post) in plan.members(g).zip(post_values(total, &deltas)) {
+                            replies[i] = Some(Ok(Acknowledged::counted(post)));
+                        }
+                        applied.values.push((head, total));
+                        applied
+                            .ranked
+                            .push((head, plan.groups[g as usize].sum as i64));
+                    }
+                    IncrOutcome::Overflow => retry.push(g),
+                    IncrOutcome::Unavailable => {
+                        applied.unknown.push(head);
+                        let failed = Err(CounterError::Unavailable);
+                        plan.members(g)
+                            .for_each(|i| replies[i] = Some(failed.clone()));
+                    }
+                    IncrOutcome::Failed(message) => {
+                        applied.rejected.push((head, message));
+                        let failed = Err(CounterError::Internal);
+                        plan.members(g)
+                            .for_each(|i| replies[i] = Some(failed.clone()));
+                    }
+                }
+            }
+            Slot::Request(i) => {
+                let i = i as usize;
+                replies[i] = Some(match result {
+                    IncrOutcome::Applied(value) => {
+                        applied.values.push((i, value));
+                        applied.ranked.push((i, plan.deltas[i]));
+                        Ok(Acknowledged::counted(value))
+                    }
+                    IncrOutcome::Overflow => Err(CounterError::Overflow),
+                    IncrOutcome::Unavailable => {
+                        applied.unknown.push(i);
+                        Err(CounterError::Unavailable)
+                    }
+                    IncrOutcome::Failed(message) => {
+                        applied.rejected.push((i, message));
+                        Err(CounterError::Internal)
+                    }
+                });
+            }
+        }
+    }
+    for (&g, result) in slots.guarded.iter().zip(outcome.guarded) {
+        answer_guarded(plan, g, result, replies, applied);
+    }
+}
+
+/// The answers of guarded group `g`, item by item.
+fn answer_guarded(
+    plan: &FlushPlan,
+    g: u32,
+    outcome: GroupOutcome,
+    replies: &mut [Option<Reply>],
+    applied: &mut Applied,
+) {
+    let head = plan.groups[g as usize].head as usize;
+    let (total, items) = match outcome {
+        GroupOutcome::Done { total, items } => (total, items),
+        GroupOutcome::Unavailable => {
+            applied.unknown.push(head);
+            let failed = Err(CounterError::Unavailable);
+            plan.members(g)
+                .for_each(|i| replies[i] = Some(failed.clone()));
+            return;
+        }
+        GroupOutcome::Failed(message) => {
+            applied.rejected.push((head, message));
+            applied.unknown.push(head);
+            let failed = Err(CounterError::Internal);
+            plan.members(g)
+                .for_each(|i| replies[i] = Some(failed.clone()));
+            return;
+        }
+    };
+    applied.values.push((head, total));
+    for (i, item) in plan.members(g).zip(items) {
+        replies[i] = Some(match item {
+            GuardedOutcome::Applied { value, counted } => {
+                if counted {
+                    applied.ranked.push((i, plan.deltas[i]));
+                }
+                Ok(Acknowledged {
+                    current_value: value,
+                    counted,
+                    replayed: false,
+                })
+            }
+            GuardedOutcome::Replayed { value, counted } => Ok(Acknowledged {
+                current_value: value,
+                counted,
+                replayed: true,
+            }),
+            GuardedOutcome::KeyReused => Err(CounterError::IdempotencyKeyReused),
+            GuardedOutcome::Overflow => Err(CounterError::Overflow),
+            GuardedOutcome::Failed(message) => {
+                applied.rejected.push((i, message));
+                Err(CounterError::Internal)
+            }
+        });
     }
 }
 
@@ -699,12 +797,224 @@ mod tests {
         let (a, b) = (CounterKey::new("like", "a"), CounterKey::new("like", "b"));
         let items = [(&a, 1), (&b, 2), (&a, 3), (&a, -1), (&b, 5)];
         let mut plan = FlushPlan::default();
-        plan.group(items.iter().copied());
+        plan.group(items.iter().map(|&(k, d)| (k, d, true)));
         assert_eq!(plan.groups.len(), 2);
         assert_eq!(plan.members(0).collect::<Vec<_>>(), vec![0, 2, 3]);
         assert_eq!(plan.members(1).collect::<Vec<_>>(), vec![1, 4]);
         assert_eq!(plan.groups[0].sum, 3);
         assert_eq!(plan.groups[1].sum, 7);
+    }
+
+    /// A plan of plain items over keys named by the letters of `keys`.
+    fn plain_plan(items: &[(&str, i64)]) -> FlushPlan {
+        let keys: Vec<CounterKey> = items
+            .iter()
+            .map(|(k, _)| CounterKey::new("like", k))
+            .collect();
+        let mut plan = FlushPlan::default();
+        plan.group(keys.iter().zip(items).map(|(k, &(_, d))| (k, d, true)));
+        plan
+    }
+
+    fn replies(answers: &Answers) -> Vec<Reply> {
+        answers
+            .replies
+            .iter()
+            .map(|r| r.clone().expect("answered"))
+            .collect()
+    }
+
+    fn pending(resource: &str, delta: i64, conditions: Conditions) -> PendingIncrement {
+        PendingIncrement {
+            key: CounterKey::new("like", resource),
+            delta,
+            conditions,
+            reply: oneshot::channel().0,
+            trace: None,
+            user_id: None,
+        }
+    }
+
+    #[test]
+    fn the_plan_sums_plain_keys_guards_conditional_ones_and_defers_overflowing_sums() {
+        let keyed = || Conditions {
+            unique_user: None,
+            idempotency: Some(crate::store::IdempotencyRecord {
+                key: "k".into(),
+                fingerprint: "00".into(),
+            }),
+        };
+        let batch = vec![
+            pending("a", 2, Conditions::default()),
+            pending("b", 1, Conditions::default()),
+            pending("a", 3, Conditions::default()),
+            pending("b", 1, keyed()),
+            pending("c", i64::MAX, Conditions::default()),
+            pending("c", 1, Conditions::default()),
+        ];
+        let mut plan = FlushPlan::default();
+        plan.group(
+            batch
+                .iter()
+                .map(|p| (&p.key, p.delta, p.conditions.is_empty())),
+        );
+        let mut retry = Vec::new();
+        let (write, slots) = plan.write(&batch, Duration::from_secs(9), &mut retry);
+        assert_eq!(write.increments, vec![(&batch[0].key, 5)]);
+        assert!(matches!(slots.increments[..], [Slot::Group(0)]));
+        assert_eq!(write.guarded.len(), 1);
+        assert_eq!(write.guarded[0].key, &batch[1].key);
+        let deltas: Vec<i64> = write.guarded[0].items.iter().map(|i| i.delta).collect();
+        assert_eq!(
+            deltas,
+            vec![1, 1],
+            "the whole key goes guarded, in arrival order"
+        );
+        assert_eq!(slots.guarded, vec![1]);
+        assert_eq!(write.record_ttl, Duration::from_secs(9));
+        assert_eq!(retry, vec![2]);
+
+        let (again, slots) = plan.retry_write(&batch, &mut retry);
+        assert_eq!(
+            again.increments,
+            vec![(&batch[4].key, i64::MAX), (&batch[5].key, 1)]
+        );
+        assert!(matches!(
+            slots.increments[..],
+            [Slot::Request(4), Slot::Request(5)]
+        ));
+        assert!(retry.is_empty());
+    }
+
+    #[test]
+    fn answer_gives_each_request_its_post_value_and_records_the_effects() {
+        let plan = plain_plan(&[("a", 1), ("b", 2), ("a", 3)]);
+        let slots = Slots {
+            increments: vec![Slot::Group(0), Slot::Group(1)],
+            guarded: vec![],
+        };
+        let outcome = WriteOutcome {
+            increments: vec![IncrOutcome::Applied(14), IncrOutcome::Unavailable],
+            guarded: vec![],
+        };
+        let mut answers = Answers::new(3);
+        answer(&plan, &slots, Ok(outcome), &mut answers);
+        assert_eq!(
+            replies(&answers),
+            vec![
+                Ok(Acknowledged::counted(11)),
+                Err(CounterError::Unavailable),
+                Ok(Acknowledged::counted(14)),
+            ]
+        );
+        assert_eq!(answers.applied.values, vec![(0, 14)]);
+        assert_eq!(answers.applied.ranked, vec![(0, 4)]);
+        assert_eq!(answers.applied.unknown, vec![1]);
+        assert!(answers.retry.is_empty());
+    }
+
+    #[test]
+    fn an_overflowing_sum_is_retried_request_by_request() {
+        let plan = plain_plan(&[("a", 5), ("a", -2)]);
+        let first = Slots {
+            increments: vec![Slot::Group(0)],
+            guarded: vec![],
+        };
+        let mut answers = Answers::new(2);
+        let overflow = WriteOutcome {
+            increments: vec![IncrOutcome::Overflow],
+            guarded: vec![],
+        };
+        answer(&plan, &first, Ok(overflow), &mut answers);
+        assert_eq!(answers.retry, vec![0]);
+        assert!(
+            answers.replies.iter().all(Option::is_none),
+            "nothing answered yet"
+        );
+
+        let second = Slots {
+            increments: vec![Slot::Request(0), Slot::Request(1)],
+            guarded: vec![],
+        };
+        let one_by_one = WriteOutcome {
+            increments: vec![IncrOutcome::Overflow, IncrOutcome::Applied(i64::MAX - 2)],
+            guarded: vec![],
+        };
+        answer(&plan, &second, Ok(one_by_one), &mut answers);
+        assert_eq!(
+            replies(&answers),
+            vec![
+                Err(CounterError::Overflow),
+                Ok(Acknowledged::counted(i64::MAX - 2))
+            ]
+        );
+        assert_eq!(answers.applied.values, vec![(1, i64::MAX - 2)]);
+        assert_eq!(answers.applied.ranked, vec![(1, -2)]);
+    }
+
+    #[test]
+    fn a_failed_write_fails_its_requests_and_forgets_their_values() {
+        let plan = plain_plan(&[("a", 1), ("b", 1), ("b", 1)]);
+        let slots = Slots {
+            increments: vec![Slot::Group(0)],
+            guarded: vec![1],
+        };
+        let mut answers = Answers::new(3);
+        let error = StoreError::Unavailable("connection reset".into());
+        answer(&plan, &slots, Err(error), &mut answers);
+        assert_eq!(replies(&answers), vec![Err(CounterError::Unavailable); 3]);
+        assert_eq!(answers.applied.unknown, vec![0, 1]);
+        assert!(answers.applied.values.is_empty() && answers.applied.ranked.is_empty());
+        assert_eq!(answers.applied.failures.len(), 1);
+    }
+
+    #[test]
+    fn guarded_items_are_answered_item_by_item() {
+        let plan = plain_plan(&[("a", 1), ("a", 1), ("a", 1), ("a", -1)]);
+        let slots = Slots {
+            increments: vec![],
+            guarded: vec![0],
+        };
+        let outcome = WriteOutcome {
+            increments: vec![],
+            guarded: vec![GroupOutcome::Done {
+                total: 7,
+                items: vec![
+                    GuardedOutcome::Applied {
+                        value: 7,
+                        counted: true,
+                    },
+                    GuardedOutcome::Replayed {
+                        value: 7,
+                        counted: true,
+                    },
+                    GuardedOutcome::KeyReused,
+                    // The store answered one item fewer than asked: that request is not
+                    // acknowledged.
+                ],
+            }],
+        };
+        let mut answers = Answers::new(4);
+        answer(&plan, &slots, Ok(outcome), &mut answers);
+        assert_eq!(
+            answers.replies,
+            vec![
+                Some(Ok(Acknowledged::counted(7))),
+                Some(Ok(Acknowledged {
+                    current_value: 7,
+                    counted: true,
+                    replayed: true
+                })),
+                Some(Err(CounterError::IdempotencyKeyReused)),
+                None,
+            ]
+        );
+        assert_eq!(answers.applied.values, vec![(0, 7)]);
+        assert_eq!(
+            answers.applied.ranked,
+            vec![(0, 1)],
+            "only what counted now is ranked"
+        );
     }
 
     proptest! {

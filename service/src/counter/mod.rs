@@ -19,9 +19,9 @@ use crate::domain::policy::{self, CounterPolicies};
 use crate::domain::{CounterKey, LeaderboardBucket, Period, RankedEntry};
 use crate::events::EventSink;
 use crate::metrics::METRICS;
-use crate::store::{Store, StoreError};
+use crate::store::{Conditions, IdempotencyRecord, Store, StoreError};
 use cache::{Lookup, ReadCache};
-use coalescer::{Coalescer, Conditions, IdempotencyRecord};
+use coalescer::{Coalescer, FlushEffects};
 use health::StoreHealth;
 use leaderboard::LeaderboardAccumulator;
 
@@ -136,16 +136,6 @@ pub trait CounterBackend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<RankedEntry>, CounterError>> + Send;
     /// Whether the backend can serve now (the store, or at least one counter pod, answers).
     fn is_ready(&self) -> bool;
-}
-
-/// What a flush updates besides the counters: the read cache, the leaderboard accumulator (when
-/// leaderboards are enabled), store health and the Kafka events of acknowledged increments.
-/// Later additions (policies) join here.
-pub struct FlushEffects {
-    pub cache: ReadCache,
-    pub leaderboard: Option<LeaderboardAccumulator>,
-    pub health: Arc<StoreHealth>,
-    pub events: EventSink,
 }
 
 /// The counter engine over one store.
@@ -297,7 +287,7 @@ impl<S: Store> CounterBackend for LocalCounter<S> {
             unique_user: user_id.filter(|_| unique).map(Into::into),
             idempotency: idempotency_key.map(|k| IdempotencyRecord {
                 key: k.into(),
-                fingerprint: policy::fingerprint(&key, user_id, delta),
+                fingerprint: policy::fingerprint(&key, user_id, delta).into(),
             }),
         };
         // The event names no user (an empty `user_id`, as a reset's) when the request named none.

@@ -42,14 +42,13 @@ fn apply_group(
     let mut items = Vec::with_capacity(group.items.len());
     for item in &group.items {
         // Records are kept by their Redis name in highpress's layout: unique per counter and key.
-        let record_key = item
-            .record
-            .map(|r| KeyLayout::Highpress.idempotency_record(group.key, r.key));
-        if let (Some(record), Some(rk)) = (item.record, &record_key)
+        let record = item.conditions.record();
+        let record_key = record.map(|r| KeyLayout::Highpress.idempotency_record(group.key, &r.key));
+        if let (Some(record), Some(rk)) = (record, &record_key)
             && let Some((fp, counted, v, expires)) = guards.records.get(rk)
             && *expires > now
         {
-            items.push(if **fp == *record.fingerprint {
+            items.push(if *fp == record.fingerprint {
                 GuardedOutcome::Replayed {
                     value: *v,
                     counted: *counted,
@@ -59,7 +58,7 @@ fn apply_group(
             });
             continue;
         }
-        let counted = match item.unique_user {
+        let counted = match item.conditions.unique_user() {
             None => true,
             Some(user) => {
                 let set = guards.sets.entry(group.key.clone()).or_default();
@@ -74,7 +73,7 @@ fn apply_group(
             match value.checked_add(item.delta) {
                 Some(next) => value = next,
                 None => {
-                    if let Some(user) = item.unique_user {
+                    if let Some(user) = item.conditions.unique_user() {
                         let set = guards.sets.entry(group.key.clone()).or_default();
                         if item.delta == 1 {
                             set.remove(user);
@@ -87,10 +86,10 @@ fn apply_group(
                 }
             }
         }
-        if let (Some(record), Some(rk)) = (item.record, record_key) {
+        if let (Some(record), Some(rk)) = (record, record_key) {
             guards
                 .records
-                .insert(rk, (record.fingerprint.into(), counted, value, now + ttl));
+                .insert(rk, (record.fingerprint.clone(), counted, value, now + ttl));
         }
         items.push(GuardedOutcome::Applied { value, counted });
     }

@@ -65,25 +65,46 @@ pub struct GuardedGroup<'a> {
     pub items: Vec<GuardedItem<'a>>,
 }
 
-/// One conditional increment.
+/// One conditional increment: its delta and the conditions it carries.
 #[derive(Debug, Clone, Copy)]
 pub struct GuardedItem<'a> {
     pub delta: i64,
+    pub conditions: &'a Conditions,
+}
+
+/// The conditions of one increment, beyond its delta. An increment with none is a plain one.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Conditions {
     /// For a unique-per-user counter type: the user, added to (`+1`) or removed from (`-1`) the
     /// counter's uniqueness set; the delta applies only if that changed the set.
-    pub unique_user: Option<&'a str>,
+    pub unique_user: Option<Box<str>>,
     /// The request's idempotency record: if one exists, the item is answered from it (or
     /// refused, if its fingerprint differs) and nothing is applied; else it is written with the
     /// item's outcome.
-    pub record: Option<RecordRef<'a>>,
+    pub idempotency: Option<IdempotencyRecord>,
 }
 
-/// The idempotency key and request fingerprint of one item.
-#[derive(Debug, Clone, Copy)]
-pub struct RecordRef<'a> {
-    pub key: &'a str,
+impl Conditions {
+    /// Whether the increment carries no condition (it can be summed with its neighbours).
+    pub fn is_empty(&self) -> bool {
+        self.unique_user.is_none() && self.idempotency.is_none()
+    }
+
+    pub fn unique_user(&self) -> Option<&str> {
+        self.unique_user.as_deref()
+    }
+
+    pub fn record(&self) -> Option<&IdempotencyRecord> {
+        self.idempotency.as_ref()
+    }
+}
+
+/// An `Idempotency-Key` and the fingerprint of the request that carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub key: Box<str>,
     /// Lowercase hex, no spaces.
-    pub fingerprint: &'a str,
+    pub fingerprint: Box<str>,
 }
 
 /// The outcome of one [`GuardedItem`].

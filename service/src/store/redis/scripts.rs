@@ -89,15 +89,20 @@ pub fn guarded_command(
         ScriptBy::Hash => cmd.arg(GUARDED_SCRIPT_SHA.as_str()),
         ScriptBy::Body => cmd.arg(GUARDED_SCRIPT),
     };
-    let records =
-        |group: &GuardedGroup<'_>| group.items.iter().filter(|i| i.record.is_some()).count();
+    let records = |group: &GuardedGroup<'_>| {
+        group
+            .items
+            .iter()
+            .filter(|i| i.conditions.record().is_some())
+            .count()
+    };
     cmd.arg(groups.iter().map(|g| 2 + records(g)).sum::<usize>());
     for group in groups {
         cmd.arg(&*layout.counter(group.key))
             .arg(layout.uniqueness_set(group.key));
         for item in &group.items {
-            if let Some(record) = item.record {
-                cmd.arg(layout.idempotency_record(group.key, record.key));
+            if let Some(record) = item.conditions.record() {
+                cmd.arg(layout.idempotency_record(group.key, &record.key));
             }
         }
     }
@@ -106,10 +111,11 @@ pub fn guarded_command(
         cmd.arg(group.items.len()).arg(records(group));
         let mut next_record = 1;
         for item in &group.items {
-            cmd.arg(item.delta).arg(item.unique_user.unwrap_or(""));
-            match item.record {
+            cmd.arg(item.delta)
+                .arg(item.conditions.unique_user().unwrap_or(""));
+            match item.conditions.record() {
                 Some(record) => {
-                    cmd.arg(next_record).arg(record.fingerprint);
+                    cmd.arg(next_record).arg(&*record.fingerprint);
                     next_record += 1;
                 }
                 None => {
