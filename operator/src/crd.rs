@@ -712,20 +712,6 @@ pub struct RedisStatus {
     pub state: String,
 }
 
-/// Condition types and reasons written to `status.conditions`.
-pub mod condition {
-    /// Every component has its desired ready replicas.
-    pub const READY: &str = "Ready";
-    /// The operator is rolling out a change.
-    pub const PROGRESSING: &str = "Progressing";
-    /// Something is wrong; the reason says what.
-    pub const DEGRADED: &str = "Degraded";
-    /// Reason: the spec is invalid in a way the CRD's CEL rules cannot catch.
-    pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
-    /// Reason: every component is ready.
-    pub const REASON_ALL_COMPONENTS_READY: &str = "AllComponentsReady";
-}
-
 fn resources(cpu_request: &str, memory_request: &str, memory_limit: &str) -> ResourceRequirements {
     ResourceRequirements {
         requests: Some(BTreeMap::from([

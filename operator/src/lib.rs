@@ -1,20 +1,20 @@
 //! highpress-operator: the `CounterCluster` custom resource and the controller that
 //! reconciles it.
 //!
-//! The reconcile pipeline is validate ([`validate`]) → build ([`build`], pure functions) →
-//! apply ([`controller`]) → status ([`status`], pure). Around it: the CRD types ([`crd`]) and
-//! manifest ([`crd_yaml`]), the offline `render` of CounterCluster files ([`render`], [`yaml`]),
-//! leader election ([`leader`]), metrics ([`metrics`]) and the process ([`run`]).
+//! [`reconcile`] is the pipeline, one module per stage: validate → build (pure) → apply
+//! (server-side apply) → status (pure), with the condition and Event vocabulary in
+//! [`reconcile::conditions`]. Around it: the watches that start a reconcile ([`controller`]),
+//! the CRD types ([`crd`]) and manifest ([`crd_yaml`]), the offline `render` of CounterCluster
+//! files ([`render`], [`yaml`]), leader election ([`leader`]), metrics ([`metrics`]) and the
+//! process ([`run`]).
 
-pub mod build;
 pub mod controller;
 pub mod crd;
 pub mod leader;
 pub mod metrics;
+pub mod reconcile;
 pub mod render;
 pub mod run;
-pub mod status;
-pub mod validate;
 pub mod yaml;
 
 use kube::CustomResourceExt;
@@ -47,6 +47,15 @@ pub enum Error {
     /// A document of a `render` input has no `metadata.name`.
     #[error("document {document}: the CounterCluster has no metadata.name")]
     MissingName { document: usize },
+    /// A CounterCluster of a `render` input fails the checks the reconciler makes, so it would
+    /// be `Degraded/InvalidSpec` in a cluster; the message is the condition's.
+    #[error("document {document}: CounterCluster {name}: invalid spec: {source}")]
+    InvalidSpec {
+        document: usize,
+        name: String,
+        #[source]
+        source: reconcile::validate::InvalidSpec,
+    },
     /// A built object could not be converted to JSON.
     #[error("serializing a built object: {0}")]
     SerializeObject(#[source] serde_json::Error),

@@ -31,7 +31,9 @@ enum Command {
     Run(RunArgs),
 }
 
-#[derive(Debug, Args, Default)]
+/// The flags of `run`. Each default is written once, here: `highpress-operator` without a
+/// subcommand parses as `highpress-operator run`.
+#[derive(Debug, Args)]
 struct RunArgs {
     /// Address of the /livez, /readyz and /metrics server.
     #[arg(
@@ -39,7 +41,7 @@ struct RunArgs {
         env = "HIGHPRESS_OPERATOR_HTTP_ADDR",
         default_value = "0.0.0.0:8080"
     )]
-    http_addr: Option<SocketAddr>,
+    http_addr: SocketAddr,
     /// Namespaces to watch, comma-separated; empty watches all namespaces.
     #[arg(
         long,
@@ -49,14 +51,14 @@ struct RunArgs {
     watch_namespaces: Vec<String>,
     /// Elect a leader through a Lease, so several replicas are safe.
     #[arg(long, env = "HIGHPRESS_OPERATOR_LEADER_ELECTION", default_value = "true", action = clap::ArgAction::Set)]
-    leader_election: Option<bool>,
+    leader_election: bool,
     /// Name of the leader-election Lease.
     #[arg(
         long,
         env = "HIGHPRESS_OPERATOR_LEASE_NAME",
         default_value = "highpress-operator"
     )]
-    lease_name: Option<String>,
+    lease_name: String,
     /// Namespace of the Lease [default: POD_NAMESPACE, else the client's namespace].
     #[arg(long, env = "POD_NAMESPACE")]
     lease_namespace: Option<String>,
@@ -70,10 +72,10 @@ struct RunArgs {
         value_enum,
         default_value = "json"
     )]
-    log_format: Option<LogFormat>,
+    log_format: LogFormat,
     /// Log level or tracing filter, such as `info` or `highpress_operator=debug,kube=info`.
     #[arg(long, env = "HIGHPRESS_OPERATOR_LOG_LEVEL", default_value = "info")]
-    log_level: Option<String>,
+    log_level: String,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -107,7 +109,7 @@ fn main() -> anyhow::Result<()> {
                 std::fs::read_to_string(&file)
                     .with_context(|| format!("reading {}", file.display()))?
             };
-            let ctx = highpress_operator::build::BuildContext::default();
+            let ctx = highpress_operator::reconcile::build::BuildContext::default();
             let yaml = highpress_operator::render::render(&input, &ctx)
                 .with_context(|| format!("rendering {}", file.display()))?;
             write_stdout(&yaml, "the objects")
@@ -124,28 +126,21 @@ fn write_stdout(text: &str, what: &str) -> anyhow::Result<()> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    init_logs(
-        args.log_format.unwrap_or(LogFormat::Json),
-        args.log_level.as_deref().unwrap_or("info"),
-    )?;
+    init_logs(args.log_format, &args.log_level)?;
     let identity = match args.identity.filter(|s| !s.is_empty()) {
         Some(identity) => identity,
         None => hostname()?,
     };
     let settings = highpress_operator::run::Settings {
-        http_addr: args
-            .http_addr
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8080))),
+        http_addr: args.http_addr,
         watch_namespaces: args
             .watch_namespaces
             .into_iter()
             .map(|ns| ns.trim().to_owned())
             .filter(|ns| !ns.is_empty())
             .collect(),
-        leader_election: args.leader_election.unwrap_or(true),
-        lease_name: args
-            .lease_name
-            .unwrap_or_else(|| "highpress-operator".to_owned()),
+        leader_election: args.leader_election,
+        lease_name: args.lease_name,
         lease_namespace: args.lease_namespace.filter(|s| !s.is_empty()),
         identity,
     };

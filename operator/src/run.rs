@@ -5,8 +5,9 @@
 //! - `/livez` answers 200 while the process runs; `/readyz` answers 200 once the API server
 //!   answered and the replica is either leading or standing by, so standbys count as ready
 //!   (they are healthy and take over on failover); `/metrics` is the Prometheus text format.
-//! - Only the Lease holder runs controllers. Losing the Lease stops them at once and makes
-//!   [`run`] return an error, so the process exits non-zero and restarts as a standby.
+//! - Only the Lease holder runs the controllers ([`crate::controller`]). Losing the Lease stops
+//!   them at once and makes [`run`] return an error, so the process exits non-zero and
+//!   restarts as a standby.
 //! - SIGTERM or Ctrl-C stops the controllers (in-flight reconciles finish), releases the Lease
 //!   and returns `Ok`.
 
@@ -21,20 +22,15 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use futures::StreamExt;
-use futures::future::join_all;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::core::error_boundary::DeserializeGuard;
-use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
-use crate::build::BuildContext;
-use crate::controller::{self, Context};
-use crate::crd::CounterCluster;
+use crate::controller::run_controllers;
 use crate::leader::{LeaderElector, LeaseTiming};
 use crate::metrics::Metrics;
+use crate::reconcile::Context;
+use crate::reconcile::build::BuildContext;
 
 /// Settings of `highpress-operator run`.
 #[derive(Debug, Clone)]
@@ -214,53 +210,6 @@ where
             Ok(())
         }
     }
-}
-
-/// Runs one controller per watched namespace (one cluster-wide when the list is empty) until
-/// `shutdown`.
-pub async fn run_controllers(
-    client: Client,
-    namespaces: &[String],
-    ctx: Arc<Context>,
-    shutdown: CancellationToken,
-) {
-    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
-        vec![None]
-    } else {
-        namespaces.iter().map(|ns| Some(ns.as_str())).collect()
-    };
-    let controllers = scopes.into_iter().map(|namespace| {
-        let (counter_clusters, deployments, statefulsets) = match namespace {
-            Some(ns) => (
-                Api::<DeserializeGuard<CounterCluster>>::namespaced(client.clone(), ns),
-                Api::<Deployment>::namespaced(client.clone(), ns),
-                Api::<StatefulSet>::namespaced(client.clone(), ns),
-            ),
-            None => (
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-            ),
-        };
-        tracing::info!(
-            namespace = namespace.unwrap_or("<all>"),
-            "watching CounterClusters"
-        );
-        let owned =
-            watcher::Config::default().labels("app.kubernetes.io/managed-by=highpress-operator");
-        Controller::new(counter_clusters, watcher::Config::default())
-            .owns(deployments, owned.clone())
-            .owns(statefulsets, owned)
-            .graceful_shutdown_on(shutdown.clone().cancelled_owned())
-            .run(controller::reconcile, controller::error_policy, ctx.clone())
-            .for_each(|result| async move {
-                match result {
-                    Ok((object, _)) => tracing::debug!(%object, "reconciled"),
-                    Err(error) => tracing::debug!(%error, "reconcile or watch error"),
-                }
-            })
-    });
-    join_all(controllers).await;
 }
 
 fn health_router(health: Health) -> Router {

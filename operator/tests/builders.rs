@@ -7,14 +7,15 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use highpress_operator::build::config::{CONFIG_KEY, render_service_config};
-use highpress_operator::build::{
-    BuildContext, CONFIG_HASH_ANNOTATION, build_all, build_config_map, build_counter_deployment,
-    build_counter_headless_service, build_gateway_deployment, build_gateway_hpa,
-    build_gateway_service, build_network_policies, build_pdbs, build_redis_secret,
-    build_redis_service, build_redis_statefulset, build_service_monitor, config_hash,
+use highpress_operator::reconcile::build::config::{CONFIG_KEY, render_service_config};
+use highpress_operator::reconcile::build::{
+    BuildContext, CONFIG_HASH_ANNOTATION, ChildKind, build_all, build_config_map,
+    build_counter_deployment, build_counter_headless_service, build_gateway_deployment,
+    build_gateway_hpa, build_gateway_service, build_network_policies, build_pdbs,
+    build_redis_secret, build_redis_service, build_redis_statefulset, build_service_monitor,
+    config_hash,
 };
-use highpress_operator::crd::CounterCluster;
+use highpress_operator::reconcile::validate::ValidCounterCluster;
 use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -44,7 +45,7 @@ fn only_container(template: &PodTemplateSpec) -> &Container {
     &containers[0]
 }
 
-fn pod_templates(cc: &CounterCluster) -> Vec<(&'static str, PodTemplateSpec)> {
+fn pod_templates(cc: &ValidCounterCluster) -> Vec<(&'static str, PodTemplateSpec)> {
     let gateway = build_gateway_deployment(cc, &ctx());
     let counter = build_counter_deployment(cc, &ctx());
     let redis = build_redis_statefulset(cc);
@@ -55,7 +56,7 @@ fn pod_templates(cc: &CounterCluster) -> Vec<(&'static str, PodTemplateSpec)> {
     ]
 }
 
-fn every_metadata(cc: &CounterCluster) -> Vec<(String, ObjectMeta)> {
+fn every_metadata(cc: &ValidCounterCluster) -> Vec<(String, ObjectMeta)> {
     let objects = build_all(cc, &ctx())
         .to_values()
         .expect("objects serialize");
@@ -74,7 +75,7 @@ fn every_metadata(cc: &CounterCluster) -> Vec<(String, ObjectMeta)> {
 fn every_pod_meets_the_restricted_pod_security_standard() {
     // With the exporter, the Redis pod has a second container, checked like every other.
     let containers: Vec<(String, PodTemplateSpec, Container)> =
-        pod_templates(&cluster().with_redis_exporter())
+        pod_templates(&cluster().with_redis_exporter().valid())
             .into_iter()
             .flat_map(|(pod_name, template)| {
                 let containers = pod(&template).containers.clone();
@@ -128,7 +129,7 @@ fn every_pod_meets_the_restricted_pod_security_standard() {
 
 #[test]
 fn every_pod_spreads_across_nodes_by_hostname_and_selects_its_own_component() {
-    for (name, template) in pod_templates(&cluster()) {
+    for (name, template) in pod_templates(&cluster().valid()) {
         let spread = pod(&template)
             .topology_spread_constraints
             .as_ref()
@@ -152,7 +153,7 @@ fn every_pod_spreads_across_nodes_by_hostname_and_selects_its_own_component() {
 
 #[test]
 fn gateway_runs_the_gateway_command_with_http_probes_and_spec_resources() {
-    let cc = cluster();
+    let cc = cluster().valid();
     let deployment = build_gateway_deployment(&cc, &ctx());
     let container = only_container(template(deployment.spec.as_ref()));
     assert_eq!(container.command, Some(vec!["highpress".to_owned()]));
@@ -190,6 +191,7 @@ fn gateway_runs_the_gateway_command_with_http_probes_and_spec_resources() {
 fn counter_runs_the_counter_command_with_grpc_readiness_and_http_liveness() {
     let mut cc = cluster();
     cc.spec.image.tag = Some("1.2.3".to_owned());
+    let cc = cc.valid();
     let deployment = build_counter_deployment(&cc, &ctx());
     let container = only_container(template(deployment.spec.as_ref()));
     assert_eq!(
@@ -231,7 +233,7 @@ fn counter_runs_the_counter_command_with_grpc_readiness_and_http_liveness() {
 
 #[test]
 fn highpress_pods_mount_the_config_map_and_a_writable_tmp_only() {
-    let cc = cluster();
+    let cc = cluster().valid();
     for (name, template) in pod_templates(&cc).into_iter().take(2) {
         let volumes = pod(&template).volumes.as_ref().expect("volumes");
         let config = volumes
@@ -258,7 +260,7 @@ fn highpress_pods_mount_the_config_map_and_a_writable_tmp_only() {
 
 #[test]
 fn every_object_has_a_controller_owner_reference_and_the_standard_labels() {
-    let cc = cluster();
+    let cc = cluster().valid();
     let objects = every_metadata(&cc);
     assert_eq!(objects.len(), 9, "{objects:#?}");
     for (kind, meta) in objects {
@@ -289,7 +291,7 @@ fn every_object_has_a_controller_owner_reference_and_the_standard_labels() {
 
 #[test]
 fn a_cluster_without_a_uid_gives_objects_without_owner_references() {
-    for (kind, meta) in every_metadata(&cluster().without_uid()) {
+    for (kind, meta) in every_metadata(&cluster().without_uid().valid()) {
         assert_eq!(meta.owner_references, None, "{kind}");
     }
 }
@@ -301,8 +303,12 @@ fn a_cluster_without_a_uid_gives_objects_without_owner_references() {
 fn the_redis_secret_is_named_per_counter_cluster_uid() {
     let mut recreated = cluster();
     recreated.metadata.uid = Some("9E1D77B0-aaaa-bbbb-cccc-ddddeeeeffff".to_owned());
-    let names = [&cluster(), &recreated, &cluster().without_uid()]
-        .map(|cc| build_redis_secret(cc, "pw").metadata.name.expect("a name"));
+    let names = [cluster(), recreated, cluster().without_uid()].map(|cc| {
+        build_redis_secret(&cc.valid(), "pw")
+            .metadata
+            .name
+            .expect("a name")
+    });
     assert_eq!(
         names,
         [
@@ -315,7 +321,7 @@ fn the_redis_secret_is_named_per_counter_cluster_uid() {
 
 #[test]
 fn object_names_follow_the_cluster_name() {
-    let names: Vec<(String, String)> = every_metadata(&cluster())
+    let names: Vec<(String, String)> = every_metadata(&cluster().valid())
         .into_iter()
         .map(|(kind, meta)| (kind, meta.name.expect("a name")))
         .collect();
@@ -336,7 +342,10 @@ fn object_names_follow_the_cluster_name() {
 
 #[test]
 fn replica_counts_come_from_the_spec() {
-    let cc = cluster().with_gateway_replicas(4).with_counter_replicas(7);
+    let cc = cluster()
+        .with_gateway_replicas(4)
+        .with_counter_replicas(7)
+        .valid();
     let gateway = build_gateway_deployment(&cc, &ctx());
     let counter = build_counter_deployment(&cc, &ctx());
     assert_eq!(gateway.spec.and_then(|s| s.replicas), Some(4));
@@ -347,11 +356,14 @@ fn replica_counts_come_from_the_spec() {
 
 #[test]
 fn hpa_exists_only_when_autoscaling_is_enabled_and_then_owns_the_gateway_replicas() {
-    let disabled = cluster().with_gateway_replicas(4);
+    let disabled = cluster().with_gateway_replicas(4).valid();
     assert_eq!(build_gateway_hpa(&disabled), None);
     assert_eq!(build_all(&disabled, &ctx()).gateway_hpa, None);
 
-    let enabled = cluster().with_gateway_replicas(4).with_autoscaling(3, 12);
+    let enabled = cluster()
+        .with_gateway_replicas(4)
+        .with_autoscaling(3, 12)
+        .valid();
     let hpa = build_gateway_hpa(&enabled).expect("an HPA when autoscaling is enabled");
     assert_eq!(hpa.metadata.name.as_deref(), Some("likes-gateway"));
     let spec = hpa.spec.expect("HPA spec");
@@ -382,6 +394,7 @@ fn gateway_service_follows_the_spec_and_targets_the_http_port() {
     let mut cc = cluster();
     cc.spec.gateway.service.port = 80;
     cc.spec.gateway.service.type_ = highpress_operator::crd::ServiceType::LoadBalancer;
+    let cc = cc.valid();
     let spec = build_gateway_service(&cc).spec.expect("spec");
     assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
     let port = &spec.ports.expect("ports")[0];
@@ -398,7 +411,7 @@ fn gateway_service_follows_the_spec_and_targets_the_http_port() {
 
 #[test]
 fn counter_service_is_headless_on_grpc_50051_and_publishes_only_ready_pods() {
-    let spec = build_counter_headless_service(&cluster())
+    let spec = build_counter_headless_service(&cluster().valid())
         .spec
         .expect("spec");
     assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
@@ -416,7 +429,7 @@ fn counter_service_is_headless_on_grpc_50051_and_publishes_only_ready_pods() {
 
 #[test]
 fn pdbs_allow_one_unavailable_pod_per_tier() {
-    let pdbs = build_pdbs(&cluster());
+    let pdbs = build_pdbs(&cluster().valid());
     let summary: Vec<_> = pdbs
         .iter()
         .map(|pdb| {
@@ -451,12 +464,14 @@ fn pdbs_allow_one_unavailable_pod_per_tier() {
 
 #[test]
 fn config_map_never_holds_a_password_and_counters_get_it_from_the_secret() {
-    let external = cluster().with_external_redis(
-        "rediss://redis.data.svc:6380/0",
-        Some(("redis-auth", "secret-key")),
-        false,
-    );
-    for cc in [cluster(), external.clone()] {
+    let external = cluster()
+        .with_external_redis(
+            "rediss://redis.data.svc:6380/0",
+            Some(("redis-auth", "secret-key")),
+            false,
+        )
+        .valid();
+    for cc in [cluster().valid(), external.clone()] {
         let text = render_service_config(&cc);
         assert!(!text.contains("password"), "{text}");
         assert!(!text.contains("redis-auth"), "{text}");
@@ -485,7 +500,7 @@ fn config_map_never_holds_a_password_and_counters_get_it_from_the_secret() {
         ("redis-auth", "secret-key")
     );
 
-    let managed = build_counter_deployment(&cluster(), &ctx());
+    let managed = build_counter_deployment(&cluster().valid(), &ctx());
     let env = only_container(template(managed.spec.as_ref()))
         .env
         .clone()
@@ -503,31 +518,33 @@ fn config_map_never_holds_a_password_and_counters_get_it_from_the_secret() {
 
 #[test]
 fn external_redis_without_a_secret_gives_counters_no_password_env() {
-    let cc = cluster().with_external_redis("redis://redis.example:6379/0", None, false);
+    let cc = cluster()
+        .with_external_redis("redis://redis.example:6379/0", None, false)
+        .valid();
     let counter = build_counter_deployment(&cc, &ctx());
     assert_eq!(only_container(template(counter.spec.as_ref())).env, None);
 }
 
 #[test]
 fn managed_redis_config_points_at_the_managed_service_and_no_external_is_built_for_it() {
-    let text = render_service_config(&cluster());
+    let text = render_service_config(&cluster().valid());
     assert!(text.contains("addr: likes-redis.apps.svc:6379\n"), "{text}");
     assert!(text.contains("cluster: false\n"), "{text}");
     assert!(
         text.contains("dns: likes-counter.apps.svc.cluster.local:50051\n"),
         "{text}"
     );
-    assert!(build_all(&cluster(), &ctx()).redis.is_some());
+    assert!(build_all(&cluster().valid(), &ctx()).redis.is_some());
 }
 
 #[test]
 fn external_redis_config_uses_the_url_and_cluster_flag_and_builds_no_redis() {
-    let cc = cluster().with_external_redis("redis://a:6379,redis://b:6379", None, true);
+    // One seed URL: the spec checks reject a comma-separated seed list (see validate.rs).
+    let cc = cluster()
+        .with_external_redis("redis://seed-a:6379", None, true)
+        .valid();
     let text = render_service_config(&cc);
-    assert!(
-        text.contains("addr: redis://a:6379,redis://b:6379\n"),
-        "{text}"
-    );
+    assert!(text.contains("addr: redis://seed-a:6379\n"), "{text}");
     assert!(text.contains("cluster: true\n"), "{text}");
     assert_eq!(build_all(&cc, &ctx()).redis, None);
 }
@@ -537,6 +554,7 @@ fn managed_redis_statefulset_has_aof_a_pvc_and_writes_only_to_its_data_volume() 
     let mut cc = cluster();
     cc.spec.redis.managed.storage.size = Quantity("20Gi".to_owned());
     cc.spec.redis.managed.storage.storage_class_name = Some("fast-ssd".to_owned());
+    let cc = cc.valid();
     let statefulset = build_redis_statefulset(&cc);
     assert_eq!(statefulset.metadata.name.as_deref(), Some("likes-redis"));
     let spec = statefulset.spec.expect("spec");
@@ -612,7 +630,9 @@ fn managed_redis_statefulset_has_aof_a_pvc_and_writes_only_to_its_data_volume() 
         .expect("retention policy");
     assert_eq!(retention.when_deleted.as_deref(), Some("Retain"));
 
+    let mut cc = cc.into_inner();
     cc.spec.redis.managed.append_only = false;
+    let cc = cc.valid();
     let args = only_container(&build_redis_statefulset(&cc).spec.expect("spec").template)
         .args
         .clone()
@@ -626,7 +646,7 @@ fn managed_redis_statefulset_has_aof_a_pvc_and_writes_only_to_its_data_volume() 
 
 #[test]
 fn redis_service_exposes_6379_to_the_redis_pod() {
-    let spec = build_redis_service(&cluster()).spec.expect("spec");
+    let spec = build_redis_service(&cluster().valid()).spec.expect("spec");
     let port = &spec.ports.expect("ports")[0];
     assert_eq!(port.port, 6379);
     assert_eq!(
@@ -635,7 +655,7 @@ fn redis_service_exposes_6379_to_the_redis_pod() {
     );
 }
 
-fn redis_containers(cc: &CounterCluster) -> Vec<Container> {
+fn redis_containers(cc: &ValidCounterCluster) -> Vec<Container> {
     build_redis_statefulset(cc)
         .spec
         .expect("spec")
@@ -658,7 +678,7 @@ fn service_ports(service: &Service) -> Vec<(String, i32, Option<IntOrString>)> {
 
 #[test]
 fn redis_exporter_is_off_by_default_and_then_adds_no_container_and_no_port() {
-    let cc = cluster();
+    let cc = cluster().valid();
     assert!(!cc.spec.redis.managed.exporter.enabled);
     let names: Vec<String> = redis_containers(&cc).into_iter().map(|c| c.name).collect();
     assert_eq!(names, ["redis"]);
@@ -679,6 +699,7 @@ fn redis_exporter_sidecar_reads_redis_over_localhost_with_the_secret_password() 
         "cpu".to_owned(),
         Quantity("20m".to_owned()),
     )]));
+    let cc = cc.valid();
     let containers = redis_containers(&cc);
     let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["redis", "redis-exporter"]);
@@ -784,6 +805,7 @@ fn an_enabled_exporter_is_ignored_with_external_redis() {
     cc.spec.redis.managed.exporter.enabled = true;
     cc.spec.network_policy.enabled = true;
     cc.spec.observability.metrics.service_monitor.enabled = true;
+    let cc = cc.valid();
     let children = build_all(&cc, &ctx());
     assert_eq!(children.redis, None);
     let policies: Vec<_> = children
@@ -831,7 +853,7 @@ fn selects(monitor: &DynamicObject, labels: &BTreeMap<String, String>) -> bool {
 
 /// For each Service the ServiceMonitor selects, the endpoint port names it has, which are the
 /// targets prometheus-operator scrapes.
-fn scraped_ports(cc: &CounterCluster) -> Vec<(String, String)> {
+fn scraped_ports(cc: &ValidCounterCluster) -> Vec<(String, String)> {
     let monitor = build_service_monitor(cc);
     let endpoint_ports: Vec<&str> = monitor.data["spec"]["endpoints"]
         .as_array()
@@ -866,11 +888,11 @@ fn service_monitor_scrapes_the_http_ports_and_the_exporter_only_when_it_runs() {
             .collect()
     };
     assert_eq!(
-        scraped_ports(&cluster()),
+        scraped_ports(&cluster().valid()),
         pairs(&[("likes-gateway", "http"), ("likes-counter", "http")])
     );
     assert_eq!(
-        scraped_ports(&cluster().with_redis_exporter()),
+        scraped_ports(&cluster().with_redis_exporter().valid()),
         pairs(&[
             ("likes-gateway", "http"),
             ("likes-counter", "http"),
@@ -880,6 +902,7 @@ fn service_monitor_scrapes_the_http_ports_and_the_exporter_only_when_it_runs() {
 
     let mut cc = cluster().with_redis_exporter();
     cc.spec.observability.metrics.service_monitor.interval = "30s".to_owned();
+    let cc = cc.valid();
     let monitor = build_service_monitor(&cc);
     assert_eq!(
         monitor.data["spec"]["endpoints"],
@@ -926,7 +949,7 @@ fn ingress_rules(policy: &NetworkPolicy) -> Vec<(Option<Vec<String>>, Vec<i32>)>
 #[test]
 fn network_policies_open_the_exporter_port_to_every_pod_only_when_it_runs() {
     let counters_only = (Some(vec!["counter".to_owned()]), vec![6379]);
-    let plain = build_network_policies(&cluster());
+    let plain = build_network_policies(&cluster().valid());
     assert_eq!(plain.len(), 2);
     assert_eq!(
         ingress_rules(&plain[0]),
@@ -942,7 +965,7 @@ fn network_policies_open_the_exporter_port_to_every_pod_only_when_it_runs() {
         std::slice::from_ref(&counters_only)
     );
 
-    let exporter = build_network_policies(&cluster().with_redis_exporter());
+    let exporter = build_network_policies(&cluster().with_redis_exporter().valid());
     assert_eq!(exporter[0], plain[0], "the counter policy does not change");
     assert_eq!(
         ingress_rules(&exporter[1]),
@@ -963,7 +986,7 @@ fn config_hash_annotation(template: &PodTemplateSpec) -> String {
 
 #[test]
 fn pods_carry_the_config_hash_which_changes_only_when_the_config_does() {
-    let cc = cluster();
+    let cc = cluster().valid();
     let hash = config_hash(&build_config_map(&cc));
     assert_eq!(hash.len(), 16);
     let gateway = build_gateway_deployment(&cc, &ctx());
@@ -977,11 +1000,12 @@ fn pods_carry_the_config_hash_which_changes_only_when_the_config_does() {
         hash
     );
 
-    let more_replicas = cluster().with_counter_replicas(9);
+    let more_replicas = cluster().with_counter_replicas(9).valid();
     assert_eq!(config_hash(&build_config_map(&more_replicas)), hash);
 
     let mut new_batch = cluster();
     new_batch.spec.counter.coalescing.max_batch = 1024;
+    let new_batch = new_batch.valid();
     let changed = config_hash(&build_config_map(&new_batch));
     assert_ne!(changed, hash);
     let counter = build_counter_deployment(&new_batch, &ctx());
@@ -1014,6 +1038,7 @@ fn pod_template_overrides_reach_every_pod() {
         effect: Some("NoSchedule".to_owned()),
         toleration_seconds: None,
     }];
+    let cc = cc.valid();
     for (name, template) in pod_templates(&cc) {
         let annotations = template
             .metadata
@@ -1037,4 +1062,33 @@ fn pod_template_overrides_reach_every_pod() {
             "{name}"
         );
     }
+}
+
+/// Each child's [`ChildKind`] is the `kind` its object carries, and with every optional
+/// feature on the builders make one of every kind but the Secret (which the apply step
+/// creates), so the kinds the controller watches are the kinds the operator writes.
+#[test]
+fn every_child_carries_its_kind_and_every_kind_is_built() {
+    let mut cc = cluster().with_redis_exporter().with_autoscaling(2, 4);
+    cc.spec.network_policy.enabled = true;
+    cc.spec.observability.metrics.service_monitor.enabled = true;
+    let objects = build_all(&cc.valid(), &ctx())
+        .objects()
+        .expect("objects serialize");
+    for (kind, value) in &objects {
+        assert_eq!(value["kind"], kind.as_str(), "{value}");
+    }
+    let built: std::collections::BTreeSet<&str> =
+        objects.iter().map(|(kind, _)| kind.as_str()).collect();
+    let expected: std::collections::BTreeSet<&str> = ChildKind::ALL
+        .into_iter()
+        .filter(|kind| *kind != ChildKind::Secret)
+        .map(ChildKind::as_str)
+        .collect();
+    assert_eq!(built, expected);
+    let secret = build_redis_secret(&cluster().valid(), "pw");
+    assert_eq!(
+        serde_json::to_value(&secret).expect("JSON")["kind"],
+        ChildKind::Secret.as_str()
+    );
 }

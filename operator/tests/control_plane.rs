@@ -884,7 +884,7 @@ fn spec_change(suite: &mut Suite) {
             .and_then(|t| t.metadata.as_ref())
             .and_then(|m| m.annotations.as_ref())
             .and_then(|a| {
-                a.get(highpress_operator::build::CONFIG_HASH_ANNOTATION)
+                a.get(highpress_operator::reconcile::build::CONFIG_HASH_ANNOTATION)
                     .cloned()
             })
             .unwrap_or_default()
@@ -1343,7 +1343,7 @@ fn pod_wiring(suite: &mut Suite) {
         .expect("a readiness probe");
     assert_eq!(
         counter_probe.grpc.as_ref().map(|g| g.port),
-        Some(highpress_operator::build::config::GRPC_PORT)
+        Some(highpress_operator::reconcile::build::config::GRPC_PORT)
     );
     let gateway_probe = gateway_container
         .readiness_probe
@@ -1470,7 +1470,7 @@ fn replace_flag(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
 
 /// `args` with the ConfigMap's mount path mapped to where the test wrote config.yaml.
 fn mounted(args: Vec<String>, config: &Path) -> Vec<String> {
-    let in_pod = highpress_operator::build::config::CONFIG_FILE_PATH;
+    let in_pod = highpress_operator::reconcile::build::config::CONFIG_FILE_PATH;
     assert!(
         args.iter().any(|a| a == in_pod),
         "the args name the mounted config: {args:?}"

@@ -13,16 +13,16 @@ use std::process::Command;
 use std::time::Duration;
 
 use highpress::config::{Config, LogFormat, StoreKind};
-use highpress_operator::build::config::CONFIG_KEY;
-use highpress_operator::build::{BuildContext, build_config_map};
 use highpress_operator::crd::{CounterCluster, LogLevel, RedisMode};
+use highpress_operator::reconcile::build::config::CONFIG_KEY;
+use highpress_operator::reconcile::build::{BuildContext, build_config_map};
 use highpress_operator::render::{parse_counter_clusters, render};
 use serde_json::Value;
 use support::{CounterClusterFixture, cluster, example_names, example_text};
 
 /// Writes `cc`'s rendered config.yaml to a temporary file and loads it as the service does.
 fn load_rendered_config(cc: &CounterCluster, label: &str) -> Config {
-    let config_map = build_config_map(cc);
+    let config_map = build_config_map(&cc.clone().valid());
     let text = config_map
         .data
         .as_ref()
@@ -169,7 +169,7 @@ fn the_key_layout_renders_into_the_services_store_key_layout() {
 
 #[test]
 fn the_service_loader_rejects_an_unknown_key_so_the_contract_test_has_teeth() {
-    let cc = cluster();
+    let cc = cluster().valid();
     let text = build_config_map(&cc).data.expect("data")[CONFIG_KEY].replace(
         "coalescing:\n  max_batch:",
         "coalescing:\n  maxBatch: 1\n  max_batch:",
@@ -208,13 +208,14 @@ fn edge_case_specs_render_configs_the_service_loads() {
     assert_eq!(config.kafka.topic, "likes_events");
 
     let redis_cluster = cluster().with_external_redis(
-        "redis://seed-a:6379,redis://seed-b:6379",
+        // One seed URL: the spec checks reject a comma-separated seed list (see validate.rs).
+        "redis://seed-a:6379",
         Some(("redis-auth", "password")),
         true,
     );
     let config = load_rendered_config(&redis_cluster, "redis-cluster");
     assert!(config.redis.cluster);
-    assert_eq!(config.redis.addr, "redis://seed-a:6379,redis://seed-b:6379");
+    assert_eq!(config.redis.addr, "redis://seed-a:6379");
 
     let plain_external = cluster().with_external_redis("redis://redis.example:6379/2", None, false);
     let config = load_rendered_config(&plain_external, "plain-external");
@@ -354,6 +355,42 @@ fn render_rejects_a_document_that_is_not_a_counter_cluster() {
     assert!(output.stdout.is_empty());
 }
 
+/// `render` prints what the reconciler would apply, so a spec the reconciler reports
+/// `Degraded/InvalidSpec` renders nothing, with the condition's message (the reconcile
+/// scenarios compare the two for the same CounterCluster).
+#[test]
+fn render_rejects_a_spec_the_reconciler_rejects() {
+    let valid = "apiVersion: highpress.dev/v1alpha1\nkind: CounterCluster\nmetadata: {name: likes}\nspec: {}\n";
+    let invalid = "apiVersion: highpress.dev/v1alpha1\nkind: CounterCluster\nmetadata: {name: 1likes}\n\
+                   spec: {idempotency: {ttl: 1w}}\n";
+    let both = format!("{valid}---\n{invalid}");
+    let error = render(&both, &BuildContext::default()).expect_err("an invalid spec is rejected");
+    assert_eq!(
+        error.to_string(),
+        "document 2: CounterCluster 1likes: invalid spec: metadata.name: must start with a \
+         lowercase letter (Service names are DNS-1035 labels); spec.idempotency.ttl: \"1w\" is \
+         not a duration like 500ms, 30s, 2m, 24h or 7d"
+    );
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_highpress-operator"))
+        .args(["render", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running highpress-operator render -");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), both.as_bytes())
+        .expect("writing the CounterClusters");
+    let output = child.wait_with_output().expect("render exits");
+    assert!(!output.status.success());
+    assert!(
+        output.stdout.is_empty(),
+        "nothing is printed, not even the valid one"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid spec: metadata.name"), "{stderr}");
+}
+
 #[test]
 fn every_example_passes_the_spec_checks_beyond_cel() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
@@ -361,8 +398,8 @@ fn every_example_passes_the_spec_checks_beyond_cel() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
         for cc in highpress_operator::render::parse_counter_clusters(&text).unwrap() {
-            let problems = highpress_operator::validate::validate(&cc);
-            assert!(problems.is_empty(), "{}: {problems:?}", path.display());
+            let problems = highpress_operator::reconcile::validate::validate(&cc).err();
+            assert!(problems.is_none(), "{}: {problems:?}", path.display());
         }
     }
 }

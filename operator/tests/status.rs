@@ -4,11 +4,13 @@
 mod support;
 
 use highpress_operator::crd::{CounterCluster, CounterClusterStatus};
-use highpress_operator::status::{
-    ComponentReadiness, DEGRADED, Observed, PROGRESSING, READY, REASON_ALL_COMPONENTS_READY,
-    REASON_APPLY_FAILED, REASON_AS_EXPECTED, REASON_COMPONENTS_NOT_READY, REASON_INVALID_SPEC,
-    REASON_PAUSED, REASON_ROLLING_OUT, REASON_ROLLOUT_COMPLETE, RedisObserved, STATUS_FALSE,
-    STATUS_TRUE, STATUS_UNKNOWN, compute_status,
+use highpress_operator::reconcile::conditions::{
+    DEGRADED, PROGRESSING, READY, REASON_ALL_COMPONENTS_READY, REASON_APPLY_FAILED,
+    REASON_AS_EXPECTED, REASON_COMPONENTS_NOT_READY, REASON_INVALID_SPEC, REASON_PAUSED,
+    REASON_ROLLING_OUT, REASON_ROLLOUT_COMPLETE, STATUS_FALSE, STATUS_TRUE, STATUS_UNKNOWN,
+};
+use highpress_operator::reconcile::status::{
+    ComponentReadiness, Observed, RedisObserved, compute_status,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;

@@ -2,8 +2,9 @@
 //! pattern (a `tower-test` mock service behind a real `kube::Client`), grown into a small
 //! in-memory store so that whole reconciles and the whole process can run against it.
 //!
-//! No real API server can run on these machines (no container engine, no kube-apiserver
-//! package), so this stands in for one, and only for what the operator uses:
+//! The real control plane (`tests/control_plane.rs`) shows what the operator does to a cluster;
+//! this one records every request, so tests assert the exact calls, fail any request on demand,
+//! and run in milliseconds. It stands in only for what the operator uses:
 //! - GET, POST, PUT, DELETE and PATCH (server-side apply and merge) of namespaced objects and
 //!   of the `status` subresource, with uids, resourceVersions, `AlreadyExists`, `NotFound`,
 //!   resourceVersion conflicts and delete preconditions;
@@ -453,16 +454,20 @@ fn discovery(state: &State, path: &str) -> Response<ResponseBody> {
                 })).collect::<Vec<_>>(),
             }),
         ),
-        // What a real kube-apiserver answers for a group it does not serve: plain text, not a
-        // Status object.
-        None => Response::builder()
-            .status(StatusCode::NOT_FOUND)
-            .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .body(BodyExt::boxed(Full::new(Bytes::from_static(
-                b"404 page not found\n",
-            ))))
-            .expect("a valid response"),
+        None => plain_not_found(),
     }
+}
+
+/// What a real kube-apiserver answers for any path of a group it does not serve: plain text,
+/// not a Status object.
+fn plain_not_found() -> Response<ResponseBody> {
+    Response::builder()
+        .status(StatusCode::NOT_FOUND)
+        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(BodyExt::boxed(Full::new(Bytes::from_static(
+            b"404 page not found\n",
+        ))))
+        .expect("a valid response")
 }
 
 fn watch_response() -> Response<ResponseBody> {

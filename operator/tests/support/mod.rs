@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use highpress_operator::crd::{
     CounterCluster, CounterClusterSpec, CounterTypeSpec, ExternalRedisSpec, RedisMode, SecretKeyRef,
 };
+use highpress_operator::reconcile::validate::{ValidCounterCluster, validate};
 
 /// The workspace root.
 pub fn repo_root() -> PathBuf {
@@ -62,6 +63,8 @@ pub trait CounterClusterFixture {
     fn with_external_redis(self, url: &str, secret: Option<(&str, &str)>, cluster: bool) -> Self;
     fn with_redis_exporter(self) -> Self;
     fn without_uid(self) -> Self;
+    /// The fixture as the builders take it; panics with the problems if it is invalid.
+    fn valid(self) -> ValidCounterCluster;
 }
 
 impl CounterClusterFixture for CounterCluster {
@@ -109,6 +112,10 @@ impl CounterClusterFixture for CounterCluster {
     fn without_uid(mut self) -> Self {
         self.metadata.uid = None;
         self
+    }
+
+    fn valid(self) -> ValidCounterCluster {
+        validate(&self).unwrap_or_else(|invalid| panic!("an invalid fixture: {invalid}"))
     }
 }
 

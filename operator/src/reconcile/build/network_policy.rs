@@ -17,6 +17,7 @@ use super::config::{GRPC_PORT, HTTP_PORT, REDIS_PORT};
 use super::redis::{REDIS_EXPORTER_PORT, redis_exporter_enabled};
 use super::{Component, child_name, object_meta, selector_labels};
 use crate::crd::{CounterCluster, RedisMode};
+use crate::reconcile::validate::ValidCounterCluster;
 
 /// Names of every NetworkPolicy the operator may create for `cc`, so disabling the feature
 /// deletes all of them.
@@ -25,7 +26,7 @@ pub fn network_policy_names(cc: &CounterCluster) -> [String; 2] {
 }
 
 /// The policies for `cc`: counter first, then Redis when it is managed.
-pub fn build_network_policies(cc: &CounterCluster) -> Vec<NetworkPolicy> {
+pub fn build_network_policies(cc: &ValidCounterCluster) -> Vec<NetworkPolicy> {
     let mut policies = vec![policy(
         cc,
         Component::Counter,

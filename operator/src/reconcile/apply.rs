@@ -1,6 +1,7 @@
-//! The child objects of one CounterCluster on the API server: ensure the Redis password
-//! Secret, apply everything [`build_all`] returns, delete what disabled features left behind,
-//! and read the replica counts back from the apply responses.
+//! Apply: the child objects of one valid CounterCluster on the API server. Ensures the Redis
+//! password Secret, applies everything [`build_all`] returns (through [`super::ssa`]), deletes
+//! what disabled features left behind, and reads the replica counts back from the apply
+//! responses as the [`Observed`] that [`super::status`] computes the status from.
 //!
 //! Order (the first failure stops the rest, so a half-configured tier never starts talking to
 //! a Redis that does not exist yet):
@@ -27,31 +28,43 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::{Client, ResourceExt};
 
-use super::apply::{apply, delete_owned};
-use super::{Context, ReconcileError};
-use crate::build::network_policy::network_policy_names;
-use crate::build::redis::redis_secret_name;
-use crate::build::service_monitor::{
+use super::build::network_policy::network_policy_names;
+use super::build::redis::redis_secret_name;
+use super::build::service_monitor::{
     SERVICE_MONITOR_GROUP, SERVICE_MONITOR_VERSION, service_monitor_resource,
 };
-use crate::build::{build_all, build_redis_secret, child_name, namespace};
-use crate::crd::CounterCluster;
-use crate::status::{ComponentReadiness, Observed, RedisObserved};
+use super::build::{Child, ChildObjects, build_all, build_redis_secret, child_name, namespace};
+use super::ssa::{apply, delete_owned};
+use super::status::{ComponentReadiness, Observed, RedisObserved};
+use super::validate::ValidCounterCluster;
+use super::{Context, ReconcileError};
 
 /// Applies every child object of `cc` in order and returns what was observed.
 pub async fn apply_children(
-    cc: &CounterCluster,
+    cc: &ValidCounterCluster,
     ctx: &Context,
 ) -> Result<Observed, ReconcileError> {
     let client = &ctx.client;
     let ns = namespace(cc);
-    let children = build_all(cc, &ctx.build);
+    // Every field by name, no `..`: a new child does not compile until it is applied here.
+    let ChildObjects {
+        config_map,
+        redis,
+        counter_service,
+        counter_deployment,
+        gateway_service,
+        gateway_deployment,
+        gateway_hpa,
+        pdbs,
+        network_policies,
+        service_monitor,
+    } = build_all(cc, &ctx.build);
 
-    apply(&api::<ConfigMap>(client, &ns), &children.config_map).await?;
+    apply(&api::<ConfigMap>(client, &ns), &config_map).await?;
 
     let services = api::<Service>(client, &ns);
     let statefulsets = api::<StatefulSet>(client, &ns);
-    let redis = match &children.redis {
+    let redis = match &redis {
         Some((service, statefulset)) => {
             ensure_redis_secret(cc, client, &ns).await?;
             apply(&services, service).await?;
@@ -60,25 +73,25 @@ pub async fn apply_children(
         }
         None => {
             let name = child_name(cc, "redis");
-            delete_owned(&statefulsets, "StatefulSet", &name, cc).await?;
-            delete_owned(&services, "Service", &name, cc).await?;
+            delete_owned(&statefulsets, StatefulSet::KIND.as_str(), &name, cc).await?;
+            delete_owned(&services, Service::KIND.as_str(), &name, cc).await?;
             RedisObserved::External
         }
     };
 
     let deployments = api::<Deployment>(client, &ns);
-    apply(&services, &children.counter_service).await?;
-    let counter = apply(&deployments, &children.counter_deployment).await?;
-    apply(&services, &children.gateway_service).await?;
-    let gateway = apply(&deployments, &children.gateway_deployment).await?;
+    apply(&services, &counter_service).await?;
+    let counter = apply(&deployments, &counter_deployment).await?;
+    apply(&services, &gateway_service).await?;
+    let gateway = apply(&deployments, &gateway_deployment).await?;
 
     let hpas = api::<HorizontalPodAutoscaler>(client, &ns);
-    match &children.gateway_hpa {
+    match &gateway_hpa {
         Some(hpa) => drop(apply(&hpas, hpa).await?),
         None => {
             delete_owned(
                 &hpas,
-                "HorizontalPodAutoscaler",
+                HorizontalPodAutoscaler::KIND.as_str(),
                 &child_name(cc, "gateway"),
                 cc,
             )
@@ -86,18 +99,18 @@ pub async fn apply_children(
         }
     }
 
-    let pdbs = api::<PodDisruptionBudget>(client, &ns);
-    for pdb in &children.pdbs {
-        apply(&pdbs, pdb).await?;
+    let pdb_api = api::<PodDisruptionBudget>(client, &ns);
+    for pdb in &pdbs {
+        apply(&pdb_api, pdb).await?;
     }
 
     let policies = api::<NetworkPolicy>(client, &ns);
-    if children.network_policies.is_empty() {
+    if network_policies.is_empty() {
         for name in network_policy_names(cc) {
-            delete_owned(&policies, "NetworkPolicy", &name, cc).await?;
+            delete_owned(&policies, NetworkPolicy::KIND.as_str(), &name, cc).await?;
         }
     } else {
-        for policy in &children.network_policies {
+        for policy in &network_policies {
             apply(&policies, policy).await?;
         }
     }
@@ -106,11 +119,13 @@ pub async fn apply_children(
     if serves_service_monitors(client).await? {
         let monitors: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), &ns, &service_monitor_resource());
-        match &children.service_monitor {
+        match &service_monitor {
             Some(monitor) => drop(apply(&monitors, monitor).await?),
-            None => delete_owned(&monitors, "ServiceMonitor", &cc.name_any(), cc).await?,
+            None => {
+                delete_owned(&monitors, DynamicObject::KIND.as_str(), &cc.name_any(), cc).await?
+            }
         }
-    } else if children.service_monitor.is_some() {
+    } else if service_monitor.is_some() {
         skipped.push(format!(
             "ServiceMonitor skipped: the API server does not serve {SERVICE_MONITOR_GROUP}/{SERVICE_MONITOR_VERSION} (install the prometheus-operator CRDs)"
         ));
@@ -136,7 +151,7 @@ where
 /// Creates the managed Redis password Secret unless it exists. It is only ever created: the
 /// operator never reads, logs or updates it, so it needs no permission to read Secrets.
 async fn ensure_redis_secret(
-    cc: &CounterCluster,
+    cc: &ValidCounterCluster,
     client: &Client,
     ns: &str,
 ) -> Result<(), ReconcileError> {

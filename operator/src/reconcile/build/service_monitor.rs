@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::redis::{REDIS_EXPORTER_PORT_NAME, redis_exporter_enabled};
 use super::{APP_NAME, Component, cluster_object_meta};
-use crate::crd::CounterCluster;
+use crate::reconcile::validate::ValidCounterCluster;
 use kube::ResourceExt;
 
 /// API group of the ServiceMonitor kind.
@@ -33,7 +33,7 @@ pub fn service_monitor_resource() -> ApiResource {
 }
 
 /// The ServiceMonitor of `cc`, named like the CounterCluster.
-pub fn build_service_monitor(cc: &CounterCluster) -> DynamicObject {
+pub fn build_service_monitor(cc: &ValidCounterCluster) -> DynamicObject {
     let interval = &cc.spec.observability.metrics.service_monitor.interval;
     let mut components = vec![Component::Gateway.as_str(), Component::Counter.as_str()];
     let mut endpoints = vec![json!({

@@ -19,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::config::{CONFIG_MOUNT_PATH, HTTP_PORT, build_config_map, config_hash};
 use super::{BuildContext, CONFIG_HASH_ANNOTATION, Component, child_name, labels, selector_labels};
 use crate::crd::{CounterCluster, PullPolicy};
+use crate::reconcile::validate::ValidCounterCluster;
 
 /// UID and GID the highpress containers run as.
 pub const HIGHPRESS_UID: i64 = 10001;
@@ -114,7 +115,7 @@ pub fn pull_policy(policy: PullPolicy) -> String {
 /// emptyDir, the config-hash annotation, restricted security, the topology spread and the
 /// CounterCluster's `podTemplate` overrides.
 pub fn highpress_pod_template(
-    cc: &CounterCluster,
+    cc: &ValidCounterCluster,
     component: Component,
     mut container: Container,
 ) -> PodTemplateSpec {

@@ -1,11 +1,12 @@
 //! Reconcile scenarios against the fake API server (`support::fake_api`, the kube-rs
 //! ApiServerVerifier pattern): the exact requests of each scenario (paths, server-side apply
-//! patches, status patches, deletes of disabled features, error requeues), and the RBAC
-//! completeness check that compares every request any scenario made with the ClusterRole and
-//! Role the chart installs.
+//! patches, status patches, deletes of disabled features, error requeues, the process's
+//! Lease), each scenario followed by its test; and at the end the RBAC
+//! completeness check, which replays every scenario and compares the requests they made with
+//! the ClusterRole and Role the chart installs.
 //!
-//! A real API server cannot run on these machines; `make e2e` runs the operator on a real
-//! cluster in users' CI.
+//! Each scenario returns its requests for that check. What the operator does to a real
+//! cluster is `control_plane.rs`'s.
 
 mod support;
 
@@ -14,10 +15,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use highpress_operator::build::BuildContext;
-use highpress_operator::controller::{Context, error_policy, reconcile};
 use highpress_operator::crd::{CounterCluster, CounterClusterStatus};
 use highpress_operator::metrics::{Metrics, ReconcileResult};
+use highpress_operator::reconcile::build::BuildContext;
+use highpress_operator::reconcile::{Context, error_policy, reconcile};
+use highpress_operator::render::render;
 use highpress_operator::run::{Settings, serve};
 use http::Method;
 use kube::core::error_boundary::DeserializeGuard;
@@ -88,6 +90,17 @@ fn event_reasons(requests: &[Recorded]) -> Vec<String> {
         .filter(|r| r.method == Method::POST && r.path == EVENTS)
         .map(|r| r.body["reason"].as_str().unwrap_or_default().to_owned())
         .collect()
+}
+
+/// Whether a request is a forced apply of a child (the status is always forced).
+trait ForcedChild {
+    fn is_forced_child(&self) -> bool;
+}
+
+impl ForcedChild for Recorded {
+    fn is_forced_child(&self) -> bool {
+        self.is_forced() && !self.path.ends_with("/status")
+    }
 }
 
 /// A fresh, managed-Redis CounterCluster with every optional feature off.
@@ -192,6 +205,11 @@ async fn scenario_new_cluster() -> Vec<Recorded> {
     requests
 }
 
+#[tokio::test]
+async fn a_new_cluster_gets_every_object_in_order_and_a_status() {
+    scenario_new_cluster().await;
+}
+
 /// Workloads become ready, then a second reconcile with an unchanged status writes no status.
 async fn scenario_ready_then_steady() -> Vec<Recorded> {
     let mut cc = cluster();
@@ -230,6 +248,11 @@ async fn scenario_ready_then_steady() -> Vec<Recorded> {
     );
     requests.extend(again);
     requests
+}
+
+#[tokio::test]
+async fn ready_workloads_make_it_ready_and_a_steady_state_writes_nothing_new() {
+    scenario_ready_then_steady().await;
 }
 
 /// A spec change rewrites only what it should: more counter replicas change the counter
@@ -279,6 +302,11 @@ async fn scenario_spec_change_is_minimal() -> Vec<Recorded> {
     after
 }
 
+#[tokio::test]
+async fn a_spec_change_rewrites_only_what_it_should() {
+    scenario_spec_change_is_minimal().await;
+}
+
 /// Autoscaling on: the HPA is applied and the Deployment leaves replicas to it. Off again: the
 /// HPA the operator owns is deleted with a uid precondition.
 async fn scenario_autoscaling_toggle() -> Vec<Recorded> {
@@ -323,6 +351,11 @@ async fn scenario_autoscaling_toggle() -> Vec<Recorded> {
     all
 }
 
+#[tokio::test]
+async fn disabling_autoscaling_deletes_the_owned_hpa() {
+    scenario_autoscaling_toggle().await;
+}
+
 /// An object of a disabled feature that someone else owns is left alone.
 async fn scenario_foreign_object_kept() -> Vec<Recorded> {
     let mut cc = cluster();
@@ -342,6 +375,11 @@ async fn scenario_foreign_object_kept() -> Vec<Recorded> {
     );
     assert!(fake.get(&format!("{HPA}/likes-gateway")).is_some());
     requests
+}
+
+#[tokio::test]
+async fn objects_owned_by_someone_else_are_never_deleted() {
+    scenario_foreign_object_kept().await;
 }
 
 /// Switching to an external Redis deletes the managed StatefulSet and Service (the Secret and
@@ -376,6 +414,11 @@ async fn scenario_external_redis() -> Vec<Recorded> {
     );
     assert_eq!(status(&fake).redis.expect("redis").state, "External");
     requests
+}
+
+#[tokio::test]
+async fn switching_to_external_redis_deletes_the_managed_redis_but_keeps_its_secret() {
+    scenario_external_redis().await;
 }
 
 /// NetworkPolicies, a ServiceMonitor (its API served) and the redis_exporter sidecar are
@@ -446,6 +489,11 @@ async fn scenario_optional_features_on() -> Vec<Recorded> {
     all
 }
 
+#[tokio::test]
+async fn network_policies_and_service_monitor_follow_their_switches() {
+    scenario_optional_features_on().await;
+}
+
 /// The string `key` of every item of the JSON array `list`.
 fn each<'a>(list: &'a serde_json::Value, key: &str) -> Vec<&'a str> {
     list.as_array()
@@ -500,6 +548,11 @@ async fn scenario_service_monitor_without_crd() -> Vec<Recorded> {
     requests
 }
 
+#[tokio::test]
+async fn a_service_monitor_without_its_crd_is_skipped_with_a_message() {
+    scenario_service_monitor_without_crd().await;
+}
+
 /// A spec the CRD cannot reject: Degraded/InvalidSpec, an Event, no child written, no requeue.
 async fn scenario_invalid_spec() -> Vec<Recorded> {
     let mut cc = cluster();
@@ -535,7 +588,22 @@ async fn scenario_invalid_spec() -> Vec<Recorded> {
     );
     assert!(message.contains("metadata.name"), "{message}");
     assert_eq!(ctx.metrics.reconcile_count(ReconcileResult::InvalidSpec), 1);
+
+    // `render` builds nothing from the same spec, and says why in the same words.
+    let file = serde_norway::to_string(&cc).expect("YAML");
+    let error = render(&file, &BuildContext::default())
+        .expect_err("render rejects what reconcile rejects")
+        .to_string();
+    assert_eq!(
+        error,
+        format!("document 1: CounterCluster {}: {message}", "a".repeat(60))
+    );
     requests
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_degraded_and_writes_no_child() {
+    scenario_invalid_spec().await;
 }
 
 /// An API error stops the apply at the failing object, reports ApplyFailed, and requeues with
@@ -604,6 +672,11 @@ async fn scenario_api_error_requeues() -> Vec<Recorded> {
     fake.requests()
 }
 
+#[tokio::test]
+async fn api_errors_requeue_with_backoff() {
+    scenario_api_error_requeues().await;
+}
+
 /// A field someone else set is not taken by force; a conflict on `.spec.replicas` (left by
 /// the HPA's controller) is.
 async fn scenario_apply_conflicts() -> Vec<Recorded> {
@@ -651,6 +724,11 @@ async fn scenario_apply_conflicts() -> Vec<Recorded> {
     all
 }
 
+#[tokio::test]
+async fn conflicts_with_people_are_reported_and_replicas_are_reclaimed() {
+    scenario_apply_conflicts().await;
+}
+
 /// Paused: only the status says so; no child is written.
 async fn scenario_paused() -> Vec<Recorded> {
     let mut cc = cluster();
@@ -665,6 +743,11 @@ async fn scenario_paused() -> Vec<Recorded> {
     assert_eq!((progressing.as_str(), reason.as_str()), ("False", "Paused"));
     assert_eq!(ctx.metrics.reconcile_count(ReconcileResult::Paused), 1);
     requests
+}
+
+#[tokio::test]
+async fn a_paused_cluster_only_gets_its_status() {
+    scenario_paused().await;
 }
 
 /// An object the operator cannot read as a CounterCluster gets a Warning Event, nothing else.
@@ -686,6 +769,11 @@ async fn scenario_unreadable_object() -> Vec<Recorded> {
     assert_eq!(lines(&requests), [format!("POST {EVENTS}")]);
     assert_eq!(requests[0].body["regarding"]["name"], "broken");
     requests
+}
+
+#[tokio::test]
+async fn an_unreadable_object_gets_an_event_and_no_crash() {
+    scenario_unreadable_object().await;
 }
 
 const LEASE: &str =
@@ -831,6 +919,11 @@ async fn scenario_process_leads_and_reconciles() -> Vec<Recorded> {
     requests
 }
 
+#[tokio::test]
+async fn the_process_takes_the_lease_reconciles_and_releases_it_on_shutdown() {
+    scenario_process_leads_and_reconciles().await;
+}
+
 /// A standby waits while another replica holds a valid Lease: ready, but reconciling nothing.
 async fn scenario_standby_waits() -> Vec<Recorded> {
     let fake = FakeApi::new();
@@ -886,88 +979,8 @@ async fn scenario_standby_waits() -> Vec<Recorded> {
 }
 
 #[tokio::test]
-async fn the_process_takes_the_lease_reconciles_and_releases_it_on_shutdown() {
-    scenario_process_leads_and_reconciles().await;
-}
-
-#[tokio::test]
 async fn a_standby_waits_for_the_lease() {
     scenario_standby_waits().await;
-}
-
-trait ForcedChild {
-    fn is_forced_child(&self) -> bool;
-}
-
-impl ForcedChild for Recorded {
-    fn is_forced_child(&self) -> bool {
-        self.is_forced() && !self.path.ends_with("/status")
-    }
-}
-
-#[tokio::test]
-async fn a_new_cluster_gets_every_object_in_order_and_a_status() {
-    scenario_new_cluster().await;
-}
-
-#[tokio::test]
-async fn ready_workloads_make_it_ready_and_a_steady_state_writes_nothing_new() {
-    scenario_ready_then_steady().await;
-}
-
-#[tokio::test]
-async fn a_spec_change_rewrites_only_what_it_should() {
-    scenario_spec_change_is_minimal().await;
-}
-
-#[tokio::test]
-async fn disabling_autoscaling_deletes_the_owned_hpa() {
-    scenario_autoscaling_toggle().await;
-}
-
-#[tokio::test]
-async fn objects_owned_by_someone_else_are_never_deleted() {
-    scenario_foreign_object_kept().await;
-}
-
-#[tokio::test]
-async fn switching_to_external_redis_deletes_the_managed_redis_but_keeps_its_secret() {
-    scenario_external_redis().await;
-}
-
-#[tokio::test]
-async fn network_policies_and_service_monitor_follow_their_switches() {
-    scenario_optional_features_on().await;
-}
-
-#[tokio::test]
-async fn a_service_monitor_without_its_crd_is_skipped_with_a_message() {
-    scenario_service_monitor_without_crd().await;
-}
-
-#[tokio::test]
-async fn an_invalid_spec_is_degraded_and_writes_no_child() {
-    scenario_invalid_spec().await;
-}
-
-#[tokio::test]
-async fn api_errors_requeue_with_backoff() {
-    scenario_api_error_requeues().await;
-}
-
-#[tokio::test]
-async fn conflicts_with_people_are_reported_and_replicas_are_reclaimed() {
-    scenario_apply_conflicts().await;
-}
-
-#[tokio::test]
-async fn a_paused_cluster_only_gets_its_status() {
-    scenario_paused().await;
-}
-
-#[tokio::test]
-async fn an_unreadable_object_gets_an_event_and_no_crash() {
-    scenario_unreadable_object().await;
 }
 
 /// Every `(apiGroup, resource, verb)` the scenarios used. A server-side apply that may create

@@ -32,6 +32,7 @@ use super::pod::{
 };
 use super::{Component, child_name, labels, object_meta, selector_labels};
 use crate::crd::{CounterCluster, RedisMode};
+use crate::reconcile::validate::ValidCounterCluster;
 
 /// Key of the password in the managed Redis Secret.
 pub const REDIS_PASSWORD_KEY: &str = "password";
@@ -83,7 +84,7 @@ fn secret_env(cc: &CounterCluster, name: &str) -> EnvVar {
 }
 
 /// The Redis StatefulSet.
-pub fn build_redis_statefulset(cc: &CounterCluster) -> StatefulSet {
+pub fn build_redis_statefulset(cc: &ValidCounterCluster) -> StatefulSet {
     let managed = &cc.spec.redis.managed;
     let append_only = if managed.append_only { "yes" } else { "no" };
     let container = Container {
@@ -248,7 +249,7 @@ fn redis_exporter_container(cc: &CounterCluster) -> Container {
 
 /// The Redis Service (ClusterIP, port 6379) that `redis.addr` names, plus the exporter's
 /// `metrics` port 9121 when the sidecar runs.
-pub fn build_redis_service(cc: &CounterCluster) -> Service {
+pub fn build_redis_service(cc: &ValidCounterCluster) -> Service {
     let mut ports = vec![ServicePort {
         name: Some("redis".to_owned()),
         port: REDIS_PORT,
@@ -279,7 +280,7 @@ pub fn build_redis_service(cc: &CounterCluster) -> Service {
 
 /// The managed Redis password Secret `<name>-redis-auth`, holding `password`. The caller draws
 /// the password; the reconciler creates this Secret once and never updates it.
-pub fn build_redis_secret(cc: &CounterCluster, password: &str) -> Secret {
+pub fn build_redis_secret(cc: &ValidCounterCluster, password: &str) -> Secret {
     Secret {
         metadata: object_meta(cc, redis_secret_name(cc), Component::Redis),
         string_data: Some(BTreeMap::from([(

@@ -1,9 +1,17 @@
-//! Build: pure functions from a [`CounterCluster`] to the typed Kubernetes objects it becomes.
+//! Build: pure functions from a [`ValidCounterCluster`] to the typed Kubernetes objects it
+//! becomes.
 //!
 //! Contract: nothing here talks to a cluster, reads the clock or draws random numbers, so the
-//! same CounterCluster and [`BuildContext`] always give the same objects. Every object carries
+//! same CounterCluster and [`BuildContext`] always give the same objects. The builders take only
+//! a [`ValidCounterCluster`], so nothing is built from a spec that [`super::validate`] rejects
+//! (the naming helpers, such as [`child_name`], take any CounterCluster). Every object carries
 //! the standard `app.kubernetes.io/*` labels and, when the CounterCluster has a `metadata.uid`
 //! (always true for one read from the API server), a controller owner reference to it.
+//!
+//! [`ChildObjects`] holds everything [`build_all`] returns, one field per child; the apply step
+//! and [`ChildObjects::objects`] name every field without `..`, and each field's type has a
+//! [`ChildKind`] ([`Child`]). So a new child cannot be built without being applied, rendered
+//! and given a kind.
 //!
 //! One module per object family: [`config`] (the service's config ConfigMap), [`gateway`],
 //! [`counter`], [`redis`] (managed Redis), [`pdb`], [`network_policy`], [`service_monitor`],
@@ -26,13 +34,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::DynamicObject;
 use kube::{Resource, ResourceExt};
+use serde::Serialize;
 
+use super::validate::ValidCounterCluster;
 use crate::crd::{CounterCluster, RedisMode};
 
 pub use config::{build_config_map, config_hash};
@@ -93,6 +103,88 @@ impl Component {
     }
 }
 
+/// Each kind of object a CounterCluster owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChildKind {
+    ConfigMap,
+    /// The managed Redis password, created by the apply step rather than built here.
+    Secret,
+    Service,
+    StatefulSet,
+    Deployment,
+    HorizontalPodAutoscaler,
+    PodDisruptionBudget,
+    NetworkPolicy,
+    /// `monitoring.coreos.com/v1`, served only where the prometheus-operator CRDs are installed.
+    ServiceMonitor,
+}
+
+impl ChildKind {
+    /// Every kind, in the order its first object is applied.
+    pub const ALL: [Self; 9] = [
+        Self::ConfigMap,
+        Self::Secret,
+        Self::Service,
+        Self::StatefulSet,
+        Self::Deployment,
+        Self::HorizontalPodAutoscaler,
+        Self::PodDisruptionBudget,
+        Self::NetworkPolicy,
+        Self::ServiceMonitor,
+    ];
+
+    /// The objects' `kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConfigMap => "ConfigMap",
+            Self::Secret => "Secret",
+            Self::Service => "Service",
+            Self::StatefulSet => "StatefulSet",
+            Self::Deployment => "Deployment",
+            Self::HorizontalPodAutoscaler => "HorizontalPodAutoscaler",
+            Self::PodDisruptionBudget => "PodDisruptionBudget",
+            Self::NetworkPolicy => "NetworkPolicy",
+            Self::ServiceMonitor => "ServiceMonitor",
+        }
+    }
+}
+
+/// A type of child object and its [`ChildKind`]. [`ChildObjects::objects`] needs it of every
+/// field's type, so a child of a new type needs a new kind.
+pub trait Child: Serialize {
+    /// The kind of every object of this type.
+    const KIND: ChildKind;
+}
+
+impl Child for ConfigMap {
+    const KIND: ChildKind = ChildKind::ConfigMap;
+}
+impl Child for Secret {
+    const KIND: ChildKind = ChildKind::Secret;
+}
+impl Child for Service {
+    const KIND: ChildKind = ChildKind::Service;
+}
+impl Child for StatefulSet {
+    const KIND: ChildKind = ChildKind::StatefulSet;
+}
+impl Child for Deployment {
+    const KIND: ChildKind = ChildKind::Deployment;
+}
+impl Child for HorizontalPodAutoscaler {
+    const KIND: ChildKind = ChildKind::HorizontalPodAutoscaler;
+}
+impl Child for PodDisruptionBudget {
+    const KIND: ChildKind = ChildKind::PodDisruptionBudget;
+}
+impl Child for NetworkPolicy {
+    const KIND: ChildKind = ChildKind::NetworkPolicy;
+}
+/// The one dynamic child: the ServiceMonitor (its Rust type is not in `k8s-openapi`).
+impl Child for DynamicObject {
+    const KIND: ChildKind = ChildKind::ServiceMonitor;
+}
+
 /// Everything one CounterCluster becomes (but the Redis Secret), in apply order: config, Redis,
 /// counter, gateway, PDBs, NetworkPolicies, ServiceMonitor.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,35 +206,64 @@ pub struct ChildObjects {
 }
 
 impl ChildObjects {
-    /// Every object as JSON, in apply order.
-    pub fn to_values(&self) -> serde_json::Result<Vec<serde_json::Value>> {
-        let mut out = vec![serde_json::to_value(&self.config_map)?];
-        if let Some((service, statefulset)) = &self.redis {
-            out.push(serde_json::to_value(service)?);
-            out.push(serde_json::to_value(statefulset)?);
+    /// Every object with its kind, as JSON, in apply order.
+    pub fn objects(&self) -> serde_json::Result<Vec<(ChildKind, serde_json::Value)>> {
+        fn push<C: Child>(
+            out: &mut Vec<(ChildKind, serde_json::Value)>,
+            object: &C,
+        ) -> serde_json::Result<()> {
+            out.push((C::KIND, serde_json::to_value(object)?));
+            Ok(())
         }
-        out.push(serde_json::to_value(&self.counter_service)?);
-        out.push(serde_json::to_value(&self.counter_deployment)?);
-        out.push(serde_json::to_value(&self.gateway_service)?);
-        out.push(serde_json::to_value(&self.gateway_deployment)?);
-        if let Some(hpa) = &self.gateway_hpa {
-            out.push(serde_json::to_value(hpa)?);
+        let Self {
+            config_map,
+            redis,
+            counter_service,
+            counter_deployment,
+            gateway_service,
+            gateway_deployment,
+            gateway_hpa,
+            pdbs,
+            network_policies,
+            service_monitor,
+        } = self;
+        let mut out = Vec::new();
+        push(&mut out, config_map)?;
+        if let Some((service, statefulset)) = redis {
+            push(&mut out, service)?;
+            push(&mut out, statefulset)?;
         }
-        for pdb in &self.pdbs {
-            out.push(serde_json::to_value(pdb)?);
+        push(&mut out, counter_service)?;
+        push(&mut out, counter_deployment)?;
+        push(&mut out, gateway_service)?;
+        push(&mut out, gateway_deployment)?;
+        if let Some(hpa) = gateway_hpa {
+            push(&mut out, hpa)?;
         }
-        for policy in &self.network_policies {
-            out.push(serde_json::to_value(policy)?);
+        for pdb in pdbs {
+            push(&mut out, pdb)?;
         }
-        if let Some(monitor) = &self.service_monitor {
-            out.push(serde_json::to_value(monitor)?);
+        for policy in network_policies {
+            push(&mut out, policy)?;
+        }
+        if let Some(monitor) = service_monitor {
+            push(&mut out, monitor)?;
         }
         Ok(out)
+    }
+
+    /// Every object as JSON, in apply order.
+    pub fn to_values(&self) -> serde_json::Result<Vec<serde_json::Value>> {
+        Ok(self
+            .objects()?
+            .into_iter()
+            .map(|(_, value)| value)
+            .collect())
     }
 }
 
 /// Builds every child object of `cc`.
-pub fn build_all(cc: &CounterCluster, ctx: &BuildContext) -> ChildObjects {
+pub fn build_all(cc: &ValidCounterCluster, ctx: &BuildContext) -> ChildObjects {
     let redis = (cc.spec.redis.mode == RedisMode::Managed)
         .then(|| (build_redis_service(cc), build_redis_statefulset(cc)));
     ChildObjects {

@@ -20,6 +20,7 @@ use super::pod::{
 use super::redis::{REDIS_PASSWORD_KEY, redis_secret_name};
 use super::{BuildContext, Component, child_name, object_meta, selector_labels};
 use crate::crd::{CounterCluster, RedisMode};
+use crate::reconcile::validate::ValidCounterCluster;
 
 /// The Secret key holding the Redis password the counter pods use, if any: always for managed
 /// Redis, and for external Redis when `passwordSecretRef` is set.
@@ -46,7 +47,7 @@ pub fn redis_password_secret(cc: &CounterCluster) -> Option<SecretKeySelector> {
 
 /// The counter Deployment: `highpress counter --config /etc/highpress/config.yaml`, with a
 /// gRPC readiness probe on 50051 and an HTTP liveness probe on `/livez`.
-pub fn build_counter_deployment(cc: &CounterCluster, ctx: &BuildContext) -> Deployment {
+pub fn build_counter_deployment(cc: &ValidCounterCluster, ctx: &BuildContext) -> Deployment {
     let counter = &cc.spec.counter;
     let env = redis_password_secret(cc).map(|secret| {
         vec![EnvVar {
@@ -109,7 +110,7 @@ pub fn build_counter_deployment(cc: &CounterCluster, ctx: &BuildContext) -> Depl
 
 /// The headless Service (`clusterIP: None`) on gRPC port 50051 and HTTP port 8080; only ready
 /// pods are published.
-pub fn build_counter_headless_service(cc: &CounterCluster) -> Service {
+pub fn build_counter_headless_service(cc: &ValidCounterCluster) -> Service {
     Service {
         metadata: object_meta(cc, child_name(cc, "counter"), Component::Counter),
         spec: Some(ServiceSpec {

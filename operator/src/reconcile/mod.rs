@@ -1,19 +1,27 @@
-//! The reconciler: drives each CounterCluster through validate → build → apply → status.
+//! Reconcile: one pass of a CounterCluster through the pipeline, one module per stage:
+//! [`validate`] → [`build`] (pure) → [`apply`] (writes through [`ssa`]) → [`status`] (pure),
+//! with every condition and Event word in [`conditions`]. Which watch events start a pass is
+//! [`crate::controller`]'s concern; when the next one is due (resync, error backoff) is said
+//! here, in the [`Action`] each pass returns.
 //!
 //! Contract:
 //! - [`reconcile`] is thin. `spec.paused` stops there (only the status says so). A spec that
-//!   [`crate::validate`] rejects gets `Degraded/InvalidSpec`, a Warning Event and no write to
+//!   [`validate::validate`] rejects gets `Degraded/InvalidSpec`, a Warning Event and no write to
 //!   any child object, and waits for the next spec change rather than requeueing.
-//! - Otherwise [`children::apply_children`] writes every object in the stated order, deletes the
-//!   objects of disabled features, and reports what it observed; the status is computed by the
-//!   pure [`crate::status::compute_status`] and patched only when it changed, so a status write
-//!   never triggers an endless loop of reconciles.
+//! - Otherwise [`apply::apply_children`] writes every object of the [`validate::ValidCounterCluster`]
+//!   in the stated order, deletes the objects of disabled features, and reports what it
+//!   observed; the status is computed by the pure [`status::compute_status`] and patched only
+//!   when it changed, so a status write never triggers an endless loop of reconciles.
 //! - An error is returned to the controller runtime, which requeues with per-object exponential
 //!   backoff ([`Backoff`]); one failing CounterCluster never blocks the others or the watch.
 //! - Events are best effort: failing to record one is logged and counted, never fatal.
 
 pub mod apply;
-pub mod children;
+pub mod build;
+pub mod conditions;
+pub mod ssa;
+pub mod status;
+pub mod validate;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,12 +36,16 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
-use crate::build::BuildContext;
+use self::build::BuildContext;
+use self::conditions::{
+    ACTION_APPLY, ACTION_VALIDATE, EVENT_CREATED, EVENT_FEATURE_SKIPPED, EVENT_UPDATED,
+    REASON_APPLY_FAILED, REASON_INVALID_SPEC,
+};
+use self::status::{Observed, compute_status};
 use crate::crd::{CounterCluster, CounterClusterStatus};
 use crate::metrics::{Metrics, ReconcileResult};
-use crate::status::{Observed, compute_status};
 
-pub use apply::FIELD_MANAGER;
+pub use ssa::FIELD_MANAGER;
 
 /// How often a healthy CounterCluster is reconciled again even without a change, to repair
 /// drift in objects the operator does not watch (Services, ConfigMaps, PDBs).
@@ -81,7 +93,7 @@ impl Context {
 pub enum ReconcileError {
     /// Writing a child object failed.
     #[error(transparent)]
-    Write(#[from] apply::WriteError),
+    Write(#[from] ssa::WriteError),
     /// Reading or creating the managed Redis password Secret failed.
     #[error("ensuring the Redis password Secret {name}: {source}")]
     Secret {
@@ -178,42 +190,44 @@ async fn reconcile_counter_cluster(
         return Ok(ReconcileResult::Paused);
     }
 
-    let problems = crate::validate::validate(cc);
-    if !problems.is_empty() {
-        let message = problems.join("; ");
-        if new_generation {
-            publish(
-                ctx,
-                cc,
-                EventType::Warning,
-                "InvalidSpec",
-                "Validate",
-                &message,
-            )
-            .await;
+    let valid = match validate::validate(cc) {
+        Ok(valid) => valid,
+        Err(invalid) => {
+            let message = invalid.to_string();
+            if new_generation {
+                publish(
+                    ctx,
+                    cc,
+                    EventType::Warning,
+                    REASON_INVALID_SPEC,
+                    ACTION_VALIDATE,
+                    &message,
+                )
+                .await;
+            }
+            patch_status(ctx, cc, &Observed::not_applied(Some(message), None)).await?;
+            return Ok(ReconcileResult::InvalidSpec);
         }
-        patch_status(ctx, cc, &Observed::not_applied(Some(message), None)).await?;
-        return Ok(ReconcileResult::InvalidSpec);
-    }
+    };
 
-    match children::apply_children(cc, ctx).await {
+    match apply::apply_children(&valid, ctx).await {
         Ok(observed) => {
             if new_generation {
                 let (reason, verb) = if previous.and_then(|s| s.observed_generation).is_none() {
-                    ("Created", "created")
+                    (EVENT_CREATED, "created")
                 } else {
-                    ("Updated", "applied")
+                    (EVENT_UPDATED, "applied")
                 };
                 let generation = cc.metadata.generation.unwrap_or_default();
                 let note = format!("{verb} the objects of generation {generation}");
-                publish(ctx, cc, EventType::Normal, reason, "Apply", &note).await;
+                publish(ctx, cc, EventType::Normal, reason, ACTION_APPLY, &note).await;
                 for skipped in &observed.skipped {
                     publish(
                         ctx,
                         cc,
                         EventType::Normal,
-                        "FeatureSkipped",
-                        "Apply",
+                        EVENT_FEATURE_SKIPPED,
+                        ACTION_APPLY,
                         skipped,
                     )
                     .await;
@@ -228,8 +242,8 @@ async fn reconcile_counter_cluster(
                 ctx,
                 cc,
                 EventType::Warning,
-                "ApplyFailed",
-                "Apply",
+                REASON_APPLY_FAILED,
+                ACTION_APPLY,
                 &message,
             )
             .await;
@@ -256,8 +270,7 @@ async fn patch_status(
     if previous == Some(&status) {
         return Ok(());
     }
-    let api: Api<CounterCluster> =
-        Api::namespaced(ctx.client.clone(), &crate::build::namespace(cc));
+    let api: Api<CounterCluster> = Api::namespaced(ctx.client.clone(), &build::namespace(cc));
     let patch = status_patch(&status);
     api.patch_status(
         &cc.name_any(),
@@ -293,8 +306,8 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) {
         ctx,
         &reference,
         EventType::Warning,
-        "InvalidSpec",
-        "Validate",
+        REASON_INVALID_SPEC,
+        ACTION_VALIDATE,
         &note,
     )
     .await;
@@ -345,7 +358,7 @@ fn truncate(text: &str, max: usize) -> String {
 
 /// `namespace/name`, the key of logs and of the backoff table.
 pub fn object_key(cc: &CounterCluster) -> String {
-    format!("{}/{}", crate::build::namespace(cc), cc.name_any())
+    format!("{}/{}", build::namespace(cc), cc.name_any())
 }
 
 /// Exponential backoff per CounterCluster: 1 s, 2 s, 4 s … capped at 5 minutes, reset by a

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::{Component, child_name, namespace, object_meta};
 use crate::crd::{CounterCluster, KeyLayout, LogLevel, RedisMode};
+use crate::reconcile::validate::ValidCounterCluster;
 
 /// Key of the config file in the ConfigMap.
 pub const CONFIG_KEY: &str = "config.yaml";
@@ -160,7 +161,7 @@ pub fn discovery_dns(cc: &CounterCluster) -> String {
 }
 
 /// The `config.yaml` text.
-pub fn render_service_config(cc: &CounterCluster) -> String {
+pub fn render_service_config(cc: &ValidCounterCluster) -> String {
     let spec = &cc.spec;
     let cluster = spec.redis.mode == RedisMode::External
         && spec.redis.external.as_ref().is_some_and(|e| e.cluster);
@@ -244,7 +245,7 @@ pub fn render_service_config(cc: &CounterCluster) -> String {
 }
 
 /// The ConfigMap `<name>-config` holding `config.yaml`.
-pub fn build_config_map(cc: &CounterCluster) -> ConfigMap {
+pub fn build_config_map(cc: &ValidCounterCluster) -> ConfigMap {
     ConfigMap {
         metadata: object_meta(cc, child_name(cc, "config"), Component::Config),
         data: Some(BTreeMap::from([(

@@ -1,4 +1,5 @@
-//! Apply: the one place that writes child objects to the API server.
+//! Server-side apply: the one place that writes child objects to the API server, and the only
+//! way [`super::apply`] writes or deletes one.
 //!
 //! Contract:
 //! - Objects are written with server-side apply under field manager [`FIELD_MANAGER`]. The

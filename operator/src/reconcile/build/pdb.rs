@@ -8,10 +8,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{Component, child_name, object_meta, selector_labels};
-use crate::crd::CounterCluster;
+use crate::reconcile::validate::ValidCounterCluster;
 
 /// One PDB per highpress tier, gateway first.
-pub fn build_pdbs(cc: &CounterCluster) -> Vec<PodDisruptionBudget> {
+pub fn build_pdbs(cc: &ValidCounterCluster) -> Vec<PodDisruptionBudget> {
     [
         (Component::Gateway, "gateway"),
         (Component::Counter, "counter"),

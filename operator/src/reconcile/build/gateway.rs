@@ -18,10 +18,11 @@ use super::pod::{
     highpress_image, highpress_pod_template, http_container_port, http_probe, pull_policy,
 };
 use super::{BuildContext, Component, child_name, object_meta, selector_labels};
-use crate::crd::{CounterCluster, ServiceType};
+use crate::crd::ServiceType;
+use crate::reconcile::validate::ValidCounterCluster;
 
 /// The gateway Deployment: `highpress gateway --config /etc/highpress/config.yaml`.
-pub fn build_gateway_deployment(cc: &CounterCluster, ctx: &BuildContext) -> Deployment {
+pub fn build_gateway_deployment(cc: &ValidCounterCluster, ctx: &BuildContext) -> Deployment {
     let gateway = &cc.spec.gateway;
     let container = Container {
         name: "gateway".to_owned(),
@@ -55,7 +56,7 @@ pub fn build_gateway_deployment(cc: &CounterCluster, ctx: &BuildContext) -> Depl
 }
 
 /// The gateway Service: `gateway.service.type`, port `gateway.service.port` to the pods' `http`.
-pub fn build_gateway_service(cc: &CounterCluster) -> Service {
+pub fn build_gateway_service(cc: &ValidCounterCluster) -> Service {
     let service = &cc.spec.gateway.service;
     let type_ = match service.type_ {
         ServiceType::ClusterIP => "ClusterIP",
@@ -81,7 +82,7 @@ pub fn build_gateway_service(cc: &CounterCluster) -> Service {
 }
 
 /// The gateway HPA (autoscaling/v2, CPU utilization), or `None` when autoscaling is disabled.
-pub fn build_gateway_hpa(cc: &CounterCluster) -> Option<HorizontalPodAutoscaler> {
+pub fn build_gateway_hpa(cc: &ValidCounterCluster) -> Option<HorizontalPodAutoscaler> {
     let autoscaling = &cc.spec.gateway.autoscaling;
     if !autoscaling.enabled {
         return None;

@@ -7,7 +7,7 @@
 //!
 //! Conditions follow the Kubernetes API conventions: `Ready`, `Progressing` and `Degraded`,
 //! always in that order, with status `"True"`, `"False"` or `"Unknown"`, a CamelCase reason from
-//! the constants below, a message naming what is wrong, and `observedGeneration`. A condition's
+//! [`super::conditions`], a message naming what is wrong, and `observedGeneration`. A condition's
 //! `lastTransitionTime` is kept from the previous status while its status does not change.
 //!
 //! Precedence, first match wins:
@@ -24,32 +24,13 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::build::{child_name, namespace};
-use crate::crd::{ComponentStatus, CounterCluster, CounterClusterStatus, RedisStatus};
-
-pub use crate::crd::condition::{
-    DEGRADED, PROGRESSING, READY, REASON_ALL_COMPONENTS_READY, REASON_INVALID_SPEC,
+use super::build::{child_name, namespace};
+use super::conditions::{
+    DEGRADED, PROGRESSING, READY, REASON_ALL_COMPONENTS_READY, REASON_APPLY_FAILED,
+    REASON_AS_EXPECTED, REASON_COMPONENTS_NOT_READY, REASON_INVALID_SPEC, REASON_PAUSED,
+    REASON_ROLLING_OUT, REASON_ROLLOUT_COMPLETE, STATUS_FALSE, STATUS_TRUE, STATUS_UNKNOWN,
 };
-
-/// Reason: at least one component has fewer ready replicas than desired.
-pub const REASON_COMPONENTS_NOT_READY: &str = "ComponentsNotReady";
-/// Reason: the operator applied the spec and waits for components to become ready.
-pub const REASON_ROLLING_OUT: &str = "RollingOut";
-/// Reason: every component is ready, so nothing is rolling out.
-pub const REASON_ROLLOUT_COMPLETE: &str = "RolloutComplete";
-/// Reason: applying the child objects to the API server failed.
-pub const REASON_APPLY_FAILED: &str = "ApplyFailed";
-/// Reason: `spec.paused` is true, so the operator does not reconcile.
-pub const REASON_PAUSED: &str = "Paused";
-/// Reason (Degraded=False): the spec was valid and applied.
-pub const REASON_AS_EXPECTED: &str = "AsExpected";
-
-/// Condition status `"True"`.
-pub const STATUS_TRUE: &str = "True";
-/// Condition status `"False"`.
-pub const STATUS_FALSE: &str = "False";
-/// Condition status `"Unknown"`.
-pub const STATUS_UNKNOWN: &str = "Unknown";
+use crate::crd::{ComponentStatus, CounterCluster, CounterClusterStatus, RedisStatus};
 
 /// `status.redis.state` of a managed Redis with its desired ready replicas.
 pub const REDIS_STATE_READY: &str = "Ready";

@@ -1,8 +1,12 @@
-//! Spec checks that the CRD's schema and CEL rules cannot express. A CounterCluster that fails
-//! them gets `Degraded`/`InvalidSpec` with these messages and nothing is applied, instead of a
-//! half-applied installation or an API error on the third object.
+//! Validate: the spec checks that the CRD's schema and CEL rules cannot express, and the one
+//! way to get a [`ValidCounterCluster`].
 //!
-//! Each message names the field at fault.
+//! Contract: [`validate`] is the only constructor of [`ValidCounterCluster`], and building
+//! ([`super::build`]) and rendering ([`crate::render`]) take nothing else, so no object is
+//! ever built from a spec that fails these checks. A CounterCluster that fails them gets
+//! `Degraded`/`InvalidSpec` with the [`InvalidSpec`] message and nothing is applied, instead of
+//! a half-applied installation or an API error on the third object; `render` fails with the
+//! same message. Each problem names the field at fault.
 
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -23,8 +27,47 @@ const MAX_NAME_EXTERNAL: usize = 63 - "-gateway".len();
 const IDEMPOTENCY_TTL_RANGE: RangeInclusive<Duration> =
     Duration::from_secs(1)..=Duration::from_secs(30 * 86_400);
 
+/// A CounterCluster that passed [`validate`]. It derefs to the CounterCluster it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidCounterCluster(CounterCluster);
+
+impl ValidCounterCluster {
+    /// The CounterCluster, no longer known to be valid.
+    pub fn into_inner(self) -> CounterCluster {
+        self.0
+    }
+}
+
+impl std::ops::Deref for ValidCounterCluster {
+    type Target = CounterCluster;
+
+    fn deref(&self) -> &CounterCluster {
+        &self.0
+    }
+}
+
+/// Why a spec is invalid: every problem found, each naming its field. Its text, the problems
+/// joined by `; `, is the message of the `InvalidSpec` condition and Event and of `render`'s
+/// error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", problems.join("; "))]
+pub struct InvalidSpec {
+    /// Each problem, naming its field, in the order checked.
+    pub problems: Vec<String>,
+}
+
+/// `cc` as a [`ValidCounterCluster`], or every problem that keeps it from being one.
+pub fn validate(cc: &CounterCluster) -> Result<ValidCounterCluster, InvalidSpec> {
+    let problems = problems(cc);
+    if problems.is_empty() {
+        Ok(ValidCounterCluster(cc.clone()))
+    } else {
+        Err(InvalidSpec { problems })
+    }
+}
+
 /// Every problem found, each naming its field; empty when the spec is usable.
-pub fn validate(cc: &CounterCluster) -> Vec<String> {
+fn problems(cc: &CounterCluster) -> Vec<String> {
     let mut problems = Vec::new();
     let name = cc.name_any();
     let max = match cc.spec.redis.mode {
@@ -191,16 +234,27 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        assert_eq!(validate(&cluster("likes")), Vec::<String>::new());
+        assert_eq!(problems(&cluster("likes")), Vec::<String>::new());
+        let valid = validate(&cluster("likes")).expect("valid");
+        assert_eq!(valid.into_inner(), cluster("likes"));
+    }
+
+    #[test]
+    fn an_invalid_spec_says_every_problem_in_one_message() {
+        let mut cc = cluster("1likes");
+        cc.spec.idempotency.ttl = "1w".to_owned();
+        let error = validate(&cc).expect_err("invalid");
+        assert_eq!(error.problems.len(), 2, "{error:?}");
+        assert_eq!(error.to_string(), error.problems.join("; "));
     }
 
     #[test]
     fn long_or_badly_started_names_are_rejected() {
         let ok = "a".repeat(MAX_NAME_MANAGED);
-        assert!(validate(&cluster(&ok)).is_empty());
-        let long = validate(&cluster(&"a".repeat(MAX_NAME_MANAGED + 1)));
+        assert!(problems(&cluster(&ok)).is_empty());
+        let long = problems(&cluster(&"a".repeat(MAX_NAME_MANAGED + 1)));
         assert!(long[0].starts_with("metadata.name: at most 46"), "{long:?}");
-        assert!(validate(&cluster("1likes"))[0].contains("lowercase letter"));
+        assert!(problems(&cluster("1likes"))[0].contains("lowercase letter"));
     }
 
     #[test]
@@ -211,7 +265,7 @@ mod tests {
                 .counter_types
                 .insert(name.to_owned(), crate::crd::CounterTypeSpec::default());
         }
-        let problems = validate(&cc);
+        let problems = problems(&cc);
         assert_eq!(
             problems,
             [
@@ -239,7 +293,7 @@ mod tests {
             ("99999999999999999999d", Some("is not a duration")),
         ] {
             cc.spec.idempotency.ttl = ttl.to_owned();
-            let problems = validate(&cc);
+            let problems = problems(&cc);
             match problem {
                 None => assert!(problems.is_empty(), "{ttl}: {problems:?}"),
                 Some(text) => {
@@ -292,7 +346,7 @@ mod tests {
         cc.spec.counter.resources.limits =
             Some([("memory".to_string(), Quantity("lots".into()))].into());
         cc.spec.redis.managed.storage.size = Quantity("10 GB".into());
-        let problems = validate(&cc);
+        let problems = problems(&cc);
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].starts_with("spec.counter.resources.limits.memory"));
         assert!(problems[1].starts_with("spec.redis.managed.storage.size"));
@@ -309,11 +363,11 @@ mod tests {
         cc.spec.redis.managed.exporter.resources.requests =
             Some([("cpu".to_string(), Quantity("a bit".into()))].into());
         assert!(
-            validate(&cc).is_empty(),
+            problems(&cc).is_empty(),
             "a disabled exporter builds nothing"
         );
         cc.spec.redis.managed.exporter.enabled = true;
-        let problems = validate(&cc);
+        let problems = problems(&cc);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
             problems[0].starts_with("spec.redis.managed.exporter.resources.requests.cpu: "),
@@ -331,13 +385,16 @@ mod tests {
             ("redis://:6379", 1),
             ("redis://host:port", 1),
             ("redis://:secret@host:6379", 1),
+            // The service's Redis Cluster client takes comma-separated seeds in `redis.addr`,
+            // but `spec.redis.external.url` is one URL, and a seed list fails its host check.
+            ("redis://a:6379,redis://b:6379", 1),
         ] {
             cc.spec.redis.external = Some(ExternalRedisSpec {
                 url: url.into(),
                 password_secret_ref: None,
                 cluster: false,
             });
-            assert_eq!(validate(&cc).len(), expect, "{url}: {:?}", validate(&cc));
+            assert_eq!(problems(&cc).len(), expect, "{url}: {:?}", problems(&cc));
         }
     }
 }
