@@ -7,9 +7,9 @@
 //! The scenarios share one control plane and run in order, each building on the state the
 //! previous ones left (libtest-mimic, one thread): the plain manifests, then the chart, the
 //! examples becoming Ready without the Prometheus Operator's CRDs, the apiserver's own schema
-//! and CEL rejections, spec changes, a resync after a restart, a person's conflicting edit and
-//! the HPA, the pod wiring, leader election, the Prometheus Operator's CRDs, deletion, and the
-//! chart's upgrade and uninstall. kwok runs no container: what runs is checked by the pod
+//! and CEL rejections, spec changes, a resync after a restart, deleted children re-created at
+//! once, a person's conflicting edit and the HPA, the pod wiring, leader election, the
+//! Prometheus Operator's CRDs, deletion, and the chart's upgrade and uninstall. kwok runs no container: what runs is checked by the pod
 //! wiring scenario, which starts the real binaries exactly as the API server describes them.
 
 mod support;
@@ -79,6 +79,10 @@ fn main() {
         (
             "a_restarted_operator_writes_nothing_to_an_unchanged_cluster",
             resync_writes_nothing,
+        ),
+        (
+            "a_deleted_service_or_config_map_is_back_within_seconds",
+            deleted_children_come_back_at_once,
         ),
         (
             "a_persons_conflicting_edit_fails_the_apply_and_the_hpa_owns_replicas",
@@ -1017,7 +1021,47 @@ fn resync_writes_nothing(suite: &mut Suite) {
     );
 }
 
-// --- 7. conflicts and the HPA --------------------------------------------------------------------
+// --- 7. drift in any child ----------------------------------------------------------------------
+
+/// docs/operator.md: the operator watches every kind of child it owns, so a child deleted by
+/// hand is back within seconds, not at the next resync (5 minutes). Nothing else changes in a
+/// settled cluster, so nothing but the watch of the deleted object's kind starts the reconcile.
+/// The Prometheus Operator's CRDs are not installed yet, so this also shows that the failing
+/// ServiceMonitor watch holds no other watch back.
+fn deleted_children_come_back_at_once(suite: &mut Suite) {
+    let (namespace, name) = ("apps", "likes");
+    suite.wait_ready(namespace, name);
+    let uid = |meta: &ObjectMeta| meta.uid.clone().expect("a uid");
+    let service = format!("{name}-gateway");
+    let config_map = format!("{name}-config");
+    let old_service = uid(&suite
+        .get::<Service>(namespace, &service)
+        .expect("the Service")
+        .metadata);
+    let old_config_map = uid(&suite
+        .get::<ConfigMap>(namespace, &config_map)
+        .expect("the ConfigMap")
+        .metadata);
+    for (kind, object) in [("service", &service), ("configmap", &config_map)] {
+        suite
+            .cluster
+            .kubectl_ok(&["-n", namespace, "delete", kind, object, "--wait=true"]);
+    }
+    let bound = Duration::from_secs(30);
+    wait_until(
+        bound,
+        "the deleted Service and ConfigMap to be re-created",
+        || {
+            let service = suite.get::<Service>(namespace, &service)?;
+            let config_map = suite.get::<ConfigMap>(namespace, &config_map)?;
+            (uid(&service.metadata) != old_service && uid(&config_map.metadata) != old_config_map)
+                .then_some(())
+        },
+    );
+    suite.wait_ready(namespace, name);
+}
+
+// --- 8. conflicts and the HPA --------------------------------------------------------------------
 
 /// docs/operator.md: a person's edit of a field the operator sets is not undone; the apply
 /// fails with `ApplyFailed` naming that field manager, until the person's value agrees with the
@@ -1162,7 +1206,7 @@ fn conflicts_and_hpa(suite: &mut Suite) {
     }
 }
 
-// --- 8. the pod wiring ---------------------------------------------------------------------------
+// --- 9. the pod wiring ---------------------------------------------------------------------------
 
 /// What the operator wrote runs: for `likes`, read the Redis StatefulSet, the counter and
 /// gateway Deployments, their ConfigMap and the Redis Secret from the API server, and start
@@ -1613,7 +1657,7 @@ impl Drop for Processes {
     }
 }
 
-// --- 9. leader election --------------------------------------------------------------------------
+// --- 10. leader election --------------------------------------------------------------------------
 
 /// Two operators with the chart's ServiceAccount: the second stands by; when the leader is
 /// SIGKILLed (no release), the standby takes the real Lease once it expires, within the lease
@@ -1691,7 +1735,7 @@ fn leader_failover(suite: &mut Suite) {
     );
 }
 
-// --- 10. with the Prometheus Operator's CRDs -------------------------------------------------------
+// --- 11. with the Prometheus Operator's CRDs -------------------------------------------------------
 
 /// Installs the Prometheus Operator's real CRDs (from its Go module): the examples that ask for
 /// a ServiceMonitor get one, owned by their CounterCluster, and lose it when they stop asking;
@@ -1798,7 +1842,7 @@ fn with_prometheus_crds(suite: &mut Suite) {
     );
 }
 
-// --- 11. deletion --------------------------------------------------------------------------------
+// --- 12. deletion --------------------------------------------------------------------------------
 
 /// Deleting a CounterCluster: the garbage collector removes every object it controlled (and
 /// their pods), and the managed Redis PVC stays.
@@ -1828,7 +1872,7 @@ fn deletion(suite: &mut Suite) {
     assert_eq!(pvc.status.and_then(|s| s.phase).as_deref(), Some("Bound"));
 }
 
-// --- 12. helm upgrade and uninstall --------------------------------------------------------------
+// --- 13. helm upgrade and uninstall --------------------------------------------------------------
 
 /// README: apply the CRD first, `helm upgrade` with changed values; to uninstall, delete the
 /// CounterClusters, then `helm uninstall`. The CRD stays.

@@ -1,7 +1,7 @@
 //! Reconcile scenarios against the fake API server (`support::fake_api`, the kube-rs
 //! ApiServerVerifier pattern): the exact requests of each scenario (paths, server-side apply
 //! patches, status patches, deletes of disabled features, error requeues, the process's
-//! Lease), each scenario followed by its test; and at the end the RBAC
+//! Lease and watches), each scenario followed by its test; and at the end the RBAC
 //! completeness check, which replays every scenario and compares the requests they made with
 //! the ClusterRole and Role the chart installs.
 //!
@@ -856,14 +856,40 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-/// The whole process: it takes the Lease, watches the namespace, reconciles the cluster to
-/// Ready, serves health and metrics, and on shutdown releases the Lease.
+/// `(apiGroup, resource)` of every kind of child the controller watches: all it owns but the
+/// Secret, which it may not read.
+const WATCHED: [(&str, &str); 8] = [
+    ("", "configmaps"),
+    ("", "services"),
+    ("apps", "statefulsets"),
+    ("apps", "deployments"),
+    ("autoscaling", "horizontalpodautoscalers"),
+    ("policy", "poddisruptionbudgets"),
+    ("networking.k8s.io", "networkpolicies"),
+    ("monitoring.coreos.com", "servicemonitors"),
+];
+
+/// Whether `requests` hold a `verb` (`list` or `watch`) of `(group, resource)` in namespace
+/// `apps`, selected by the operator's `managed-by` label.
+fn requested(requests: &[Recorded], (group, resource): (&str, &str), verb: &str) -> bool {
+    requests.iter().any(|r| {
+        r.rbac == Some((group.to_owned(), resource.to_owned(), verb.to_owned()))
+            && r.path.contains("/namespaces/apps/")
+            && r.query
+                .contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dhighpress-operator")
+    })
+}
+
+/// The whole process: it takes the Lease, watches the namespace's CounterClusters and every
+/// kind of child, reconciles the cluster to Ready, serves health and metrics, and on shutdown
+/// releases the Lease.
 async fn scenario_process_leads_and_reconciles() -> Vec<Recorded> {
     let fake = FakeApi::new();
     let mut cc = cluster();
     cc.metadata.generation = Some(1);
     fake.insert(CC_PATH, serde_json::to_value(&cc).expect("JSON"));
     fake.set_workloads_ready(true);
+    fake.serve_group("monitoring.coreos.com/v1", &["servicemonitors"]);
     let addr = free_addr();
     let shutdown = CancellationToken::new();
     let process = tokio::spawn(serve(
@@ -894,6 +920,13 @@ async fn scenario_process_leads_and_reconciles() -> Vec<Recorded> {
         "{metrics}"
     );
     promtool_check_metrics(&metrics);
+    eventually("a watch of every kind of child", || {
+        let requests = fake.requests();
+        WATCHED
+            .iter()
+            .all(|&kind| requested(&requests, kind, "list") && requested(&requests, kind, "watch"))
+    })
+    .await;
 
     shutdown.cancel();
     process
@@ -922,6 +955,62 @@ async fn scenario_process_leads_and_reconciles() -> Vec<Recorded> {
 #[tokio::test]
 async fn the_process_takes_the_lease_reconciles_and_releases_it_on_shutdown() {
     scenario_process_leads_and_reconciles().await;
+}
+
+/// Without the prometheus-operator CRDs (most clusters), the ServiceMonitor watch fails and
+/// keeps retrying on its own, and the rest of the process works as if it were not there.
+async fn scenario_process_without_service_monitor_crd() -> Vec<Recorded> {
+    let fake = FakeApi::new();
+    let mut cc = cluster();
+    cc.metadata.generation = Some(1);
+    fake.insert(CC_PATH, serde_json::to_value(&cc).expect("JSON"));
+    fake.set_workloads_ready(true);
+    let addr = free_addr();
+    let shutdown = CancellationToken::new();
+    let process = tokio::spawn(serve(
+        fake.client("highpress-system"),
+        settings(addr, "operator-0"),
+        shutdown.clone(),
+    ));
+    let monitors = ("monitoring.coreos.com", "servicemonitors");
+    eventually(
+        "Ready, every other watch, and a retried ServiceMonitor list",
+        || {
+            let ready = stored(&fake).status.is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            });
+            let requests = fake.requests();
+            let others_watched = WATCHED
+                .iter()
+                .filter(|&&kind| kind != monitors)
+                .all(|&kind| requested(&requests, kind, "watch"));
+            let monitor_lists = requests
+                .iter()
+                .filter(|r| r.method == Method::GET && r.path == MONITORS)
+                .count();
+            ready && others_watched && monitor_lists >= 2
+        },
+    )
+    .await;
+    assert_eq!(http_get(addr, "/readyz").await.0, 200);
+    shutdown.cancel();
+    process
+        .await
+        .expect("the process task")
+        .expect("a clean shutdown");
+    let requests = fake.requests();
+    assert!(
+        !requested(&requests, monitors, "watch"),
+        "no watch without a successful list"
+    );
+    requests
+}
+
+#[tokio::test]
+async fn without_the_service_monitor_crd_the_process_watches_the_rest_and_retries() {
+    scenario_process_without_service_monitor_crd().await;
 }
 
 /// A standby waits while another replica holds a valid Lease: ready, but reconciling nothing.
@@ -1001,6 +1090,7 @@ pub async fn used_permissions() -> BTreeSet<(String, String, String)> {
     requests.extend(scenario_paused().await);
     requests.extend(scenario_unreadable_object().await);
     requests.extend(scenario_process_leads_and_reconciles().await);
+    requests.extend(scenario_process_without_service_monitor_crd().await);
     requests.extend(scenario_standby_waits().await);
     let mut used = BTreeSet::new();
     for request in &requests {

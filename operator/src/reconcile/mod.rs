@@ -47,8 +47,9 @@ use crate::metrics::{Metrics, ReconcileResult};
 
 pub use ssa::FIELD_MANAGER;
 
-/// How often a healthy CounterCluster is reconciled again even without a change, to repair
-/// drift in objects the operator does not watch (Services, ConfigMaps, PDBs).
+/// How often a healthy CounterCluster is reconciled again even without a change: a safety net
+/// for drift that no watch reports (the Redis Secret, which the operator may not read, and any
+/// watch event lost while the operator was down).
 pub const RESYNC_PERIOD: Duration = Duration::from_secs(300);
 
 /// Shared state of every reconcile.

@@ -9,7 +9,9 @@
 //!   of the `status` subresource, with uids, resourceVersions, `AlreadyExists`, `NotFound`,
 //!   resourceVersion conflicts and delete preconditions;
 //! - list and watch of collections (a watch stays open and sends nothing);
-//! - discovery of one API group version (`/apis/<group>/<version>`) and `/version`;
+//! - discovery of one API group version (`/apis/<group>/<version>`) and `/version`; the
+//!   optional group `monitoring.coreos.com/v1` is served only after [`FakeApi::serve_group`],
+//!   and until then every path of it answers as a real kube-apiserver does: a plain-text 404;
 //! - Deployments and StatefulSets that report their desired replicas ready, or none;
 //! - injected failures.
 //!
@@ -32,6 +34,10 @@ use kube::client::Body;
 use serde_json::{Value, json};
 
 type ResponseBody = BoxBody<Bytes, Infallible>;
+
+/// API group versions that exist only where their CRDs are installed (the prometheus-operator's):
+/// not served until [`FakeApi::serve_group`] serves them.
+const OPTIONAL_GROUPS: [&str; 1] = ["monitoring.coreos.com/v1"];
 
 /// One request as the fake saw it.
 #[derive(Debug, Clone)]
@@ -214,6 +220,17 @@ impl FakeApi {
             return status_response(failure.code, &failure.message.clone());
         }
 
+        if let Some(target) = &target {
+            let group_version = format!("{}/{}", target.group, target.version);
+            if OPTIONAL_GROUPS.contains(&group_version.as_str())
+                && !state
+                    .served_groups
+                    .iter()
+                    .any(|(gv, _)| *gv == group_version)
+            {
+                return plain_not_found();
+            }
+        }
         if path == "/version" {
             return json_response(
                 StatusCode::OK,

@@ -10,8 +10,8 @@
 //!
 //! [`ChildObjects`] holds everything [`build_all`] returns, one field per child; the apply step
 //! and [`ChildObjects::objects`] name every field without `..`, and each field's type has a
-//! [`ChildKind`] ([`Child`]). So a new child cannot be built without being applied, rendered
-//! and given a kind.
+//! [`ChildKind`] ([`Child`]), the list of kinds the controller watches. So a new child cannot be
+//! built without being applied, rendered and watched.
 //!
 //! One module per object family: [`config`] (the service's config ConfigMap), [`gateway`],
 //! [`counter`], [`redis`] (managed Redis), [`pdb`], [`network_policy`], [`service_monitor`],
@@ -150,7 +150,8 @@ impl ChildKind {
 }
 
 /// A type of child object and its [`ChildKind`]. [`ChildObjects::objects`] needs it of every
-/// field's type, so a child of a new type needs a new kind.
+/// field's type, so a child of a new type needs a new kind, which the controller's exhaustive
+/// match over [`ChildKind`] then makes it watch (or say why not).
 pub trait Child: Serialize {
     /// The kind of every object of this type.
     const KIND: ChildKind;
