@@ -5,8 +5,9 @@
 //! - One controller runs per watched namespace (one cluster-wide when none is named). It
 //!   watches the CounterClusters and every kind of child they own ([`ChildKind`]), selected by
 //!   the `app.kubernetes.io/managed-by` label and mapped to their CounterCluster by the
-//!   controller owner reference, so an edit or a deletion of any child (a Service, a ConfigMap,
-//!   a PDB...) is repaired within seconds instead of at the next resync.
+//!   controller owner reference, so a change to any child (a Service, a ConfigMap, a PDB...)
+//!   starts a reconcile within seconds instead of at the next resync: a deleted child is
+//!   re-created, a conflicting edit is reported as the apply's conflict policy says.
 //! - The one child kind not watched is the Redis password Secret: watching needs `list` and
 //!   `watch`, which read every Secret's data, and the operator may only create Secrets.
 //! - ServiceMonitors exist only where the prometheus-operator CRDs are installed. Their watch
