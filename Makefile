@@ -29,9 +29,10 @@ lint: deps ## rustfmt, clippy -D warnings, shellcheck, yamllint
 unit: ## Unit tests only (no external processes)
 	$(CARGO) test --workspace --lib
 
+# scripts/no-leftovers.sh fails the run when a process a test started outlives it (and kills it).
 test: deps lint ## Everything CI runs: lint, unit, property, integration and fault tests, chart and image checks
-	$(CARGO) test --workspace
-	bash scripts/chart-check.sh
+	bash scripts/no-leftovers.sh $(CARGO) test --workspace
+	bash scripts/no-leftovers.sh bash scripts/chart-check.sh
 	bash scripts/image-build-check.sh
 
 fmt:
