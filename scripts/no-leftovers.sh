@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# no-leftovers.sh COMMAND...: runs COMMAND with a run marker, HIGHPRESS_TEST_RUN=<id>, in its
-# environment. Every process the command starts inherits the marker (the test support never
-# clears the environment of a server it starts), so once COMMAND has exited, any process that
-# still carries it is one a test left running: each is listed with its command line, killed,
-# and the run fails, even when COMMAND passed.
+# no-leftovers.sh COMMAND...: runs COMMAND with a run marker, LEFTOVER_CHECK_RUN=<id>, in its
+# environment. (The name must not start with HIGHPRESS_: the service reads those variables as
+# configuration and refuses unknown ones.) Every process the command starts inherits the marker
+# (the test support never clears the environment of a server it starts), so once COMMAND has
+# exited, any process that still carries it is one a test left running: each is listed with
+# its command line, killed, and the run fails, even when COMMAND passed.
 #
 # Used by `make test` around the test suites, so a leak such as a server kept in a static
 # (never dropped) fails CI instead of outliving the suite.
@@ -14,8 +15,8 @@ if [ "$#" -eq 0 ]; then
     exit 2
 fi
 
-marker="HIGHPRESS_TEST_RUN=$$-$(date +%s%N)"
-HIGHPRESS_TEST_RUN=${marker#HIGHPRESS_TEST_RUN=} "$@"
+marker="LEFTOVER_CHECK_RUN=$$-$(date +%s%N)"
+LEFTOVER_CHECK_RUN=${marker#LEFTOVER_CHECK_RUN=} "$@"
 status=$?
 
 # The pids of the processes that carry the marker. The marker was given to COMMAND alone, so
