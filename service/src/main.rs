@@ -81,7 +81,10 @@ fn main() -> ExitCode {
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(highpress::server::cancel_on_signal(shutdown.clone()));
-        let result = highpress::server::run(mode, config, shutdown).await;
+        let result = match highpress::server::Listeners::bind(mode, &config).await {
+            Ok(listeners) => highpress::server::run(mode, config, listeners, shutdown).await,
+            Err(e) => Err(e),
+        };
         telemetry.shutdown().await;
         result
     });

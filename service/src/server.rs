@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState, Limits};
 use crate::config::{Config, StoreKind};
-use crate::counter::{CounterTasks, LocalCounter};
+use crate::counter::{CounterTasks, EngineSettings, LocalCounter};
 use crate::domain::KeyLayout;
 use crate::domain::policy::CounterPolicies;
 use crate::events::{self, EventPublisher, EventTasks};
@@ -50,8 +50,44 @@ impl Mode {
     }
 }
 
-/// Runs `mode` until `shutdown` fires.
-pub async fn run(mode: Mode, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// The sockets a mode serves on, bound before it starts: so a bind error is reported before
+/// anything else starts, and a caller (a test) can bind port 0 and know the address.
+pub struct Listeners {
+    /// REST (standalone, gateway) or probes and `/metrics` (counter): `server.host:server.port`.
+    pub http: TcpListener,
+    /// gRPC (counter only): `grpc.listen`.
+    pub grpc: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds what `mode` serves on, as `config` says.
+    pub async fn bind(mode: Mode, config: &Config) -> anyhow::Result<Self> {
+        let addr = bind_address(config)?;
+        let http = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (server.host, server.port)"))?;
+        let grpc = match mode {
+            Mode::Counter => {
+                let addr: SocketAddr = config.grpc.listen.parse().context("grpc.listen")?;
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("cannot listen on {addr} (grpc.listen)"))?,
+                )
+            }
+            Mode::Standalone | Mode::Gateway => None,
+        };
+        Ok(Self { http, grpc })
+    }
+}
+
+/// Runs `mode` on `listeners` until `shutdown` fires.
+pub async fn run(
+    mode: Mode,
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     METRICS
         .build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION"), mode.as_str()])
@@ -61,7 +97,7 @@ pub async fn run(mode: Mode, config: Config, shutdown: CancellationToken) -> any
     }
     log_configuration_choices(mode, &config);
     match mode {
-        Mode::Gateway => run_gateway(config, shutdown).await,
+        Mode::Gateway => run_gateway(config, listeners.http, shutdown).await,
         Mode::Standalone | Mode::Counter => match config.store.kind {
             StoreKind::Memory => {
                 if config.store.key_layout != KeyLayout::default() {
@@ -69,7 +105,14 @@ pub async fn run(mode: Mode, config: Config, shutdown: CancellationToken) -> any
                         "store.key_layout applies to Redis only; the memory store ignores it"
                     );
                 }
-                run_engine(mode, Arc::new(MemoryStore::new()), &config, shutdown).await
+                run_engine(
+                    mode,
+                    Arc::new(MemoryStore::new()),
+                    &config,
+                    listeners,
+                    shutdown,
+                )
+                .await
             }
             StoreKind::Redis if config.redis.cluster => {
                 let store = RedisClusterStore::new(
@@ -78,7 +121,7 @@ pub async fn run(mode: Mode, config: Config, shutdown: CancellationToken) -> any
                     config.redis_timeout(),
                     Duration::from_millis(config.redis.connect_timeout_ms),
                 )?;
-                run_engine(mode, Arc::new(store), &config, shutdown).await
+                run_engine(mode, Arc::new(store), &config, listeners, shutdown).await
             }
             StoreKind::Redis => {
                 let store = RedisStore::connect_lazy(
@@ -87,7 +130,7 @@ pub async fn run(mode: Mode, config: Config, shutdown: CancellationToken) -> any
                     config.redis_timeout(),
                     Duration::from_millis(config.redis.connect_timeout_ms),
                 )?;
-                run_engine(mode, Arc::new(store), &config, shutdown).await
+                run_engine(mode, Arc::new(store), &config, listeners, shutdown).await
             }
         },
     }
@@ -143,25 +186,29 @@ async fn run_engine<S: Store>(
     mode: Mode,
     store: Arc<S>,
     config: &Config,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let Listeners { http, grpc } = listeners;
     let (events, event_tasks) = EventPublisher::start(&config.kafka, events::source_name())
         .context("kafka (kafka.enabled)")?;
-    let (engine, tasks) = LocalCounter::start_with_events(store, config, events);
+    let policies = Arc::new(CounterPolicies::new(&config.counter_types));
+    let settings = EngineSettings::new(config, policies.clone());
+    let (engine, tasks) = LocalCounter::start_with_events(store, settings, events);
     let state = AppState {
         backend: engine.clone(),
         limits: limits(config),
-        policies: Arc::new(CounterPolicies::new(&config.counter_types)),
-        allow_reset: config.api.allow_reset,
+        policies: policies.clone(),
         mode: mode.as_str(),
     };
     if mode == Mode::Standalone {
         let app = profiling::with_routes(api::app(state), config.pprof.enabled, mode.as_str());
-        serve_http(app, config, &shutdown).await?;
+        serve_http(app, http, config, &shutdown).await?;
         return finish(tasks, event_tasks).await;
     }
 
-    let grpc_addr: SocketAddr = config.grpc.listen.parse().context("grpc.listen")?;
+    let grpc = grpc.context("a counter serves gRPC: Listeners::bind(Mode::Counter, ..)")?;
+    let grpc_addr = grpc.local_addr()?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status(
@@ -179,14 +226,17 @@ async fn run_engine<S: Store>(
         .add_service(CounterServiceServer::new(CounterGrpcService::new(
             engine,
             limits(config),
-            CounterPolicies::new(&config.counter_types),
+            policies,
         )))
-        .serve_with_shutdown(grpc_addr, grpc_stop.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            grpc_stop.clone().cancelled_owned(),
+        );
     let grpc = tokio::spawn(grpc);
     tracing::info!(%grpc_addr, "counter serving gRPC");
 
     let app = profiling::with_routes(api::probe_app(state), config.pprof.enabled, mode.as_str());
-    let http = serve_http(app, config, &shutdown);
+    let http = serve_http(app, http, config, &shutdown);
     let http_result = http.await;
     // Tell gateways first and give them `server.drain_delay_ms` to move this counter's keys,
     // then stop taking calls; in-flight calls finish before the flush.
@@ -220,7 +270,11 @@ async fn finish<S: Store>(tasks: CounterTasks<S>, events: EventTasks) -> anyhow:
 }
 
 /// The REST API over counter processes found by discovery.
-async fn run_gateway(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn run_gateway(
+    config: Config,
+    http: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     if config.discovery.dns.is_empty() && config.static_endpoints().is_empty() {
         anyhow::bail!(
             "discovery: the gateway needs discovery.dns, discovery.endpoints or grpc.counter_service.host"
@@ -245,7 +299,6 @@ async fn run_gateway(config: Config, shutdown: CancellationToken) -> anyhow::Res
         backend,
         limits: limits(&config),
         policies: Arc::new(CounterPolicies::new(&config.counter_types)),
-        allow_reset: config.api.allow_reset,
         mode: Mode::Gateway.as_str(),
     };
     let app = profiling::with_routes(
@@ -253,7 +306,7 @@ async fn run_gateway(config: Config, shutdown: CancellationToken) -> anyhow::Res
         config.pprof.enabled,
         Mode::Gateway.as_str(),
     );
-    let served = serve_http(app, &config, &shutdown).await;
+    let served = serve_http(app, http, &config, &shutdown).await;
     stop.cancel();
     let _ = discovery.await;
     let _ = health.await;
@@ -261,17 +314,15 @@ async fn run_gateway(config: Config, shutdown: CancellationToken) -> anyhow::Res
     served
 }
 
-/// Serves `app` on `server.host:server.port` until `shutdown`, then lets in-flight requests
-/// finish within `server.shutdown_timeout_ms`.
+/// Serves `app` on `listener` until `shutdown`, then lets in-flight requests finish within
+/// `server.shutdown_timeout_ms`.
 async fn serve_http(
     app: Router,
+    listener: TcpListener,
     config: &Config,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let addr = bind_address(config)?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} (server.host, server.port)"))?;
+    let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving HTTP");
     let signal = shutdown.clone();
     let server =

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use highpress::api::{self, AppState, Limits};
 use highpress::config::Config;
-use highpress::counter::LocalCounter;
+use highpress::counter::{EngineSettings, LocalCounter};
 use highpress::store::memory::MemoryStore;
 use proptest::prelude::*;
 use tower::ServiceExt;
@@ -18,13 +18,14 @@ fn router() -> (tokio::runtime::Runtime, axum::Router) {
         .build()
         .unwrap();
     let app = rt.block_on(async {
-        let (engine, _tasks) =
-            LocalCounter::start(Arc::new(MemoryStore::new()), &Config::default());
+        let (engine, _tasks) = LocalCounter::start(
+            Arc::new(MemoryStore::new()),
+            EngineSettings::from_config(&Config::default()),
+        );
         api::app(AppState {
             backend: engine,
             limits: Limits::default(),
             policies: Default::default(),
-            allow_reset: false,
             mode: "standalone",
         })
     });

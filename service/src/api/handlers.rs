@@ -14,8 +14,8 @@ use super::error::{ApiError, ErrorCode};
 use super::json::{JsonBody, parse, success};
 use crate::counter::CounterBackend;
 use crate::domain::rules as validate;
+use crate::domain::{CounterKey, Period};
 use crate::metrics::METRICS;
-use crate::store::{CounterKey, Period};
 
 #[derive(Deserialize)]
 struct IncrementRequest<'a> {
@@ -131,14 +131,11 @@ pub async fn increment<B: CounterBackend>(
 }
 
 /// `DELETE /api/v1/counter/{resource_id}/{counter_type}`: resets the counter to 0 (only with
-/// `api.allow_reset`). Idempotent: resetting a counter at 0 answers the same.
+/// `api.allow_reset`, which the counter engine checks). Idempotent: resetting a counter at 0 answers the same.
 pub async fn reset_counter<B: CounterBackend>(
     State(state): State<AppState<B>>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    if !state.allow_reset {
-        return Err(crate::counter::CounterError::ResetDisabled.into());
-    }
     let (resource_id, counter_type) = counter_path(path)?;
     let outcome = state
         .backend
@@ -214,13 +211,7 @@ pub async fn batch<B: CounterBackend>(
     let queries = req
         .queries
         .ok_or_else(|| ApiError::invalid("queries", "queries is required"))?;
-    let max = state.limits.max_batch_queries;
-    if queries.is_empty() || queries.len() > max {
-        return Err(ApiError::invalid(
-            "queries",
-            format!("queries must hold 1 to {max} items"),
-        ));
-    }
+    validate::batch_queries("queries", queries.len(), &state.limits)?;
     let mut parts = Vec::with_capacity(queries.len());
     for (i, q) in queries.iter().enumerate() {
         let rid_field = format!("queries[{i}].resource_id");
@@ -296,11 +287,7 @@ pub async fn leaderboard<B: CounterBackend>(
     };
     let limit = match param("limit") {
         None => 10,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| ApiError::invalid("limit", "limit must be an integer from 1 to 100"))?,
+        Some(l) => validate::leaderboard_limit("limit", l.parse().unwrap_or(0))?,
     };
     let entries = state
         .backend

@@ -26,8 +26,6 @@ pub struct AppState<B> {
     pub limits: Limits,
     /// Per-counter-type policies (`counter_types`).
     pub policies: Arc<CounterPolicies>,
-    /// Whether `DELETE /api/v1/counter/{resource_id}/{counter_type}` resets (`api.allow_reset`).
-    pub allow_reset: bool,
     /// The process mode, a metrics label: `standalone`, `gateway` or `counter`.
     pub mode: &'static str,
 }
@@ -38,7 +36,6 @@ impl<B> Clone for AppState<B> {
             backend: self.backend.clone(),
             limits: self.limits,
             policies: self.policies.clone(),
-            allow_reset: self.allow_reset,
             mode: self.mode,
         }
     }

@@ -143,7 +143,7 @@ pub struct LocalCounter<S: Store> {
     store: Arc<S>,
     coalescer: Coalescer,
     effects: Arc<FlushEffects>,
-    policies: CounterPolicies,
+    policies: Arc<CounterPolicies>,
     allow_reset: bool,
 }
 
@@ -171,28 +171,70 @@ impl<S: Store> CounterTasks<S> {
     }
 }
 
+/// What the engine is configured with: its part of [`Config`], and the counter-type policies
+/// the process built once.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Most increments one flush takes from the queue (`coalescing.max_batch`).
+    pub max_batch: usize,
+    /// Increments that may wait; beyond, `overloaded` (`coalescing.queue_capacity`).
+    pub queue_capacity: usize,
+    /// How long idempotency records are kept (`idempotency.ttl`).
+    pub record_ttl: Duration,
+    /// Read cache entry lifetime and size (`cache.ttl_ms`, `cache.max_entries`).
+    pub cache_ttl: Duration,
+    pub cache_max_entries: usize,
+    /// How often leaderboard deltas are written; `None` when leaderboards are off.
+    pub leaderboard_flush_interval: Option<Duration>,
+    /// Whether resets are allowed (`api.allow_reset`): checked here, for every front end.
+    pub allow_reset: bool,
+    pub policies: Arc<CounterPolicies>,
+}
+
+impl EngineSettings {
+    pub fn new(config: &Config, policies: Arc<CounterPolicies>) -> Self {
+        Self {
+            max_batch: config.coalescing.max_batch,
+            queue_capacity: config.coalescing.queue_capacity,
+            record_ttl: config.idempotency.ttl.0,
+            cache_ttl: Duration::from_millis(config.cache.ttl_ms),
+            cache_max_entries: config.cache.max_entries,
+            leaderboard_flush_interval: config
+                .leaderboard
+                .enabled
+                .then(|| Duration::from_millis(config.leaderboard.flush_interval_ms)),
+            allow_reset: config.api.allow_reset,
+            policies,
+        }
+    }
+
+    /// The settings of `config`, with its policies.
+    pub fn from_config(config: &Config) -> Self {
+        Self::new(
+            config,
+            Arc::new(CounterPolicies::new(&config.counter_types)),
+        )
+    }
+}
+
 impl<S: Store> LocalCounter<S> {
     /// Starts the engine's background tasks, publishing no events.
-    pub fn start(store: Arc<S>, config: &Config) -> (Arc<Self>, CounterTasks<S>) {
-        Self::start_with_events(store, config, EventSink::disabled())
+    pub fn start(store: Arc<S>, settings: EngineSettings) -> (Arc<Self>, CounterTasks<S>) {
+        Self::start_with_events(store, settings, EventSink::disabled())
     }
 
     /// Starts the engine's background tasks; every acknowledged increment goes to `events`.
     pub fn start_with_events(
         store: Arc<S>,
-        config: &Config,
+        settings: EngineSettings,
         events: EventSink,
     ) -> (Arc<Self>, CounterTasks<S>) {
         let health = Arc::new(StoreHealth::new());
         let effects = Arc::new(FlushEffects {
-            cache: ReadCache::new(
-                Duration::from_millis(config.cache.ttl_ms),
-                config.cache.max_entries,
-            ),
-            leaderboard: config
-                .leaderboard
-                .enabled
-                .then(LeaderboardAccumulator::default),
+            cache: ReadCache::new(settings.cache_ttl, settings.cache_max_entries),
+            leaderboard: settings
+                .leaderboard_flush_interval
+                .map(|_| LeaderboardAccumulator::default()),
             health: health.clone(),
             events,
         });
@@ -200,17 +242,17 @@ impl<S: Store> LocalCounter<S> {
         let (coalescer, flusher) = Coalescer::start(
             store.clone(),
             effects.clone(),
-            config.coalescing.max_batch,
-            config.coalescing.queue_capacity,
-            config.idempotency.ttl.0,
+            settings.max_batch,
+            settings.queue_capacity,
+            settings.record_ttl,
             stop.clone(),
         );
         let health_task = tokio::spawn(health::watch(store.clone(), health.clone()));
-        let leaderboard = config.leaderboard.enabled.then(|| {
+        let leaderboard = settings.leaderboard_flush_interval.map(|interval| {
             tokio::spawn(run_leaderboard_flusher(
                 store.clone(),
                 effects.clone(),
-                Duration::from_millis(config.leaderboard.flush_interval_ms),
+                interval,
                 stop.clone(),
             ))
         });
@@ -218,8 +260,8 @@ impl<S: Store> LocalCounter<S> {
             store: store.clone(),
             coalescer,
             effects: effects.clone(),
-            policies: CounterPolicies::new(&config.counter_types),
-            allow_reset: config.api.allow_reset,
+            policies: settings.policies,
+            allow_reset: settings.allow_reset,
         });
         let tasks = CounterTasks {
             store,
@@ -468,7 +510,10 @@ mod tests {
                     max_increment: None,
                 },
             );
-            let (engine, tasks) = LocalCounter::start(Arc::new(MemoryStore::new()), &config);
+            let (engine, tasks) = LocalCounter::start(
+                Arc::new(MemoryStore::new()),
+                EngineSettings::from_config(&config),
+            );
             let key = || CounterKey::new("like", "post");
             // join_all polls in order, and each call queues before its first await, so the
             // queue (and so the serialization) order is the order of `ops`; the flusher takes

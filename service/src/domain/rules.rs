@@ -30,6 +30,44 @@ impl std::fmt::Display for InvalidField {
 /// Most items in one gRPC `IncrementBatch` (and so in one gateway micro-batch).
 pub const MAX_INCREMENT_BATCH: usize = 8192;
 
+/// Most entries one leaderboard read returns (`limit`).
+pub const MAX_LEADERBOARD_LIMIT: u64 = 100;
+
+/// A leaderboard read's `limit`: 1 to [`MAX_LEADERBOARD_LIMIT`].
+pub fn leaderboard_limit(field: &str, limit: u64) -> Result<usize, InvalidField> {
+    if (1..=MAX_LEADERBOARD_LIMIT).contains(&limit) {
+        Ok(limit as usize)
+    } else {
+        Err(InvalidField::new(
+            field,
+            format!("{field} must be an integer from 1 to {MAX_LEADERBOARD_LIMIT}"),
+        ))
+    }
+}
+
+/// The number of counters one batch read asks for: 1 to `limits.max_batch_queries`.
+pub fn batch_queries(field: &str, len: usize, limits: &Limits) -> Result<(), InvalidField> {
+    let max = limits.max_batch_queries;
+    if len == 0 || len > max {
+        return Err(InvalidField::new(
+            field,
+            format!("{field} must hold 1 to {max} items"),
+        ));
+    }
+    Ok(())
+}
+
+/// The number of increments in one gRPC `IncrementBatch`: at most [`MAX_INCREMENT_BATCH`].
+pub fn increment_batch(field: &str, len: usize) -> Result<(), InvalidField> {
+    if len > MAX_INCREMENT_BATCH {
+        return Err(InvalidField::new(
+            field,
+            format!("{field} must hold at most {MAX_INCREMENT_BATCH} items"),
+        ));
+    }
+    Ok(())
+}
+
 /// The request header of idempotent retries (IETF httpapi idempotency-key draft).
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 

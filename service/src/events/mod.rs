@@ -26,8 +26,8 @@ use std::time::SystemTime;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::domain::CounterKey;
 use crate::metrics::METRICS;
-use crate::store::CounterKey;
 
 pub use producer::{EventPublisher, EventTasks, EventsError};
 pub use source::source_name;

@@ -11,17 +11,17 @@ use super::pb::{self, increment_outcome};
 use super::{status_from_counter, status_from_invalid};
 use crate::counter::{Acknowledged, CounterBackend};
 use crate::domain::policy::CounterPolicies;
-use crate::domain::rules::{self as validate, Limits, MAX_INCREMENT_BATCH};
+use crate::domain::rules::{self as validate, Limits};
 use crate::domain::{CounterKey, Period};
 
 pub struct CounterGrpcService<B> {
     backend: Arc<B>,
     limits: Limits,
-    policies: CounterPolicies,
+    policies: Arc<CounterPolicies>,
 }
 
 impl<B> CounterGrpcService<B> {
-    pub fn new(backend: Arc<B>, limits: Limits, policies: CounterPolicies) -> Self {
+    pub fn new(backend: Arc<B>, limits: Limits, policies: Arc<CounterPolicies>) -> Self {
         Self {
             backend,
             limits,
@@ -91,11 +91,7 @@ impl<B: CounterBackend> CounterService for CounterGrpcService<B> {
         request: Request<pb::IncrementBatchRequest>,
     ) -> Result<Response<pb::IncrementBatchResponse>, Status> {
         let items = request.into_inner().items;
-        if items.len() > MAX_INCREMENT_BATCH {
-            return Err(Status::invalid_argument(format!(
-                "items: at most {MAX_INCREMENT_BATCH} per batch"
-            )));
-        }
+        validate::increment_batch("items", items.len()).map_err(|e| status_from_invalid(&e))?;
         let results = futures::future::join_all(items.iter().map(|item| self.apply(item))).await;
         let outcomes = results
             .into_iter()
@@ -136,12 +132,8 @@ impl<B: CounterBackend> CounterService for CounterGrpcService<B> {
         request: Request<pb::BatchGetRequest>,
     ) -> Result<Response<pb::BatchGetResponse>, Status> {
         let counters = &request.get_ref().counters;
-        let max = self.limits.max_batch_queries;
-        if counters.is_empty() || counters.len() > max {
-            return Err(Status::invalid_argument(format!(
-                "counters: 1 to {max} per call"
-            )));
-        }
+        validate::batch_queries("counters", counters.len(), &self.limits)
+            .map_err(|e| status_from_invalid(&e))?;
         let keys = counters
             .iter()
             .map(|id| counter_key(Some(id)))
@@ -177,12 +169,11 @@ impl<B: CounterBackend> CounterService for CounterGrpcService<B> {
         validate::counter_type("counter_type", &req.counter_type)
             .map_err(|e| status_from_invalid(&e))?;
         let period = period_from_pb(req.period)?;
-        if !(1..=100).contains(&req.limit) {
-            return Err(Status::invalid_argument("limit: must be from 1 to 100"));
-        }
+        let limit = validate::leaderboard_limit("limit", req.limit.into())
+            .map_err(|e| status_from_invalid(&e))?;
         let entries = self
             .backend
-            .leaderboard(&req.counter_type, period, req.limit as usize)
+            .leaderboard(&req.counter_type, period, limit)
             .await
             .map_err(|e| status_from_counter(&e))?;
         Ok(Response::new(pb::LeaderboardResponse {
