@@ -679,7 +679,29 @@ impl Config {
         Self::load_from(file, Env::prefixed("HIGHPRESS_").split("__"))
     }
 
-    fn load_from(file: Option<&std::path::Path>, env: Env) -> Result<Self, ConfigError> {
+    /// Loads defaults, then `vars` read as `load` reads `HIGHPRESS_*` environment variables
+    /// (`HIGHPRESS_REDIS__ADDR` sets `redis.addr`), without touching the process environment: so
+    /// several servers can run in one process (the integration tests run some in-process).
+    pub fn from_vars(vars: &[(&str, &str)]) -> Result<Self, ConfigError> {
+        let mut set = Figment::new();
+        for (name, value) in vars {
+            let Some(key) = name.strip_prefix("HIGHPRESS_") else {
+                return Err(ConfigError::Parse(format!(
+                    "{name} is not a HIGHPRESS_ variable"
+                )));
+            };
+            let key = key.to_ascii_lowercase().replace("__", ".");
+            let value: figment::value::Value =
+                value.parse().expect("parsing a Value is infallible");
+            set = set.merge(Serialized::global(&key, value));
+        }
+        Self::load_from(None, set)
+    }
+
+    fn load_from(
+        file: Option<&std::path::Path>,
+        env: impl figment::Provider,
+    ) -> Result<Self, ConfigError> {
         // What the file and the environment set, without the defaults: the inferences below
         // need to know what was left unset.
         let mut from_file = Figment::new();
@@ -1018,6 +1040,24 @@ mod tests {
             Ok(())
         });
         outcome.expect("the jail ran")
+    }
+
+    #[test]
+    fn from_vars_reads_variables_as_the_environment_would_be_read() {
+        let c = Config::from_vars(&[
+            ("HIGHPRESS_REDIS__ADDR", "10.0.0.1:6379"),
+            ("HIGHPRESS_SERVER__PORT", "9000"),
+            ("HIGHPRESS_DISCOVERY__HEALTH_INTERVAL", "100ms"),
+        ])
+        .unwrap();
+        assert_eq!(c.redis.addr, "10.0.0.1:6379");
+        assert_eq!(c.store.kind, StoreKind::Redis, "inferred from redis.addr");
+        assert_eq!(c.server.port, 9000);
+        assert_eq!(c.discovery.health_interval.0, Duration::from_millis(100));
+        let e = Config::from_vars(&[("HIGHPRESS_SERVER__PORT", "high")]).unwrap_err();
+        assert!(e.to_string().contains("server.port"), "{e}");
+        let e = Config::from_vars(&[("REDIS_ADDR", "x:1")]).unwrap_err();
+        assert!(e.to_string().contains("REDIS_ADDR"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The REST contract of API.md, end to end against real processes in every topology: standalone
-//! on the embedded store and on a real `redis-server`, and a gateway in front of two counters. Every error case checks that nothing was written.
+//! The REST contract of API.md, end to end over HTTP in every topology: standalone on the
+//! embedded store (in-process) and on a real `redis-server`, a gateway in front of two counters,
+//! and standalone on a Redis Cluster. Every error case checks that nothing was written.
 
 mod support;
 
@@ -8,17 +9,21 @@ use support::{
     Backing, Highpress, Topology, assert_error, get_json, post_json, post_raw, without_times,
 };
 
-/// Runs one contract case in every topology, as seven tests: `memory` and `redis` (standalone on
-/// each store), `split` (a gateway in front of two counters on Redis) and `cluster` (standalone
-/// on a three-master Redis Cluster); then `redis`, `split` and `cluster` again with HighGoPress's
-/// key layout (`store.key_layout: highgopress`), which every Redis topology must serve alike.
+/// Runs one contract case in every topology, as seven tests: `memory` (standalone on the
+/// embedded store, in this test's process) and `redis` (a standalone process on Redis), `split`
+/// (a gateway in front of two counters on Redis) and `cluster` (standalone on a three-master
+/// Redis Cluster); then `redis`, `split` and `cluster` again with HighGoPress's key layout
+/// (`store.key_layout: highgopress`), which every Redis topology must serve alike.
 macro_rules! on_every_topology {
     ($name:ident, $env:expr, $body:expr) => {
+        on_every_topology!(@ InProcessMemory, $name, $env, $body);
+    };
+    (@ $memory:ident, $name:ident, $env:expr, $body:expr) => {
         mod $name {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn memory() {
-                ($body)(Highpress::start(Topology::StandaloneMemory, $env).await).await;
+                ($body)(Highpress::start(Topology::$memory, $env).await).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn redis() {
@@ -48,6 +53,14 @@ macro_rules! on_every_topology {
                 ($body)(Highpress::start(Topology::StandaloneCluster, &env).await).await;
             }
         }
+    };
+}
+
+/// [`on_every_topology!`] with `memory` as a process of its own too: for a case that counts
+/// metrics, which are process-wide (in-process servers of concurrent tests would share them).
+macro_rules! on_every_process_topology {
+    ($name:ident, $env:expr, $body:expr) => {
+        on_every_topology!(@ StandaloneMemory, $name, $env, $body);
     };
 }
 
@@ -493,7 +506,7 @@ on_every_topology!(
     }
 );
 
-on_every_topology!(
+on_every_process_topology!(
     health_readiness_metrics_and_openapi,
     &[],
     |hp: Highpress| async move {
