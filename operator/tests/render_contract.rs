@@ -69,8 +69,10 @@ fn every_example_renders_a_config_the_service_loads() {
                 "{name}"
             );
             assert_eq!(
-                config.cache.ttl_ms,
-                u64::try_from(spec.counter.cache.ttl_millis).expect("non-negative"),
+                config.cache.ttl,
+                Duration::from_millis(
+                    u64::try_from(spec.counter.cache.ttl_millis).expect("non-negative")
+                ),
                 "{name}"
             );
             assert_eq!(
@@ -140,11 +142,11 @@ fn api_and_idempotency_render_into_settings_the_service_loads() {
     cc.spec.idempotency.ttl = "1h".to_owned();
     let config = load_rendered_config(&cc, "reset-and-ttl");
     assert!(config.api.allow_reset);
-    assert_eq!(config.idempotency.ttl.0, Duration::from_secs(3600));
+    assert_eq!(config.idempotency.ttl, Duration::from_secs(3600));
     // The defaults render explicitly, and equal the service's own defaults.
     let plain = load_rendered_config(&cluster(), "default-reset-and-ttl");
     assert!(!plain.api.allow_reset);
-    assert_eq!(plain.idempotency.ttl.0, Duration::from_secs(24 * 3600));
+    assert_eq!(plain.idempotency.ttl, Duration::from_secs(24 * 3600));
     let service_defaults = Config::default();
     assert_eq!(plain.api.allow_reset, service_defaults.api.allow_reset);
     assert_eq!(plain.idempotency.ttl, service_defaults.idempotency.ttl);
@@ -198,7 +200,7 @@ fn edge_case_specs_render_configs_the_service_loads() {
     kafka_trace_no_cache.spec.counter.coalescing.max_batch = 65536;
     let config = load_rendered_config(&kafka_trace_no_cache, "kafka-trace-no-cache");
     assert_eq!(config.log.level, "trace");
-    assert_eq!(config.cache.ttl_ms, 0);
+    assert_eq!(config.cache.ttl, Duration::ZERO);
     assert_eq!(config.coalescing.max_batch, 65536);
     assert!(
         config.kafka.enabled,

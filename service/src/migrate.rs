@@ -20,7 +20,6 @@
 //!   skipped and counted.
 
 use std::fmt;
-use std::time::Duration;
 
 use redis::Value;
 
@@ -37,13 +36,13 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<Report> {
         config.store.kind == StoreKind::Redis,
         "migrate-keys needs a Redis: set redis.addr (and redis.cluster for Redis Cluster)"
     );
-    let connect_timeout = Duration::from_millis(config.redis.connect_timeout_ms);
+    let connect_timeout = config.redis.connect_timeout;
     // The layout is the engine's; the migration names its keys itself.
     let report = if config.redis.cluster {
         let store = RedisClusterStore::new(
             &config.redis.cluster_seeds()?,
             KeyLayout::Highpress,
-            config.redis_timeout(),
+            config.redis.timeout,
             connect_timeout,
         )?;
         migrate(&store, options).await?
@@ -51,7 +50,7 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<Report> {
         let store = RedisStore::connect_lazy(
             &config.redis.url()?,
             KeyLayout::Highpress,
-            config.redis_timeout(),
+            config.redis.timeout,
             connect_timeout,
         )?;
         migrate(&store, options).await?

@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -118,8 +117,8 @@ pub async fn run(
                 let store = RedisClusterStore::new(
                     &config.redis.cluster_seeds()?,
                     config.store.key_layout,
-                    config.redis_timeout(),
-                    Duration::from_millis(config.redis.connect_timeout_ms),
+                    config.redis.timeout,
+                    config.redis.connect_timeout,
                 )?;
                 run_engine(mode, Arc::new(store), &config, listeners, shutdown).await
             }
@@ -127,8 +126,8 @@ pub async fn run(
                 let store = RedisStore::connect_lazy(
                     &config.redis.url()?,
                     config.store.key_layout,
-                    config.redis_timeout(),
-                    Duration::from_millis(config.redis.connect_timeout_ms),
+                    config.redis.timeout,
+                    config.redis.connect_timeout,
                 )?;
                 run_engine(mode, Arc::new(store), &config, listeners, shutdown).await
             }
@@ -249,9 +248,9 @@ async fn run_engine<S: Store>(
     health
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
-    tokio::time::sleep(Duration::from_millis(config.server.drain_delay_ms)).await;
+    tokio::time::sleep(config.server.drain_delay).await;
     grpc_stop.cancel();
-    let drain = Duration::from_millis(config.server.shutdown_timeout_ms);
+    let drain = config.server.shutdown_timeout;
     match tokio::time::timeout(drain, grpc).await {
         Ok(joined) => joined.context("gRPC server task")?.context("gRPC server")?,
         Err(_) => tracing::warn!("gRPC calls did not finish within server.shutdown_timeout_ms"),
@@ -290,8 +289,8 @@ async fn run_gateway(
     ));
     let health = tokio::spawn(discovery::watch_health(
         endpoints.clone(),
-        config.discovery.health_interval.0,
-        Duration::from_millis(config.grpc.deadline_ms),
+        config.discovery.health_interval,
+        config.grpc.deadline,
         stop.clone(),
     ));
     let backend = Arc::new(GatewayBackend::new(endpoints, &config));
@@ -330,12 +329,7 @@ async fn serve_http(
     let serving = tokio::spawn(async move { server.await });
     shutdown.cancelled().await;
     tracing::info!("shutting down: finishing in-flight requests");
-    match tokio::time::timeout(
-        Duration::from_millis(config.server.shutdown_timeout_ms),
-        serving,
-    )
-    .await
-    {
+    match tokio::time::timeout(config.server.shutdown_timeout, serving).await {
         Ok(result) => result.context("HTTP server task")?.context("HTTP server")?,
         Err(_) => {
             tracing::warn!("in-flight requests did not finish within server.shutdown_timeout_ms")

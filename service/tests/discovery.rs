@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use highpress::config::{Config, HumanDuration};
+use highpress::config::Config;
 use highpress::counter::CounterBackend;
 use highpress::gateway::discovery::{self, Resolver};
 use highpress::gateway::{EndpointSet, GatewayBackend};
@@ -61,7 +61,7 @@ async fn counters_added_and_removed_by_dns_take_and_release_traffic() {
 
     let mut config = Config::default();
     config.discovery.dns = "counters.test:50051".into();
-    config.discovery.refresh_interval = HumanDuration(Duration::from_millis(100));
+    config.discovery.refresh_interval = Duration::from_millis(100);
     let config = Arc::new(config);
     let resolver = ScriptedResolver::default();
     resolver.answer(&[&counters[0], &counters[1]]);

@@ -185,8 +185,8 @@ fn check_idempotency_ttl(ttl: &str, problems: &mut Vec<String>) {
 }
 
 /// A duration in the grammar of the CRD's `ttl` pattern, `^[0-9]+(ms|s|m|h|d)?$`, read as the
-/// service's `HumanDuration` reads it: a bare number is milliseconds. `None` when it does not
-/// match the pattern or overflows.
+/// service reads its duration keys (`highpress::config::parse_duration`): a bare number is
+/// milliseconds. `None` when it does not match the pattern or overflows.
 fn parse_duration(text: &str) -> Option<Duration> {
     let number_end = text
         .find(|c: char| !c.is_ascii_digit())
@@ -310,11 +310,7 @@ mod tests {
 
     #[test]
     fn durations_read_as_the_service_reads_them() {
-        let service = |text: &str| {
-            serde_json::from_value::<highpress::config::HumanDuration>(text.into())
-                .ok()
-                .map(|d| d.0)
-        };
+        let service = highpress::config::parse_duration;
         for text in [
             "0",
             "1500",

@@ -196,13 +196,13 @@ impl EngineSettings {
         Self {
             max_batch: config.coalescing.max_batch,
             queue_capacity: config.coalescing.queue_capacity,
-            record_ttl: config.idempotency.ttl.0,
-            cache_ttl: Duration::from_millis(config.cache.ttl_ms),
+            record_ttl: config.idempotency.ttl,
+            cache_ttl: config.cache.ttl,
             cache_max_entries: config.cache.max_entries,
             leaderboard_flush_interval: config
                 .leaderboard
                 .enabled
-                .then(|| Duration::from_millis(config.leaderboard.flush_interval_ms)),
+                .then_some(config.leaderboard.flush_interval),
             allow_reset: config.api.allow_reset,
             policies,
         }

@@ -116,12 +116,15 @@ impl EventPublisher {
             .set("bootstrap.servers", config.brokers.join(","))
             .set("client.id", format!("highpress-{source}"))
             .set("acks", config.acks.as_str())
-            .set("linger.ms", config.linger_ms.to_string())
+            .set("linger.ms", config.linger.as_millis().to_string())
             .set(
                 "queue.buffering.max.messages",
                 config.queue_capacity.to_string(),
             )
-            .set("message.timeout.ms", config.message_timeout_ms.to_string())
+            .set(
+                "message.timeout.ms",
+                config.message_timeout.as_millis().to_string(),
+            )
             // Per-partition order under retries: one request in flight per broker connection.
             .set("max.in.flight.requests.per.connection", "1")
             .set("enable.idempotence", "false")
@@ -142,7 +145,7 @@ impl EventPublisher {
                 topic: config.topic.clone(),
                 source,
                 backlog: backlog.clone(),
-                flush_timeout: Duration::from_millis(config.flush_timeout_ms),
+                flush_timeout: config.flush_timeout,
             },
             stop.clone(),
         ));

@@ -3,7 +3,7 @@
 //! it lets one probe through (half-open); the probe's success closes it, its failure reopens it.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use prometheus::IntGauge;
 
@@ -105,7 +105,7 @@ impl Breaker {
         match s.state {
             BreakerState::Closed => true,
             BreakerState::Open => {
-                if s.opened_at.elapsed() >= Duration::from_millis(self.config.open_ms) {
+                if s.opened_at.elapsed() >= self.config.open_for {
                     s.state = BreakerState::HalfOpen;
                     s.probe_in_flight = true;
                     self.show(BreakerState::HalfOpen);
@@ -131,9 +131,7 @@ impl Breaker {
         match s.state {
             BreakerState::Closed => true,
             BreakerState::HalfOpen => !s.probe_in_flight,
-            BreakerState::Open => {
-                s.opened_at.elapsed() >= Duration::from_millis(self.config.open_ms)
-            }
+            BreakerState::Open => s.opened_at.elapsed() >= self.config.open_for,
         }
     }
 
@@ -193,6 +191,8 @@ impl Breaker {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn breaker(open_ms: u64) -> Breaker {
@@ -200,7 +200,7 @@ mod tests {
             failure_threshold: 3,
             error_rate: 0.5,
             window: 10,
-            open_ms,
+            open_for: Duration::from_millis(open_ms),
         })
     }
 
@@ -255,7 +255,7 @@ mod tests {
             failure_threshold: 1,
             error_rate: 0.5,
             window: 10,
-            open_ms: 0,
+            open_for: Duration::ZERO,
         };
         let b = Breaker::for_endpoint(config, "breaker-test:1");
         let gauge = |state: &str| {

@@ -82,7 +82,7 @@ pub async fn run_dns<R: Resolver>(
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(config.discovery.refresh_interval.0) => {}
+            () = tokio::time::sleep(config.discovery.refresh_interval) => {}
             () = stop.cancelled() => return,
         }
     }

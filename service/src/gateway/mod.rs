@@ -50,11 +50,11 @@ pub struct CounterEndpoint {
 impl CounterEndpoint {
     /// Prepares connections to `name` (`host:port`) without waiting for them.
     pub fn connect(name: &str, config: &Config) -> Result<Self, tonic::transport::Error> {
-        let deadline = Duration::from_millis(config.grpc.deadline_ms);
+        let deadline = config.grpc.deadline;
         let channel = || -> Result<Channel, tonic::transport::Error> {
             Ok(ChannelEndpoint::from_shared(format!("http://{name}"))?
                 .connect_timeout(deadline)
-                .http2_keep_alive_interval(config.grpc.counter_service.keep_alive.0)
+                .http2_keep_alive_interval(config.grpc.counter_service.keep_alive)
                 .keep_alive_while_idle(true)
                 .tcp_nodelay(true)
                 .connect_lazy())
@@ -155,7 +155,7 @@ impl GatewayBackend {
     pub fn new(endpoints: Arc<EndpointSet>, config: &Config) -> Self {
         Self {
             endpoints,
-            deadline: Duration::from_millis(config.grpc.deadline_ms),
+            deadline: config.grpc.deadline,
         }
     }
 

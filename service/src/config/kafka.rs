@@ -1,0 +1,157 @@
+//! Counter events to Kafka (`kafka`): the brokers, the topic, and the producer's bounds.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, forms};
+
+/// Counter events published to Kafka by the process that owns the flush (standalone, counter).
+/// `docs/events.md` describes the events and their delivery guarantees.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Publish one event per acknowledged increment. Off: nothing is queued or connected.
+    pub enabled: bool,
+    /// Bootstrap brokers, `host:port`; comma-separated in the environment.
+    #[serde(deserialize_with = "forms::list_or_comma_separated")]
+    pub brokers: Vec<String>,
+    /// The topic events are written to.
+    pub topic: String,
+    /// Broker acknowledgements a write waits for: `0`, `1` or `all`.
+    pub acks: KafkaAcks,
+    /// How long the producer waits to fill a batch (librdkafka `linger.ms`).
+    #[serde(rename = "linger_ms", with = "forms::millis")]
+    pub linger: Duration,
+    /// Most events waiting to be handed to the producer, and most the producer buffers; past
+    /// either bound new events are dropped and counted, never waited for.
+    pub queue_capacity: usize,
+    /// How long the producer keeps retrying one event before it is dropped as undeliverable
+    /// (librdkafka `message.timeout.ms`).
+    #[serde(rename = "message_timeout_ms", with = "forms::millis")]
+    pub message_timeout: Duration,
+    /// At shutdown, how long queued events may take to reach the broker before the rest are
+    /// dropped.
+    #[serde(rename = "flush_timeout_ms", with = "forms::millis")]
+    pub flush_timeout: Duration,
+}
+
+impl KafkaConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.brokers.is_empty() {
+            return Err(ConfigError::invalid(
+                "kafka.brokers",
+                "name at least one broker when kafka.enabled is true",
+            ));
+        }
+        if let Some(broker) = self.brokers.iter().find(|b| !forms::is_host_port(b)) {
+            return Err(ConfigError::invalid(
+                "kafka.brokers",
+                format!("{broker:?} is not host:port"),
+            ));
+        }
+        // Kafka's own rule for topic names.
+        let topic = &self.topic;
+        if topic.is_empty()
+            || topic.len() > 249
+            || topic == "."
+            || topic == ".."
+            || !topic
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(ConfigError::invalid(
+                "kafka.topic",
+                format!("{topic:?} is not a topic name ([A-Za-z0-9._-]{{1,249}})"),
+            ));
+        }
+        if self.linger > Duration::from_secs(900) {
+            return Err(ConfigError::invalid(
+                "kafka.linger_ms",
+                "must be within 0..=900000",
+            ));
+        }
+        if !(1..=10_000_000).contains(&self.queue_capacity) {
+            return Err(ConfigError::invalid(
+                "kafka.queue_capacity",
+                "must be within 1..=10000000",
+            ));
+        }
+        if self.message_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "kafka.message_timeout_ms",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            brokers: Vec::new(),
+            topic: "counter_events".into(),
+            acks: KafkaAcks::All,
+            linger: Duration::from_millis(5),
+            queue_capacity: 100_000,
+            message_timeout: Duration::from_secs(30),
+            flush_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `kafka.acks`: how many broker acknowledgements a produced batch waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaAcks {
+    /// `0`: fire and forget.
+    None,
+    /// `1`: the partition leader.
+    Leader,
+    /// `all`: every in-sync replica.
+    All,
+}
+
+impl KafkaAcks {
+    /// The librdkafka `acks` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "0",
+            Self::Leader => "1",
+            Self::All => "all",
+        }
+    }
+}
+
+impl Serialize for KafkaAcks {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for KafkaAcks {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Number(n) => n.to_string(),
+            Raw::Text(t) => t.trim().to_ascii_lowercase(),
+        };
+        match text.as_str() {
+            "0" => Ok(Self::None),
+            "1" => Ok(Self::Leader),
+            "all" | "-1" => Ok(Self::All),
+            other => Err(serde::de::Error::custom(format!(
+                "{other:?} is not 0, 1 or all"
+            ))),
+        }
+    }
+}

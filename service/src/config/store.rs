@@ -1,0 +1,192 @@
+//! Where the counts live: the store (`store`: memory or Redis, and the key layout) and the Redis
+//! connection (`redis`: one server or a cluster).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, forms};
+use crate::domain::KeyLayout;
+
+/// Which store backs the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The embedded in-memory store: no dependencies, nothing persisted.
+    #[default]
+    Memory,
+    /// Redis (standalone server).
+    Redis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    /// Where counters live in Redis: `highpress` (`c:{counter_type}:{resource_id}`) or
+    /// `highgopress` (`counter:{resource_id}:{counter_type}`, HighGoPress's keys).
+    pub key_layout: KeyLayout,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `host:port` (as HighGoPress writes it), or a `redis://` / `rediss://` URL.
+    pub addr: String,
+    pub password: String,
+    pub db: i64,
+    /// Per-command response timeout; a flush waiting longer fails with 503.
+    #[serde(rename = "timeout_ms", with = "forms::millis")]
+    pub timeout: Duration,
+    /// Connection establishment timeout.
+    #[serde(rename = "connect_timeout_ms", with = "forms::millis")]
+    pub connect_timeout: Duration,
+    /// Use the Redis Cluster client; `addr` lists seed nodes, comma-separated.
+    pub cluster: bool,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            addr: "localhost:6379".into(),
+            password: String::new(),
+            db: 0,
+            timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_millis(500),
+            cluster: false,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// Checks the connection settings; the address only when `kind` is Redis, since the memory
+    /// store never connects.
+    pub(super) fn validate(&self, kind: StoreKind) -> Result<(), ConfigError> {
+        if kind == StoreKind::Redis {
+            if self.cluster {
+                if self.cluster_seeds()?.is_empty() {
+                    return Err(ConfigError::invalid(
+                        "redis.addr",
+                        "name at least one cluster seed node",
+                    ));
+                }
+                if self.db != 0 {
+                    return Err(ConfigError::invalid(
+                        "redis.db",
+                        "Redis Cluster has only database 0",
+                    ));
+                }
+            } else {
+                self.url()?;
+            }
+        }
+        if !(0..=15_000).contains(&self.db) && !self.addr.contains("://") {
+            return Err(ConfigError::invalid(
+                "redis.db",
+                "must be a database index ≥ 0",
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "redis.timeout_ms",
+                "must be at least 1",
+            ));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "redis.connect_timeout_ms",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The Redis Cluster seed URLs: every comma-separated entry of `addr`, with `password`.
+    pub fn cluster_seeds(&self) -> Result<Vec<String>, ConfigError> {
+        self.addr
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|addr| {
+                RedisConfig {
+                    addr: addr.to_string(),
+                    db: 0,
+                    ..self.clone()
+                }
+                .url()
+            })
+            .collect()
+    }
+
+    /// The connection URL built from `addr`, `password` and `db`.
+    pub fn url(&self) -> Result<String, ConfigError> {
+        let addr = self.addr.trim();
+        if addr.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "redis.addr",
+                message: "must not be empty".into(),
+            });
+        }
+        if addr.starts_with("redis://") || addr.starts_with("rediss://") {
+            // A URL carries its own password and db; the separate keys fill in what it lacks.
+            let (scheme, rest) = addr.split_once("://").unwrap_or(("redis", addr));
+            let (authority, path) = match rest.split_once('/') {
+                Some((a, p)) => (a, p),
+                None => (rest, ""),
+            };
+            if authority.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "redis.addr",
+                    message: format!("URL {addr:?} has no host"),
+                });
+            }
+            let authority = if !authority.contains('@') && !self.password.is_empty() {
+                format!(":{}@{authority}", percent_encode(&self.password))
+            } else {
+                authority.to_string()
+            };
+            let db = if path.is_empty() {
+                self.db.to_string()
+            } else {
+                path.to_string()
+            };
+            return Ok(format!("{scheme}://{authority}/{db}"));
+        }
+        if addr.contains("://") {
+            return Err(ConfigError::Invalid {
+                key: "redis.addr",
+                message: format!("{addr:?}: use host:port, redis://... or rediss://..."),
+            });
+        }
+        let Some((host, port)) = addr.rsplit_once(':') else {
+            return Err(ConfigError::Invalid {
+                key: "redis.addr",
+                message: format!("{addr:?} is not host:port"),
+            });
+        };
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(ConfigError::Invalid {
+                key: "redis.addr",
+                message: format!("{addr:?} is not host:port"),
+            });
+        }
+        let auth = if self.password.is_empty() {
+            String::new()
+        } else {
+            format!(":{}@", percent_encode(&self.password))
+        };
+        Ok(format!("redis://{auth}{host}:{port}/{}", self.db))
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
