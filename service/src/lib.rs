@@ -2,8 +2,10 @@
 //! and engine in one process), `counter` (the engine behind gRPC) and `gateway` (REST, routing
 //! keys to counters). The crate is laid out by responsibility:
 //!
+//! - [`domain`]: counter keys and periods, the field rules and limits, per-type policies (imports
+//!   nothing else of the crate);
 //! - [`config`]: the typed configuration, file plus `HIGHPRESS_*` environment;
-//! - [`api`]: the REST contract (handlers, validation, errors) over any counter backend;
+//! - [`api`]: the REST contract (handlers, errors) over any counter backend;
 //! - [`counter`]: the engine: group commit, read cache, leaderboards, store health;
 //! - [`store`]: the store trait, key encoding, and the memory and Redis stores;
 //! - [`events`]: counter events to Kafka (schema, bounded hand-off queue, producer);
@@ -12,6 +14,7 @@
 //! - [`metrics`]: Prometheus metrics;
 //! - [`telemetry`]: logs and OpenTelemetry traces;
 //! - [`profiling`]: the `/debug/pprof/*` CPU and heap profiles;
+//! - [`migrate`]: `migrate-keys`, copying HighGoPress's Redis keys to highpress's layout;
 //! - [`server`]: process lifecycle and graceful shutdown.
 
 pub mod api;
