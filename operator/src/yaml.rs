@@ -1,8 +1,8 @@
 //! YAML output that means the same to every reader. kubectl's YAML parser follows YAML 1.1, in
 //! which a plain `yes`, `on` or `2026-01-01` is not a string; a YAML 1.2 emitter writes them
-//! plain and the Redis StatefulSet's `--appendonly yes` became `true`. This emitter writes a
-//! string plain only when no YAML version can read it as anything else, quotes it otherwise,
-//! and writes multi-line strings (the rendered `config.yaml`) as literal blocks.
+//! plain, so kubectl would read the Redis StatefulSet's `--appendonly yes` as `true`. This
+//! emitter writes a string plain only when no YAML version can read it as anything else, quotes
+//! it otherwise, and writes multi-line strings (the rendered `config.yaml`) as literal blocks.
 
 use serde_json::Value;
 
