@@ -44,7 +44,7 @@ build-release:
 bench: deps build-release ## Side-by-side peer benchmark, standalone and split (PERFORMANCE.md); writes target/bench/bench.json
 	bash scripts/bench.sh
 
-load-test: deps build-release ## The original's five hey levels against a fresh standalone on Redis
+load-test: deps build-release ## HighGoPress's five hey levels against a fresh standalone on Redis
 	bash scripts/load_test.sh --start --redis
 
 load-test-split: deps build-release ## The same against a gateway in front of one counter

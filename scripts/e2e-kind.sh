@@ -16,7 +16,7 @@
 #   5. runs a smoke load through `kubectl port-forward` to the gateway: $INCREMENTS increments
 #      of +1 on a fresh counter, $PARALLEL at a time, then reads the counter back. It passes
 #      only if every increment was acknowledged (HTTP 200) and the counter reads exactly the
-#      number acknowledged (the consistency check of TESTING.md);
+#      number acknowledged (the consistency check);
 #   6. tears everything down on exit (the trap), unless KEEP_CLUSTER=1.
 #
 # Usage: scripts/e2e-kind.sh

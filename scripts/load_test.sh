@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# load_test.sh: the original project's five-level load test, with `hey`, plus
-# the consistency check of docs TESTING.md.
+# load_test.sh: HighGoPress's five-level load test, with `hey`, plus
+# a consistency check: every acknowledged increment is counted.
 #
 #   level  requests  concurrency
 #   1       1,000     10

@@ -136,7 +136,7 @@ pub async fn run(
 }
 
 /// Says at start-up which store this process counts in, and why when the configuration did not
-/// say so itself; and that the original's `consul` section is read but not used.
+/// say so itself; and that HighGoPress's `consul` section is read but not used.
 fn log_configuration_choices(mode: Mode, config: &Config) {
     if config.consul.is_some() {
         tracing::warn!(
@@ -172,7 +172,7 @@ fn log_configuration_choices(mode: Mode, config: &Config) {
                 ""
             },
             if inferred.layout_from_original_format {
-                " at HighGoPress's keys (store.key_layout is not set; the config file is the original's: redis.addr and no store section)"
+                " at HighGoPress's keys (store.key_layout is not set; the config file is HighGoPress's: redis.addr and no store section)"
             } else {
                 ""
             },

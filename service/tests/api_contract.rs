@@ -452,7 +452,7 @@ on_every_topology!(
     &[("HIGHPRESS_COUNTER_TYPES__FOLLOW__UNIQUE_PER_USER", "true")],
     |hp: Highpress| async move {
         let url = hp.url("/api/v1/counter/increment");
-        // The original's load test body, as it sends it.
+        // HighGoPress's load test body, as it sends it.
         let (s, body) = post_json(
             &url,
             &json!({"resource_id":"article_loadtest","counter_type":"like","delta":1}),
@@ -624,7 +624,7 @@ on_every_topology!(
             json!({"status":"success","data":{"resource_id":"idem","counter_type":"view","current_value":5,"increment":5,"counted":true,"success":true}})
         );
         assert_eq!(hp.increment("idem", "view", 1).await.0, 200);
-        // The retry gets the original answer (current_value 5, not 6 or 11) and counts nothing,
+        // The retry gets the first answer (current_value 5, not 6 or 11) and counts nothing,
         // also when written with the `delta` alias or as a quoted structured-field string.
         for (body, key) in [
             (body.clone(), "key-1"),

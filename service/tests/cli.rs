@@ -1,5 +1,5 @@
 //! The binary's start-up contract: a bad configuration exits non-zero naming the key; the
-//! shipped config file and the original service's config file load.
+//! shipped config file and HighGoPress's config file load.
 
 use std::process::Command;
 

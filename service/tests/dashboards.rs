@@ -1,6 +1,6 @@
 //! The Grafana dashboards (`charts/highpress/dashboards/*.json`) and Prometheus alert rules
 //! (`charts/highpress/rules/*.yaml`) that ship in the chart, checked against real tools, since
-//! Grafana itself cannot run here (TESTING.md):
+//! Grafana itself does not run in the tests:
 //!
 //! - every dashboard is well-formed (uid, title, `datasource`/`namespace`/`pod` variables, panels
 //!   whose targets carry PromQL filtered by `$namespace` and `$pod`; uids unique);
@@ -47,8 +47,8 @@ const NO_DATA_EXPECTED: &[(&str, &str, &str)] = &[
     ("highpress-operator", "Operator versions", OPERATOR_NOT_RUN),
 ];
 
-const OPERATOR_NOT_RUN: &str = "the operator needs a Kubernetes API server, which cannot run here \
-     (TESTING.md); its metrics are covered by the operator crate's tests";
+const OPERATOR_NOT_RUN: &str = "this test does not start the operator (the operator crate's tests run it \
+     on a real control plane and cover its metrics)";
 
 /// The alerts the chart must ship.
 const REQUIRED_ALERTS: [&str; 7] = [

@@ -147,7 +147,7 @@ async fn redis_kill_and_restart_under_load_loses_no_acknowledged_increment() {
     );
     let (_, health) = get_json(&hp.url("/health")).await;
     assert_eq!(health["checks"]["store"], "unavailable");
-    // The original's health route shows the outage in its status code too.
+    // HighGoPress's health route shows the outage in its status code too.
     let (s, api_health) = get_json(&hp.url("/api/v1/health")).await;
     assert_eq!(s, 503, "{api_health}");
     assert_eq!(api_health["status"], "unavailable", "{api_health}");

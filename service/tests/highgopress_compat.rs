@@ -1,4 +1,4 @@
-//! HighGoPress's clients against highpress, unchanged: the requests of the original's own load
+//! HighGoPress's clients against highpress, unchanged: the requests of HighGoPress's own load
 //! test, replayed with `hey` (the tool it used), against a standalone process on Redis and a
 //! gateway in front of two counters. Every request must succeed and the count must come out
 //! exact.
@@ -10,9 +10,9 @@ use std::process::Command;
 use serde_json::json;
 use support::{Backing, Highpress, Topology, get_json, post_json, tool};
 
-/// What the original's load test polls, and how often.
+/// What HighGoPress's load test polls, and how often.
 const HEALTH_REQUESTS: u32 = 10_000;
-/// The original's load-test increment: no `user_id`, and `delta` rather than `increment`.
+/// HighGoPress's load-test increment: no `user_id`, and `delta` rather than `increment`.
 const INCREMENT_BODY: &str =
     r#"{"resource_id":"article_loadtest","counter_type":"like","delta":1}"#;
 const INCREMENTS: u32 = 3_000;
@@ -67,7 +67,7 @@ async fn replay_the_originals_load_test(hp: Highpress) {
         "POST /api/v1/counter/increment"
     );
 
-    // The count reads back exactly, through each read route, with the original's fields.
+    // The count reads back exactly, through each read route, with HighGoPress's fields.
     let (status, body) = get_json(&hp.url("/api/v1/counter/article_loadtest/like")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["current_value"], INCREMENTS, "{body}");
@@ -239,7 +239,7 @@ async fn a_highgopress_redis_cluster_is_shared_exactly() {
 
 // --- HighGoPress's config file ----------------------------------------------------------------
 
-/// The original's `configs/config.yaml` (SEED.md), pointed at the test's Redis.
+/// HighGoPress's `configs/config.yaml` (HighGoPress's own file), pointed at the test's Redis.
 const ORIGINAL_CONFIG: &str = r#"
 server: {host: "0.0.0.0", port: 8080}
 redis:  {addr: "{redis}", password: "", db: 0}
@@ -250,8 +250,8 @@ consul: {address: "localhost:8500", health_interval: "10s"}
 kafka:  {brokers: ["localhost:9092"], topic: "counter_events"}
 "#;
 
-/// The original's config file, unchanged but for the Redis address, runs highpress on that
-/// Redis with the original's keys: what HighGoPress counted reads back, and what highpress
+/// HighGoPress's config file, unchanged but for the Redis address, runs highpress on that
+/// Redis with HighGoPress's keys: what HighGoPress counted reads back, and what highpress
 /// counts lands where HighGoPress would read it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_originals_config_file_counts_in_its_redis_at_its_keys() {

@@ -1,5 +1,5 @@
 //! Observability against real processes: `/metrics` of every mode passes `promtool check
-//! metrics`; traces reach an in-test OTLP/gRPC collector (Jaeger's stand-in, see TESTING.md) with
+//! metrics`; traces reach an in-test OTLP/gRPC collector (standing in for Jaeger) with
 //! the gateway → counter linkage; an unreachable collector costs no request; JSON logs carry the
 //! trace id; and the pprof routes serve decodable profiles only when enabled.
 

@@ -37,9 +37,9 @@ struct IncrementResult<'a> {
     increment: i64,
     /// Whether the increment changed the counter (false: a unique-per-user duplicate).
     counted: bool,
-    /// Always true: the original's answer carried it, and its clients check it.
+    /// Always true: HighGoPress's answer carried it, and its clients check it.
     success: bool,
-    /// When this answer was made, in Unix seconds (the original's `timestamp`).
+    /// When this answer was made, in Unix seconds (HighGoPress's `timestamp`).
     timestamp: i64,
 }
 
@@ -59,7 +59,7 @@ struct CounterValue<'a> {
     resource_id: &'a str,
     counter_type: &'a str,
     current_value: i64,
-    /// When the value was read, in Unix seconds. As in the original, whose Redis held plain
+    /// When the value was read, in Unix seconds. As in HighGoPress, whose Redis held plain
     /// integers with no write time, this is the time of the answer, not of the last increment.
     updated_at: i64,
 }
@@ -325,7 +325,7 @@ pub async fn health<B: CounterBackend>(State(state): State<AppState<B>>) -> Resp
     }
 }
 
-/// `GET /api/v1/health`: the original's health answer (`status`, `timestamp`, `service`,
+/// `GET /api/v1/health`: HighGoPress's health answer (`status`, `timestamp`, `service`,
 /// `version`; its load test polls it), with the store check of [`health`]. Unlike `/health`, it
 /// answers 503 while the store (or, for a gateway, every counter) is unreachable.
 pub async fn api_health<B: CounterBackend>(State(state): State<AppState<B>>) -> Response {

@@ -150,7 +150,7 @@ impl Default for LimitsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct IdempotencyConfig {
     /// How long the outcome of a request with an `Idempotency-Key` is kept: a retry within it
-    /// gets the original answer and counts nothing (`24h`, `30m`, `90s`, or milliseconds).
+    /// gets the first answer and counts nothing (`24h`, `30m`, `90s`, or milliseconds).
     #[serde(with = "forms::human")]
     pub ttl: Duration,
 }

@@ -56,7 +56,7 @@ pub struct ResetOutcome {
     pub previous_value: i64,
 }
 
-/// Why a counter operation did not succeed. Mapped to HTTP (and later gRPC) at the edges.
+/// Why a counter operation did not succeed. Mapped to HTTP and to gRPC at the edges.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CounterError {
     #[error("the counter would leave the signed 64-bit range")]

@@ -254,7 +254,7 @@ mod tests {
         let user = |v| user_id("like", v, &p);
         assert!(user(Some("user_123")).is_ok());
         assert!(user(Some("名前 with spaces")).is_ok());
-        assert!(user(None).is_ok(), "optional, as in the original");
+        assert!(user(None).is_ok(), "optional, as in HighGoPress");
         assert!(user(Some("")).is_err());
         assert!(user(Some("a\nb")).is_err());
         assert!(user(Some(&"u".repeat(129))).is_err());

@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::counter::{Acknowledged, CounterBackend, CounterError, ResetOutcome};
 use crate::domain::{CounterKey, Period, RankedEntry};
 use crate::grpc::pb::{self, counter_service_client::CounterServiceClient};
-use crate::grpc::{counter_error_from_code, server::period_to_pb};
+use crate::grpc::{counter_error_from_code, period_to_pb};
 use crate::metrics::METRICS;
 use crate::telemetry;
 use batcher::{IncrementBatcher, is_transport_failure};

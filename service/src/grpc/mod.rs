@@ -1,5 +1,6 @@
-//! The gateway-to-counter gRPC API (`highpress.counter.v1`): generated types, the mapping
-//! between [`CounterError`] and gRPC status codes, and the counter-side service.
+//! The gateway-to-counter gRPC API (`highpress.counter.v1`): generated types, the mappings that
+//! both sides share (between [`CounterError`] and gRPC status codes, and of [`Period`]), and the
+//! counter-side service.
 
 pub mod observe;
 pub mod server;
@@ -7,6 +8,7 @@ pub mod server;
 use tonic::{Code, Status};
 
 use crate::counter::CounterError;
+use crate::domain::Period;
 use crate::domain::rules::InvalidField;
 
 /// Generated protobuf and tonic code.
@@ -48,4 +50,14 @@ pub fn counter_error_from_code(code: Code) -> CounterError {
 /// The status for a request rejected by validation; the field travels in the message.
 pub fn status_from_invalid(e: &InvalidField) -> Status {
     Status::invalid_argument(format!("{}: {}", e.field, e.message))
+}
+
+/// The wire form of a leaderboard period (a gateway's request; the counter reads it back).
+pub fn period_to_pb(period: Period) -> pb::Period {
+    match period {
+        Period::Hour => pb::Period::Hour,
+        Period::Day => pb::Period::Day,
+        Period::Week => pb::Period::Week,
+        Period::All => pb::Period::All,
+    }
 }

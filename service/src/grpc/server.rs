@@ -188,15 +188,6 @@ impl<B: CounterBackend> CounterService for CounterGrpcService<B> {
     }
 }
 
-pub fn period_to_pb(period: Period) -> pb::Period {
-    match period {
-        Period::Hour => pb::Period::Hour,
-        Period::Day => pb::Period::Day,
-        Period::Week => pb::Period::Week,
-        Period::All => pb::Period::All,
-    }
-}
-
 fn period_from_pb(value: i32) -> Result<Period, Status> {
     match pb::Period::try_from(value) {
         Ok(pb::Period::Hour) => Ok(Period::Hour),

@@ -88,7 +88,7 @@ impl RedisServer {
         panic!("redis-server on port {} did not start", self.port);
     }
 
-    /// `host:port`, the original's address form.
+    /// `host:port`, HighGoPress's address form.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
