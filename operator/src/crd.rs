@@ -320,8 +320,8 @@ pub struct RedisSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalRedisSpec>,
     /// Where counters live in Redis. Highpress: `c:{counter_type}:{resource_id}`. HighGoPress:
-    /// `counter:{resource_id}:{counter_type}`, the original service's keys, to take over (or
-    /// share) a HighGoPress Redis as it is.
+    /// `counter:{resource_id}:{counter_type}`, HighGoPress's own keys, to take over (or share) a
+    /// HighGoPress Redis as it is.
     pub key_layout: KeyLayout,
 }
 
