@@ -27,10 +27,16 @@ DEFAULTS = {
 }
 
 # Redis: pipelined INCRBY throughput of one shard (one core). redis-benchmark INCR -P 16
-# measured 1.28M ops/s on this kind of machine (PERFORMANCE.md); plan at 40 % of it.
+# measured 1.28M ops/s on this kind of machine (docs/scale.md, "Redis ops per shard": a
+# measurement outside `make bench`); plan at 40 % of it.
 REDIS_OPS_PER_SHARD = 1_280_000 * 0.4
 # Plan pods at 70 % CPU, one core each.
 POD_UTILISATION = 0.7
+
+
+# The bench.json scenario each commands-per-increment figure is read from.
+CMDS_SCENARIOS = {"highpress_post_hot": "hot", "highpress_post_uniform": "uniform_1k",
+                  "highpress_post_zipf_lboff": "zipf_100k"}
 
 
 def load_bench(path):
@@ -38,17 +44,15 @@ def load_bench(path):
         bench = json.load(f)
     figures = dict(DEFAULTS)
     cmds = dict(DEFAULTS["cmds"])
+    # The peers' rows of bench.json, by scenario (the "system" names of the E1 and U1 rows
+    # also say "uniform", so they are not matched by name).
     for peer in bench.get("peers", []):
-        name = peer.get("system", "")
-        if "gateway + 1 counter" in name and peer.get("cpu_s_per_million"):
+        scenario = peer.get("scenario")
+        if scenario == "split_post_hot" and peer.get("cpu_s_per_million"):
             figures["cpu_split_hot"] = peer["cpu_s_per_million"]
-        if name.startswith("highpress POST increment") and peer.get("cmds_per_inc") is not None:
-            if "hot" in name:
-                cmds["hot"] = peer["cmds_per_inc"]
-            elif "uniform" in name:
-                cmds["uniform_1k"] = peer["cmds_per_inc"]
-            elif "leaderboards off" in name:
-                cmds["zipf_100k"] = peer["cmds_per_inc"]
+        dist = CMDS_SCENARIOS.get(scenario)
+        if dist and peer.get("cmds_per_inc") is not None:
+            cmds[dist] = peer["cmds_per_inc"]
     figures["cmds"] = cmds
     return figures
 

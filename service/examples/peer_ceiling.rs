@@ -4,7 +4,8 @@
 //! `POST /api/v1/counter/increment` and answers a fixed response, with no
 //! storage at all. `scripts/bench.sh` measures its requests/s and latency next
 //! to highpress, so the highpress figures can be quoted as ratios of the
-//! practical limit for an HTTP counter (PERFORMANCE.md, rows P1, P1u and P6).
+//! practical limit for an HTTP counter (README.md, "Benchmarks": rows P1, P1u
+//! and P6).
 //!
 //! Routes:
 //! - `POST /api/v1/counter/increment`: parses

@@ -5,8 +5,8 @@
 //! {increment}` over a shared `redis::aio::MultiplexedConnection` (cloned per
 //! request), with no coalescing. `scripts/bench.sh` measures its requests/s and
 //! latency next to highpress: it shows what highpress's coalescing buys over
-//! the obvious design (PERFORMANCE.md, "naive port today" column; P5a of this
-//! design is 1.0 Redis command per increment).
+//! the obvious design (README.md, "Benchmarks": the naive row of the peers
+//! table, about 1.0 Redis command per increment, against highpress's P5a).
 //!
 //! Routes:
 //! - `POST /api/v1/counter/increment`: `{"resource_id","counter_type","user_id","increment"}`

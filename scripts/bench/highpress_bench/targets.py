@@ -1,0 +1,287 @@
+"""The target rows (P1 ... P9, and the informational P4-batching, P4-p99, P5b-lb, E1, U1) and
+the peers' rows, computed from every run's record and the run's metadata. Each row keeps its
+measured value, the figures behind it, a terminal rendering ("shown") and whether it met its
+target ("met": True, False, or None when not measured or informational)."""
+
+from collections import namedtuple
+
+from .parse import number
+from .stats import by_scenario, derive, median, ratio
+
+
+class Target(namedtuple("Target", "op bound unit")):
+    """A row's target: op is ">=" or "<=", bound is written as the target is quoted."""
+
+    @property
+    def value(self):
+        return float(self.bound)
+
+    def met(self, measured):
+        if measured is None:
+            return None
+        return measured >= self.value if self.op == ">=" else measured <= self.value
+
+    def text(self):
+        sign = "≥" if self.op == ">=" else "≤"
+        return f"{sign} {self.bound}{' ' + self.unit if self.unit else ''}"
+
+
+TARGETS = {
+    "P1": Target(">=", "0.90", ""),
+    "P1u": Target(">=", "0.75", ""),
+    "P2": Target(">=", "1.6", ""),
+    "P3": Target(">=", "1.0", ""),
+    "P4": Target(">=", "0.6", ""),
+    "P5a": Target("<=", "0.02", ""),
+    "P5b": Target("<=", "1.1", ""),
+    "P6": Target(">=", "0.95", ""),
+    "P7": Target("<=", "20", "ms"),
+    "P8": Target("<=", "0", ""),
+    "P9": Target("<=", "128", "MB"),
+}
+INFORMATIONAL = ("P4-batching", "P4-p99", "P5b-lb", "E1", "U1")
+
+# The peers' rows: scenario, the system as bench.json names it, unit. (scripts/scale_model.py
+# reads the "system" names.)
+PEERS = [
+    ("ceiling_post_hot", "ceiling POST increment, hot", "req/s"),
+    ("ceiling_get_hot", "ceiling GET counter, hot", "req/s"),
+    ("naive_post_hot", "naive axum + INCRBY, hot", "req/s"),
+    ("webdis_incrby_hot", "webdis INCRBY, hot", "req/s"),
+    ("redis_benchmark_incr", "redis-benchmark INCR -c 50, no pipeline", "ops/s"),
+    ("highpress_post_hot", "highpress POST increment, hot", "req/s"),
+    ("split_post_hot", "highpress gateway + 1 counter POST increment, hot", "req/s"),
+    ("highpress_post_uniform", "highpress POST increment, uniform 1,000", "req/s"),
+    ("highpress_post_zipf", "highpress POST increment, zipf 100k", "req/s"),
+    ("highpress_post_zipf_lboff", "highpress POST increment, zipf 100k, leaderboards off", "req/s"),
+    ("highpress_post_uniform_evoff", "highpress POST increment, uniform 1,000, events off (E1)",
+     "req/s"),
+    ("highpress_post_uniform_evon", "highpress POST increment, uniform 1,000, events on (E1)",
+     "req/s"),
+    ("highpress_post_users_uoff", "highpress POST like, new users, uniform 1,000, plain (U1)",
+     "req/s"),
+    ("highpress_post_users_uon",
+     "highpress POST like, new users, uniform 1,000, unique per user (U1)", "req/s"),
+    ("highpress_get_hot", "highpress GET counter, hot", "req/s"),
+]
+# The runs P8 checks: every highpress run that writes.
+P8_SCENARIOS = ("highpress_post_hot", "highpress_post_uniform", "highpress_post_zipf",
+                "highpress_post_zipf_lboff", "split_post_hot", "highpress_post_uniform_evoff",
+                "highpress_post_uniform_evon", "highpress_post_users_uoff",
+                "highpress_post_users_uon")
+CMD_KIND_NAMES = ("incrby", "zincrby", "expire", "other")
+
+
+def fmt(v, nd=2):
+    """A figure for the terminal: n/a, thousands with separators, else nd decimals."""
+    if v is None:
+        return "n/a"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, int) and abs(v) < 1000:
+        return str(v)
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.{nd}f}"
+
+
+def commands_by_kind(runs):
+    """Redis commands by kind over a scenario's runs: totals, per acknowledged increment and
+    shares (None when the runs did not count them)."""
+    runs = [r for r in runs if r.get("cmds_incrby") is not None]
+    acked = sum(r.get("acked", 0) for r in runs)
+    if not runs or not acked:
+        return None
+    totals = {k: sum(r.get("cmds_" + k) or 0 for r in runs) for k in CMD_KIND_NAMES}
+    all_cmds = sum(totals.values())
+    return {"runs": len(runs), "acked": acked, "commands": totals,
+            "per_inc": {k: totals[k] / acked for k in CMD_KIND_NAMES},
+            "share": {k: (totals[k] / all_cmds if all_cmds else None) for k in CMD_KIND_NAMES}}
+
+
+def _row(rid, what, measured, shown=None, **extra):
+    row = {"row": rid, "what": what, "measured": measured,
+           "shown": shown if shown is not None else fmt(measured)}
+    if rid in TARGETS:
+        row["target"] = TARGETS[rid].text()
+        row["met"] = TARGETS[rid].met(measured)
+    else:
+        row["target"] = "n/a (informational)"
+        row["met"] = None
+        row["informational"] = True
+    row.update(extra)
+    return row
+
+
+def compute(records, meta):
+    """Every row from the runs' records (derived in place) and the metadata: a dict with
+    "rows", "peers", "p5b_lb_commands_by_kind", "p5b_commands_by_kind", "records" and the
+    flags "highpress_ok", "split_asked", "split_ok"."""
+    recs = [derive(r) for r in records]
+    by = by_scenario(recs)
+    conns = meta.get("connections")
+
+    def med(scn, field):
+        return median([r.get(field) for r in by.get(scn, [])])
+
+    hp_ok = bool(meta.get("highpress_started", False))
+    ceil_post, ceil_get = med("ceiling_post_hot", "rps"), med("ceiling_get_hot", "rps")
+    hp_hot, hp_uni = med("highpress_post_hot", "rps"), med("highpress_post_uniform", "rps")
+    hp_get = med("highpress_get_hot", "rps")
+    webdis, rbench = med("webdis_incrby_hot", "rps"), med("redis_benchmark_incr", "rps")
+    p5a = med("highpress_post_hot", "cmds_per_inc")
+
+    # P5b: leaderboards off (a highpress restarted for it); P5b-lb: the rounds' zipf runs,
+    # leaderboards on (default config), informational.
+    zipf_cpi = med("highpress_post_zipf_lboff", "cmds_per_inc")
+    zipf_limit = med("highpress_post_zipf_lboff", "coalescing_limit")
+    p5b = ratio(zipf_cpi, zipf_limit)
+    lb_cpi = med("highpress_post_zipf", "cmds_per_inc")
+    lb_limit = med("highpress_post_zipf", "coalescing_limit")
+    p5b_lb = ratio(lb_cpi, lb_limit)
+    lb_split = commands_by_kind(by.get("highpress_post_zipf", []))
+    lboff_split = commands_by_kind(by.get("highpress_post_zipf_lboff", []))
+    if lb_split:
+        lb_split["scenario"] = "highpress_post_zipf"
+    if lboff_split:
+        lboff_split["scenario"] = "highpress_post_zipf_lboff"
+
+    # E1: events on ÷ off, uniform, same run (two standalones measured alternately).
+    ev_off = med("highpress_post_uniform_evoff", "rps")
+    ev_on = med("highpress_post_uniform_evon", "rps")
+    e1 = ratio(ev_on, ev_off)
+    e1_meta = meta.get("e1", {})
+    ev_sent, ev_dropped = number(e1_meta.get("events_sent")), number(e1_meta.get("events_dropped"))
+    if e1 is None:
+        e1_shown = "n/a (" + (meta.get("e1_error") or "not measured") + ")"
+    else:
+        e1_shown = (f"{e1:.2f} ({fmt(ev_on, 0)} ÷ {fmt(ev_off, 0)} inc/s; "
+                    f"{ev_sent or 0:,.0f} events sent, {ev_dropped or 0:,.0f} dropped)")
+    # U1: unique_per_user on ÷ off, uniform, every request a new user, same run.
+    u_off, u_on = med("highpress_post_users_uoff", "rps"), med("highpress_post_users_uon", "rps")
+    u1 = ratio(u_on, u_off)
+    u1_shown = ("n/a (" + (meta.get("u1_error") or "not measured") + ")" if u1 is None
+                else f"{u1:.2f} ({fmt(u_on, 0)} ÷ {fmt(u_off, 0)} inc/s)")
+    p7 = med("highpress_post_hot", "p99_ms")
+
+    # P4: the split topology (gateway + 1 counter), hot, same rounds as the standalone.
+    split_asked = meta.get("topology") == "split"
+    split_runs = by.get("split_post_hot", [])
+    split_ok = split_asked and bool(split_runs)
+    split_hot = med("split_post_hot", "rps")
+    p4 = ratio(split_hot, hp_hot)
+    p4_calls = med("split_post_hot", "grpc_calls_per_request")
+    p4_batch = med("split_post_hot", "grpc_avg_batch")
+    p4_p99 = med("split_post_hot", "p99_ms")
+    calls_tot = sum(r.get("grpc_calls") or 0 for r in split_runs)
+    items_tot = sum(r.get("grpc_items") or 0 for r in split_runs)
+    acked_tot = sum(r.get("engine_acked") or 0 for r in split_runs)
+    if not split_asked:
+        why = "not measured: --topology standalone"
+    elif not split_ok:
+        why = "split did not run: " + (meta.get("split_error") or "unknown")
+    else:
+        why = None
+    p4_shown = f"n/a ({why})" if why else (
+        "n/a" if p4 is None else f"{p4:.2f} ({fmt(split_hot, 0)} ÷ {fmt(hp_hot, 0)} inc/s)")
+    p4_batch_shown = f"n/a ({why})" if why else (
+        "n/a (no highpress_gateway_batch_size)" if p4_calls is None else
+        f"{p4_calls:.4f} calls/request, avg batch {fmt(p4_batch, 1)} "
+        f"({calls_tot:,.0f} calls, {items_tot:,.0f} increments sent, "
+        f"{acked_tot:,.0f} acknowledged by the counter)")
+    p4_p99_shown = f"n/a ({why})" if why else fmt(p4_p99)
+
+    hp_runs = [r for s in P8_SCENARIOS for r in by.get(s, [])]
+    p8_errors = sum(r.get("errors", 0) for r in hp_runs)
+    p8_lost = sum(r["lost"] for r in hp_runs if r.get("lost") is not None)
+    p8_phantom = sum(r["phantom"] for r in hp_runs if r.get("phantom") is not None)
+    p8_unchecked = sum(1 for r in hp_runs if r.get("lost") is None)
+    p8 = (p8_errors + p8_lost + p8_phantom) if hp_runs else None
+    p8_shown = "n/a"
+    if p8 is not None:
+        p8_shown = f"{p8} ({p8_errors} errors, {p8_lost} lost, {p8_phantom} over"
+        p8_shown += f", {p8_unchecked} runs unchecked)" if p8_unchecked else ")"
+
+    p9 = meta.get("p9", {})
+    p9_mb = p9.get("rss_after_kb") / 1024.0 if p9.get("rss_after_kb") else None
+    p9_shown = "n/a" if p9_mb is None else (
+        f"{p9_mb:.1f} MB ({p9.get('keys_touched', 0):,} keys, "
+        f"start {p9.get('rss_start_kb', 0) / 1024:.1f} MB)")
+
+    p5b_shown = "n/a" if p5b is None else (
+        f"{p5b:.2f} ({zipf_cpi:.3f} cmd/inc ÷ limit {zipf_limit:.3f})")
+    if p5b is None and meta.get("p5b_error"):
+        p5b_shown = f"n/a ({meta['p5b_error']})"
+    elif lboff_split and lboff_split["commands"]["zincrby"]:
+        # The switch did not take effect: this is not the counter-writes-only cost.
+        p5b_shown += f" WARNING: {lboff_split['commands']['zincrby']} ZINCRBY seen"
+    p5b_lb_shown = "n/a" if p5b_lb is None else (
+        f"{lb_cpi:.3f} cmd/inc, {p5b_lb:.2f} × limit {lb_limit:.3f}")
+
+    rows = [
+        _row("P1", f"standalone increments/s ÷ ceiling, c={conns}, hot", ratio(hp_hot, ceil_post)),
+        _row("P1u", "the same, uniform (1,000 keys) ÷ ceiling hot", ratio(hp_uni, ceil_post)),
+        _row("P2", "standalone increments/s ÷ webdis INCRBY, hot", ratio(hp_hot, webdis)),
+        _row("P3", "standalone increments/s ÷ redis-benchmark INCR -c 50 ops/s",
+             ratio(hp_hot, rbench)),
+        _row("P4", f"gateway+counter increments/s ÷ standalone, c={conns}, hot (same run)",
+             p4, p4_shown, split=split_hot, standalone=hp_hot),
+        _row("P4-batching", "gRPC IncrementBatch calls per REST request, split, hot, "
+                            "informational", p4_calls, p4_batch_shown, avg_batch=p4_batch,
+             grpc_calls=calls_tot, grpc_items=items_tot, counter_acked=acked_tot),
+        _row("P4-p99", f"p99 latency ms of the split, c={conns}, hot, informational",
+             p4_p99, p4_p99_shown),
+        _row("P5a", "Redis commands per acknowledged increment, hot", p5a,
+             None if p5a is None else f"{p5a:.4f}"),
+        _row("P5b", "Redis commands per increment, zipf, ÷ coalescing limit (leaderboards off)",
+             p5b, p5b_shown, cmds_per_inc=zipf_cpi, coalescing_limit=zipf_limit),
+        _row("P5b-lb", "the same with leaderboards on (default config), informational",
+             p5b_lb, p5b_lb_shown, cmds_per_inc=lb_cpi, coalescing_limit=lb_limit),
+        _row("E1", "standalone increments/s with Kafka events on ÷ off, uniform (1,000 keys), "
+                   "same run, tansu on the same machine, informational", e1, e1_shown,
+             events_on=ev_on, events_off=ev_off, events_sent=ev_sent, events_dropped=ev_dropped),
+        _row("U1", "standalone increments/s with the like type unique per user ÷ plain, uniform "
+                   "(1,000 keys), a new user per request, same run, informational", u1, u1_shown,
+             unique_on=u_on, unique_off=u_off),
+        _row("P6", "hot-key GET reads/s ÷ ceiling GET", ratio(hp_get, ceil_get)),
+        _row("P7", f"p99 latency ms, c={conns}, hot", p7),
+        _row("P8", "errors + lost acknowledged increments, all highpress runs"
+             + (" (standalone and split)" if split_ok else ""), p8, p8_shown,
+             errors=p8_errors, lost=p8_lost, phantom=p8_phantom, unchecked_runs=p8_unchecked,
+             split=split_ok),
+        _row("P9", f"RSS MB after {p9.get('keys_target', 0):,} distinct keys touched", p9_mb,
+             p9_shown, keys_target=p9.get("keys_target")),
+    ]
+    if not hp_ok:
+        for r in rows:
+            r["shown"] = "n/a (highpress did not start)"
+            r["met"] = None
+    # Asked for and not measured: not met (counts for --strict).
+    if split_asked and not split_ok:
+        for r in rows:
+            if r["row"] == "P4":
+                r["met"] = False
+
+    peers = []
+    for scn, system, unit in PEERS:
+        if scn not in by:
+            continue
+        runs = by[scn]
+        lost = [r["lost"] for r in runs if r.get("lost") is not None]
+        cmds_per_inc = med(scn, "cmds_per_inc")
+        if scn == "redis_benchmark_incr":
+            cmds_per_inc = 1  # INCR: one command per operation, by construction.
+        peers.append({
+            "scenario": scn, "system": system, "unit": unit,
+            "median": med(scn, "rps"), "runs": [r.get("rps") for r in runs],
+            "p99_ms": med(scn, "p99_ms"),
+            "cpu_s_per_million": med(scn, "cpu_s_per_million"),
+            "cmds_per_inc": cmds_per_inc,
+            "grpc_calls_per_request": med(scn, "grpc_calls_per_request"),
+            "grpc_avg_batch": med(scn, "grpc_avg_batch"),
+            "errors": sum(r.get("errors", 0) or 0 for r in runs),
+            "lost": sum(lost) if lost else None,
+        })
+    return {"rows": rows, "peers": peers, "p5b_lb_commands_by_kind": lb_split,
+            "p5b_commands_by_kind": lboff_split, "records": recs, "highpress_ok": hp_ok,
+            "split_asked": split_asked, "split_ok": split_ok}

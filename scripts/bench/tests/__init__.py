@@ -1,0 +1,1 @@
+"""Unit tests of highpress_bench: pure, fast, no processes (stdlib unittest)."""

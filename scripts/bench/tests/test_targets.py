@@ -1,0 +1,182 @@
+"""Unit tests of highpress_bench.targets: the rows' ratios, pass/fail and n/a cases, from
+synthetic run records."""
+
+import unittest
+
+from highpress_bench.targets import TARGETS, compute
+
+
+def run(scenario, rps, round_no=1, **kw):
+    """A wrk record whose derived rps is exactly rps (1 s run, no errors)."""
+    rec = {"scenario": scenario, "round": round_no, "duration_us": 1_000_000, "requests": rps,
+           "connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0, "issued": rps,
+           "p50_us": 1000, "p99_us": 14_100, "clk_tck": 100}
+    rec.update(kw)
+    return rec
+
+
+def checked(scenario, rps, round_no=1, **kw):
+    """A storage-backed run whose counters grew by exactly rps (unless after is given)."""
+    kw.setdefault("before", 0)
+    kw.setdefault("after", rps)
+    return run(scenario, rps, round_no, **kw)
+
+
+META = {"connections": 500, "highpress_started": True, "topology": "split",
+        "p9": {"keys_target": 1_000_000, "rss_after_kb": 73_216, "rss_start_kb": 10_240,
+               "keys_touched": 1_000_000},
+        "e1": {"events_sent": 1385152.0, "events_dropped": 0.0}}
+
+
+def records():
+    return [
+        run("ceiling_post_hot", 80_000), run("ceiling_post_hot", 84_000, 2),
+        run("ceiling_post_hot", 82_000, 3),
+        checked("highpress_post_hot", 72_000, cmds_before=0, cmds_after=720),
+        checked("highpress_post_hot", 70_000, 2, cmds_before=720, cmds_after=1420),
+        checked("highpress_post_hot", 71_000, 3, cmds_before=1420, cmds_after=2130),
+        checked("split_post_hot", 49_000, gc_before=0, gc_after=490, gs_before=0,
+                gs_after=49_000, ack_before=0, ack_after=49_000),
+        checked("highpress_post_uniform", 62_000),
+        checked("webdis_incrby_hot", 60_000),
+        {"scenario": "redis_benchmark_incr", "round": 1, "rps": 74_000.0, "p99_ms": 0.8},
+        checked("highpress_post_zipf_lboff", 50_000, cmds_before=0, cmds_after=32_000,
+                fk_before=0, fk_after=32_000, fi_before=0, fi_after=50_000,
+                cmds_incrby=32_000, cmds_zincrby=0, cmds_expire=0, cmds_other=0),
+        checked("highpress_post_uniform_evoff", 50_000),
+        checked("highpress_post_uniform_evon", 55_000),
+        run("ceiling_get_hot", 80_000), run("highpress_get_hot", 72_000),
+    ]
+
+
+def rows_of(result):
+    return {r["row"]: r for r in result["rows"]}
+
+
+class RowsTest(unittest.TestCase):
+    def setUp(self):
+        self.result = compute(records(), META)
+        self.rows = rows_of(self.result)
+
+    def test_p1_is_the_median_ratio_and_misses_its_target(self):
+        p1 = self.rows["P1"]
+        self.assertAlmostEqual(p1["measured"], 71_000 / 82_000)
+        self.assertEqual(p1["shown"], "0.87")
+        self.assertEqual(p1["target"], "≥ 0.90")
+        self.assertIs(p1["met"], False)
+
+    def test_p1u_meets_its_target(self):
+        self.assertAlmostEqual(self.rows["P1u"]["measured"], 62_000 / 82_000)
+        self.assertIs(self.rows["P1u"]["met"], True)
+
+    def test_p3_against_redis_benchmark(self):
+        self.assertAlmostEqual(self.rows["P3"]["measured"], 71_000 / 74_000)
+        self.assertIs(self.rows["P3"]["met"], False)
+
+    def test_p4_and_its_batching(self):
+        p4 = self.rows["P4"]
+        self.assertAlmostEqual(p4["measured"], 49_000 / 71_000)
+        self.assertIs(p4["met"], True)
+        self.assertEqual(p4["shown"], "0.69 (49,000 ÷ 71,000 inc/s)")
+        batching = self.rows["P4-batching"]
+        self.assertAlmostEqual(batching["measured"], 0.01)
+        self.assertAlmostEqual(batching["avg_batch"], 100.0)
+        self.assertIsNone(batching["met"])
+        self.assertTrue(batching["informational"])
+
+    def test_p5a_and_p5b(self):
+        self.assertAlmostEqual(self.rows["P5a"]["measured"], 0.01)
+        self.assertIs(self.rows["P5a"]["met"], True)
+        p5b = self.rows["P5b"]
+        self.assertAlmostEqual(p5b["measured"], 1.0)
+        self.assertAlmostEqual(p5b["cmds_per_inc"], 0.64)
+        self.assertIs(p5b["met"], True)
+        self.assertNotIn("WARNING", p5b["shown"])
+
+    def test_p5b_warns_when_leaderboards_were_not_off(self):
+        recs = records()
+        for r in recs:
+            if r["scenario"] == "highpress_post_zipf_lboff":
+                r["cmds_zincrby"] = 12
+        p5b = rows_of(compute(recs, META))["P5b"]
+        self.assertIn("WARNING: 12 ZINCRBY seen", p5b["shown"])
+
+    def test_e1_and_missing_u1(self):
+        e1 = self.rows["E1"]
+        self.assertAlmostEqual(e1["measured"], 1.1)
+        self.assertEqual(e1["events_sent"], 1385152.0)
+        self.assertIn("1,385,152 events sent, 0 dropped", e1["shown"])
+        self.assertIsNone(self.rows["U1"]["measured"])
+        self.assertEqual(self.rows["U1"]["shown"], "n/a (not measured)")
+
+    def test_p6_p7_p9(self):
+        self.assertAlmostEqual(self.rows["P6"]["measured"], 0.9)
+        self.assertIs(self.rows["P6"]["met"], False)
+        self.assertAlmostEqual(self.rows["P7"]["measured"], 14.1)
+        self.assertIs(self.rows["P7"]["met"], True)
+        self.assertAlmostEqual(self.rows["P9"]["measured"], 71.5)
+        self.assertIs(self.rows["P9"]["met"], True)
+
+    def test_p8_counts_errors_lost_and_phantom(self):
+        self.assertEqual(self.rows["P8"]["measured"], 0)
+        self.assertIs(self.rows["P8"]["met"], True)
+        recs = records()
+        recs.append(checked("highpress_post_uniform", 1000, round_no=2, after=990, status=3))
+        recs.append(checked("split_post_hot", 1000, round_no=2, after=1005, issued=1000))
+        p8 = rows_of(compute(recs, META))["P8"]
+        # 3 errors; lost: 997 acknowledged, 990 counted; 5 more counted than issued.
+        self.assertEqual((p8["errors"], p8["lost"], p8["phantom"]), (3, 7, 5))
+        self.assertEqual(p8["measured"], 15)
+        self.assertIs(p8["met"], False)
+
+
+class NotMeasuredTest(unittest.TestCase):
+    def test_standalone_topology_leaves_p4_na(self):
+        recs = [r for r in records() if r["scenario"] != "split_post_hot"]
+        rows = rows_of(compute(recs, dict(META, topology="standalone")))
+        self.assertIsNone(rows["P4"]["met"])
+        self.assertEqual(rows["P4"]["shown"], "n/a (not measured: --topology standalone)")
+
+    def test_split_asked_but_absent_is_not_met(self):
+        recs = [r for r in records() if r["scenario"] != "split_post_hot"]
+        rows = rows_of(compute(recs, dict(META, split_error="gateway exited at start-up")))
+        self.assertIs(rows["P4"]["met"], False)
+        self.assertIn("gateway exited at start-up", rows["P4"]["shown"])
+
+    def test_highpress_not_started_makes_every_row_na(self):
+        result = compute(records(), dict(META, highpress_started=False))
+        for r in result["rows"]:
+            self.assertIsNone(r["met"], r["row"])
+            self.assertEqual(r["shown"], "n/a (highpress did not start)")
+
+
+class PeersTest(unittest.TestCase):
+    def test_peers_in_order_with_medians(self):
+        peers = compute(records(), META)["peers"]
+        names = [p["scenario"] for p in peers]
+        # The peers' order, without the scenarios that did not run (naive, zipf, U1).
+        self.assertEqual(names, ["ceiling_post_hot", "ceiling_get_hot", "webdis_incrby_hot",
+                                 "redis_benchmark_incr", "highpress_post_hot", "split_post_hot",
+                                 "highpress_post_uniform", "highpress_post_zipf_lboff",
+                                 "highpress_post_uniform_evoff", "highpress_post_uniform_evon",
+                                 "highpress_get_hot"])
+        ceiling = peers[0]
+        self.assertEqual(ceiling["median"], 82_000.0)
+        self.assertEqual(ceiling["runs"], [80_000.0, 84_000.0, 82_000.0])
+        self.assertIsNone(ceiling["lost"])
+        rb = next(p for p in peers if p["scenario"] == "redis_benchmark_incr")
+        self.assertEqual(rb["cmds_per_inc"], 1)
+        self.assertEqual(rb["unit"], "ops/s")
+        hot = next(p for p in peers if p["scenario"] == "highpress_post_hot")
+        self.assertEqual(hot["lost"], 0)
+        self.assertAlmostEqual(hot["cmds_per_inc"], 0.01)
+
+    def test_target_texts(self):
+        self.assertEqual(TARGETS["P7"].text(), "≤ 20 ms")
+        self.assertEqual(TARGETS["P2"].text(), "≥ 1.6")
+        self.assertIs(TARGETS["P5a"].met(0.02), True)
+        self.assertIs(TARGETS["P5a"].met(0.0201), False)
+
+
+if __name__ == "__main__":
+    unittest.main()
