@@ -88,10 +88,7 @@ impl CounterProcess {
 
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_and_reap(&mut self.child);
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
@@ -394,9 +391,6 @@ impl Highpress {
 
 impl Drop for Highpress {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_and_reap(&mut self.child);
     }
 }

@@ -35,6 +35,15 @@ use serde_json::{Value, json};
 /// port + 10000, lands in 20000–29999, which is never handed out either.
 const PORTS: std::ops::Range<u16> = 10_000..20_000;
 
+/// SIGKILLs the process in `child`, if any, and waits for it, so it is neither left running nor
+/// left a zombie. Every process guard's `kill` and `drop` end here.
+fn kill_and_reap(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 /// A free TCP port on 127.0.0.1, never the same one twice in this process.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
