@@ -239,7 +239,7 @@ async fn a_highgopress_redis_cluster_is_shared_exactly() {
 
 // --- HighGoPress's config file ----------------------------------------------------------------
 
-/// HighGoPress's `configs/config.yaml` (HighGoPress's own file), pointed at the test's Redis.
+/// HighGoPress's own `configs/config.yaml`, pointed at the test's Redis.
 const ORIGINAL_CONFIG: &str = r#"
 server: {host: "0.0.0.0", port: 8080}
 redis:  {addr: "{redis}", password: "", db: 0}
