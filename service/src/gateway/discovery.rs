@@ -88,7 +88,8 @@ pub async fn run_dns<R: Resolver>(
     }
 }
 
-/// Checks every endpoint's health every `interval` until `stop`.
+/// Checks every endpoint's health every `interval` until `stop`. After the first round over a
+/// non-empty set, the gateway may report ready.
 pub async fn watch_health(
     set: Arc<EndpointSet>,
     interval: Duration,
@@ -98,6 +99,9 @@ pub async fn watch_health(
     loop {
         let endpoints = set.snapshot();
         futures::future::join_all(endpoints.iter().map(|e| check(e, deadline))).await;
+        if !endpoints.is_empty() {
+            set.mark_swept();
+        }
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
             () = stop.cancelled() => return,

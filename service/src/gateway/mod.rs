@@ -109,9 +109,22 @@ impl CounterEndpoint {
 #[derive(Default)]
 pub struct EndpointSet {
     current: RwLock<Arc<Vec<Arc<CounterEndpoint>>>>,
+    /// Whether the health loop has checked a non-empty set once. Until then the gateway is not
+    /// ready: routing on the first answers alone would send the keys of a counter whose check
+    /// is still in flight to another one, and move them back a moment later.
+    swept: AtomicBool,
 }
 
 impl EndpointSet {
+    /// Records that every endpoint of a non-empty set has been checked once.
+    pub fn mark_swept(&self) {
+        self.swept.store(true, Ordering::Relaxed);
+    }
+
+    fn is_swept(&self) -> bool {
+        self.swept.load(Ordering::Relaxed)
+    }
+
     pub fn snapshot(&self) -> Arc<Vec<Arc<CounterEndpoint>>> {
         self.current
             .read()
@@ -396,6 +409,6 @@ impl CounterBackend for GatewayBackend {
     }
 
     fn is_ready(&self) -> bool {
-        self.endpoints.snapshot().iter().any(|e| e.is_usable())
+        self.endpoints.is_swept() && self.endpoints.snapshot().iter().any(|e| e.is_usable())
     }
 }

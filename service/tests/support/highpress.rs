@@ -252,6 +252,20 @@ impl Highpress {
             cluster,
         };
         wait_for(&hp.url("/readyz")).await;
+        // A gateway is ready only after it has checked every counter once, so each counter
+        // owns its keys from the first request on.
+        for c in &hp.counters {
+            let up = format!(
+                "highpress_gateway_endpoint_up{{endpoint=\"{}\"}}",
+                c.grpc_addr()
+            );
+            assert_eq!(
+                metric(&hp.url("/metrics"), &up).await,
+                1,
+                "the gateway was ready before it saw {} serving",
+                c.grpc_addr()
+            );
+        }
         hp
     }
 
