@@ -31,7 +31,7 @@ unit: ## Unit tests only (no external processes)
 
 # scripts/no-leftovers.sh fails the run when a process a test started outlives it (and kills it).
 test: deps lint ## Everything CI runs: lint, the benchmark's unit tests, unit, property, integration and fault tests, chart and image checks
-	PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s scripts/bench/tests -t scripts/bench
+	PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s bench/tests -t bench
 	bash scripts/no-leftovers.sh $(CARGO) test --workspace
 	bash scripts/no-leftovers.sh bash scripts/chart-check.sh
 	bash scripts/image-build-check.sh
@@ -40,10 +40,10 @@ fmt:
 	$(CARGO) fmt --all
 
 build-release:
-	$(CARGO) build --release -p highpress --bin highpress --examples
+	$(CARGO) build --release -p highpress --bin highpress
 
 bench: deps build-release ## Side-by-side peer benchmark, standalone and split (README "Benchmarks", rows P1-P9, E1, U1); writes target/bench/bench.json
-	bash scripts/bench.sh
+	bash bench/bench.sh
 
 load-test: deps build-release ## HighGoPress's five hey levels against a fresh standalone on Redis
 	bash scripts/load_test.sh --start --redis

@@ -17,6 +17,19 @@ if ! grep -qF "RUN $BUILD_CMD" Dockerfile; then
     exit 1
 fi
 echo "image-build-check: Dockerfile runs: $BUILD_CMD"
+# The build context is .dockerignore's allow-list (its `!` lines): the workspace must load from
+# those files alone (a workspace member left out of it fails every cargo command in the image).
+context=$(mktemp -d)
+trap 'rm -rf "$context"' EXIT
+sed -n 's#^!\(.*[^/]\)/*$#\1#p' .dockerignore | while read -r path; do
+    mkdir -p "$context/$(dirname "$path")"
+    cp -R "$path" "$context/$path"
+done
+if ! (cd "$context" && cargo metadata --format-version 1 --no-deps --offline >/dev/null); then
+    echo "image-build-check: FAIL: the workspace does not load from .dockerignore's allow-list" >&2
+    exit 1
+fi
+echo "image-build-check: the workspace loads from .dockerignore's allow-list"
 # Word splitting is wanted: BUILD_CMD is a command line.
 # shellcheck disable=SC2086
 $BUILD_CMD

@@ -72,7 +72,7 @@ def plan(rate, figures):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=1_000_000, help="increments per second")
-    parser.add_argument("--bench", help="a bench.json written by scripts/bench.sh")
+    parser.add_argument("--bench", help="a bench.json written by bench/bench.sh")
     args = parser.parse_args()
     figures = load_bench(args.bench) if args.bench else DEFAULTS
     cores, gateways, counters, rows = plan(args.rate, figures)

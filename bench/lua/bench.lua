@@ -1,5 +1,5 @@
--- bench.lua: the wrk script of every scenario of scripts/bench.sh (see
--- scripts/bench/highpress_bench/scenarios.py, which prints these arguments).
+-- bench.lua: the wrk script of every scenario of bench/bench.sh (see
+-- bench/highpress_bench/scenarios.py, which prints these arguments).
 --
 -- wrk -s bench.lua URL -- MODE DIST PREFIX NKEYS ZIPF_S SEQ_LIMIT DONE_DIR
 --   MODE      post (POST increment), post_users (the same, a new user_id per request),

@@ -1,4 +1,4 @@
-"""Unit tests of the command line (highpress_bench.__main__) as scripts/bench.sh calls it:
+"""Unit tests of the command line (highpress_bench.__main__) as bench/bench.sh calls it:
 every subcommand's arguments parse, and record, meta, summarize and readme run end to end on
 temporary files (no processes)."""
 

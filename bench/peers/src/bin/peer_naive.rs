@@ -3,7 +3,7 @@
 //! One HTTP request is one Redis `INCRBY`: an axum handler that parses the same
 //! JSON body as highpress and sends `INCRBY c:{counter_type}:{resource_id}
 //! {increment}` over a shared `redis::aio::MultiplexedConnection` (cloned per
-//! request), with no coalescing. `scripts/bench.sh` measures its requests/s and
+//! request), with no coalescing. `bench/bench.sh` measures its requests/s and
 //! latency next to highpress: it shows what highpress's coalescing buys over
 //! the obvious design (README.md, "Benchmarks": the naive row of the peers
 //! table, about 1.0 Redis command per increment, against highpress's P5a).
@@ -16,7 +16,7 @@
 //! Environment: `REDIS_URL` (default `redis://127.0.0.1:6379`), `PORT` (default 18082).
 //! Binds 127.0.0.1 only.
 //!
-//! Run: `cargo run --release -p highpress --example peer_naive`
+//! Run: `cargo run --release -p highpress-bench-peers --bin peer_naive`
 
 use axum::{
     Router,

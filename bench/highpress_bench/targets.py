@@ -69,7 +69,7 @@ P8_SCENARIOS = ("highpress_post_hot", "highpress_post_uniform", "highpress_post_
                 "highpress_post_zipf_lboff", "split_post_hot", "highpress_post_uniform_evoff",
                 "highpress_post_uniform_evon", "highpress_post_users_uoff",
                 "highpress_post_users_uon")
-CMD_KIND_NAMES = ("incrby", "zincrby", "expire", "other")
+CMD_KIND_NAMES = ("incrby", "ranking", "expire", "other")
 
 
 def fmt(v, nd=2):
@@ -212,9 +212,9 @@ def compute(records, meta):
         f"{p5b:.2f} ({zipf_cpi:.3f} cmd/inc ÷ limit {zipf_limit:.3f})")
     if p5b is None and meta.get("p5b_error"):
         p5b_shown = f"n/a ({meta['p5b_error']})"
-    elif lboff_split and lboff_split["commands"]["zincrby"]:
+    elif lboff_split and lboff_split["commands"]["ranking"]:
         # The switch did not take effect: this is not the counter-writes-only cost.
-        p5b_shown += f" WARNING: {lboff_split['commands']['zincrby']} ZINCRBY seen"
+        p5b_shown += f" WARNING: {lboff_split['commands']['ranking']} ranking commands seen"
     p5b_lb_shown = "n/a" if p5b_lb is None else (
         f"{lb_cpi:.3f} cmd/inc, {p5b_lb:.2f} × limit {lb_limit:.3f}")
 

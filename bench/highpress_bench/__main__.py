@@ -1,5 +1,5 @@
-"""The command line scripts/bench.sh calls: `python3 -m highpress_bench SUBCOMMAND ...` with
-scripts/bench on PYTHONPATH. Each subcommand is one step of the benchmark that computes,
+"""The command line bench/bench.sh calls: `python3 -m highpress_bench SUBCOMMAND ...` with
+bench on PYTHONPATH. Each subcommand is one step of the benchmark that computes,
 reads or writes something; bash only starts and stops the processes between them."""
 
 import argparse
@@ -163,7 +163,7 @@ def cmd_readme(a):
 
 def parser():
     p = argparse.ArgumentParser(prog="highpress_bench",
-                                description="The computing steps of scripts/bench.sh.")
+                                description="The computing steps of bench/bench.sh.")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name, fn, help_text):

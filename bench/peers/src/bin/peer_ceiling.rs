@@ -2,7 +2,7 @@
 //!
 //! A minimal axum server that parses the same JSON body as highpress's
 //! `POST /api/v1/counter/increment` and answers a fixed response, with no
-//! storage at all. `scripts/bench.sh` measures its requests/s and latency next
+//! storage at all. `bench/bench.sh` measures its requests/s and latency next
 //! to highpress, so the highpress figures can be quoted as ratios of the
 //! practical limit for an HTTP counter (README.md, "Benchmarks": rows P1, P1u
 //! and P6).
@@ -15,7 +15,7 @@
 //!
 //! Environment: `PORT` (default 18081). Binds 127.0.0.1 only.
 //!
-//! Run: `cargo run --release -p highpress --example peer_ceiling`
+//! Run: `cargo run --release -p highpress-bench-peers --bin peer_ceiling`
 
 use axum::{
     Router,

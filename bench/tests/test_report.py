@@ -20,8 +20,8 @@ def snapshot(count, calls, ticks, fk=None, fi=None, ack=None):
 
 class RunRecordTest(unittest.TestCase):
     def test_fields_from_two_snapshots(self):
-        before = snapshot(100, {"incrby": 10, "zincrby": 4, "get": 1}, 500, 1.0, 10.0, 10.0)
-        after = snapshot(1100, {"incrby": 30, "zincrby": 12, "expire": 2, "get": 1}, 650,
+        before = snapshot(100, {"incrby": 10, "zadd": 4, "get": 1}, 500, 1.0, 10.0, 10.0)
+        after = snapshot(1100, {"incrby": 30, "zadd": 12, "expire": 2, "get": 1}, 650,
                          21.0, 1010.0, 1010.0)
         rec = report.run_record({"requests": 1000}, "highpress_post_zipf", 2, 100, before,
                                 after, {"n": 5})
@@ -30,7 +30,7 @@ class RunRecordTest(unittest.TestCase):
         self.assertEqual((rec["cmds_before"], rec["cmds_after"]), (15, 45))
         self.assertEqual(rec["cpu_ticks"], 150)
         self.assertEqual((rec["fk_before"], rec["fk_after"]), (1.0, 21.0))
-        self.assertEqual((rec["cmds_incrby"], rec["cmds_zincrby"], rec["cmds_expire"],
+        self.assertEqual((rec["cmds_incrby"], rec["cmds_ranking"], rec["cmds_expire"],
                           rec["cmds_other"]), (20, 8, 2, 0))
         self.assertIsNone(rec["gc_before"])
         self.assertEqual(rec["n"], 5)

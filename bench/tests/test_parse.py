@@ -72,6 +72,8 @@ class CommandstatsTest(unittest.TestCase):
     TEXT = ("# Commandstats\r\n"
             "cmdstat_incrby:calls=120,usec=1,usec_per_call=0.01,rejected_calls=0\r\n"
             "cmdstat_zincrby:calls=400,usec=1\r\n"
+            "cmdstat_eval:calls=3,usec=1\r\n"
+            "cmdstat_zadd:calls=5,usec=1\r\n"
             "cmdstat_expire:calls=30,usec=1\r\n"
             "cmdstat_evalsha:calls=7,usec=1\r\n"
             "cmdstat_info:calls=12,usec=1\r\n"
@@ -79,12 +81,12 @@ class CommandstatsTest(unittest.TestCase):
 
     def test_calls_without_info(self):
         self.assertEqual(parse.commandstats(self.TEXT),
-                         {"incrby": 120, "zincrby": 400, "expire": 30, "evalsha": 7,
-                          "config|get": 2})
+                         {"incrby": 120, "zincrby": 400, "eval": 3, "zadd": 5, "expire": 30,
+                          "evalsha": 7, "config|get": 2})
 
     def test_kinds(self):
         self.assertEqual(parse.command_kinds(parse.commandstats(self.TEXT)),
-                         {"incrby": 120, "zincrby": 400, "expire": 30, "other": 9})
+                         {"incrby": 120, "ranking": 408, "expire": 30, "other": 9})
 
 
 class ProcTest(unittest.TestCase):

@@ -2,14 +2,14 @@
 # bench.sh: highpress's side-by-side peer benchmark (README.md, "Benchmarks").
 #
 # This script starts and stops the processes; everything it measures, derives
-# and reports is the Python package scripts/bench/highpress_bench (unit-tested
-# by scripts/bench/tests, part of `make test`), and the load is the wrk script
-# scripts/bench/lua/bench.lua, whose arguments per scenario come from
+# and reports is the Python package bench/highpress_bench (unit-tested
+# by bench/tests, part of `make test`), and the load is the wrk script
+# bench/lua/bench.lua, whose arguments per scenario come from
 # highpress_bench/scenarios.py.
 #
 # On free loopback ports it starts its own processes: a redis-server (no
 # persistence, temp dir), highpress standalone on that Redis, the two benchmark
-# peers from service/examples (peer_ceiling: HTTP cost with no storage;
+# peers from bench/peers (peer_ceiling: HTTP cost with no storage;
 # peer_naive: one INCRBY per request), and webdis (HTTP-to-Redis in C) on the
 # same Redis. The load generator is wrk (POST bodies; key distributions hot =
 # one key, uniform = rotation over 1,000 keys, zipf = Zipf s=1.1 over 100,000
@@ -19,7 +19,7 @@
 # (HIGHPRESS_LEADERBOARD__ENABLED=false) for row P5b, the coalescer's own cost
 # (counter writes only); row P5b-lb, informational, is the same measurement on
 # the rounds' zipf runs with leaderboards on (default config), with the Redis
-# commands split by kind (INCRBY, ZINCRBY, EXPIRE, other).
+# commands split by kind (INCRBY, the rankings' commands, EXPIRE, other).
 #
 # Split topology (default; --topology standalone leaves it out): on the same
 # Redis, ONE `highpress counter` (gRPC + probes/metrics over HTTP) and ONE
@@ -49,9 +49,9 @@
 # It prints the targets table (rows P1, P1u, P2, P3, P4, P4-batching, P4-p99,
 # P5a, P5b, P5b-lb, E1, U1, P6, P7, P8, P9), the peers' raw figures, and writes
 # everything as JSON. The README's two benchmark tables are rendered from that
-# JSON: PYTHONPATH=scripts/bench python3 -m highpress_bench readme BENCH_OUT
+# JSON: PYTHONPATH=bench python3 -m highpress_bench readme BENCH_OUT
 #
-# Usage: scripts/bench.sh [--quick] [--no-build] [--strict] [--topology T]
+# Usage: bench/bench.sh [--quick] [--no-build] [--strict] [--topology T]
 #   --quick      smoke run: 1 round of 3 s runs, redis-benchmark -n 200000,
 #                P9 with 200,000 keys instead of 1,000,000
 #   --no-build   do not run cargo build; use the binaries already built in
@@ -148,10 +148,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/highpress-target}
 OUT=${BENCH_OUT:-$ROOT/target/bench/bench.json}
 HP_BIN=$CARGO_TARGET_DIR/release/highpress
-CEILING_BIN=$CARGO_TARGET_DIR/release/examples/peer_ceiling
-NAIVE_BIN=$CARGO_TARGET_DIR/release/examples/peer_naive
+CEILING_BIN=$CARGO_TARGET_DIR/release/peer_ceiling
+NAIVE_BIN=$CARGO_TARGET_DIR/release/peer_naive
 
-BENCH_DIR=$ROOT/scripts/bench
+BENCH_DIR=$ROOT/bench
 LUA=$BENCH_DIR/lua/bench.lua
 RESULTS=
 
@@ -169,7 +169,7 @@ if [ "$nofile" != unlimited ] && [ "$nofile" -lt $((CONNS * 4 + 256)) ]; then
 fi
 
 # shellcheck source=scripts/common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "$ROOT/scripts/common.sh"
 start_scratch bench
 RESULTS=$WORK/results.jsonl
 META=$WORK/meta.json
@@ -177,7 +177,7 @@ META=$WORK/meta.json
 mkdir -p "$WORK/redis" "$WORK/p9"
 
 log() { echo "bench: $*" >&2; }
-# helper SUBCOMMAND ...: the benchmark's Python (scripts/bench/highpress_bench).
+# helper SUBCOMMAND ...: the benchmark's Python (bench/highpress_bench).
 helper() {
     PYTHONPATH="$BENCH_DIR${PYTHONPATH:+:$PYTHONPATH}" PYTHONDONTWRITEBYTECODE=1 \
         python3 -m highpress_bench "$@"
@@ -186,8 +186,8 @@ helper() {
 # ----------------------------------------------------------------------------
 # Build.
 if [ "$BUILD" = 1 ]; then
-    log "building (cargo build --release -p highpress --bin highpress --examples)"
-    if ! (cd "$ROOT" && cargo build --release -p highpress --bin highpress --examples) \
+    log "building (cargo build --release -p highpress -p highpress-bench-peers)"
+    if ! (cd "$ROOT" && cargo build --release -p highpress -p highpress-bench-peers) \
         >"$WORK/build.log" 2>&1; then
         tail -n 40 "$WORK/build.log" >&2
         log "cargo build failed; nothing measured"
@@ -195,7 +195,7 @@ if [ "$BUILD" = 1 ]; then
     fi
 fi
 for bin in "$CEILING_BIN" "$NAIVE_BIN"; do
-    [ -x "$bin" ] || { log "missing $bin (build the examples first)"; exit 1; }
+    [ -x "$bin" ] || { log "missing $bin (cargo build --release -p highpress-bench-peers)"; exit 1; }
 done
 
 # ----------------------------------------------------------------------------
@@ -473,7 +473,7 @@ for round in $(seq 1 "$RUNS"); do
     measured_run webdis_incrby_hot "$WEBDIS_URL" "$round" "$WEBDIS_PID"
     redis_benchmark_run "$round"
     # Also P5b-lb: wait out one leaderboard flush interval (1 s by default) so
-    # that the run's ZINCRBY/EXPIRE writes are all counted in it.
+    # that the run's ranking writes are all counted in it.
     if [ "$HP_OK" = 1 ]; then
         hp_run highpress_post_zipf "$round" 1.3
     fi
@@ -680,7 +680,7 @@ strict=()
 [ "$STRICT" = 0 ] || strict=(--strict)
 helper summarize "$RESULTS" "$META" "$OUT" "${strict[@]}" || status=$?
 echo
-log "JSON written to $OUT; the README's tables: PYTHONPATH=scripts/bench python3 -m highpress_bench readme $OUT"
+log "JSON written to $OUT; the README's tables: PYTHONPATH=bench python3 -m highpress_bench readme $OUT"
 if [ "$HP_OK" != 1 ]; then
     log "highpress was not measured: $HP_ERROR"
     exit 1

@@ -1,6 +1,6 @@
-"""highpress_bench: the computing half of scripts/bench.sh, highpress's side-by-side benchmark.
+"""highpress_bench: the computing half of bench/bench.sh, highpress's side-by-side benchmark.
 
-scripts/bench.sh starts and stops the processes (redis-server, highpress, the peers, webdis,
+bench/bench.sh starts and stops the processes (redis-server, highpress, the peers, webdis,
 tansu, wrk, redis-benchmark); everything it measures, derives, reports or renders is done
 here, through `python3 -m highpress_bench SUBCOMMAND` (see __main__.py). The modules:
 

@@ -90,7 +90,7 @@ def terminal_report(meta, result):
                   f"{lb['runs']} runs, {lb['acked']:,} increments): "
                   + ", ".join(f"{k.upper() if k != 'other' else k} {n[k]:,} "
                               f"({per[k]:.3f}/inc, {(share[k] or 0) * 100:.0f}%)"
-                              for k in ("incrby", "zincrby", "expire", "other"))]
+                              for k in ("incrby", "ranking", "expire", "other"))]
     lines += ["", "| system | median | unit | runs | p99 ms | CPU s per 1M (server(s) + redis) "
               "| Redis cmds per inc | errors | lost |", "|---|---|---|---|---|---|---|---|---|"]
     for p in peers:

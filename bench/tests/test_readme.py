@@ -11,7 +11,7 @@ from highpress_bench import readme
 
 HERE = os.path.dirname(__file__)
 FIXTURE = os.path.join(HERE, "fixtures", "readme-bench.json")
-README = os.path.join(HERE, "..", "..", "..", "README.md")
+README = os.path.join(HERE, "..", "..", "README.md")
 
 
 def load_fixture():

@@ -6,7 +6,11 @@ import json
 import re
 
 # The Redis commands whose calls are counted by kind (P5b-lb); the rest are "other".
-CMD_KINDS = ("incrby", "zincrby", "expire")
+CMD_KINDS = ("incrby", "ranking", "expire")
+# The leaderboards' commands: ZINCRBY before top-K; since, the EVAL of one ranking's script and
+# the sorted-set commands it runs (Redis counts a script's own calls in commandstats).
+RANKING_CMDS = frozenset(("zincrby", "zadd", "zrem", "zcard", "zremrangebyrank", "zrevrange",
+                          "eval"))
 
 _METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 _CMDSTAT_LINE = re.compile(r"^cmdstat_([^:]+):calls=(\d+)")
@@ -69,10 +73,11 @@ def commandstats(text):
 
 
 def command_kinds(calls):
-    """Calls grouped as incrby, zincrby, expire and other."""
+    """Calls grouped as incrby, ranking (RANKING_CMDS), expire and other."""
     kinds = dict.fromkeys(CMD_KINDS + ("other",), 0)
     for cmd, n in calls.items():
-        kinds[cmd if cmd in CMD_KINDS else "other"] += n
+        kind = "ranking" if cmd in RANKING_CMDS else cmd
+        kinds[kind if kind in CMD_KINDS else "other"] += n
     return kinds
 
 
