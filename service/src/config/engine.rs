@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, CounterTypePolicy, forms};
+use crate::domain::rules::MAX_LEADERBOARD_LIMIT;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -85,6 +86,9 @@ pub struct LeaderboardConfig {
     /// How often accumulated leaderboard deltas are written to the store.
     #[serde(rename = "flush_interval_ms", with = "forms::millis")]
     pub flush_interval: Duration,
+    /// Counters each ranking keeps: its memory and commands grow with this, not with the
+    /// number of counters. At least the largest `limit` a read may ask for.
+    pub top_k: usize,
 }
 
 impl LeaderboardConfig {
@@ -95,15 +99,28 @@ impl LeaderboardConfig {
                 "must be at least 1",
             ));
         }
+        if self.top_k < MAX_LEADERBOARD_LIMIT as usize || self.top_k > MAX_TOP_K {
+            return Err(ConfigError::invalid(
+                "leaderboard.top_k",
+                format!(
+                    "must be from {MAX_LEADERBOARD_LIMIT} (the largest leaderboard limit) to {MAX_TOP_K}"
+                ),
+            ));
+        }
         Ok(())
     }
 }
+
+/// The largest `leaderboard.top_k`: each process keeps
+/// four times `top_k` counters per current hour, day and week ranking in memory.
+const MAX_TOP_K: usize = 100_000;
 
 impl Default for LeaderboardConfig {
     fn default() -> Self {
         Self {
             enabled: true,
             flush_interval: Duration::from_secs(1),
+            top_k: 1_000,
         }
     }
 }

@@ -393,6 +393,8 @@ kafka:  {brokers: ["localhost:9092"], topic: "counter_events"}
             ("coalescing: {max_batch: 0}", "coalescing.max_batch"),
             ("log: {level: loud}", "log.level"),
             ("limits: {max_increment: 0}", "limits.max_increment"),
+            ("leaderboard: {top_k: 99}", "leaderboard.top_k"),
+            ("leaderboard: {top_k: 100001}", "leaderboard.top_k"),
             (
                 "store: {kind: redis}\nredis: {addr: 'nohostport'}",
                 "redis.addr",

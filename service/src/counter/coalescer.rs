@@ -293,7 +293,10 @@ impl FlushEffects {
         if let Some(leaderboard) = &self.leaderboard {
             leaderboard.add(
                 current_hour(),
-                applied.ranked.iter().map(|&(i, d)| (&batch[i].key, d)),
+                applied
+                    .ranked
+                    .iter()
+                    .map(|&(i, d, v)| (&batch[i].key, d, v)),
             );
         }
     }
@@ -442,8 +445,8 @@ struct Applied {
     values: Vec<(usize, i64)>,
     /// Requests whose key's value is unknown now (the write may or may not have happened).
     unknown: Vec<usize>,
-    /// Deltas that counted, for the leaderboards.
-    ranked: Vec<(usize, i64)>,
+    /// Deltas that counted, for the leaderboards, with the key's value after them.
+    ranked: Vec<(usize, i64, i64)>,
     /// The store refused the request's key: its message.
     rejected: Vec<(usize, String)>,
     /// Writes that failed as a whole.
@@ -618,7 +621,7 @@ fn answer(
                         applied.values.push((head, total));
                         applied
                             .ranked
-                            .push((head, plan.groups[g as usize].sum as i64));
+                            .push((head, plan.groups[g as usize].sum as i64, total));
                     }
                     IncrOutcome::Overflow => retry.push(g),
                     IncrOutcome::Unavailable => {
@@ -640,7 +643,7 @@ fn answer(
                 replies[i] = Some(match result {
                     IncrOutcome::Applied(value) => {
                         applied.values.push((i, value));
-                        applied.ranked.push((i, plan.deltas[i]));
+                        applied.ranked.push((i, plan.deltas[i], value));
                         Ok(Acknowledged::counted(value))
                     }
                     IncrOutcome::Overflow => Err(CounterError::Overflow),
@@ -693,7 +696,7 @@ fn answer_guarded(
         replies[i] = Some(match item {
             GuardedOutcome::Applied { value, counted } => {
                 if counted {
-                    applied.ranked.push((i, plan.deltas[i]));
+                    applied.ranked.push((i, plan.deltas[i], value));
                 }
                 Ok(Acknowledged {
                     current_value: value,
@@ -908,7 +911,7 @@ mod tests {
             ]
         );
         assert_eq!(answers.applied.values, vec![(0, 14)]);
-        assert_eq!(answers.applied.ranked, vec![(0, 4)]);
+        assert_eq!(answers.applied.ranked, vec![(0, 4, 14)]);
         assert_eq!(answers.applied.unknown, vec![1]);
         assert!(answers.retry.is_empty());
     }
@@ -949,7 +952,7 @@ mod tests {
             ]
         );
         assert_eq!(answers.applied.values, vec![(1, i64::MAX - 2)]);
-        assert_eq!(answers.applied.ranked, vec![(1, -2)]);
+        assert_eq!(answers.applied.ranked, vec![(1, -2, i64::MAX - 2)]);
     }
 
     #[test]
@@ -1012,7 +1015,7 @@ mod tests {
         assert_eq!(answers.applied.values, vec![(0, 7)]);
         assert_eq!(
             answers.applied.ranked,
-            vec![(0, 1)],
+            vec![(0, 1, 7)],
             "only what counted now is ranked"
         );
     }

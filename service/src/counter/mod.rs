@@ -186,6 +186,8 @@ pub struct EngineSettings {
     pub cache_max_entries: usize,
     /// How often leaderboard deltas are written; `None` when leaderboards are off.
     pub leaderboard_flush_interval: Option<Duration>,
+    /// Members each ranking keeps (`leaderboard.top_k`).
+    pub leaderboard_top_k: usize,
     /// Whether resets are allowed (`api.allow_reset`): checked here, for every front end.
     pub allow_reset: bool,
     pub policies: Arc<CounterPolicies>,
@@ -203,6 +205,7 @@ impl EngineSettings {
                 .leaderboard
                 .enabled
                 .then_some(config.leaderboard.flush_interval),
+            leaderboard_top_k: config.leaderboard.top_k,
             allow_reset: config.api.allow_reset,
             policies,
         }
@@ -234,7 +237,7 @@ impl<S: Store> LocalCounter<S> {
             cache: ReadCache::new(settings.cache_ttl, settings.cache_max_entries),
             leaderboard: settings
                 .leaderboard_flush_interval
-                .map(|_| LeaderboardAccumulator::default()),
+                .map(|_| LeaderboardAccumulator::new(settings.leaderboard_top_k)),
             health: health.clone(),
             events,
         });

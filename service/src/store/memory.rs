@@ -7,9 +7,9 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use super::{
-    CounterKey, GroupOutcome, GuardedGroup, GuardedOutcome, IncrOutcome, KeyLayout,
-    LeaderboardBucket, LeaderboardDelta, LeaderboardRemoval, Period, RankedEntry, Store,
-    StoreError, WriteBatch, WriteOutcome,
+    BoardWrite, CounterKey, GroupOutcome, GuardedGroup, GuardedOutcome, IncrOutcome, KeyLayout,
+    LeaderboardBucket, LeaderboardRemoval, Period, RankedEntry, Store, StoreError, WriteBatch,
+    WriteOutcome,
 };
 
 #[derive(Default)]
@@ -108,6 +108,40 @@ struct Ranking {
     expires_at: Option<Instant>,
 }
 
+impl Ranking {
+    /// Members highest first; ties in reverse lexicographic order, as Redis's ZREVRANGE orders
+    /// them.
+    fn ordered(&self) -> Vec<RankedEntry> {
+        let mut entries: Vec<RankedEntry> = self
+            .scores
+            .iter()
+            .map(|(id, &count)| RankedEntry {
+                resource_id: id.clone(),
+                count,
+            })
+            .collect();
+        entries.sort_unstable_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| b.resource_id.cmp(&a.resource_id))
+        });
+        entries
+    }
+
+    /// Keeps the top `keep` members; returns the score at rank `keep`, if there is one.
+    fn trim(&mut self, keep: usize) -> Option<i64> {
+        if self.scores.len() > keep {
+            for gone in &self.ordered()[keep..] {
+                self.scores.remove(&gone.resource_id);
+            }
+        }
+        if self.scores.len() < keep || keep == 0 {
+            return None;
+        }
+        self.scores.values().copied().min()
+    }
+}
+
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
@@ -172,8 +206,8 @@ impl Store for MemoryStore {
     async fn update_leaderboards<'a>(
         &'a self,
         removals: &'a [LeaderboardRemoval],
-        deltas: &'a [LeaderboardDelta],
-    ) -> Result<(), StoreError> {
+        writes: &'a [BoardWrite],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
         let now = Instant::now();
         let mut rankings = self.rankings.lock().unwrap_or_else(|e| e.into_inner());
         rankings.retain(|_, r| r.expires_at.is_none_or(|t| t > now));
@@ -185,24 +219,30 @@ impl Store for MemoryStore {
                 }
             }
         }
-        for d in deltas {
-            for period in Period::ALL {
-                let bucket = LeaderboardBucket::containing(d.key.counter_type(), period, d.hour);
-                let ranking = rankings
-                    .entry(bucket.as_str().to_string())
-                    .or_insert_with(|| Ranking {
-                        scores: HashMap::new(),
-                        expires_at: None,
-                    });
-                ranking.expires_at = period.retention().map(|r| now + r);
-                let score = ranking
+        let mut kth = Vec::with_capacity(writes.len());
+        for w in writes {
+            let ranking = rankings
+                .entry(w.bucket.as_str().to_string())
+                .or_insert_with(|| Ranking {
+                    scores: HashMap::new(),
+                    expires_at: None,
+                });
+            for (key, score) in &w.raised {
+                let s = ranking
                     .scores
-                    .entry(d.key.resource_id().to_string())
-                    .or_insert(0);
-                *score = score.saturating_add(d.delta);
+                    .entry(key.resource_id().to_string())
+                    .or_insert(*score);
+                *s = (*s).max(*score);
             }
+            for (key, score) in &w.lowered {
+                if let Some(s) = ranking.scores.get_mut(key.resource_id()) {
+                    *s = *score;
+                }
+            }
+            ranking.expires_at = w.bucket.period.retention().map(|r| now + r);
+            kth.push(ranking.trim(w.keep));
         }
-        Ok(())
+        Ok(kth)
     }
 
     async fn leaderboard_top<'a>(
@@ -217,20 +257,7 @@ impl Store for MemoryStore {
         else {
             return Ok(Vec::new());
         };
-        let mut entries: Vec<RankedEntry> = ranking
-            .scores
-            .iter()
-            .map(|(id, &count)| RankedEntry {
-                resource_id: id.clone(),
-                count,
-            })
-            .collect();
-        // Highest first; ties in reverse lexicographic order, as Redis's ZREVRANGE orders them.
-        entries.sort_unstable_by(|a, b| {
-            b.count
-                .cmp(&a.count)
-                .then_with(|| b.resource_id.cmp(&a.resource_id))
-        });
+        let mut entries = ranking.ordered();
         entries.truncate(limit);
         Ok(entries)
     }
@@ -268,23 +295,39 @@ mod tests {
     async fn leaderboard_ranks_by_count() {
         let store = MemoryStore::new();
         let hour = crate::domain::current_hour();
-        let deltas: Vec<_> = [("a", 3), ("b", 7), ("c", 5)]
-            .into_iter()
-            .map(|(id, n)| LeaderboardDelta {
-                key: CounterKey::new("view", id),
-                hour,
-                delta: n,
-            })
-            .collect();
-        store.update_leaderboards(&[], &deltas).await.unwrap();
-        let top = store
-            .leaderboard_top(&LeaderboardBucket::containing("view", Period::Day, hour), 2)
+        let bucket = LeaderboardBucket::containing("view", Period::Day, hour);
+        let scores = |s: &[(&str, i64)]| -> Vec<(CounterKey, i64)> {
+            s.iter()
+                .map(|&(id, n)| (CounterKey::new("view", id), n))
+                .collect()
+        };
+        let write = |raised, lowered| BoardWrite {
+            bucket: bucket.clone(),
+            keep: 2,
+            raised: scores(raised),
+            lowered: scores(lowered),
+        };
+        let top = async || -> Vec<(String, i64)> {
+            let top = store.leaderboard_top(&bucket, 10).await.unwrap();
+            top.into_iter().map(|e| (e.resource_id, e.count)).collect()
+        };
+        // Raised scores only go up; the lowest beyond K go; the K-th score comes back.
+        let kth = store
+            .update_leaderboards(&[], &[write(&[("a", 3), ("b", 7)], &[])])
             .await
             .unwrap();
-        let ids: Vec<_> = top
-            .iter()
-            .map(|e| (e.resource_id.as_str(), e.count))
-            .collect();
-        assert_eq!(ids, vec![("b", 7), ("c", 5)]);
+        assert_eq!(kth, vec![Some(3)]);
+        let kth = store
+            .update_leaderboards(&[], &[write(&[("c", 5), ("b", 6)], &[("z", 9)])])
+            .await
+            .unwrap();
+        assert_eq!(kth, vec![Some(5)]);
+        assert_eq!(top().await, vec![("b".into(), 7), ("c".into(), 5)]);
+        // Lowered scores apply to members only.
+        store
+            .update_leaderboards(&[], &[write(&[], &[("b", 1), ("a", 8)])])
+            .await
+            .unwrap();
+        assert_eq!(top().await, vec![("c".into(), 5), ("b".into(), 1)]);
     }
 }

@@ -143,13 +143,16 @@ pub struct WriteOutcome {
     pub guarded: Vec<GroupOutcome>,
 }
 
-/// One leaderboard delta: `delta` more for `resource_id` in the hour starting at `hour`.
+/// One write to one ranking: new scores, then a trim to the top `keep` members.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaderboardDelta {
-    pub key: CounterKey,
-    /// Start of the UTC hour in which the increments were acknowledged, in hours since the epoch.
-    pub hour: i64,
-    pub delta: i64,
+pub struct BoardWrite {
+    pub bucket: LeaderboardBucket,
+    /// The ranking's K: members beyond it (the lowest scores) are removed.
+    pub keep: usize,
+    /// Scores that only go up (`ZADD GT`); a counter not in the ranking is added.
+    pub raised: Vec<(CounterKey, i64)>,
+    /// Scores set on counters already in the ranking (`ZADD XX`); others are not added.
+    pub lowered: Vec<(CounterKey, i64)>,
 }
 
 /// A reset counter, to be taken out of the hour, day, ISO-week and all-time rankings that
@@ -183,13 +186,14 @@ pub trait Store: Send + Sync + 'static {
         keys: &'a [&'a CounterKey],
     ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send + 'a;
 
-    /// Takes the counters of `removals` out of their rankings, then adds `deltas` to the hour,
-    /// day, ISO-week and all-time rankings, in one round trip.
+    /// Takes the counters of `removals` out of their hour, day, ISO-week and all-time rankings,
+    /// then applies `writes` in order, in one round trip. Answers each write's score at rank
+    /// `keep` after it (`None` while the ranking holds fewer members).
     fn update_leaderboards<'a>(
         &'a self,
         removals: &'a [LeaderboardRemoval],
-        deltas: &'a [LeaderboardDelta],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
+        writes: &'a [BoardWrite],
+    ) -> impl Future<Output = Result<Vec<Option<i64>>, StoreError>> + Send + 'a;
 
     /// The top `limit` entries of one ranking, highest count first.
     fn leaderboard_top<'a>(

@@ -17,14 +17,14 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Value};
 
 use super::scripts::{
-    ScriptBy, guarded_command, is_noscript, parse_groups, parse_reset, reset_command,
+    ScriptBy, guarded_command, is_noscript, parse_groups, parse_kth, parse_reset, reset_command,
 };
 use super::{
     classify, leaderboard_commands, parse_scan, ranked_entries, scan_command, top_command,
 };
 use crate::store::keyspace::Keyspace;
 use crate::store::{
-    CounterKey, GroupOutcome, IncrOutcome, KeyLayout, LeaderboardBucket, LeaderboardDelta,
+    BoardWrite, CounterKey, GroupOutcome, IncrOutcome, KeyLayout, LeaderboardBucket,
     LeaderboardRemoval, RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
 };
 
@@ -498,25 +498,35 @@ impl Store for RedisClusterStore {
     async fn update_leaderboards<'a>(
         &'a self,
         removals: &'a [LeaderboardRemoval],
-        deltas: &'a [LeaderboardDelta],
-    ) -> Result<(), StoreError> {
-        let commands: Vec<Routed> = leaderboard_commands(removals, deltas)
+        writes: &'a [BoardWrite],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        let (removes, boards) = leaderboard_commands(removals, writes);
+        let answered = removes.len();
+        let commands: Vec<Routed> = removes
             .into_iter()
+            .chain(boards)
             .map(|(key, cmd)| Routed {
                 slot: key_slot(&key),
                 cmd,
             })
             .collect();
-        for reply in self.run_grouped(&commands).await {
-            match reply? {
-                Value::ServerError(e) if is_retryable(e.code()) => {
-                    return Err(StoreError::Unavailable(format!("{e:?}")));
+        let mut kth = Vec::with_capacity(writes.len());
+        for (i, reply) in self.run_grouped(&commands).await.into_iter().enumerate() {
+            let reply = reply?;
+            if let Value::ServerError(e) = &reply
+                && is_retryable(e.code())
+            {
+                return Err(StoreError::Unavailable(format!("{e:?}")));
+            }
+            if i < answered {
+                if let Value::ServerError(e) = reply {
+                    return Err(StoreError::Internal(format!("{e:?}")));
                 }
-                Value::ServerError(e) => return Err(StoreError::Internal(format!("{e:?}"))),
-                _ => {}
+            } else {
+                kth.push(parse_kth(&reply)?);
             }
         }
-        Ok(())
+        Ok(kth)
     }
 
     async fn leaderboard_top<'a>(

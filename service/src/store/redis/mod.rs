@@ -7,16 +7,14 @@ pub mod cluster;
 pub mod scripts;
 pub mod single;
 
-use std::collections::{HashMap, HashSet};
-
 use redis::{Cmd, RedisError, Value};
 
 pub use cluster::{RedisClusterStore, key_slot};
 pub use single::RedisStore;
 
-use super::{
-    LeaderboardBucket, LeaderboardDelta, LeaderboardRemoval, Period, RankedEntry, StoreError,
-};
+use scripts::board_command;
+
+use super::{BoardWrite, LeaderboardBucket, LeaderboardRemoval, Period, RankedEntry, StoreError};
 
 /// Sorts a Redis error into retryable (`Unavailable`) or not.
 fn classify(e: RedisError) -> StoreError {
@@ -53,50 +51,30 @@ fn ranked_entries(pairs: Vec<(String, f64)>) -> Vec<RankedEntry> {
         .collect()
 }
 
+/// A command and the key it writes (Redis Cluster routes by it).
+type KeyedCmd = (String, Cmd);
+
 /// The commands one leaderboard flush sends, each with the key it writes: a `ZREM` per removal
-/// and period, then a `ZINCRBY` per delta and period, then one `EXPIRE` per expiring bucket
-/// touched.
+/// and period, then one [`board_command`] per write. Only the latter answer (see
+/// [`parse_kth`](scripts::parse_kth)); the `ZREM`s come first.
 fn leaderboard_commands(
     removals: &[LeaderboardRemoval],
-    deltas: &[LeaderboardDelta],
-) -> Vec<(String, Cmd)> {
-    let mut commands = Vec::with_capacity((removals.len() + deltas.len()) * 4 + 8);
+    writes: &[BoardWrite],
+) -> (Vec<KeyedCmd>, Vec<KeyedCmd>) {
+    let mut removes = Vec::with_capacity(removals.len() * 4);
     for r in removals {
         for period in Period::ALL {
             let bucket = LeaderboardBucket::containing(r.key.counter_type(), period, r.hour);
             let mut cmd = redis::cmd("ZREM");
             cmd.arg(bucket.as_str()).arg(r.key.resource_id());
-            commands.push((bucket.as_str().to_string(), cmd));
+            removes.push((bucket.as_str().to_string(), cmd));
         }
     }
-    // Each (counter type, hour) names the same four sorted sets; build their keys once.
-    let mut buckets: HashMap<(&str, i64), [LeaderboardBucket; 4]> = HashMap::new();
-    for d in deltas {
-        let counter_type = d.key.counter_type();
-        let set = buckets.entry((counter_type, d.hour)).or_insert_with(|| {
-            Period::ALL.map(|p| LeaderboardBucket::containing(counter_type, p, d.hour))
-        });
-        for bucket in set.iter() {
-            let mut cmd = redis::cmd("ZINCRBY");
-            cmd.arg(bucket.as_str())
-                .arg(d.delta)
-                .arg(d.key.resource_id());
-            commands.push((bucket.as_str().to_string(), cmd));
-        }
-    }
-    let mut expiring: HashSet<&str> = HashSet::new();
-    for set in buckets.values() {
-        for bucket in set.iter() {
-            if let Some(retention) = bucket.period.retention()
-                && expiring.insert(bucket.as_str())
-            {
-                let mut cmd = redis::cmd("EXPIRE");
-                cmd.arg(bucket.as_str()).arg(retention.as_secs());
-                commands.push((bucket.as_str().to_string(), cmd));
-            }
-        }
-    }
-    commands
+    let boards = writes
+        .iter()
+        .map(|w| (w.bucket.as_str().to_string(), board_command(w)))
+        .collect();
+    (removes, boards)
 }
 
 /// The `SCAN` command of one page.

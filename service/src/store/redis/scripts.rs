@@ -1,5 +1,6 @@
 //! The Lua scripts highpress runs on Redis (`*.lua` beside this file), the commands that call
-//! them and the parsers of their answers: guarded groups, resets and the key migration's copy.
+//! them and the parsers of their answers: guarded groups, resets, leaderboard writes and the key
+//! migration's copy.
 //!
 //! Guarded groups: the conditional increments of one counter in one flush run inside one Lua
 //! script, so the idempotency records, the uniqueness set and the count change together
@@ -21,13 +22,16 @@
 //! Flushes send the guarded script by its SHA1 (`EVALSHA`), not its 2.5 kB body. A Redis that
 //! does not know it yet (a restart, a failover, `SCRIPT FLUSH`) answers `NOSCRIPT` without
 //! running anything, and the store resends just those calls as `EVAL`, which also caches the
-//! script for the next flush. Resets are rare and send their short script as `EVAL`.
+//! script for the next flush. Resets are rare and send their short script as `EVAL`; so do
+//! leaderboard writes, one per ranking per flush interval.
 
 use std::sync::LazyLock;
 
 use redis::{Cmd, Value};
 
-use crate::store::{CounterKey, GroupOutcome, GuardedGroup, GuardedOutcome, KeyLayout};
+use crate::store::{
+    BoardWrite, CounterKey, GroupOutcome, GuardedGroup, GuardedOutcome, KeyLayout, StoreError,
+};
 
 /// Groups per script call on a single Redis: bounds how long one call holds Redis (a few
 /// hundred microseconds) while amortizing the call's own cost.
@@ -53,6 +57,14 @@ pub const RESET_SCRIPT: &str = include_str!("reset.lua");
 /// applied, 0 when the watermark moved since it was read (another run got there first). An
 /// overflowing `INCRBY` fails the script before anything is written.
 pub const MIGRATE_COPY_SCRIPT: &str = include_str!("migrate_copy.lua");
+
+/// One ranking's write ([`BoardWrite`]): `ZADD GT` the raised scores, `ZADD XX` the lowered
+/// ones, trim to K (at most [`TRIM_STEP`] members per call), set the TTL, answer the K-th score.
+pub const BOARD_SCRIPT: &str = include_str!("board.lua");
+
+/// Most members one board write trims: a ranking left larger by a version without top-K
+/// shrinks over a few flushes instead of blocking Redis for one long `ZREMRANGEBYRANK`.
+const TRIM_STEP: usize = 10_000;
 
 /// The SHA1 by which `EVALSHA` names [`GUARDED_SCRIPT`].
 static GUARDED_SCRIPT_SHA: LazyLock<String> =
@@ -135,6 +147,39 @@ pub fn reset_command(key: &CounterKey, layout: KeyLayout) -> Cmd {
         .arg(&*layout.counter(key))
         .arg(layout.uniqueness_set(key));
     cmd
+}
+
+/// The `EVAL` of one ranking's write, answered by [`parse_kth`]. Leaderboard writes run once
+/// per ranking per flush interval, so the body travels each time (no `NOSCRIPT` to handle).
+pub fn board_command(write: &BoardWrite) -> Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(BOARD_SCRIPT)
+        .arg(1)
+        .arg(write.bucket.as_str())
+        .arg(write.keep.max(1))
+        .arg(TRIM_STEP)
+        .arg(write.bucket.period.retention().map_or(0, |r| r.as_secs()))
+        .arg(write.raised.len());
+    for (key, score) in write.raised.iter().chain(&write.lowered) {
+        cmd.arg(*score).arg(key.resource_id());
+    }
+    cmd
+}
+
+/// A board write's answer: the K-th score, or nil while the ranking holds fewer.
+pub fn parse_kth(reply: &Value) -> Result<Option<i64>, StoreError> {
+    match reply {
+        Value::Nil => Ok(None),
+        Value::BulkString(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .map(|score| Some(score.round() as i64))
+            .ok_or_else(|| StoreError::Internal("unexpected leaderboard score".into())),
+        Value::ServerError(e) => Err(StoreError::Internal(format!("{e:?}"))),
+        other => Err(StoreError::Internal(format!(
+            "unexpected leaderboard reply {other:?}"
+        ))),
+    }
 }
 
 fn text(value: &Value) -> Option<&str> {

@@ -1,5 +1,5 @@
 //! One Redis server: auto-reconnecting multiplexed connections; each flush is one pipeline,
-//! reads are one `MGET`, leaderboards are sorted sets (`ZINCRBY` with `EXPIRE` per bucket).
+//! reads are one `MGET`, leaderboards are top-K sorted sets (one script per ranking written).
 //!
 //! Leaderboards use a second connection, so their bulk pipelines never delay a counter flush.
 //! Every call is bounded by the configured response timeout, so a dead Redis yields a fast
@@ -11,16 +11,16 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, RedisResult, Value};
 
 use super::scripts::{
-    GROUPS_PER_SCRIPT, ScriptBy, guarded_command, is_noscript, parse_groups, parse_reset,
-    reset_command,
+    GROUPS_PER_SCRIPT, ScriptBy, guarded_command, is_noscript, parse_groups, parse_kth,
+    parse_reset, reset_command,
 };
 use super::{
     classify, leaderboard_commands, parse_scan, ranked_entries, scan_command, top_command,
 };
 use crate::store::keyspace::Keyspace;
 use crate::store::{
-    CounterKey, GroupOutcome, GuardedGroup, IncrOutcome, KeyLayout, LeaderboardBucket,
-    LeaderboardDelta, LeaderboardRemoval, RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
+    BoardWrite, CounterKey, GroupOutcome, GuardedGroup, IncrOutcome, KeyLayout, LeaderboardBucket,
+    LeaderboardRemoval, RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
 };
 
 pub struct RedisStore {
@@ -218,17 +218,22 @@ impl Store for RedisStore {
     async fn update_leaderboards<'a>(
         &'a self,
         removals: &'a [LeaderboardRemoval],
-        deltas: &'a [LeaderboardDelta],
-    ) -> Result<(), StoreError> {
-        if removals.is_empty() && deltas.is_empty() {
-            return Ok(());
+        writes: &'a [BoardWrite],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        if removals.is_empty() && writes.is_empty() {
+            return Ok(Vec::new());
         }
+        let (removes, boards) = leaderboard_commands(removals, writes);
         let mut pipe = redis::pipe();
-        for (_, cmd) in leaderboard_commands(removals, deltas) {
+        for (_, cmd) in removes {
             pipe.add_command(cmd).ignore();
         }
+        for (_, cmd) in boards {
+            pipe.add_command(cmd);
+        }
         let mut con = self.background.clone();
-        self.run(pipe.query_async::<()>(&mut con)).await
+        let replies: Vec<Value> = self.run(pipe.query_async(&mut con)).await?;
+        replies.iter().map(parse_kth).collect()
     }
 
     async fn leaderboard_top<'a>(
