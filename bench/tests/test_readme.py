@@ -56,19 +56,19 @@ class RenderTest(unittest.TestCase):
         lines = readme.targets_table(load_fixture()).splitlines()
         self.assertEqual(lines[0], "| row | what | measured | target | met |")
         self.assertEqual(lines[2], "| P1 | standalone increments/s ÷ ceiling, c=500, hot key "
-                                   "| 0.86 | ≥ 0.90 | no |")
+                                   "| 0.74 | ≥ 0.90 | no |")
         self.assertIn("| P5b-lb | the same with leaderboards on (informational) "
-                      "| 1.47 cmd/inc, 2.33 × limit | – | – |", lines)
+                      "| 0.639 cmd/inc, 1.00 × limit | – | – |", lines)
         self.assertIn("| P8 | errors and lost acknowledged increments, all runs, both "
                       "topologies | 0 | 0 | yes |", lines)
 
     def test_peers_rows_leave_out_the_plain_sides_of_e1_and_u1(self):
         table = readme.peers_table(load_fixture())
-        self.assertIn("| redis-benchmark `INCR -c 50` | 74,289 | 0.8 ms | 1 | – |", table)
-        self.assertIn("| naive: axum + one `INCRBY` per request | 67,732 | 12.6 ms | 1.001 "
-                      "| 17.8 |", table)
-        self.assertNotIn("54,171", table)  # events off
-        self.assertNotIn("57,976", table)  # unique off
+        self.assertIn("| redis-benchmark `INCR -c 50` | 59,386 | 2.3 ms | 1 | – |", table)
+        self.assertIn("| naive: axum + one `INCRBY` per request | 34,207 | 26.1 ms | 1.002 "
+                      "| 40.5 |", table)
+        self.assertNotIn("23,869", table)  # events off
+        self.assertNotIn("20,245", table)  # unique off
         self.assertEqual(len(table.splitlines()), 2 + 13)
 
     def test_unmeasured_rows(self):
