@@ -118,8 +118,12 @@ impl LeaderboardAccumulator {
             }
             let sum = pending.deltas.entry((hour, key.clone())).or_insert(0);
             *sum = sum.saturating_add(delta);
-            let latest = pending.latest.entry(key.clone()).or_insert((value, 0));
-            *latest = (value, latest.1.saturating_add(delta));
+            match pending.latest.get_mut(key) {
+                Some(latest) => *latest = (value, latest.1.saturating_add(delta)),
+                None => {
+                    pending.latest.insert(key.clone(), (value, delta));
+                }
+            }
         }
     }
 
