@@ -1,17 +1,16 @@
 //! The REST handlers of the API contract: increment, get, batch, leaderboard, health, metrics and
 //! the OpenAPI document. They validate, call the [`CounterBackend`] and shape the envelope.
 
-use std::borrow::Cow;
-
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
-use super::json::{JsonBody, parse, success};
+use super::json::{JsonBody, ObjectWriter, Text, parse, success, success_object};
 use crate::counter::CounterBackend;
 use crate::domain::rules as validate;
 use crate::domain::{CounterKey, Period};
@@ -20,27 +19,13 @@ use crate::metrics::METRICS;
 #[derive(Deserialize)]
 struct IncrementRequest<'a> {
     #[serde(borrow)]
-    resource_id: Option<Cow<'a, str>>,
+    resource_id: Option<Text<'a>>,
     #[serde(borrow)]
-    counter_type: Option<Cow<'a, str>>,
+    counter_type: Option<Text<'a>>,
     #[serde(borrow)]
-    user_id: Option<Cow<'a, str>>,
+    user_id: Option<Text<'a>>,
     #[serde(alias = "delta")]
     increment: Option<i64>,
-}
-
-#[derive(Serialize)]
-struct IncrementResult<'a> {
-    resource_id: &'a str,
-    counter_type: &'a str,
-    current_value: i64,
-    increment: i64,
-    /// Whether the increment changed the counter (false: a unique-per-user duplicate).
-    counted: bool,
-    /// Always true: HighGoPress's answer carried it, and its clients check it.
-    success: bool,
-    /// When this answer was made, in Unix seconds (HighGoPress's `timestamp`).
-    timestamp: i64,
 }
 
 #[derive(Serialize)]
@@ -71,16 +56,38 @@ fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn required<'a>(value: &'a Option<Cow<'a, str>>, field: &str) -> Result<&'a str, ApiError> {
+fn required<'a>(value: &'a Option<Text<'a>>, field: &str) -> Result<&'a str, ApiError> {
     value
         .as_deref()
         .ok_or_else(|| ApiError::invalid(field, format!("{field} is required")))
 }
 
+/// The request's `Idempotency-Key` header, if it sent one (at most one is allowed). Extracted on
+/// its own, so the handler does not copy every header to read this one.
+pub struct IdempotencyKeyHeader(Option<HeaderValue>);
+
+impl<S: Sync> FromRequestParts<S> for IdempotencyKeyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let mut values = parts
+            .headers
+            .get_all(validate::IDEMPOTENCY_KEY_HEADER)
+            .iter();
+        match (values.next(), values.next()) {
+            (first, None) => Ok(Self(first.cloned())),
+            _ => Err(ApiError::invalid(
+                validate::IDEMPOTENCY_KEY_HEADER,
+                "send the Idempotency-Key header at most once",
+            )),
+        }
+    }
+}
+
 /// `POST /api/v1/counter/increment`
 pub async fn increment<B: CounterBackend>(
     State(state): State<AppState<B>>,
-    headers: HeaderMap,
+    IdempotencyKeyHeader(idempotency_header): IdempotencyKeyHeader,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let req: IncrementRequest = parse(&body)?;
@@ -92,16 +99,9 @@ pub async fn increment<B: CounterBackend>(
     validate::user_id(counter_type, user_id, &state.policies)?;
     let delta = req.increment.unwrap_or(1);
     validate::increment(counter_type, delta, &state.limits, &state.policies)?;
-    let mut keys = headers.get_all(validate::IDEMPOTENCY_KEY_HEADER).iter();
-    let idempotency_key = match (keys.next(), keys.next()) {
-        (None, _) => None,
-        (Some(raw), None) => Some(validate::idempotency_key(raw.as_bytes())?),
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                validate::IDEMPOTENCY_KEY_HEADER,
-                "send the Idempotency-Key header at most once",
-            ));
-        }
+    let idempotency_key = match &idempotency_header {
+        Some(raw) => Some(validate::idempotency_key(raw.as_bytes())?),
+        None => None,
     };
 
     let ack = state
@@ -113,14 +113,15 @@ pub async fn increment<B: CounterBackend>(
             idempotency_key,
         )
         .await?;
-    let mut response = success(IncrementResult {
-        resource_id,
-        counter_type,
-        current_value: ack.current_value,
-        increment: delta,
-        counted: ack.counted,
-        success: true,
-        timestamp: unix_now(),
+    // `counted`: whether the increment changed the counter (false: a unique-per-user
+    // duplicate). `success` is always true and `timestamp` is when this answer was made, in
+    // Unix seconds: HighGoPress's answer carried both, and its clients check them.
+    let mut response = success_object(|data| {
+        counter_fields(data, resource_id, counter_type, ack.current_value)
+            .int("increment", delta)
+            .bool("counted", ack.counted)
+            .bool("success", true)
+            .int("timestamp", unix_now());
     });
     if ack.replayed {
         response
@@ -128,6 +129,18 @@ pub async fn increment<B: CounterBackend>(
             .insert(IDEMPOTENT_REPLAYED_HEADER, HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// The fields every answer about one counter starts with.
+fn counter_fields<'w>(
+    data: &'w mut ObjectWriter,
+    resource_id: &str,
+    counter_type: &str,
+    current_value: i64,
+) -> &'w mut ObjectWriter {
+    data.str("resource_id", resource_id)
+        .str("counter_type", counter_type)
+        .int("current_value", current_value)
 }
 
 /// `DELETE /api/v1/counter/{resource_id}/{counter_type}`: resets the counter to 0 (only with
@@ -174,11 +187,10 @@ pub async fn get_counter<B: CounterBackend>(
         .backend
         .get(CounterKey::new(&counter_type, &resource_id))
         .await?;
-    Ok(success(CounterValue {
-        resource_id: &resource_id,
-        counter_type: &counter_type,
-        current_value,
-        updated_at: unix_now(),
+    // `updated_at`: see CounterValue.
+    Ok(success_object(|data| {
+        counter_fields(data, &resource_id, &counter_type, current_value)
+            .int("updated_at", unix_now());
     }))
 }
 
@@ -191,9 +203,9 @@ struct BatchRequest<'a> {
 #[derive(Deserialize)]
 struct BatchQuery<'a> {
     #[serde(borrow)]
-    resource_id: Option<Cow<'a, str>>,
+    resource_id: Option<Text<'a>>,
     #[serde(borrow)]
-    counter_type: Option<Cow<'a, str>>,
+    counter_type: Option<Text<'a>>,
 }
 
 #[derive(Serialize)]

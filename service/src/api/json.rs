@@ -1,11 +1,19 @@
-//! Request bodies: the `application/json` check, the body size limit and parsing that names the
-//! field at fault. Bad bodies get the same error envelope as every other error.
+//! JSON in and out. Request bodies: the `application/json` check, the body size limit and parsing
+//! that names the field at fault; bad bodies get the same error envelope as every other error.
+//! Answers: the success envelope, through serde, or written field by field by an
+//! [`ObjectWriter`] for the answers on the hot path (increment and get).
 
+use axum::body::Body;
 use axum::extract::{FromRequest, Request};
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Deref;
+
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
+use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
@@ -38,9 +46,11 @@ impl<B: CounterBackend> FromRequest<AppState<B>> for JsonBody {
             )
         };
         // Read up to the limit. An oversized body is drained (up to DRAIN_LIMIT) before the 413
-        // is sent, so the client reads the answer instead of a connection reset.
+        // is sent, so the client reads the answer instead of a connection reset. A body that
+        // arrives in one frame (the usual case) is kept as it is, without a copy.
         let mut body = req.into_body();
-        let mut buf = BytesMut::new();
+        let mut whole = Bytes::new();
+        let mut joined: Option<BytesMut> = None;
         let mut seen = 0usize;
         while let Some(frame) = body.frame().await {
             let frame = frame
@@ -52,14 +62,21 @@ impl<B: CounterBackend> FromRequest<AppState<B>> for JsonBody {
             if seen > DRAIN_LIMIT {
                 break;
             }
-            if seen <= limit {
-                buf.extend_from_slice(&data);
+            if seen > limit || data.is_empty() {
+                continue;
+            }
+            if whole.is_empty() {
+                whole = data;
+            } else {
+                joined
+                    .get_or_insert_with(|| BytesMut::from(&whole[..]))
+                    .extend_from_slice(&data);
             }
         }
         if seen > limit {
             return Err(too_large());
         }
-        Ok(Self(buf.freeze()))
+        Ok(Self(joined.map_or(whole, BytesMut::freeze)))
     }
 }
 
@@ -67,6 +84,9 @@ impl<B: CounterBackend> FromRequest<AppState<B>> for JsonBody {
 const DRAIN_LIMIT: usize = 1 << 20;
 
 fn is_json_media_type(value: &str) -> bool {
+    if value == "application/json" {
+        return true;
+    }
     let essence = value.split(';').next().unwrap_or("").trim();
     essence.eq_ignore_ascii_case("application/json")
         || essence.split_once('/').is_some_and(|(t, sub)| {
@@ -124,6 +144,46 @@ pub fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// A string field of a request body, borrowed from the body unless it holds escapes. (serde's
+/// own `Option<Cow<str>>` copies every string into a new allocation, even with `borrow`.)
+pub struct Text<'a>(Cow<'a, str>);
+
+impl Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
 fn strip_position(e: &serde_json::Error) -> String {
     let s = e.to_string();
     match s.find(" at line ") {
@@ -148,12 +208,81 @@ pub fn success<T: Serialize>(data: T) -> Response {
             data,
         },
     ) {
-        Ok(()) => ([(header::CONTENT_TYPE, "application/json")], buf).into_response(),
+        Ok(()) => json_response(buf),
         Err(e) => {
             tracing::error!(error = %e, "response serialization failed");
             ApiError::new(ErrorCode::Internal, "internal error").into_response()
         }
     }
+}
+
+/// `200 {"status":"success","data":{...}}`, the `data` object written by `fields`: the same bytes
+/// serde would write for a struct of those fields, in a fraction of the instructions.
+pub fn success_object(fields: impl FnOnce(&mut ObjectWriter)) -> Response {
+    const OPEN: &[u8] = br#"{"status":"success","data":{"#;
+    let mut writer = ObjectWriter {
+        buf: Vec::with_capacity(192),
+        empty: true,
+    };
+    writer.buf.extend_from_slice(OPEN);
+    fields(&mut writer);
+    writer.buf.extend_from_slice(b"}}");
+    json_response(writer.buf)
+}
+
+/// Writes the fields of one JSON object (see [`success_object`]). Field names are plain
+/// identifiers, written as they are; string values are escaped where they need it.
+pub struct ObjectWriter {
+    buf: Vec<u8>,
+    empty: bool,
+}
+
+impl ObjectWriter {
+    fn key(&mut self, name: &'static str) {
+        debug_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        if !std::mem::take(&mut self.empty) {
+            self.buf.push(b',');
+        }
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.extend_from_slice(b"\":");
+    }
+
+    pub fn str(&mut self, name: &'static str, value: &str) -> &mut Self {
+        self.key(name);
+        if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.buf.push(b'"');
+            self.buf.extend_from_slice(value.as_bytes());
+            self.buf.push(b'"');
+        } else {
+            serde_json::to_writer(&mut self.buf, value).expect("a str always serializes");
+        }
+        self
+    }
+
+    pub fn int(&mut self, name: &'static str, value: i64) -> &mut Self {
+        self.key(name);
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        self
+    }
+
+    pub fn bool(&mut self, name: &'static str, value: bool) -> &mut Self {
+        self.key(name);
+        self.buf
+            .extend_from_slice(if value { b"true" } else { b"false" });
+        self
+    }
+}
+
+/// A `200 application/json` response with `body`.
+fn json_response(body: Vec<u8>) -> Response {
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 #[cfg(test)]
@@ -192,6 +321,69 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+    }
+
+    #[test]
+    fn written_objects_are_what_serde_writes() {
+        #[derive(Serialize)]
+        struct Fields<'a> {
+            id: &'a str,
+            n: i64,
+            neg: i64,
+            ok: bool,
+            no: bool,
+        }
+        for id in ["post-1", "", "quote\" back\\ slash", "tab\t nul\u{0} é"] {
+            let response = success_object(|w| {
+                w.str("id", id)
+                    .int("n", i64::MAX)
+                    .int("neg", i64::MIN)
+                    .bool("ok", true)
+                    .bool("no", false);
+            });
+            let expected = serde_json::to_vec(&Success {
+                status: "success",
+                data: Fields {
+                    id,
+                    n: i64::MAX,
+                    neg: i64::MIN,
+                    ok: true,
+                    no: false,
+                },
+            })
+            .unwrap();
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+            let body = futures::executor::block_on(response.into_body().collect())
+                .unwrap()
+                .to_bytes();
+            assert_eq!(
+                String::from_utf8_lossy(&body),
+                String::from_utf8_lossy(&expected),
+                "{id:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_borrows_from_the_body_unless_it_holds_escapes() {
+        #[derive(Deserialize)]
+        struct Body<'a> {
+            #[serde(borrow)]
+            plain: Option<Text<'a>>,
+            #[serde(borrow)]
+            escaped: Option<Text<'a>>,
+        }
+        let body: Body = parse(br#"{"plain":"post-1","escaped":"a\"b"}"#).unwrap();
+        assert!(matches!(
+            body.plain.as_ref().unwrap().0,
+            Cow::Borrowed("post-1")
+        ));
+        assert_eq!(&*body.escaped.unwrap(), "a\"b");
+        let Err(e) = parse::<Body>(br#"{"plain":5}"#) else {
+            panic!("a number is not a string");
+        };
+        assert_eq!(e.field.as_deref(), Some("plain"));
+        assert!(e.message.contains("expected a string"), "{}", e.message);
     }
 
     #[test]
