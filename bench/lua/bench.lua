@@ -6,6 +6,8 @@
 --             incrby (webdis GET /INCRBY/<key>/1), get (GET the counter)
 --   DIST      hot (key PREFIX0 only), uniform (rotation over PREFIX0 .. PREFIX<NKEYS-1>),
 --             zipf (Zipf ZIPF_S over NKEYS keys: key i-1 has rank i),
+--             random (uniformly random over PREFIX0 .. PREFIX<NKEYS-1>, for key counts in the
+--             millions, which a rotation table would not hold),
 --             seq (distinct keys PREFIXt<thread>_<n>, SEQ_LIMIT per thread, then the
 --             thread writes done.<thread> into DONE_DIR and stops)
 -- At the end it prints one line, BENCHJSON {...}, with the run's counts and percentiles.
@@ -86,6 +88,8 @@ function request()
       if cdf[mid] < u then lo = mid + 1 else hi = mid end
     end
     return make(lo - 1)
+  elseif dist == "random" then
+    return make(math.random(0, nkeys - 1))
   else
     if seq >= seq_limit then
       if not stopped then

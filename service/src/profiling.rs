@@ -19,7 +19,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use crate::api::error::ApiError;
-use crate::api::request_metrics::RequestMetricsLayer;
+use crate::api::request_metrics::RouteMeter;
 
 /// Longest CPU profile one request may ask for, in seconds.
 pub const MAX_PROFILE_SECONDS: u64 = 60;
@@ -31,18 +31,17 @@ static CPU_PROFILE_RUNNING: AtomicBool = AtomicBool::new(false);
 
 /// The profiling routes, each with request metrics labelled by its template.
 pub fn router<S: Clone + Send + Sync + 'static>(mode: &'static str) -> Router<S> {
+    let profile = RouteMeter::new("/debug/pprof/profile", mode);
+    let heap = RouteMeter::new("/debug/pprof/heap", mode);
+    let not_allowed = crate::api::handlers::method_not_allowed;
     Router::new()
         .route(
             "/debug/pprof/profile",
-            get(cpu_profile)
-                .fallback(crate::api::handlers::method_not_allowed)
-                .layer(RequestMetricsLayer::new("/debug/pprof/profile", mode)),
+            get(profile.wrap(cpu_profile)).fallback(profile.wrap(not_allowed)),
         )
         .route(
             "/debug/pprof/heap",
-            get(heap_profile)
-                .fallback(crate::api::handlers::method_not_allowed)
-                .layer(RequestMetricsLayer::new("/debug/pprof/heap", mode)),
+            get(heap.wrap(heap_profile)).fallback(heap.wrap(not_allowed)),
         )
 }
 

@@ -10,15 +10,12 @@ pub mod request_metrics;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::handler::HandlerWithoutStateExt;
 use axum::routing::{MethodRouter, get, post};
 
-use crate::domain::policy::CounterPolicies;
-use tower::ServiceBuilder;
-
 use crate::counter::CounterBackend;
+use crate::domain::policy::CounterPolicies;
 pub use crate::domain::rules::Limits;
-use request_metrics::RequestMetricsLayer;
+use request_metrics::RouteMeter;
 
 /// What the handlers share.
 pub struct AppState<B> {
@@ -41,57 +38,61 @@ impl<B> Clone for AppState<B> {
     }
 }
 
-/// The REST router. Each route carries its own request-metrics layer, labelled with its template.
+/// One route: its template, and its method router built from the route's meter (which wraps
+/// every handler of the route).
+type RouteSpec<B> = (&'static str, fn(&RouteMeter) -> MethodRouter<AppState<B>>);
+
+/// The REST router. Each route's handlers are measured, labelled with its template.
 pub fn app<B: CounterBackend>(state: AppState<B>) -> Router {
     let mode = state.mode;
-    let routes: [(&'static str, MethodRouter<AppState<B>>); 10] = [
-        ("/api/v1/counter/increment", post(handlers::increment::<B>)),
-        ("/api/v1/counter/batch", post(handlers::batch::<B>)),
-        (
-            "/api/v1/counter/{resource_id}/{counter_type}",
-            get(handlers::get_counter::<B>).delete(handlers::reset_counter::<B>),
-        ),
-        (
-            "/api/v1/leaderboard/{counter_type}",
-            get(handlers::leaderboard::<B>),
-        ),
-        ("/health", get(handlers::health::<B>)),
-        ("/api/v1/health", get(handlers::api_health::<B>)),
-        ("/livez", get(handlers::livez)),
-        ("/readyz", get(handlers::readyz::<B>)),
-        ("/metrics", get(handlers::metrics)),
-        ("/openapi.json", get(handlers::openapi)),
+    let routes: [RouteSpec<B>; 10] = [
+        ("/api/v1/counter/increment", |m| {
+            post(m.wrap(handlers::increment::<B>))
+        }),
+        ("/api/v1/counter/batch", |m| {
+            post(m.wrap(handlers::batch::<B>))
+        }),
+        ("/api/v1/counter/{resource_id}/{counter_type}", |m| {
+            get(m.wrap(handlers::get_counter::<B>)).delete(m.wrap(handlers::reset_counter::<B>))
+        }),
+        ("/api/v1/leaderboard/{counter_type}", |m| {
+            get(m.wrap(handlers::leaderboard::<B>))
+        }),
+        ("/health", |m| get(m.wrap(handlers::health::<B>))),
+        ("/api/v1/health", |m| get(m.wrap(handlers::api_health::<B>))),
+        ("/livez", |m| get(m.wrap(handlers::livez))),
+        ("/readyz", |m| get(m.wrap(handlers::readyz::<B>))),
+        ("/metrics", |m| get(m.wrap(handlers::metrics))),
+        ("/openapi.json", |m| get(m.wrap(handlers::openapi))),
     ];
     with_routes(routes, mode).with_state(state)
 }
 
-/// A router of `routes`, each with its metrics layer and a 405 fallback, plus a 404 fallback.
+/// A router of `routes`, each with a measured 405 fallback, plus a measured 404 fallback.
 fn with_routes<B: CounterBackend, const N: usize>(
-    routes: [(&'static str, MethodRouter<AppState<B>>); N],
+    routes: [RouteSpec<B>; N],
     mode: &'static str,
 ) -> Router<AppState<B>> {
-    let not_found = ServiceBuilder::new()
-        .layer(RequestMetricsLayer::new("unmatched", mode))
-        .service(handlers::not_found.into_service());
     routes
         .into_iter()
-        .fold(Router::new(), |router, (path, method_router)| {
-            let method_router = method_router
-                .fallback(handlers::method_not_allowed)
-                .layer(RequestMetricsLayer::new(path, mode));
-            router.route(path, method_router)
+        .fold(Router::new(), |router, (path, build)| {
+            let meter = RouteMeter::new(path, mode);
+            router.route(
+                path,
+                build(&meter).fallback(meter.wrap(handlers::method_not_allowed)),
+            )
         })
-        .fallback_service(not_found)
+        .fallback(RouteMeter::new("unmatched", mode).wrap(handlers::not_found))
 }
 
 /// The probe and metrics routes alone, for counter processes, whose API is gRPC.
 pub fn probe_app<B: CounterBackend>(state: AppState<B>) -> Router {
     let mode = state.mode;
-    let routes: [(&'static str, MethodRouter<AppState<B>>); 4] = [
-        ("/health", get(handlers::health::<B>)),
-        ("/livez", get(handlers::livez)),
-        ("/readyz", get(handlers::readyz::<B>)),
-        ("/metrics", get(handlers::metrics)),
+    let routes: [RouteSpec<B>; 4] = [
+        ("/health", |m| get(m.wrap(handlers::health::<B>))),
+        ("/livez", |m| get(m.wrap(handlers::livez))),
+        ("/readyz", |m| get(m.wrap(handlers::readyz::<B>))),
+        ("/metrics", |m| get(m.wrap(handlers::metrics))),
     ];
     with_routes(routes, mode).with_state(state)
 }

@@ -1,6 +1,8 @@
-//! Request metrics and the request span as a tower layer applied per route, so the route template
-//! label is fixed at router construction and the hot path does no label lookup: each (method,
-//! status) pair of a route resolves its Prometheus handles once and reuses them.
+//! Request metrics and the request span, wrapped around each route's handlers by its
+//! [`RouteMeter`], so the route template label is fixed at router construction and the hot path
+//! does no label lookup: each (method, status) pair of a route resolves its Prometheus handles
+//! once and reuses them. It wraps the handlers rather than layering the route: a layer would be
+//! one more boxed service, cloned and boxing a future on every request.
 //!
 //! When tracing is enabled each request also gets an `http.request` server span (continuing a
 //! caller's W3C `traceparent`), entered while the handler runs; otherwise no span is built. Each
@@ -13,10 +15,10 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::Request;
+use axum::handler::Handler;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use prometheus::{Histogram, IntCounter};
-use tower::{Layer, Service};
 use tracing::Span;
 
 use crate::metrics::METRICS;
@@ -29,15 +31,15 @@ const STATUSES: [u16; 11] = [200, 400, 404, 405, 413, 415, 422, 429, 500, 503, 0
 type Handles = (IntCounter, Histogram);
 
 /// Records `highpress_http_requests_total` and `highpress_http_request_duration_seconds` for one
-/// route template.
+/// route template, around each handler it [wraps](RouteMeter::wrap).
 #[derive(Clone)]
-pub struct RequestMetricsLayer {
+pub struct RouteMeter {
     route: &'static str,
     mode: &'static str,
     handles: Arc<[OnceLock<Handles>]>,
 }
 
-impl RequestMetricsLayer {
+impl RouteMeter {
     pub fn new(route: &'static str, mode: &'static str) -> Self {
         let handles = (0..METHODS.len() * STATUSES.len())
             .map(|_| OnceLock::new())
@@ -46,6 +48,14 @@ impl RequestMetricsLayer {
             route,
             mode,
             handles,
+        }
+    }
+
+    /// `handler`, measured as a request to this route.
+    pub fn wrap<H>(&self, handler: H) -> Metered<H> {
+        Metered {
+            handler,
+            meter: self.clone(),
         }
     }
 
@@ -80,49 +90,33 @@ fn method_index(method: &Method) -> usize {
     }
 }
 
-impl<S> Layer<S> for RequestMetricsLayer {
-    type Service = RequestMetrics<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestMetrics {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
+/// A handler measured by its route's [`RouteMeter`].
 #[derive(Clone)]
-pub struct RequestMetrics<S> {
-    inner: S,
-    layer: RequestMetricsLayer,
+pub struct Metered<H> {
+    handler: H,
+    meter: RouteMeter,
 }
 
-impl<S> Service<Request> for RequestMetrics<S>
+impl<H, T, S> Handler<T, S> for Metered<H>
 where
-    S: Service<Request, Response = Response>,
+    H: Handler<T, S>,
 {
-    type Response = Response;
-    type Error = S::Error;
-    type Future = RecordOnCompletion<S::Future>;
+    type Future = RecordOnCompletion<H::Future>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(self, request: Request, state: S) -> Self::Future {
         let method = method_index(request.method());
         let span = if crate::telemetry::enabled() {
-            request_span(self.layer.route, self.layer.mode, &request)
+            request_span(self.meter.route, self.meter.mode, &request)
         } else {
             Span::none()
         };
         let inner = {
             let _entered = span.enter();
-            self.inner.call(request)
+            self.handler.call(request, state)
         };
         RecordOnCompletion {
             inner,
-            layer: self.layer.clone(),
+            meter: self.meter,
             method,
             started: Instant::now(),
             span,
@@ -152,39 +146,37 @@ pin_project_lite::pin_project! {
     pub struct RecordOnCompletion<F> {
         #[pin]
         inner: F,
-        layer: RequestMetricsLayer,
+        meter: RouteMeter,
         method: usize,
         started: Instant,
         span: Span,
     }
 }
 
-impl<F, E> Future for RecordOnCompletion<F>
+impl<F> Future for RecordOnCompletion<F>
 where
-    F: Future<Output = Result<Response, E>>,
+    F: Future<Output = Response>,
 {
-    type Output = Result<Response, E>;
+    type Output = Response;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
         let this = self.project();
         let _entered = this.span.enter();
-        let result = std::task::ready!(this.inner.poll(cx));
-        if let Ok(response) = &result {
-            let status = response.status();
-            let (count, latency) = this.layer.handles(*this.method, status);
-            count.inc();
-            let elapsed = this.started.elapsed();
-            latency.observe(elapsed.as_secs_f64());
-            this.span
-                .record("http.response.status_code", status.as_u16());
-            tracing::debug!(
-                route = this.layer.route,
-                method = METHODS[*this.method],
-                status = status.as_u16(),
-                elapsed_us = elapsed.as_micros() as u64,
-                "request"
-            );
-        }
-        Poll::Ready(result)
+        let response = std::task::ready!(this.inner.poll(cx));
+        let status = response.status();
+        let (count, latency) = this.meter.handles(*this.method, status);
+        count.inc();
+        let elapsed = this.started.elapsed();
+        latency.observe(elapsed.as_secs_f64());
+        this.span
+            .record("http.response.status_code", status.as_u16());
+        tracing::debug!(
+            route = this.meter.route,
+            method = METHODS[*this.method],
+            status = status.as_u16(),
+            elapsed_us = elapsed.as_micros() as u64,
+            "request"
+        );
+        Poll::Ready(response)
     }
 }

@@ -3,11 +3,11 @@
 //! for the configured TTL, which bounds staleness when key ownership moves; a TTL of 0 disables
 //! the cache. Concurrent misses for one key share a single store read.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hashbrown::{DefaultHashBuilder, HashMap};
 use tokio::sync::OnceCell;
 
 use super::CounterError;
@@ -29,7 +29,7 @@ enum Slot {
 /// A sharded map from counter key to value, safe to share between the flusher and readers.
 pub struct ReadCache {
     shards: Box<[Mutex<HashMap<CounterKey, Slot>>]>,
-    hasher: RandomState,
+    hasher: DefaultHashBuilder,
     ttl: Duration,
     capacity_per_shard: usize,
 }
@@ -46,7 +46,7 @@ impl ReadCache {
         let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
         Self {
             shards,
-            hasher: RandomState::new(),
+            hasher: DefaultHashBuilder::default(),
             ttl,
             capacity_per_shard: max_entries.div_ceil(SHARDS).max(1),
         }

@@ -28,11 +28,11 @@
 //! runs in a `coalescer.flush` span linked to every distinct caller span it served (a child of
 //! the first sampled one), and each store round trip gets a `store.pipeline` child span.
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use opentelemetry::trace::SpanContext;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -389,7 +389,7 @@ fn flush_span(batch: &[PendingIncrement]) -> Span {
 /// The batch grouped by key, with arrival order kept within each key. Reused across flushes.
 #[derive(Default)]
 struct FlushPlan {
-    hasher: RandomState,
+    hasher: DefaultHashBuilder,
     index: HashTable<u32>,
     groups: Vec<KeyGroup>,
     /// `next[i]` is the next item with the same key as item `i`, or `u32::MAX`.
@@ -614,10 +614,7 @@ fn answer(
                 let head = plan.groups[g as usize].head as usize;
                 match result {
                     IncrOutcome::Applied(total) => {
-                        let deltas: Vec<i64> = plan.members(g).map(|i| plan.deltas[i]).collect();
-                        for (i, post) in plan.members(g).zip(post_values(total, &deltas)) {
-                            replies[i] = Some(Ok(Acknowledged::counted(post)));
-                        }
+                        answer_group(plan, g, total, replies);
                         applied.values.push((head, total));
                         applied
                             .ranked
@@ -727,6 +724,30 @@ fn answer_guarded(
 /// delta whenever it fits, otherwise a negative one. With |delta| ≤ 2^53 such an order exists.
 pub(crate) fn post_values(total: i64, deltas: &[i64]) -> Vec<i64> {
     serialize(total, deltas).0
+}
+
+/// Answers the requests of plain group `g`, whose key is now at `total`, each with its own
+/// post-value ([`post_values`]). Where the running values stay in the i64 range (always, but
+/// near the range's edges), they are written in one pass without allocating.
+fn answer_group(plan: &FlushPlan, g: u32, total: i64, replies: &mut [Option<Reply>]) {
+    let start = i128::from(total) - plan.groups[g as usize].sum;
+    let mut running = start;
+    let in_range = plan.members(g).all(|i| {
+        running += i128::from(plan.deltas[i]);
+        i64::try_from(running).is_ok()
+    });
+    if in_range {
+        let mut running = start;
+        for i in plan.members(g) {
+            running += i128::from(plan.deltas[i]);
+            replies[i] = Some(Ok(Acknowledged::counted(running as i64)));
+        }
+        return;
+    }
+    let deltas: Vec<i64> = plan.members(g).map(|i| plan.deltas[i]).collect();
+    for (i, post) in plan.members(g).zip(post_values(total, &deltas)) {
+        replies[i] = Some(Ok(Acknowledged::counted(post)));
+    }
 }
 
 /// [`post_values`] plus the order of requests those values correspond to.
@@ -914,6 +935,29 @@ mod tests {
         assert_eq!(answers.applied.ranked, vec![(0, 4, 14)]);
         assert_eq!(answers.applied.unknown, vec![1]);
         assert!(answers.retry.is_empty());
+    }
+
+    #[test]
+    fn a_group_near_the_edge_of_the_range_is_answered_in_an_order_that_stays_in_it() {
+        let plan = plain_plan(&[("a", 5), ("a", -5)]);
+        let slots = Slots {
+            increments: vec![Slot::Group(0)],
+            guarded: vec![],
+        };
+        let outcome = WriteOutcome {
+            increments: vec![IncrOutcome::Applied(i64::MAX - 3)],
+            guarded: vec![],
+        };
+        let mut answers = Answers::new(2);
+        answer(&plan, &slots, Ok(outcome), &mut answers);
+        // In arrival order the +5 would see MAX + 2; the -5 goes first instead.
+        assert_eq!(
+            replies(&answers),
+            vec![
+                Ok(Acknowledged::counted(i64::MAX - 3)),
+                Ok(Acknowledged::counted(i64::MAX - 8)),
+            ]
+        );
     }
 
     #[test]

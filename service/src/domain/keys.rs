@@ -9,14 +9,16 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
-/// The storage key of one counter, built only from validated parts.
+/// The storage key of one counter, built only from validated parts. Cloning it is cheap (a
+/// reference count): a flush hands the same key to the read cache and the leaderboards.
 #[derive(Clone, Eq)]
 pub struct CounterKey {
-    encoded: Box<str>,
+    encoded: Arc<str>,
     type_len: u8,
 }
 
@@ -24,13 +26,27 @@ impl CounterKey {
     /// Builds the key. Callers pass validated parts: `counter_type` is `[a-z0-9_-]{1,64}`.
     pub fn new(counter_type: &str, resource_id: &str) -> Self {
         debug_assert!(!counter_type.contains(':') && counter_type.len() <= 64);
-        let mut s = String::with_capacity(3 + counter_type.len() + resource_id.len());
-        s.push_str("c:");
-        s.push_str(counter_type);
-        s.push(':');
-        s.push_str(resource_id);
+        let parts = [counter_type.as_bytes(), b":", resource_id.as_bytes()];
+        let len = 2 + parts.iter().map(|p| p.len()).sum::<usize>();
+        // Built on the stack when it fits (validated keys always do), so the key costs one
+        // allocation, the Arc's.
+        let mut stack = [0u8; 256];
+        let mut heap = Vec::new();
+        let buf: &mut [u8] = if len <= stack.len() {
+            &mut stack[..len]
+        } else {
+            heap.resize(len, 0);
+            &mut heap
+        };
+        buf[..2].copy_from_slice(b"c:");
+        let mut at = 2;
+        for part in parts {
+            buf[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        let encoded = std::str::from_utf8(buf).expect("joined from strs");
         Self {
-            encoded: s.into_boxed_str(),
+            encoded: Arc::from(encoded),
             type_len: counter_type.len() as u8,
         }
     }
