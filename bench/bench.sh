@@ -46,8 +46,15 @@
 # alternately, RUNS runs each, uniform (1,000 keys), every request from a new
 # user so both count every request. U1 = unique-on ÷ plain increments/s.
 #
+# High cardinality (rows H1-H3): on an emptied Redis, a standalone with
+# leaderboards on, then off, each under HC_SEGMENTS segments of HC_SECONDS of
+# increments uniformly random over 2 million ids. H1 = on ÷ off increments/s in
+# the last segment; H2 = Redis CPU seconds per increment, on ÷ off, over all
+# segments; H3 = Redis bytes per counter with leaderboards on ((used_memory at
+# the end - empty) ÷ counter keys). About 4.5 minutes with the defaults.
+#
 # It prints the targets table (rows P1, P1u, P2, P3, P4, P4-batching, P4-p99,
-# P5a, P5b, P5b-lb, E1, U1, P6, P7, P8, P9), the peers' raw figures, and writes
+# P5a, P5b, P5b-lb, E1, U1, P6, P7, P8, P9, H1, H2, H3), the peers' raw figures, and writes
 # everything as JSON. The README's two benchmark tables are rendered from that
 # JSON: PYTHONPATH=bench python3 -m highpress_bench readme BENCH_OUT
 #
@@ -70,6 +77,9 @@
 #   REDIS_BENCH_N      redis-benchmark -n (default 1000000; --quick: 200000)
 #   P9_KEYS            distinct keys for the memory row (default 1000000)
 #   P9_TIMEOUT         bound in seconds for the memory run (default 240)
+#   HC_SEGMENTS        segments of the high-cardinality rows, per setting (default 4; --quick: 1)
+#   HC_SECONDS         seconds per segment (default 30; --quick: 5)
+#   HC_CONNECTIONS     wrk connections of the high-cardinality rows (default 200)
 #   CARGO_TARGET_DIR   cargo target dir (default $HOME/.cache/highpress-target)
 #
 # What highpress must provide: `highpress standalone` configured by the
@@ -90,7 +100,7 @@
 # unless --strict); 1 when a build failed, or highpress (standalone, or the
 # split when asked for) did not start (the peers are still measured and
 # reported).
-# Bounded in time: about 8-10 minutes with the defaults, about 2 minutes
+# Bounded in time: about 13-15 minutes with the defaults, about 2.5 minutes
 # with --quick, plus the build. Every process it starts is stopped on exit.
 set -euo pipefail
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
@@ -125,22 +135,30 @@ if [ "$QUICK" = 1 ]; then
     RUNS=${BENCH_RUNS:-1}
     REDIS_BENCH_N=${REDIS_BENCH_N:-200000}
     P9_KEYS=${P9_KEYS:-200000}
+    HC_SEGMENTS=${HC_SEGMENTS:-1}
+    HC_SECONDS=${HC_SECONDS:-5}
 else
     DURATION=${BENCH_DURATION:-8}
     RUNS=${BENCH_RUNS:-3}
     REDIS_BENCH_N=${REDIS_BENCH_N:-1000000}
     P9_KEYS=${P9_KEYS:-1000000}
+    HC_SEGMENTS=${HC_SEGMENTS:-4}
+    HC_SECONDS=${HC_SECONDS:-30}
 fi
+HC_CONNECTIONS=${HC_CONNECTIONS:-200}
 CONNS=${BENCH_CONNECTIONS:-500}
 THREADS=${BENCH_THREADS:-$(nproc)}
 P9_TIMEOUT=${P9_TIMEOUT:-240}
-for v in DURATION RUNS REDIS_BENCH_N P9_KEYS CONNS THREADS P9_TIMEOUT; do
+for v in DURATION RUNS REDIS_BENCH_N P9_KEYS CONNS THREADS P9_TIMEOUT HC_SEGMENTS HC_SECONDS \
+    HC_CONNECTIONS; do
     case "${!v}" in
         '' | *[!0-9]* | 0) echo "bench: $v must be a positive integer, got '${!v}'" >&2; exit 2 ;;
     esac
 done
-if [ "$RUNS" -gt 20 ] || [ "$DURATION" -gt 120 ]; then
-    echo "bench: BENCH_RUNS <= 20 and BENCH_DURATION <= 120 keep the run bounded" >&2
+if [ "$RUNS" -gt 20 ] || [ "$DURATION" -gt 120 ] || [ "$HC_SEGMENTS" -gt 20 ] ||
+    [ "$HC_SECONDS" -gt 120 ]; then
+    echo "bench: BENCH_RUNS, HC_SEGMENTS <= 20 and BENCH_DURATION, HC_SECONDS <= 120 keep the" \
+        "run bounded" >&2
     exit 2
 fi
 
@@ -638,6 +656,40 @@ if [ "$HP_OK" = 1 ]; then
     stop_two_standalones
 fi
 helper meta "$META" "u1_error=$UNIQUE_ERROR"
+
+# ----------------------------------------------------------------------------
+# H1-H3: high cardinality. On an emptied Redis, a standalone with leaderboards
+# on, then one with them off, each under HC_SEGMENTS segments of HC_SECONDS of
+# increments random over 2 million ids (HC_CONNECTIONS connections): the
+# throughput and Redis's CPU seconds of each segment, and Redis's memory at the
+# end (rankings included).
+HC_ERROR=
+if [ "$HP_OK" = 1 ]; then
+    for lb in on off; do
+        redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
+        helper hc-memory "$META" start --leaderboards "$lb" --redis-port "$REDIS_PORT"
+        enabled=$([ "$lb" = on ] && echo true || echo false)
+        if ! start_highpress HIGHPRESS_LEADERBOARD__ENABLED="$enabled"; then
+            HC_ERROR="highpress with leaderboards $lb: $HP_ERROR"
+            stop_highpress
+            HP_ERROR=
+            break
+        fi
+        wrk_args highpress_high_cardinality
+        for segment in $(seq 1 "$HC_SEGMENTS"); do
+            log "H: leaderboards $lb, random over 2M ids, segment $segment/$HC_SEGMENTS (${HC_SECONDS} s)"
+            ticks_before=$(helper cpu-ticks "$REDIS_PID")
+            wrk -t "$THREADS" -c "$HC_CONNECTIONS" -d "${HC_SECONDS}s" -s "$LUA" \
+                "http://127.0.0.1:$HP_PORT" -- "${WRK_ARGS[@]}" >"$WORK/hc.out" 2>&1 || true
+            ticks_after=$(helper cpu-ticks "$REDIS_PID")
+            helper hc-segment "$META" --leaderboards "$lb" --wrk "$WORK/hc.out" \
+                --redis-ticks $((ticks_after - ticks_before))
+        done
+        stop_highpress
+        helper hc-memory "$META" end --leaderboards "$lb" --redis-port "$REDIS_PORT"
+    done
+fi
+helper meta "$META" "hc.error=$HC_ERROR"
 
 # ----------------------------------------------------------------------------
 # P9: resident memory of a fresh highpress after P9_KEYS distinct keys; each wrk

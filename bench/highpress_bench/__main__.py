@@ -40,6 +40,10 @@ def cmd_wrk_args(a):
     print("\n".join(scenarios.wrk_args(a.scenario, a.p9_keys, a.threads, a.done_dir)))
 
 
+def cmd_cpu_ticks(a):
+    print(probe.cpu_ticks(a.pid))
+
+
 def cmd_snapshot(a):
     snap = probe.snapshot(a.phase, a.scenario, a.url, a.redis_port, [int(p) for p in a.pids.split()],
                           a.engine_metrics, a.gateway_metrics)
@@ -149,6 +153,39 @@ def cmd_p9_finish(a):
         print(f"bench: P9: only {keys} of {a.keys} keys within the time bound", file=sys.stderr)
 
 
+def cmd_hc_segment(a):
+    """One 30 s segment of the high-cardinality rows: throughput and Redis CPU seconds."""
+    meta = report.read_json(a.meta) if os.path.exists(a.meta) else {}
+    runs = meta.setdefault("hc", {}).setdefault(a.leaderboards, {})
+    wrk = parse.wrk_benchjson(_read_text(a.wrk)) or {}
+    seconds = (wrk.get("duration_us") or 0) / 1e6
+    requests = wrk.get("requests") or 0
+    errors = sum(wrk.get(k) or 0 for k in ("connect", "read", "write", "status", "timeout"))
+    runs.setdefault("segments", []).append({
+        "requests": requests, "errors": errors, "seconds": seconds,
+        "rps": requests / seconds if seconds else None,
+        "redis_cpu_s": a.redis_ticks / os.sysconf("SC_CLK_TCK"),
+    })
+    report.write_json(a.meta, meta, indent=None)
+
+
+def cmd_hc_memory(a):
+    """Redis's memory at the start (empty) or the end of a high-cardinality run: used_memory,
+    the keys, and each ranking's size."""
+    meta = report.read_json(a.meta) if os.path.exists(a.meta) else {}
+    runs = meta.setdefault("hc", {}).setdefault(a.leaderboards, {})
+    info = parse.info_fields(probe.redis_command(a.redis_port, "INFO", "memory")
+                             .decode("utf-8", "replace"))
+    if a.phase == "start":
+        runs["used_memory_empty"] = info.get("used_memory")
+    else:
+        boards = [k.decode() for k in probe.redis_command(a.redis_port, "KEYS", "lb:*")]
+        runs["used_memory"] = info.get("used_memory")
+        runs["keys"] = probe.redis_command(a.redis_port, "DBSIZE")
+        runs["boards"] = {k: probe.redis_command(a.redis_port, "ZCARD", k) for k in boards}
+    report.write_json(a.meta, meta, indent=None)
+
+
 def cmd_summarize(a):
     text, unmet, hp_ok = report.summarize(a.results, a.meta, a.out)
     print(text)
@@ -185,6 +222,8 @@ def parser():
     s.add_argument("--p9-keys", type=int, default=0)
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--done-dir", default="-")
+    s = add("cpu-ticks", cmd_cpu_ticks, "print the CPU clock ticks (utime + stime) of PID")
+    s.add_argument("pid", type=int)
     s = add("snapshot", cmd_snapshot, "write what a measured run reads before/after wrk")
     s.add_argument("phase", choices=("before", "after"))
     s.add_argument("out")
@@ -229,6 +268,16 @@ def parser():
     s.add_argument("--seconds", type=int, required=True)
     s.add_argument("--wrk", required=True)
     s.add_argument("--keys", type=int, required=True)
+    s = add("hc-segment", cmd_hc_segment, "record one segment of the high-cardinality rows")
+    s.add_argument("meta")
+    s.add_argument("--leaderboards", choices=("on", "off"), required=True)
+    s.add_argument("--wrk", required=True)
+    s.add_argument("--redis-ticks", type=int, required=True, help="Redis's CPU clock ticks")
+    s = add("hc-memory", cmd_hc_memory, "record Redis's memory for the high-cardinality rows")
+    s.add_argument("meta")
+    s.add_argument("phase", choices=("start", "end"))
+    s.add_argument("--leaderboards", choices=("on", "off"), required=True)
+    s.add_argument("--redis-port", type=int, required=True)
     s = add("summarize", cmd_summarize, "print the report and write bench.json")
     s.add_argument("results")
     s.add_argument("meta")

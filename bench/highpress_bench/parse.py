@@ -81,6 +81,17 @@ def command_kinds(calls):
     return kinds
 
 
+def info_fields(text):
+    """The `field:value` lines of a Redis INFO answer, as a dict of numbers (or text)."""
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition(":")
+        if sep and not key.startswith("#"):
+            n = number(value)
+            out[key] = value if n is None else n
+    return out
+
+
 def proc_stat_ticks(text):
     """utime + stime, in clock ticks, from the text of /proc/<pid>/stat."""
     # The command name (field 2) may hold spaces and parentheses: split after its last ')'.

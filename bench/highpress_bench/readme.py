@@ -27,6 +27,9 @@ ROW_WHAT = {
     "P7": "p99 at c={c}, hot",
     "P8": "errors and lost acknowledged increments, all runs, {topologies}",
     "P9": "RSS after {keys} distinct keys",
+    "H1": "increments/s, leaderboards on ÷ off, random over 2M ids, last segment",
+    "H2": "Redis CPU per increment, leaderboards on ÷ off, same load",
+    "H3": "Redis bytes per counter, leaderboards on, after that load",
 }
 
 # The README's peers table: scenario and the system as the README names it.
@@ -106,6 +109,14 @@ def _measured(row):
                 f"{row.get('phantom', 0)} over)")
     if rid == "P9":
         return f"{v:.1f} MB"
+    if rid == "H1":
+        return f"{v:.2f} ({thousands(row['on'][-1])} ÷ {thousands(row['off'][-1])})"
+    if rid == "H2":
+        return f"{v:.2f} ({row['on_us']:.2f} ÷ {row['off_us']:.2f} µs)"
+    if rid == "H3":
+        off = row.get("off_bytes")
+        return f"{v:.0f} B ({thousands(row['counters'])} counters; off {off:.0f} B)" if off \
+            else f"{v:.0f} B ({thousands(row['counters'])} counters)"
     return str(v)
 
 

@@ -4,13 +4,15 @@ number of keys) and how the scenario's counters are read back for the consistenc
 Each system has its own key prefix, so that their counters never mix in the shared Redis.
 (Prefixes are short enough that a batch read of 1,000 keys stays under 64 KiB.)
 Key distributions: hot = one key, uniform = rotation over 1,000 keys, zipf = Zipf s=1.1 over
-100,000 keys, seq = distinct keys in sequence (P9)."""
+100,000 keys, random = uniformly random over 2 million ids (rows H1-H3), seq = distinct keys in
+sequence (P9)."""
 
 from collections import namedtuple
 
 ZIPF_S = 1.1
 UNIFORM_KEYS = 1000
 ZIPF_KEYS = 100_000
+HIGH_CARDINALITY_KEYS = 2_000_000
 
 # count: how to read the scenario's total back, or None when it has none.
 #   ("get", key): GET /api/v1/counter/<key>/like on the scenario's URL;
@@ -43,6 +45,8 @@ SCENARIOS = {s.name: s for s in [
     _many("highpress_post_users_uoff", "post_users", "uniform", "bench_hp_uoff_", UNIFORM_KEYS),
     _many("highpress_post_users_uon", "post_users", "uniform", "bench_hp_uon_", UNIFORM_KEYS),
     Scenario("highpress_p9", "post", "seq", "bench_hp_p9_", 1, None),
+    Scenario("highpress_high_cardinality", "post", "random", "bench_hp_hc_",
+             HIGH_CARDINALITY_KEYS, None),
 ]}
 
 

@@ -1,4 +1,5 @@
-"""The target rows (P1 ... P9, and the informational P4-batching, P4-p99, P5b-lb, E1, U1) and
+"""The target rows (P1 ... P9, H1 ... H3, and the informational P4-batching, P4-p99, P5b-lb, E1,
+U1) and
 the peers' rows, computed from every run's record and the run's metadata. Each row keeps its
 measured value, the figures behind it, a terminal rendering ("shown") and whether it met its
 target ("met": True, False, or None when not measured or informational)."""
@@ -38,6 +39,9 @@ TARGETS = {
     "P7": Target("<=", "20", "ms"),
     "P8": Target("<=", "0", ""),
     "P9": Target("<=", "128", "MB"),
+    "H1": Target(">=", "0.9", ""),
+    "H2": Target("<=", "1.3", ""),
+    "H3": Target("<=", "80", "B"),
 }
 INFORMATIONAL = ("P4-batching", "P4-p99", "P5b-lb", "E1", "U1")
 
@@ -111,6 +115,56 @@ def _row(rid, what, measured, shown=None, **extra):
         row["informational"] = True
     row.update(extra)
     return row
+
+
+def high_cardinality(hc):
+    """Rows H1-H3 from the metadata's "hc": per leaderboard setting ("on", "off"), the 30 s
+    segments of random increments over 2 million ids, each with its throughput and Redis CPU
+    seconds, and Redis's memory empty and at the end."""
+    def side(lb):
+        run = hc.get(lb) or {}
+        segs = run.get("segments") or []
+        requests = sum(sg.get("requests") or 0 for sg in segs)
+        cpu = sum(sg.get("redis_cpu_s") or 0 for sg in segs)
+        boards = run.get("boards") or {}
+        counters = (run.get("keys") or 0) - len(boards)
+        used, empty = run.get("used_memory"), run.get("used_memory_empty") or 0
+        return {
+            "rps": [sg.get("rps") for sg in segs],
+            "last_rps": segs[-1].get("rps") if segs else None,
+            "errors": sum(sg.get("errors") or 0 for sg in segs),
+            "cpu_us_per_inc": cpu * 1e6 / requests if requests else None,
+            "counters": counters,
+            "bytes_per_counter": (used - empty) / counters if used and counters > 0 else None,
+            "boards": boards,
+        }
+    on, off = side("on"), side("off")
+    h1 = ratio(on["last_rps"], off["last_rps"])
+    h2 = ratio(on["cpu_us_per_inc"], off["cpu_us_per_inc"])
+    segs = len(on["rps"])
+
+    def per_segment(x):
+        return " / ".join(fmt(v, 0) for v in x["rps"])
+    why = "n/a (" + (hc.get("error") or "not measured") + ")"
+    h1_shown = why if h1 is None else (
+        f"{h1:.2f} (segment {segs}: {fmt(on['last_rps'], 0)} ÷ {fmt(off['last_rps'], 0)} inc/s; "
+        f"on {per_segment(on)}, off {per_segment(off)}; errors {on['errors'] + off['errors']})")
+    h2_shown = why if h2 is None else (
+        f"{h2:.2f} ({on['cpu_us_per_inc']:.2f} ÷ {off['cpu_us_per_inc']:.2f} µs per increment)")
+    h3 = on["bytes_per_counter"]
+    sizes = sorted(set(on["boards"].values()))
+    h3_shown = why if h3 is None else (
+        f"{h3:.0f} B ({on['counters']:,} counters; off: "
+        f"{fmt(off['bytes_per_counter'], 0)} B; rankings of {', '.join(map(str, sizes))} "
+        f"members)")
+    return [
+        _row("H1", "increments/s with leaderboards on ÷ off, random over 2M ids, last "
+                   "segment", h1, h1_shown, on=on["rps"], off=off["rps"]),
+        _row("H2", "Redis CPU per increment, leaderboards on ÷ off, same load", h2, h2_shown,
+             on_us=on["cpu_us_per_inc"], off_us=off["cpu_us_per_inc"]),
+        _row("H3", "Redis bytes per counter, leaderboards on, after that load", h3, h3_shown,
+             counters=on["counters"], off_bytes=off["bytes_per_counter"]),
+    ]
 
 
 def compute(records, meta):
@@ -251,6 +305,7 @@ def compute(records, meta):
              split=split_ok),
         _row("P9", f"RSS MB after {p9.get('keys_target', 0):,} distinct keys touched", p9_mb,
              p9_shown, keys_target=p9.get("keys_target")),
+        *high_cardinality(meta.get("hc") or {}),
     ]
     if not hp_ok:
         for r in rows:

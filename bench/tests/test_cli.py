@@ -36,6 +36,11 @@ class ParseTest(unittest.TestCase):
             ["p9-start", "/tmp/w/m.json", "12"], ["p9-done", "/tmp/w/p9", "2"],
             ["p9-finish", "/tmp/w/m.json", "12", "--done-dir", "/tmp/w/p9", "--seconds", "9",
              "--wrk", "/tmp/w/p9.out", "--keys", "200000"],
+            ["cpu-ticks", "12"],
+            ["wrk-args", "highpress_high_cardinality", "--threads", "2"],
+            ["hc-segment", "/tmp/w/m.json", "--leaderboards", "on", "--wrk", "/tmp/w/hc.out",
+             "--redis-ticks", "300"],
+            ["hc-memory", "/tmp/w/m.json", "end", "--leaderboards", "off", "--redis-port", "3"],
             ["summarize", "r", "m", "o", "--strict"], ["readme", "b.json"],
         ):
             with self.subTest(argv=argv):

@@ -121,5 +121,14 @@ class SmallParsersTest(unittest.TestCase):
         self.assertEqual(parse.number("abc"), "abc")
 
 
+class InfoTest(unittest.TestCase):
+    def test_info_fields_of_a_memory_section(self):
+        text = "# Memory\r\nused_memory:137361704\r\nused_memory_human:131.00M\r\n"
+        got = parse.info_fields(text)
+        self.assertEqual(got["used_memory"], 137361704)
+        self.assertEqual(got["used_memory_human"], "131.00M")
+        self.assertNotIn("# Memory", got)
+
+
 if __name__ == "__main__":
     unittest.main()

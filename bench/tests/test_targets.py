@@ -3,7 +3,7 @@ synthetic run records."""
 
 import unittest
 
-from highpress_bench.targets import TARGETS, compute
+from highpress_bench.targets import TARGETS, compute, high_cardinality
 
 
 def run(scenario, rps, round_no=1, **kw):
@@ -171,11 +171,59 @@ class PeersTest(unittest.TestCase):
         self.assertEqual(hot["lost"], 0)
         self.assertAlmostEqual(hot["cmds_per_inc"], 0.01)
 
+    def test_high_cardinality_rows_are_na_when_not_measured(self):
+        rows = rows_of(compute(records(), META))
+        for rid in ("H1", "H2", "H3"):
+            self.assertIsNone(rows[rid]["measured"])
+            self.assertIsNone(rows[rid]["met"])
+        rows = rows_of({"rows": high_cardinality({"error": "highpress exited"})})
+        self.assertEqual(rows["H1"]["shown"], "n/a (highpress exited)")
+
     def test_target_texts(self):
         self.assertEqual(TARGETS["P7"].text(), "≤ 20 ms")
         self.assertEqual(TARGETS["P2"].text(), "≥ 1.6")
         self.assertIs(TARGETS["P5a"].met(0.02), True)
         self.assertIs(TARGETS["P5a"].met(0.0201), False)
+
+
+def hc_side(rps, cpu_s, used, keys, boards):
+    return {"segments": [{"requests": r * 30, "errors": 0, "seconds": 30.0, "rps": r,
+                          "redis_cpu_s": c} for r, c in zip(rps, cpu_s)],
+            "used_memory_empty": 1_000_000, "used_memory": used, "keys": keys,
+            "boards": boards}
+
+
+class HighCardinalityTest(unittest.TestCase):
+    def setUp(self):
+        boards = {f"lb:like:{b}": 1000 for b in ("all", "hour:2026120315", "day:20261203",
+                                                 "week:2026W49")}
+        hc = {"on": hc_side([30_000, 36_000], [2.8, 3.2], 1_000_000 + 2_000_000 * 72,
+                            2_000_004, boards),
+              "off": hc_side([40_000, 40_000], [3.0, 3.0], 1_000_000 + 2_000_000 * 70,
+                             2_000_000, {})}
+        self.rows = rows_of({"rows": high_cardinality(hc)})
+
+    def test_h1_compares_the_last_segments(self):
+        h1 = self.rows["H1"]
+        self.assertAlmostEqual(h1["measured"], 36_000 / 40_000)
+        self.assertIs(h1["met"], True)
+        self.assertEqual(h1["on"], [30_000, 36_000])
+        self.assertIn("segment 2: 36,000 ÷ 40,000 inc/s", h1["shown"])
+
+    def test_h2_is_redis_cpu_per_increment_on_over_off(self):
+        h2 = self.rows["H2"]
+        on_us = 6.0e6 / (66_000 * 30)
+        off_us = 6.0e6 / (80_000 * 30)
+        self.assertAlmostEqual(h2["measured"], on_us / off_us)
+        self.assertIs(h2["met"], True)
+
+    def test_h3_is_bytes_per_counter_without_the_rankings_keys(self):
+        h3 = self.rows["H3"]
+        self.assertAlmostEqual(h3["measured"], 72.0)
+        self.assertEqual(h3["counters"], 2_000_000)
+        self.assertAlmostEqual(h3["off_bytes"], 70.0)
+        self.assertIs(h3["met"], True)
+        self.assertIn("rankings of 1000 members", h3["shown"])
 
 
 if __name__ == "__main__":
