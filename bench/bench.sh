@@ -53,8 +53,13 @@
 # segments; H3 = Redis bytes per counter with leaderboards on ((used_memory at
 # the end - empty) ÷ counter keys). About 4.5 minutes with the defaults.
 #
+# Instructions (row P10): highpress, the ceiling, the naive port and webdis,
+# each alone under valgrind --tool=callgrind, hot key, P10_CONNECTIONS
+# connections: CPU instructions per request answered. P10 = highpress's ÷ the
+# ceiling's. About 2 minutes.
+#
 # It prints the targets table (rows P1, P1u, P2, P3, P4, P4-batching, P4-p99,
-# P5a, P5b, P5b-lb, E1, U1, P6, P7, P8, P9, H1, H2, H3), the peers' raw figures, and writes
+# P5a, P5b, P5b-lb, E1, U1, P6, P7, P8, P9, H1, H2, H3, P10), the peers' raw figures, and writes
 # everything as JSON. The README's two benchmark tables are rendered from that
 # JSON: PYTHONPATH=bench python3 -m highpress_bench readme BENCH_OUT
 #
@@ -80,6 +85,8 @@
 #   HC_SEGMENTS        segments of the high-cardinality rows, per setting (default 4; --quick: 1)
 #   HC_SECONDS         seconds per segment (default 30; --quick: 5)
 #   HC_CONNECTIONS     wrk connections of the high-cardinality rows (default 200)
+#   P10_SECONDS        seconds of the instruction count per system (default 10; --quick: 3)
+#   P10_CONNECTIONS    wrk connections of the instruction counts (default 50)
 #   CARGO_TARGET_DIR   cargo target dir (default $HOME/.cache/highpress-target)
 #
 # What highpress must provide: `highpress standalone` configured by the
@@ -100,7 +107,7 @@
 # unless --strict); 1 when a build failed, or highpress (standalone, or the
 # split when asked for) did not start (the peers are still measured and
 # reported).
-# Bounded in time: about 13-15 minutes with the defaults, about 2.5 minutes
+# Bounded in time: about 15-17 minutes with the defaults, about 3 minutes
 # with --quick, plus the build. Every process it starts is stopped on exit.
 set -euo pipefail
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
@@ -137,6 +144,7 @@ if [ "$QUICK" = 1 ]; then
     P9_KEYS=${P9_KEYS:-200000}
     HC_SEGMENTS=${HC_SEGMENTS:-1}
     HC_SECONDS=${HC_SECONDS:-5}
+    P10_SECONDS=${P10_SECONDS:-3}
 else
     DURATION=${BENCH_DURATION:-8}
     RUNS=${BENCH_RUNS:-3}
@@ -144,13 +152,15 @@ else
     P9_KEYS=${P9_KEYS:-1000000}
     HC_SEGMENTS=${HC_SEGMENTS:-4}
     HC_SECONDS=${HC_SECONDS:-30}
+    P10_SECONDS=${P10_SECONDS:-10}
 fi
 HC_CONNECTIONS=${HC_CONNECTIONS:-200}
+P10_CONNECTIONS=${P10_CONNECTIONS:-50}
 CONNS=${BENCH_CONNECTIONS:-500}
 THREADS=${BENCH_THREADS:-$(nproc)}
 P9_TIMEOUT=${P9_TIMEOUT:-240}
 for v in DURATION RUNS REDIS_BENCH_N P9_KEYS CONNS THREADS P9_TIMEOUT HC_SEGMENTS HC_SECONDS \
-    HC_CONNECTIONS; do
+    HC_CONNECTIONS P10_SECONDS P10_CONNECTIONS; do
     case "${!v}" in
         '' | *[!0-9]* | 0) echo "bench: $v must be a positive integer, got '${!v}'" >&2; exit 2 ;;
     esac
@@ -723,6 +733,69 @@ if [ "$HP_OK" = 1 ]; then
         HP_OK=0
     fi
 fi
+# ----------------------------------------------------------------------------
+# P10: CPU instructions per request, counted by callgrind (stable where wall
+# time is noisy). Each of highpress standalone, the ceiling, the naive port and
+# webdis runs alone under valgrind --tool=callgrind with instrumentation off;
+# after a warm-up, instrumentation is switched on for one P10_SECONDS wrk run,
+# hot key, P10_CONNECTIONS connections, and the instructions executed are
+# divided by the requests answered. Callgrind runs one thread at a time, about
+# 50 times slower: per-interval work (the leaderboard flush) weighs more per
+# request than at full speed, so the hot key (one ranking write per interval)
+# is measured.
+P10_ERROR=
+callgrind_run() { # callgrind_run SYSTEM SCENARIO: one system's instruction count
+    local system=$1 scenario=$2 port pid out="$WORK/callgrind.$1"
+    port=$(helper free-port)
+    local run=(env valgrind --tool=callgrind --instr-atstart=no "--callgrind-out-file=$out")
+    case "$system" in
+        highpress)
+            run=(env HIGHPRESS_SERVER__HOST=127.0.0.1 HIGHPRESS_SERVER__PORT="$port"
+                HIGHPRESS_STORE__KIND=redis HIGHPRESS_REDIS__ADDR="127.0.0.1:$REDIS_PORT"
+                HIGHPRESS_LOG__LEVEL=warn "${run[@]:1}" "$HP_BIN" standalone) ;;
+        ceiling) run=(env PORT="$port" "${run[@]:1}" "$CEILING_BIN") ;;
+        naive)
+            run=(env PORT="$port" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" "${run[@]:1}"
+                "$NAIVE_BIN") ;;
+        webdis)
+            sed "s/\"http_port\": $WEBDIS_PORT/\"http_port\": $port/" "$WORK/webdis.json" \
+                >"$WORK/webdis-p10.json"
+            run+=(webdis "$WORK/webdis-p10.json") ;;
+    esac
+    # env execs valgrind, which runs the program in its own process: $! is the pid that
+    # callgrind_control and the stop address.
+    "${run[@]}" >"$WORK/callgrind.$system.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    if ! helper wait-port "$port" "$pid" 60; then
+        P10_ERROR="$system did not start under valgrind"
+        log "$P10_ERROR"
+        tail -n 20 "$WORK/callgrind.$system.log" >&2 || true
+        stop_pids "$pid"
+        return 1
+    fi
+    wrk_args "$scenario"
+    wrk -t "$THREADS" -c "$P10_CONNECTIONS" -d 3s -s "$LUA" "http://127.0.0.1:$port" -- \
+        "${WRK_ARGS[@]}" >/dev/null 2>&1 || true
+    callgrind_control -i on "$pid" >/dev/null
+    wrk -t "$THREADS" -c "$P10_CONNECTIONS" -d "${P10_SECONDS}s" -s "$LUA" \
+        "http://127.0.0.1:$port" -- "${WRK_ARGS[@]}" >"$WORK/callgrind.$system.wrk" 2>&1 || true
+    callgrind_control -i off "$pid" >/dev/null
+    stop_pids "$pid"
+    helper p10-record "$META" --system "$system" --wrk "$WORK/callgrind.$system.wrk" \
+        "$out"*
+}
+if ! command -v valgrind >/dev/null 2>&1 || ! command -v callgrind_control >/dev/null 2>&1; then
+    P10_ERROR="valgrind not found (scripts/install-test-deps.sh installs it)"
+elif [ "$HP_OK" = 1 ]; then
+    log "P10: instructions per request under callgrind, ${P10_SECONDS} s each, c=$P10_CONNECTIONS"
+    for pair in highpress:highpress_post_hot ceiling:ceiling_post_hot naive:naive_post_hot \
+        webdis:webdis_incrby_hot; do
+        callgrind_run "${pair%%:*}" "${pair#*:}" || break
+    done
+fi
+helper meta "$META" "p10.error=$P10_ERROR" "p10.connections=$P10_CONNECTIONS"
+
 helper meta "$META" \
     "highpress_started=$([ "$HP_OK" = 1 ] && echo true || echo false)" "highpress_error=$HP_ERROR"
 

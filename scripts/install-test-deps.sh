@@ -4,6 +4,7 @@
 #
 #   redis-server, redis-benchmark, redis-cli  (packages redis-server, redis-tools)
 #   hey, wrk, webdis                          (load test and peer benchmark)
+#   valgrind, callgrind_control               (the benchmark's instruction counts, row P10)
 #   yamllint, shellcheck                      (lint of YAML and scripts)
 #   promtool                                  (package prometheus: `promtool check metrics`)
 #   kubernetes-validate (pip)                 (official Kubernetes schemas for rendered manifests)
@@ -104,13 +105,16 @@ declare -A PACKAGE_OF=(
     [hey]=hey
     [wrk]=wrk
     [webdis]=webdis
+    [valgrind]=valgrind
+    [callgrind_control]=valgrind
     [shellcheck]=shellcheck
     [yamllint]=yamllint
     [promtool]=prometheus
     [make]=make
     [cc]=gcc
 )
-COMMANDS=(redis-server redis-benchmark redis-cli hey wrk webdis shellcheck yamllint promtool make cc)
+COMMANDS=(redis-server redis-benchmark redis-cli hey wrk webdis valgrind callgrind_control shellcheck
+    yamllint promtool make cc)
 
 missing_packages=()
 for cmd in "${COMMANDS[@]}"; do

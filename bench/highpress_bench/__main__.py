@@ -186,6 +186,16 @@ def cmd_hc_memory(a):
     report.write_json(a.meta, meta, indent=None)
 
 
+def cmd_p10_record(a):
+    """One system's instruction count: what callgrind counted while wrk ran, and its requests."""
+    wrk = parse.wrk_benchjson(_read_text(a.wrk)) or {}
+    totals = [parse.callgrind_total(_read_text(path)) for path in a.callgrind]
+    instructions = sum(t for t in totals if t is not None) if any(totals) else None
+    errors = sum(wrk.get(k) or 0 for k in ("connect", "read", "write", "status", "timeout"))
+    figures = {"requests": wrk.get("requests"), "errors": errors, "instructions": instructions}
+    report.update_meta(a.meta, [f"p10.{a.system}={json.dumps(figures)}"])
+
+
 def cmd_summarize(a):
     text, unmet, hp_ok = report.summarize(a.results, a.meta, a.out)
     print(text)
@@ -278,6 +288,11 @@ def parser():
     s.add_argument("phase", choices=("start", "end"))
     s.add_argument("--leaderboards", choices=("on", "off"), required=True)
     s.add_argument("--redis-port", type=int, required=True)
+    s = add("p10-record", cmd_p10_record, "record one system's callgrind instruction count")
+    s.add_argument("meta")
+    s.add_argument("--system", required=True)
+    s.add_argument("--wrk", required=True)
+    s.add_argument("callgrind", nargs="+", help="callgrind's output files")
     s = add("summarize", cmd_summarize, "print the report and write bench.json")
     s.add_argument("results")
     s.add_argument("meta")

@@ -92,6 +92,17 @@ def info_fields(text):
     return out
 
 
+def callgrind_total(text):
+    """The instructions a callgrind output file counted (its `totals:` line, else `summary:`),
+    or None."""
+    found = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("totals", "summary") and value.split():
+            found[key] = int(value.split()[0])
+    return found.get("totals", found.get("summary"))
+
+
 def proc_stat_ticks(text):
     """utime + stime, in clock ticks, from the text of /proc/<pid>/stat."""
     # The command name (field 2) may hold spaces and parentheses: split after its last ')'.

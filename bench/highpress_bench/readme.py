@@ -30,6 +30,7 @@ ROW_WHAT = {
     "H1": "increments/s, leaderboards on ÷ off, random over 2M ids, last segment",
     "H2": "Redis CPU per increment, leaderboards on ÷ off, same load",
     "H3": "Redis bytes per counter, leaderboards on, after that load",
+    "P10": "CPU instructions per increment ÷ the ceiling's per request (callgrind, hot, c={p10c})",
 }
 
 # The README's peers table: scenario and the system as the README names it.
@@ -109,6 +110,11 @@ def _measured(row):
                 f"{row.get('phantom', 0)} over)")
     if rid == "P9":
         return f"{v:.1f} MB"
+    if rid == "P10":
+        return (f"{v:.2f} ({thousands(row['highpress_per_request'])} ÷ "
+                f"{thousands(row['ceiling_per_request'])}; naive "
+                f"{_or_dash(row.get('naive_per_request'), thousands)}, webdis "
+                f"{_or_dash(row.get('webdis_per_request'), thousands)})")
     if rid == "H1":
         return f"{v:.2f} ({thousands(row['on'][-1])} ÷ {thousands(row['off'][-1])})"
     if rid == "H2":
@@ -141,6 +147,7 @@ def targets_table(bench):
     p9_keys = bench.get("p9", {}).get("keys_target")
     p8 = next((r for r in bench["targets"] if r["row"] == "P8"), {})
     fill = {"c": conns, "keys": f"{p9_keys:,}" if p9_keys else "n/a",
+            "p10c": bench.get("p10", {}).get("connections", "n/a"),
             "topologies": "both topologies" if p8.get("split") else "standalone"}
     lines = ["| row | what | measured | target | met |", "|---|---|---|---|---|"]
     for row in bench["targets"]:

@@ -37,6 +37,8 @@ class ParseTest(unittest.TestCase):
             ["p9-finish", "/tmp/w/m.json", "12", "--done-dir", "/tmp/w/p9", "--seconds", "9",
              "--wrk", "/tmp/w/p9.out", "--keys", "200000"],
             ["cpu-ticks", "12"],
+            ["p10-record", "/tmp/w/m.json", "--system", "webdis", "--wrk", "/tmp/w/c.wrk",
+             "/tmp/w/callgrind.webdis", "/tmp/w/callgrind.webdis.1"],
             ["wrk-args", "highpress_high_cardinality", "--threads", "2"],
             ["hc-segment", "/tmp/w/m.json", "--leaderboards", "on", "--wrk", "/tmp/w/hc.out",
              "--redis-ticks", "300"],

@@ -129,6 +129,12 @@ class InfoTest(unittest.TestCase):
         self.assertEqual(got["used_memory_human"], "131.00M")
         self.assertNotIn("# Memory", got)
 
+    def test_callgrind_total(self):
+        text = "events: Ir\nsummary: 393434303\n\ntotals: 393434303\n"
+        self.assertEqual(parse.callgrind_total(text), 393434303)
+        self.assertEqual(parse.callgrind_total("summary: 7\n"), 7)
+        self.assertIsNone(parse.callgrind_total("events: Ir\n"))
+
 
 if __name__ == "__main__":
     unittest.main()
