@@ -43,7 +43,7 @@ fmt:
 build-release:
 	$(CARGO) build --release -p highpress --bin highpress
 
-bench: deps build-release ## Side-by-side peer benchmark, standalone and split (README "Benchmarks", rows P1-P9, E1, U1); writes target/bench/bench.json
+bench: deps build-release ## Side-by-side peer benchmark, standalone and split (README "Benchmarks", rows P1-P10, H1-H3, E1, U1); writes target/bench/bench.json
 	bash bench/bench.sh
 
 load-test: deps build-release ## HighGoPress's five hey levels against a fresh standalone on Redis

@@ -56,19 +56,21 @@ class RenderTest(unittest.TestCase):
         lines = readme.targets_table(load_fixture()).splitlines()
         self.assertEqual(lines[0], "| row | what | measured | target | met |")
         self.assertEqual(lines[2], "| P1 | standalone increments/s ÷ ceiling, c=500, hot key "
-                                   "| 0.74 | ≥ 0.90 | no |")
+                                   "| 0.86 | ≥ 0.95 | no |")
         self.assertIn("| P5b-lb | the same with leaderboards on (informational) "
-                      "| 0.639 cmd/inc, 1.00 × limit | – | – |", lines)
+                      "| 0.640 cmd/inc, 1.00 × limit | – | – |", lines)
         self.assertIn("| P8 | errors and lost acknowledged increments, all runs, both "
                       "topologies | 0 | 0 | yes |", lines)
+        self.assertIn("| H3 | Redis bytes per counter, leaderboards on, after that load "
+                      "| 74 B (1,819,936 counters; off 73 B) | ≤ 80 B | yes |", lines)
 
     def test_peers_rows_leave_out_the_plain_sides_of_e1_and_u1(self):
         table = readme.peers_table(load_fixture())
-        self.assertIn("| redis-benchmark `INCR -c 50` | 59,386 | 2.3 ms | 1 | – |", table)
-        self.assertIn("| naive: axum + one `INCRBY` per request | 34,207 | 26.1 ms | 1.002 "
-                      "| 40.5 |", table)
-        self.assertNotIn("23,869", table)  # events off
-        self.assertNotIn("20,245", table)  # unique off
+        self.assertIn("| redis-benchmark `INCR -c 50` | 86,498 | 0.7 ms | 1 | – |", table)
+        self.assertIn("| naive: axum + one `INCRBY` per request | 40,921 | 19.9 ms | 1.001 "
+                      "| 34.4 |", table)
+        self.assertNotIn("43,658", table)  # events off
+        self.assertNotIn("41,154", table)  # unique off
         self.assertEqual(len(table.splitlines()), 2 + 13)
 
     def test_unmeasured_rows(self):
