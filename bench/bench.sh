@@ -227,28 +227,8 @@ for bin in "$CEILING_BIN" "$NAIVE_BIN"; do
 done
 
 # ----------------------------------------------------------------------------
-# Processes. Every pid goes into PIDS, which common.sh's EXIT trap stops.
-forget_pids() { # forget_pids PID ...: stopped here, so no longer the trap's to stop
-    local pid gone keep=()
-    for pid in "${PIDS[@]}"; do
-        for gone in "$@"; do
-            [ "$pid" = "$gone" ] && continue 2
-        done
-        keep+=("$pid")
-    done
-    PIDS=("${keep[@]}")
-}
-stop_pids() { # stop_pids PID ...: stop them and wait for them
-    local pid
-    for pid in "$@"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "$@"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    forget_pids "$@"
-}
-
+# Processes. Every pid goes into PIDS, which common.sh's EXIT trap stops;
+# stop_pids (common.sh) stops some of them earlier.
 REDIS_PORT=$(helper free-port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
     --dir "$WORK/redis" --daemonize no --logfile "$WORK/redis.log" &

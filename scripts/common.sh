@@ -10,15 +10,33 @@ start_scratch() {
     trap 'exit 130' INT TERM
 }
 
-# shellcheck disable=SC2317  # invoked by the EXIT trap
-cleanup() {
-    local pid
+# forget_pids PID ...: stopped already, so no longer the EXIT trap's to stop.
+forget_pids() {
+    local pid gone keep=()
     for pid in "${PIDS[@]}"; do
+        for gone in "$@"; do
+            [ "$pid" = "$gone" ] && continue 2
+        done
+        keep+=("$pid")
+    done
+    PIDS=("${keep[@]}")
+}
+
+# stop_pids PID ...: stop them, wait for them, and forget them.
+stop_pids() {
+    local pid
+    for pid in "$@"; do
         kill "$pid" 2>/dev/null || true
     done
-    for pid in "${PIDS[@]}"; do
+    for pid in "$@"; do
         wait "$pid" 2>/dev/null || true
     done
+    forget_pids "$@"
+}
+
+# shellcheck disable=SC2317  # invoked by the EXIT trap
+cleanup() {
+    stop_pids "${PIDS[@]}"
     rm -rf "$WORK"
 }
 

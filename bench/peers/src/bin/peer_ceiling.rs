@@ -35,7 +35,7 @@ const GET_RESPONSE: &str =
     r#"{"status":"success","data":{"resource_id":"x","counter_type":"like","current_value":1}}"#;
 const BAD_REQUEST: &str = r#"{"status":"error","error":{"code":"invalid_argument","message":"the request body is not a valid increment"}}"#;
 
-/// The increment request body, parsed exactly like highpress parses it.
+/// The increment request body: the fields highpress reads, borrowed from the body.
 #[derive(Deserialize)]
 struct IncrementRequest<'a> {
     #[serde(borrow)]

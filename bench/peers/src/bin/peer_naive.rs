@@ -36,7 +36,7 @@ const BAD_REQUEST: &str = r#"{"status":"error","error":{"code":"invalid_argument
 const UNAVAILABLE: &str =
     r#"{"status":"error","error":{"code":"unavailable","message":"the store is unreachable"}}"#;
 
-/// The increment request body, parsed exactly like highpress parses it.
+/// The increment request body: the fields highpress reads, borrowed from the body.
 #[derive(Deserialize)]
 struct IncrementRequest<'a> {
     #[serde(borrow)]
