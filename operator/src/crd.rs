@@ -251,6 +251,8 @@ pub struct CounterSpec {
     pub coalescing: CoalescingSpec,
     /// Read cache in each counter pod.
     pub cache: CacheSpec,
+    /// Leaderboards (top counters per hour, day, week and all time), kept by each counter pod.
+    pub leaderboards: LeaderboardSpec,
 }
 
 impl Default for CounterSpec {
@@ -260,6 +262,7 @@ impl Default for CounterSpec {
             resources: resources("250m", "128Mi", "512Mi"),
             coalescing: CoalescingSpec::default(),
             cache: CacheSpec::default(),
+            leaderboards: LeaderboardSpec::default(),
         }
     }
 }
@@ -300,6 +303,36 @@ impl Default for CacheSpec {
         Self {
             ttl_millis: 1000,
             max_entries: 100_000,
+        }
+    }
+}
+
+/// Leaderboards in the counter pods: rendered as the service's `leaderboard` section, with
+/// the service's defaults and bounds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LeaderboardSpec {
+    /// Whether increments feed the leaderboards. Off saves about four Redis commands per
+    /// distinct counter per flush interval, and the leaderboard endpoint answers 404.
+    pub enabled: bool,
+    /// Counters each ranking keeps (its K): memory and Redis writes grow with this, not with
+    /// the number of counters, and each counter pod keeps 4 × K candidates per current hour,
+    /// day and week ranking in memory. 100 (the largest `limit` a leaderboard read may ask
+    /// for) to 100000.
+    #[schemars(range(min = 100, max = 100_000))]
+    pub top_k: i32,
+    /// How often accumulated leaderboard updates are written to Redis, in milliseconds, so
+    /// leaderboards lag the counters by up to this interval. At least 1.
+    #[schemars(range(min = 1))]
+    pub flush_interval_millis: i64,
+}
+
+impl Default for LeaderboardSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            top_k: 1000,
+            flush_interval_millis: 1000,
         }
     }
 }

@@ -550,6 +550,26 @@ fn external_redis_config_uses_the_url_and_cluster_flag_and_builds_no_redis() {
 }
 
 #[test]
+fn leaderboard_settings_render_into_the_services_leaderboard_section() {
+    let text = render_service_config(&cluster().valid());
+    assert!(
+        text.contains("leaderboard:\n  enabled: true\n  flush_interval_ms: 1000\n  top_k: 1000\n"),
+        "{text}"
+    );
+    let mut cc = cluster();
+    cc.spec.counter.leaderboards.enabled = false;
+    cc.spec.counter.leaderboards.top_k = 100_000;
+    cc.spec.counter.leaderboards.flush_interval_millis = 250;
+    let text = render_service_config(&cc.valid());
+    assert!(
+        text.contains(
+            "leaderboard:\n  enabled: false\n  flush_interval_ms: 250\n  top_k: 100000\n"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
 fn managed_redis_statefulset_has_aof_a_pvc_and_writes_only_to_its_data_volume() {
     let mut cc = cluster();
     cc.spec.redis.managed.storage.size = Quantity("20Gi".to_owned());

@@ -42,6 +42,9 @@ fn minimal_example_takes_every_default() {
     assert_eq!(cc.spec.counter.replicas, 3);
     assert_eq!(cc.spec.counter.coalescing.max_batch, 4096);
     assert_eq!(cc.spec.counter.cache.ttl_millis, 1000);
+    assert!(cc.spec.counter.leaderboards.enabled);
+    assert_eq!(cc.spec.counter.leaderboards.top_k, 1000);
+    assert_eq!(cc.spec.counter.leaderboards.flush_interval_millis, 1000);
     assert_eq!(cc.spec.redis.mode, RedisMode::Managed);
     assert_eq!(cc.spec.redis.managed.storage.size.0, "1Gi");
     assert!(cc.spec.redis.managed.append_only);
@@ -80,6 +83,8 @@ fn production_example_uses_external_redis_with_secret_autoscaling_and_tracing() 
     assert!((spec.observability.tracing.sampling_ratio - 0.05).abs() < f64::EPSILON);
     assert!(spec.observability.metrics.service_monitor.enabled);
     assert_eq!(spec.counter.coalescing.max_batch, 8192);
+    assert_eq!(spec.counter.leaderboards.top_k, 2000);
+    assert_eq!(spec.counter.leaderboards.flush_interval_millis, 2000);
     assert_eq!(spec.pod_template.tolerations.len(), 1);
     assert_eq!(spec.idempotency.ttl, "1h");
     assert!(!spec.api.allow_reset);

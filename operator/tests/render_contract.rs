@@ -17,11 +17,13 @@ use highpress_operator::crd::{CounterCluster, LogLevel, RedisMode};
 use highpress_operator::reconcile::build::config::CONFIG_KEY;
 use highpress_operator::reconcile::build::{BuildContext, build_config_map};
 use highpress_operator::render::{parse_counter_clusters, render};
+use kube::CustomResourceExt;
 use serde_json::Value;
 use support::{CounterClusterFixture, cluster, example_names, example_text};
 
-/// Writes `cc`'s rendered config.yaml to a temporary file and loads it as the service does.
-fn load_rendered_config(cc: &CounterCluster, label: &str) -> Config {
+/// Writes `cc`'s rendered config.yaml to a temporary file and loads it as the service does;
+/// the text is returned with the outcome.
+fn try_load_rendered_config(cc: &CounterCluster, label: &str) -> (Result<Config, String>, String) {
     let config_map = build_config_map(&cc.clone().valid());
     let text = config_map
         .data
@@ -36,6 +38,12 @@ fn load_rendered_config(cc: &CounterCluster, label: &str) -> Config {
     std::fs::write(&path, &text).expect("writing the temporary config file");
     let loaded = Config::load(Some(&path));
     let _ = std::fs::remove_file(&path);
+    (loaded.map_err(|e| e.to_string()), text)
+}
+
+/// Writes `cc`'s rendered config.yaml to a temporary file and loads it as the service does.
+fn load_rendered_config(cc: &CounterCluster, label: &str) -> Config {
+    let (loaded, text) = try_load_rendered_config(cc, label);
     loaded
         .unwrap_or_else(|e| panic!("{label}: the service rejects the rendered config: {e}\n{text}"))
 }
@@ -78,6 +86,20 @@ fn every_example_renders_a_config_the_service_loads() {
             assert_eq!(
                 config.cache.max_entries,
                 usize::try_from(spec.counter.cache.max_entries).expect("non-negative"),
+                "{name}"
+            );
+            let leaderboards = &spec.counter.leaderboards;
+            assert_eq!(config.leaderboard.enabled, leaderboards.enabled, "{name}");
+            assert_eq!(
+                config.leaderboard.top_k,
+                usize::try_from(leaderboards.top_k).expect("positive"),
+                "{name}"
+            );
+            assert_eq!(
+                config.leaderboard.flush_interval,
+                Duration::from_millis(
+                    u64::try_from(leaderboards.flush_interval_millis).expect("positive")
+                ),
                 "{name}"
             );
             assert_eq!(
@@ -209,6 +231,38 @@ fn edge_case_specs_render_configs_the_service_loads() {
     assert_eq!(config.kafka.brokers, vec!["kafka:9092"]);
     assert_eq!(config.kafka.topic, "likes_events");
 
+    // Leaderboards off, and the bounds of topK and flushIntervalMillis the CRD allows.
+    for (label, enabled, top_k, flush_interval_millis) in [
+        ("leaderboards-off-widest", false, 100_000, 1),
+        ("leaderboards-narrowest", true, 100, 60_000),
+    ] {
+        let mut cc = cluster();
+        cc.spec.counter.leaderboards.enabled = enabled;
+        cc.spec.counter.leaderboards.top_k = top_k;
+        cc.spec.counter.leaderboards.flush_interval_millis = flush_interval_millis;
+        let config = load_rendered_config(&cc, label);
+        assert_eq!(config.leaderboard.enabled, enabled, "{label}");
+        assert_eq!(
+            config.leaderboard.top_k,
+            usize::try_from(top_k).expect("positive"),
+            "{label}"
+        );
+        assert_eq!(
+            config.leaderboard.flush_interval,
+            Duration::from_millis(u64::try_from(flush_interval_millis).expect("positive")),
+            "{label}"
+        );
+    }
+    // The defaults render explicitly, and equal the service's own defaults.
+    let plain = load_rendered_config(&cluster(), "default-leaderboards");
+    let service_defaults = Config::default().leaderboard;
+    assert_eq!(plain.leaderboard.enabled, service_defaults.enabled);
+    assert_eq!(plain.leaderboard.top_k, service_defaults.top_k);
+    assert_eq!(
+        plain.leaderboard.flush_interval,
+        service_defaults.flush_interval
+    );
+
     let redis_cluster = cluster().with_external_redis(
         // One seed URL: the spec checks reject a comma-separated seed list (see validate.rs).
         "redis://seed-a:6379",
@@ -225,6 +279,52 @@ fn edge_case_specs_render_configs_the_service_loads() {
         config.redis.url().expect("a URL"),
         "redis://redis.example:6379/2"
     );
+}
+
+/// The CRD's `minimum` and `maximum` of `spec.counter.leaderboards.<field>`.
+fn leaderboard_bounds(field: &str) -> (i64, Option<i64>) {
+    let crd = serde_json::to_value(CounterCluster::crd()).expect("the CRD serializes");
+    let schema = &crd
+        .pointer(
+            "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/counter/properties/\
+             leaderboards/properties",
+        )
+        .expect("spec.counter.leaderboards in the CRD")[field];
+    let bound = |key: &str| schema[key].as_f64().map(|b| b as i64);
+    (
+        bound("minimum").unwrap_or_else(|| panic!("{field} has a minimum: {schema}")),
+        bound("maximum"),
+    )
+}
+
+/// The CRD admits exactly the `leaderboard.top_k` and `leaderboard.flush_interval_ms` values
+/// the service accepts: each bound loads, and one past it is rejected naming the key.
+#[test]
+fn the_crds_leaderboard_bounds_are_the_services() {
+    let (top_k_min, top_k_max) = leaderboard_bounds("topK");
+    let top_k_max = top_k_max.expect("topK has a maximum");
+    let (flush_min, flush_max) = leaderboard_bounds("flushIntervalMillis");
+    assert_eq!(flush_max, None, "the service has no largest flush interval");
+    let with = |top_k: i64, flush_interval_millis: i64| {
+        let mut cc = cluster();
+        cc.spec.counter.leaderboards.top_k = i32::try_from(top_k).expect("an i32");
+        cc.spec.counter.leaderboards.flush_interval_millis = flush_interval_millis;
+        cc
+    };
+    for (top_k, flush) in [(top_k_min, flush_min), (top_k_max, flush_min)] {
+        let config = load_rendered_config(&with(top_k, flush), &format!("bounds-{top_k}-{flush}"));
+        assert_eq!(i64::try_from(config.leaderboard.top_k), Ok(top_k));
+    }
+    for (top_k, flush, key) in [
+        (top_k_min - 1, flush_min, "leaderboard.top_k"),
+        (top_k_max + 1, flush_min, "leaderboard.top_k"),
+        (top_k_min, flush_min - 1, "leaderboard.flush_interval_ms"),
+    ] {
+        let label = format!("out-of-bounds-{top_k}-{flush}");
+        let (loaded, text) = try_load_rendered_config(&with(top_k, flush), &label);
+        let error = loaded.expect_err(&format!("{label}: the service must reject it\n{text}"));
+        assert!(error.contains(key), "{label}: {error}");
+    }
 }
 
 fn kinds(yaml: &str) -> Vec<String> {

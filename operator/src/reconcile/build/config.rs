@@ -39,6 +39,7 @@ struct ServiceConfig {
     log: Log,
     coalescing: Coalescing,
     cache: Cache,
+    leaderboard: Leaderboard,
     grpc: Grpc,
     discovery: Discovery,
     api: Api,
@@ -84,6 +85,13 @@ struct Coalescing {
 struct Cache {
     ttl_ms: i64,
     max_entries: i64,
+}
+
+#[derive(Serialize)]
+struct Leaderboard {
+    enabled: bool,
+    flush_interval_ms: i64,
+    top_k: i32,
 }
 
 #[derive(Serialize)]
@@ -191,6 +199,11 @@ pub fn render_service_config(cc: &ValidCounterCluster) -> String {
         cache: Cache {
             ttl_ms: spec.counter.cache.ttl_millis,
             max_entries: spec.counter.cache.max_entries,
+        },
+        leaderboard: Leaderboard {
+            enabled: spec.counter.leaderboards.enabled,
+            flush_interval_ms: spec.counter.leaderboards.flush_interval_millis,
+            top_k: spec.counter.leaderboards.top_k,
         },
         grpc: Grpc {
             listen: format!("0.0.0.0:{GRPC_PORT}"),
