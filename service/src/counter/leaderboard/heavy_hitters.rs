@@ -109,6 +109,16 @@ impl HeavyHitters {
         }
     }
 
+    /// How many keys it tracks at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Each tracked key with the certain part of its sum, in no order.
+    pub fn tracked(&self) -> impl Iterator<Item = (&CounterKey, i64)> {
+        self.slots.iter().map(|s| (&s.key, s.count - s.error))
+    }
+
     /// The certain part of `key`'s sum, if it is tracked.
     #[cfg(test)]
     pub fn certain(&self, key: &CounterKey) -> Option<i64> {

@@ -25,7 +25,7 @@
 //! next flush sends it again, unless newer scores replaced it): rankings do not double count
 //! under faults.
 
-mod heavy_hitters;
+pub mod heavy_hitters;
 
 use std::collections::HashSet;
 
