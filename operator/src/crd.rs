@@ -391,10 +391,27 @@ pub enum RedisMode {
 /// A Redis StatefulSet run by the operator.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.minReplicasAck) || self.minReplicasAck < self.replicas",
+    "message": "redis.managed.minReplicasAck must be below redis.managed.replicas"
+}]))]
 pub struct ManagedRedisSpec {
     /// Redis container image.
     #[schemars(length(min = 1))]
     pub image: String,
+    /// Redis pods. 1: a single Redis, no Sentinel. More: one primary and replicas-1 replicas
+    /// in the StatefulSet `<name>-redis`, plus three sentinels (`<name>-redis-sentinel`) that
+    /// fail over to a replica when the primary is down; the counters find the primary through
+    /// the sentinels. Going from 1 to more keeps the data: pod 0 stays the primary at first and
+    /// the new pods replicate from it.
+    #[schemars(range(min = 1, max = 16))]
+    pub replicas: i32,
+    /// Replicas that must have a flush of increments before the increments are acknowledged
+    /// (the service's `redis.min_replicas_ack`: each flush ends with `WAIT n`). When omitted, 1
+    /// with replicas above 1, else 0. Must be below replicas.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 16))]
+    pub min_replicas_ack: Option<i32>,
     /// The persistent volume that holds the Redis data.
     pub storage: StorageSpec,
     /// Enable Redis append-only-file persistence (AOF).
@@ -405,10 +422,25 @@ pub struct ManagedRedisSpec {
     pub exporter: RedisExporterSpec,
 }
 
+impl ManagedRedisSpec {
+    /// Whether the managed Redis is replicated and watched by sentinels (replicas above 1).
+    pub fn replicated(&self) -> bool {
+        self.replicas > 1
+    }
+
+    /// `minReplicasAck`, or its default: 1 when replicated, else 0.
+    pub fn min_replicas_ack(&self) -> i32 {
+        self.min_replicas_ack
+            .unwrap_or(if self.replicated() { 1 } else { 0 })
+    }
+}
+
 impl Default for ManagedRedisSpec {
     fn default() -> Self {
         Self {
             image: "redis:7.2".to_owned(),
+            replicas: 1,
+            min_replicas_ack: None,
             storage: StorageSpec::default(),
             append_only: true,
             resources: resources("100m", "128Mi", "512Mi"),
@@ -468,6 +500,9 @@ impl Default for StorageSpec {
 #[schemars(extend("x-kubernetes-validations" = [{
     "rule": "self.url.startsWith('redis://') || self.url.startsWith('rediss://')",
     "message": "redis.external.url must start with redis:// or rediss://"
+}, {
+    "rule": "!has(self.sentinel) || !self.cluster",
+    "message": "redis.external.sentinel and redis.external.cluster are mutually exclusive"
 }]))]
 pub struct ExternalRedisSpec {
     /// Redis URL, redis:// or rediss:// (TLS). Put no password here: use passwordSecretRef.
@@ -479,6 +514,33 @@ pub struct ExternalRedisSpec {
     /// Use the Redis Cluster client (slot routing, MOVED/ASK handling) instead of a single node.
     #[serde(default)]
     pub cluster: bool,
+    /// Find the primary through your own Redis Sentinel (and follow its failovers). The
+    /// url's host and port are then not used; `passwordSecretRef` is still the primary's
+    /// password. Not with `cluster`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel: Option<ExternalSentinelSpec>,
+    /// Replicas that must have a flush of increments before they are acknowledged (the
+    /// service's `redis.min_replicas_ack`, `WAIT n` after each flush). 0 acknowledges once
+    /// the primary has them.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 16))]
+    pub min_replicas_ack: i32,
+}
+
+/// Sentinels that monitor an external Redis primary.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalSentinelSpec {
+    /// The name the sentinels monitor the primary under (`sentinel monitor <name> ...`).
+    #[schemars(length(min = 1), regex(pattern = r"^\S+$"))]
+    pub master_name: String,
+    /// The sentinels, `host:port` each.
+    #[schemars(length(min = 1, max = 16))]
+    pub addrs: Vec<String>,
+    /// Secret key holding the sentinels' own password, if they require one. It reaches pods
+    /// only as a Secret reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
 }
 
 /// A key in a Secret in the CounterCluster's namespace.
@@ -743,6 +805,19 @@ pub struct ComponentStatus {
 pub struct RedisStatus {
     /// Ready, NotReady (managed Redis), or External (not checked by the operator).
     pub state: String,
+    /// Replicated managed Redis only: desired Redis pods (primary and replicas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Replicated managed Redis only: Redis pods passing their readiness probe. Which pod is
+    /// the primary is known to the sentinels, not reported here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// Replicated managed Redis only: desired sentinels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinels: Option<i32>,
+    /// Replicated managed Redis only: sentinels passing their readiness probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_sentinels: Option<i32>,
 }
 
 fn resources(cpu_request: &str, memory_request: &str, memory_limit: &str) -> ResourceRequirements {

@@ -7,8 +7,10 @@
 //! a Redis that does not exist yet):
 //! 1. ConfigMap `<name>-config` (every pod mounts it);
 //! 2. Redis: Secret `<name>-redis-auth-<uid8>` (created once, never updated), Service and
-//!    StatefulSet `<name>-redis`; or, for an external Redis, deletion of that Service and
-//!    StatefulSet;
+//!    StatefulSet `<name>-redis` (the Service replaced when it must become headless), then,
+//!    with `replicas` above 1, the sentinels' Service and StatefulSet `<name>-redis-sentinel`;
+//!    or, for an external Redis, deletion of the Redis Service and StatefulSet. Sentinels
+//!    that the last status reported and the spec no longer has are deleted;
 //! 3. counter: headless Service, Deployment;
 //! 4. gateway: Service, Deployment, then the HPA or its deletion;
 //! 5. PodDisruptionBudgets;
@@ -30,14 +32,16 @@ use kube::{Client, ResourceExt};
 
 use super::build::network_policy::network_policy_names;
 use super::build::redis::redis_secret_name;
+use super::build::sentinel::sentinel_name;
 use super::build::service_monitor::{
     SERVICE_MONITOR_GROUP, SERVICE_MONITOR_VERSION, service_monitor_resource,
 };
 use super::build::{Child, ChildObjects, build_all, build_redis_secret, child_name, namespace};
-use super::ssa::{apply, delete_owned};
+use super::ssa::{WriteError, apply, delete_owned};
 use super::status::{ComponentReadiness, Observed, RedisObserved};
 use super::validate::ValidCounterCluster;
 use super::{Context, ReconcileError};
+use crate::crd::RedisMode;
 
 /// Applies every child object of `cc` in order and returns what was observed.
 pub async fn apply_children(
@@ -50,6 +54,7 @@ pub async fn apply_children(
     let ChildObjects {
         config_map,
         redis,
+        redis_sentinel,
         counter_service,
         counter_deployment,
         gateway_service,
@@ -67,16 +72,39 @@ pub async fn apply_children(
     let redis = match &redis {
         Some((service, statefulset)) => {
             ensure_redis_secret(cc, client, &ns).await?;
-            apply(&services, service).await?;
+            apply_service(&services, service, cc).await?;
             let live = apply(&statefulsets, statefulset).await?;
-            RedisObserved::Managed(statefulset_readiness(&live))
+            statefulset_readiness(&live)
         }
         None => {
             let name = child_name(cc, "redis");
             delete_owned(&statefulsets, StatefulSet::KIND.as_str(), &name, cc).await?;
             delete_owned(&services, Service::KIND.as_str(), &name, cc).await?;
-            RedisObserved::External
+            ComponentReadiness::default()
         }
+    };
+    let sentinels = match &redis_sentinel {
+        Some((service, statefulset)) => {
+            apply(&services, service).await?;
+            Some(statefulset_readiness(
+                &apply(&statefulsets, statefulset).await?,
+            ))
+        }
+        None => {
+            if had_sentinels(cc) {
+                let name = sentinel_name(cc);
+                delete_owned(&statefulsets, StatefulSet::KIND.as_str(), &name, cc).await?;
+                delete_owned(&services, Service::KIND.as_str(), &name, cc).await?;
+                let policies = api::<NetworkPolicy>(client, &ns);
+                delete_owned(&policies, NetworkPolicy::KIND.as_str(), &name, cc).await?;
+            }
+            None
+        }
+    };
+    let redis = match (cc.spec.redis.mode, sentinels) {
+        (RedisMode::External, _) => RedisObserved::External,
+        (RedisMode::Managed, Some(sentinels)) => RedisObserved::Replicated { redis, sentinels },
+        (RedisMode::Managed, None) => RedisObserved::Managed(redis),
     };
 
     let deployments = api::<Deployment>(client, &ns);
@@ -139,6 +167,44 @@ pub async fn apply_children(
         apply_error: None,
         skipped,
     })
+}
+
+/// Whether the last status written reports sentinels, so they may still exist and must go now
+/// that the spec has none (`replicas` back to 1, or an external Redis). The status, rather
+/// than a read of the StatefulSet, decides, so a single Redis costs no request per reconcile.
+fn had_sentinels(cc: &ValidCounterCluster) -> bool {
+    cc.status
+        .as_ref()
+        .and_then(|s| s.redis.as_ref())
+        .is_some_and(|r| r.sentinels.is_some())
+}
+
+/// Applies the Redis Service. A Service's `clusterIP` cannot change, so when the API server
+/// refuses the apply for it (a single Redis's ClusterIP Service becoming the headless Service
+/// of a replicated one), the Service is deleted, if this CounterCluster controls it, and
+/// applied again.
+async fn apply_service(
+    services: &Api<Service>,
+    service: &Service,
+    cc: &ValidCounterCluster,
+) -> Result<Service, WriteError> {
+    match apply(services, service).await {
+        Err(WriteError {
+            source: kube::Error::Api(status),
+            ..
+        }) if cluster_ip_immutable(&status) => {
+            delete_owned(services, Service::KIND.as_str(), &service.name_any(), cc).await?;
+            apply(services, service).await
+        }
+        other => other,
+    }
+}
+
+/// Whether an API error is the refusal to change a Service's `clusterIP`:
+/// `422 Service "x" is invalid: spec.clusterIPs[0]: Invalid value: ["None"]: may not change
+/// once set`.
+fn cluster_ip_immutable(status: &kube::core::Status) -> bool {
+    status.code == 422 && status.message.contains("spec.clusterIP")
 }
 
 fn api<K>(client: &Client, ns: &str) -> Api<K>

@@ -66,8 +66,16 @@ impl ComponentReadiness {
 /// What is known of Redis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RedisObserved {
-    /// The operator's Redis StatefulSet.
+    /// The operator's Redis StatefulSet, one Redis.
     Managed(ComponentReadiness),
+    /// The operator's replicated Redis: the Redis StatefulSet (primary and replicas) and the
+    /// sentinel StatefulSet. Ready when both have their desired ready pods.
+    Replicated {
+        /// The Redis StatefulSet.
+        redis: ComponentReadiness,
+        /// The sentinel StatefulSet.
+        sentinels: ComponentReadiness,
+    },
     /// A Redis the operator does not run and does not check; never blocks `Ready`.
     External,
 }
@@ -133,6 +141,12 @@ pub fn compute_status(
     let redis_state = match observed.redis {
         RedisObserved::Managed(readiness) if readiness.is_ready() => REDIS_STATE_READY,
         RedisObserved::Managed(_) => REDIS_STATE_NOT_READY,
+        RedisObserved::Replicated { redis, sentinels }
+            if redis.is_ready() && sentinels.is_ready() =>
+        {
+            REDIS_STATE_READY
+        }
+        RedisObserved::Replicated { .. } => REDIS_STATE_NOT_READY,
         RedisObserved::External => REDIS_STATE_EXTERNAL,
     };
     let conditions = compute_conditions(cc, observed, &conditions);
@@ -149,10 +163,22 @@ pub fn compute_status(
         conditions,
         gateway: Some(observed.gateway.to_status()),
         counter: Some(observed.counter.to_status()),
-        redis: Some(RedisStatus {
-            state: redis_state.to_owned(),
-        }),
+        redis: Some(redis_status(redis_state, observed.redis)),
         endpoint: Some(endpoint(cc)),
+    }
+}
+
+fn redis_status(state: &str, observed: RedisObserved) -> RedisStatus {
+    let (redis, sentinels) = match observed {
+        RedisObserved::Replicated { redis, sentinels } => (Some(redis), Some(sentinels)),
+        RedisObserved::Managed(_) | RedisObserved::External => (None, None),
+    };
+    RedisStatus {
+        state: state.to_owned(),
+        replicas: redis.map(|r| r.desired),
+        ready_replicas: redis.map(|r| r.ready),
+        sentinels: sentinels.map(|s| s.desired),
+        ready_sentinels: sentinels.map(|s| s.ready),
     }
 }
 
@@ -253,14 +279,16 @@ fn compute_conditions(
 /// `"<component> (<ready>/<desired> ready)"` for each component short of ready replicas, in
 /// the order gateway, counter, redis.
 fn not_ready_components(observed: &Observed) -> Vec<String> {
-    let redis = match observed.redis {
-        RedisObserved::Managed(readiness) => Some(readiness),
-        RedisObserved::External => None,
+    let (redis, sentinels) = match observed.redis {
+        RedisObserved::Managed(readiness) => (Some(readiness), None),
+        RedisObserved::Replicated { redis, sentinels } => (Some(redis), Some(sentinels)),
+        RedisObserved::External => (None, None),
     };
     [
         ("gateway", Some(observed.gateway)),
         ("counter", Some(observed.counter)),
         ("redis", redis),
+        ("redis-sentinel", sentinels),
     ]
     .into_iter()
     .filter_map(|(name, readiness)| {

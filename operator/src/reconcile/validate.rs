@@ -22,6 +22,9 @@ use crate::crd::{CounterCluster, RedisMode};
 /// `controller-revision-hash` label `<name>-redis-<10 characters>` of at most 63.
 const MAX_NAME_MANAGED: usize = 63 - "-redis-".len() - 10;
 const MAX_NAME_EXTERNAL: usize = 63 - "-gateway".len();
+/// With replicated Redis the sentinel StatefulSet's pods carry
+/// `<name>-redis-sentinel-<10 characters>`.
+const MAX_NAME_REPLICATED: usize = 63 - "-redis-sentinel-".len() - 10;
 
 /// The `idempotency.ttl` values the service accepts (its `Config::validate`): 1s to 30d.
 const IDEMPOTENCY_TTL_RANGE: RangeInclusive<Duration> =
@@ -71,6 +74,7 @@ fn problems(cc: &CounterCluster) -> Vec<String> {
     let mut problems = Vec::new();
     let name = cc.name_any();
     let max = match cc.spec.redis.mode {
+        RedisMode::Managed if cc.spec.redis.managed.replicated() => MAX_NAME_REPLICATED,
         RedisMode::Managed => MAX_NAME_MANAGED,
         RedisMode::External => MAX_NAME_EXTERNAL,
     };
@@ -131,6 +135,16 @@ fn problems(cc: &CounterCluster) -> Vec<String> {
         RedisMode::External => {
             if let Some(external) = &cc.spec.redis.external {
                 check_redis_url(&external.url, &mut problems);
+                for addr in external.sentinel.iter().flat_map(|s| &s.addrs) {
+                    let valid = addr.rsplit_once(':').is_some_and(|(host, port)| {
+                        !host.is_empty() && port.parse::<u16>().is_ok()
+                    });
+                    if !valid {
+                        problems.push(format!(
+                            "spec.redis.external.sentinel.addrs: {addr:?} is not host:port"
+                        ));
+                    }
+                }
             }
         }
     }
@@ -389,6 +403,8 @@ mod tests {
                 url: url.into(),
                 password_secret_ref: None,
                 cluster: false,
+                sentinel: None,
+                min_replicas_ack: 0,
             });
             assert_eq!(problems(&cc).len(), expect, "{url}: {:?}", problems(&cc));
         }

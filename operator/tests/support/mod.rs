@@ -9,7 +9,8 @@ pub mod fake_api;
 use std::path::PathBuf;
 
 use highpress_operator::crd::{
-    CounterCluster, CounterClusterSpec, CounterTypeSpec, ExternalRedisSpec, RedisMode, SecretKeyRef,
+    CounterCluster, CounterClusterSpec, CounterTypeSpec, ExternalRedisSpec, ExternalSentinelSpec,
+    RedisMode, SecretKeyRef,
 };
 use highpress_operator::reconcile::validate::{ValidCounterCluster, validate};
 
@@ -100,6 +101,8 @@ impl CounterClusterFixture for CounterCluster {
                 key: key.to_owned(),
             }),
             cluster,
+            sentinel: None,
+            min_replicas_ack: 0,
         });
         self
     }
@@ -183,6 +186,36 @@ pub fn cel_counterexamples() -> Vec<(&'static str, CounterCluster)> {
                     url: "http://redis.example:6379".to_owned(),
                     password_secret_ref: None,
                     cluster: false,
+                    sentinel: None,
+                    min_replicas_ack: 0,
+                });
+                cc
+            },
+        ),
+        (
+            "redis.managed.minReplicasAck must be below redis.managed.replicas",
+            {
+                let mut cc = cluster();
+                cc.spec.redis.managed.replicas = 3;
+                cc.spec.redis.managed.min_replicas_ack = Some(3);
+                cc
+            },
+        ),
+        (
+            "redis.external.sentinel and redis.external.cluster are mutually exclusive",
+            {
+                let mut cc = cluster();
+                cc.spec.redis.mode = RedisMode::External;
+                cc.spec.redis.external = Some(ExternalRedisSpec {
+                    url: "redis://redis.example:6379".to_owned(),
+                    password_secret_ref: None,
+                    cluster: true,
+                    sentinel: Some(ExternalSentinelSpec {
+                        master_name: "counts".to_owned(),
+                        addrs: vec!["sentinel-0.example:26379".to_owned()],
+                        password_secret_ref: None,
+                    }),
+                    min_replicas_ack: 0,
                 });
                 cc
             },

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde::Serialize;
 
+use super::sentinel::{sentinel_addrs, sentinel_master_name};
 use super::{Component, child_name, namespace, object_meta};
 use crate::crd::{CounterCluster, KeyLayout, LogLevel, RedisMode};
 use crate::reconcile::validate::ValidCounterCluster;
@@ -29,6 +30,11 @@ pub const HTTP_PORT: i32 = 8080;
 pub const GRPC_PORT: i32 = 50051;
 /// Port of the managed Redis.
 pub const REDIS_PORT: i32 = 6379;
+/// Environment variable through which the service reads the sentinels' password.
+pub const SENTINEL_PASSWORD_ENV: &str = "HIGHPRESS_REDIS__SENTINEL__PASSWORD";
+/// `redis.replica_ack_timeout_ms` whenever `redis.min_replicas_ack` is rendered (the service's
+/// default, below its 1 s `redis.timeout_ms`).
+pub const REPLICA_ACK_TIMEOUT_MS: i64 = 500;
 
 /// The service config file, with the service's key names (snake_case, as `Config` expects).
 #[derive(Serialize)]
@@ -68,6 +74,20 @@ struct Store {
 struct Redis {
     addr: String,
     cluster: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sentinel: Option<Sentinel>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min_replicas_ack: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replica_ack_timeout_ms: Option<i64>,
+}
+
+/// The service's `redis.sentinel`; its `password` comes from the environment
+/// ([`SENTINEL_PASSWORD_ENV`]), never from this file.
+#[derive(Serialize)]
+struct Sentinel {
+    master_name: String,
+    addrs: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -159,6 +179,39 @@ pub fn redis_addr(cc: &CounterCluster) -> String {
     }
 }
 
+/// The service's `redis` section: the address, and with Sentinel (managed replicas above 1, or
+/// `redis.external.sentinel`) the sentinels and the replica acknowledgements.
+fn redis_section(cc: &CounterCluster, cluster: bool) -> Redis {
+    let redis = &cc.spec.redis;
+    let (sentinel, min_replicas_ack) = match (&redis.mode, &redis.external) {
+        (RedisMode::External, Some(external)) => (
+            external.sentinel.as_ref().map(|s| Sentinel {
+                master_name: s.master_name.clone(),
+                addrs: s.addrs.clone(),
+            }),
+            external.min_replicas_ack,
+        ),
+        _ if redis.managed.replicated() => (
+            Some(Sentinel {
+                master_name: sentinel_master_name(cc),
+                addrs: sentinel_addrs(cc),
+            }),
+            redis.managed.min_replicas_ack(),
+        ),
+        _ => (None, 0),
+    };
+    // With Sentinel the acknowledgement settings are always written, so the file says what
+    // the counters wait for; without it only when they ask for a replica.
+    let acks = sentinel.is_some() || min_replicas_ack > 0;
+    Redis {
+        addr: redis_addr(cc),
+        cluster,
+        sentinel,
+        min_replicas_ack: acks.then_some(min_replicas_ack),
+        replica_ack_timeout_ms: acks.then_some(REPLICA_ACK_TIMEOUT_MS),
+    }
+}
+
 /// `host:port` of the counter headless Service, which the gateway resolves to every counter pod.
 pub fn discovery_dns(cc: &CounterCluster) -> String {
     format!(
@@ -185,10 +238,7 @@ pub fn render_service_config(cc: &ValidCounterCluster) -> String {
                 KeyLayout::HighGoPress => "highgopress",
             },
         },
-        redis: Redis {
-            addr: redis_addr(cc),
-            cluster,
-        },
+        redis: redis_section(cc, cluster),
         log: Log {
             level: log_level(spec.observability.log_level),
             format: "json",

@@ -3,7 +3,9 @@
 //!
 //! Contract: only the counter pods receive the Redis password, as the environment variable
 //! `HIGHPRESS_REDIS__PASSWORD` from a Secret reference: the managed Redis's
-//! `<name>-redis-auth-<uid8>`, or the external Redis's `passwordSecretRef`.
+//! `<name>-redis-auth-<uid8>`, or the external Redis's `passwordSecretRef`; and, with
+//! Sentinel, the sentinels' password as `HIGHPRESS_REDIS__SENTINEL__PASSWORD` (the managed
+//! Redis's Secret again, or the external Sentinel's `passwordSecretRef`).
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
@@ -13,7 +15,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::config::{CONFIG_FILE_PATH, GRPC_PORT, HTTP_PORT, REDIS_PASSWORD_ENV};
+use super::config::{
+    CONFIG_FILE_PATH, GRPC_PORT, HTTP_PORT, REDIS_PASSWORD_ENV, SENTINEL_PASSWORD_ENV,
+};
 use super::pod::{
     highpress_image, highpress_pod_template, http_container_port, http_probe, pull_policy,
 };
@@ -45,20 +49,55 @@ pub fn redis_password_secret(cc: &CounterCluster) -> Option<SecretKeySelector> {
     }
 }
 
+/// The Secret key holding the sentinels' password the counter pods use, if any: the managed
+/// Redis's own Secret when it is replicated (the managed sentinels require the Redis
+/// password), and an external Sentinel's `passwordSecretRef` when it is set.
+pub fn sentinel_password_secret(cc: &CounterCluster) -> Option<SecretKeySelector> {
+    match cc.spec.redis.mode {
+        RedisMode::Managed => cc
+            .spec
+            .redis
+            .managed
+            .replicated()
+            .then(|| redis_password_secret(cc))
+            .flatten(),
+        RedisMode::External => cc
+            .spec
+            .redis
+            .external
+            .as_ref()
+            .and_then(|e| e.sentinel.as_ref()?.password_secret_ref.as_ref())
+            .map(|r| SecretKeySelector {
+                name: r.name.clone(),
+                key: r.key.clone(),
+                optional: Some(false),
+            }),
+    }
+}
+
+fn secret_env(name: &str, secret: SecretKeySelector) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(secret),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
 /// The counter Deployment: `highpress counter --config /etc/highpress/config.yaml`, with a
 /// gRPC readiness probe on 50051 and an HTTP liveness probe on `/livez`.
 pub fn build_counter_deployment(cc: &ValidCounterCluster, ctx: &BuildContext) -> Deployment {
     let counter = &cc.spec.counter;
-    let env = redis_password_secret(cc).map(|secret| {
-        vec![EnvVar {
-            name: REDIS_PASSWORD_ENV.to_owned(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(secret),
-                ..EnvVarSource::default()
-            }),
-        }]
-    });
+    let env: Vec<EnvVar> = [
+        redis_password_secret(cc).map(|s| secret_env(REDIS_PASSWORD_ENV, s)),
+        sentinel_password_secret(cc).map(|s| secret_env(SENTINEL_PASSWORD_ENV, s)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let env = (!env.is_empty()).then_some(env);
     let container = Container {
         name: "counter".to_owned(),
         image: Some(highpress_image(cc, ctx)),

@@ -14,8 +14,8 @@
 //! built without being applied, rendered and watched.
 //!
 //! One module per object family: [`config`] (the service's config ConfigMap), [`gateway`],
-//! [`counter`], [`redis`] (managed Redis), [`pdb`], [`network_policy`], [`service_monitor`],
-//! and [`pod`] (the pod security, probes and scheduling every pod shares).
+//! [`counter`], [`redis`] (managed Redis), [`sentinel`] (its sentinels when replicated),
+//! [`pdb`], [`network_policy`], [`service_monitor`], and [`pod`] (the pod security, probes and scheduling every pod shares).
 //!
 //! The managed Redis password Secret `<name>-redis-auth-<uid8>` is not part of [`build_all`]: its
 //! password is random and it is created once, which is the reconciler's job
@@ -28,6 +28,7 @@ pub mod network_policy;
 pub mod pdb;
 pub mod pod;
 pub mod redis;
+pub mod sentinel;
 pub mod service_monitor;
 
 use std::collections::BTreeMap;
@@ -51,6 +52,7 @@ pub use gateway::{build_gateway_deployment, build_gateway_hpa, build_gateway_ser
 pub use network_policy::build_network_policies;
 pub use pdb::build_pdbs;
 pub use redis::{build_redis_secret, build_redis_service, build_redis_statefulset};
+pub use sentinel::{build_sentinel_service, build_sentinel_statefulset};
 pub use service_monitor::build_service_monitor;
 
 /// Value of `app.kubernetes.io/name` on every object.
@@ -89,6 +91,8 @@ pub enum Component {
     Counter,
     /// The managed Redis.
     Redis,
+    /// The sentinels of a replicated managed Redis.
+    RedisSentinel,
 }
 
 impl Component {
@@ -99,6 +103,7 @@ impl Component {
             Self::Gateway => "gateway",
             Self::Counter => "counter",
             Self::Redis => "redis",
+            Self::RedisSentinel => "redis-sentinel",
         }
     }
 }
@@ -187,12 +192,15 @@ impl Child for DynamicObject {
 }
 
 /// Everything one CounterCluster becomes (but the Redis Secret), in apply order: config, Redis,
-/// counter, gateway, PDBs, NetworkPolicies, ServiceMonitor.
+/// sentinels, counter, gateway, PDBs, NetworkPolicies, ServiceMonitor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChildObjects {
     pub config_map: ConfigMap,
     /// Present only for `redis.mode: Managed`.
     pub redis: Option<(Service, StatefulSet)>,
+    /// The sentinels' headless Service and StatefulSet: present only for a managed Redis with
+    /// `replicas` above 1.
+    pub redis_sentinel: Option<(Service, StatefulSet)>,
     pub counter_service: Service,
     pub counter_deployment: Deployment,
     pub gateway_service: Service,
@@ -219,6 +227,7 @@ impl ChildObjects {
         let Self {
             config_map,
             redis,
+            redis_sentinel,
             counter_service,
             counter_deployment,
             gateway_service,
@@ -231,6 +240,10 @@ impl ChildObjects {
         let mut out = Vec::new();
         push(&mut out, config_map)?;
         if let Some((service, statefulset)) = redis {
+            push(&mut out, service)?;
+            push(&mut out, statefulset)?;
+        }
+        if let Some((service, statefulset)) = redis_sentinel {
             push(&mut out, service)?;
             push(&mut out, statefulset)?;
         }
@@ -265,11 +278,14 @@ impl ChildObjects {
 
 /// Builds every child object of `cc`.
 pub fn build_all(cc: &ValidCounterCluster, ctx: &BuildContext) -> ChildObjects {
-    let redis = (cc.spec.redis.mode == RedisMode::Managed)
-        .then(|| (build_redis_service(cc), build_redis_statefulset(cc)));
+    let managed = cc.spec.redis.mode == RedisMode::Managed;
+    let redis = managed.then(|| (build_redis_service(cc), build_redis_statefulset(cc)));
+    let redis_sentinel = (managed && cc.spec.redis.managed.replicated())
+        .then(|| (build_sentinel_service(cc), build_sentinel_statefulset(cc)));
     ChildObjects {
         config_map: build_config_map(cc),
         redis,
+        redis_sentinel,
         counter_service: build_counter_headless_service(cc),
         counter_deployment: build_counter_deployment(cc, ctx),
         gateway_service: build_gateway_service(cc),

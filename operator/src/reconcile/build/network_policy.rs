@@ -1,7 +1,9 @@
 //! NetworkPolicies (networking.k8s.io/v1), built when `networkPolicy.enabled`.
 //!
 //! Contract: `<name>-counter` admits the gRPC port only from this cluster's gateway pods, and
-//! `<name>-redis` (managed Redis only) admits the Redis port only from its counter pods. The
+//! `<name>-redis` (managed Redis only) admits the Redis port only from its counter pods (and,
+//! replicated, from its Redis and sentinel pods; `<name>-redis-sentinel` then admits the
+//! sentinel port from the same three). The
 //! highpress HTTP port (probes, metrics) stays open to every pod, so Prometheus can scrape;
 //! so does the redis_exporter's metrics port on the Redis pod when the sidecar runs.
 //! The gateway gets no policy: it is the public API.
@@ -15,14 +17,24 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::config::{GRPC_PORT, HTTP_PORT, REDIS_PORT};
 use super::redis::{REDIS_EXPORTER_PORT, redis_exporter_enabled};
+use super::sentinel::{SENTINEL_PORT, sentinel_name};
 use super::{Component, child_name, object_meta, selector_labels};
 use crate::crd::{CounterCluster, RedisMode};
 use crate::reconcile::validate::ValidCounterCluster;
 
 /// Names of every NetworkPolicy the operator may create for `cc`, so disabling the feature
-/// deletes all of them.
-pub fn network_policy_names(cc: &CounterCluster) -> [String; 2] {
-    [child_name(cc, "counter"), child_name(cc, "redis")]
+/// deletes all of them (the sentinels' only while Redis is replicated; the apply step deletes
+/// it with the sentinels otherwise).
+pub fn network_policy_names(cc: &CounterCluster) -> Vec<String> {
+    let mut names = vec![child_name(cc, "counter"), child_name(cc, "redis")];
+    if replicated(cc) {
+        names.push(sentinel_name(cc));
+    }
+    names
+}
+
+fn replicated(cc: &CounterCluster) -> bool {
+    cc.spec.redis.mode == RedisMode::Managed && cc.spec.redis.managed.replicated()
 }
 
 /// The policies for `cc`: counter first, then Redis when it is managed.
@@ -36,11 +48,37 @@ pub fn build_network_policies(cc: &ValidCounterCluster) -> Vec<NetworkPolicy> {
         ],
     )];
     if cc.spec.redis.mode == RedisMode::Managed {
-        let mut ingress = vec![only_from(cc, Component::Counter, REDIS_PORT)];
+        // Replicated, the Redis pods replicate from one another and the sentinels watch them.
+        let redis_clients: &[Component] = if replicated(cc) {
+            &[
+                Component::Counter,
+                Component::Redis,
+                Component::RedisSentinel,
+            ]
+        } else {
+            &[Component::Counter]
+        };
+        let mut ingress = vec![only_from_any(cc, redis_clients, REDIS_PORT)];
         if redis_exporter_enabled(cc) {
             ingress.push(open_port(REDIS_EXPORTER_PORT));
         }
         policies.push(policy(cc, Component::Redis, ingress));
+    }
+    if replicated(cc) {
+        // Counters find the primary, Redis pods ask at start, sentinels talk to one another.
+        policies.push(policy(
+            cc,
+            Component::RedisSentinel,
+            vec![only_from_any(
+                cc,
+                &[
+                    Component::Counter,
+                    Component::Redis,
+                    Component::RedisSentinel,
+                ],
+                SENTINEL_PORT,
+            )],
+        ));
     }
     policies
 }
@@ -73,14 +111,23 @@ fn tcp_port(port: i32) -> NetworkPolicyPort {
 }
 
 fn only_from(cc: &CounterCluster, peer: Component, port: i32) -> NetworkPolicyIngressRule {
+    only_from_any(cc, &[peer], port)
+}
+
+fn only_from_any(cc: &CounterCluster, peers: &[Component], port: i32) -> NetworkPolicyIngressRule {
     NetworkPolicyIngressRule {
-        from: Some(vec![NetworkPolicyPeer {
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(selector_labels(cc, peer)),
-                match_expressions: None,
-            }),
-            ..NetworkPolicyPeer::default()
-        }]),
+        from: Some(
+            peers
+                .iter()
+                .map(|peer| NetworkPolicyPeer {
+                    pod_selector: Some(LabelSelector {
+                        match_labels: Some(selector_labels(cc, *peer)),
+                        match_expressions: None,
+                    }),
+                    ..NetworkPolicyPeer::default()
+                })
+                .collect(),
+        ),
         ports: Some(vec![tcp_port(port)]),
     }
 }

@@ -1,8 +1,8 @@
 //! The managed Redis (`redis.mode: Managed`): StatefulSet and Service `<name>-redis`, and the
 //! optional redis_exporter sidecar in the same pod.
 //!
-//! Contract: one replica; AOF persistence per `redis.managed.appendOnly`; data on a PVC from
-//! the `data` claim template, the only writable path (the root filesystem is read-only). The
+//! Contract: `redis.managed.replicas` pods (one unless replicated, see [`super::sentinel`]);
+//! AOF persistence per `redis.managed.appendOnly`; data on a PVC from the `data` claim template, the only writable path (the root filesystem is read-only). The
 //! password comes from the Secret `<name>-redis-auth-<uid8>` (key `password`), which the reconciler
 //! generates once; it is passed as `--requirepass $(REDIS_PASSWORD)`, so it never appears in
 //! the object. PVCs are retained when the CounterCluster or StatefulSet is deleted, so
@@ -30,7 +30,11 @@ use super::config::REDIS_PORT;
 use super::pod::{
     REDIS_UID, pod_template, restricted_container_security_context, restricted_pod_security_context,
 };
-use super::{Component, child_name, labels, object_meta, selector_labels};
+use super::sentinel::{
+    REDIS_START_SCRIPT, env_value, headless_service, pod_name_env, redis_pod_host, sentinel_addrs,
+    sentinel_master_name, spread_over_nodes,
+};
+use super::{Component, child_name, labels, namespace, object_meta, selector_labels};
 use crate::crd::{CounterCluster, RedisMode};
 use crate::reconcile::validate::ValidCounterCluster;
 
@@ -68,7 +72,8 @@ fn uid_prefix(uid: &str) -> String {
     uid.chars().take(8).collect::<String>().to_ascii_lowercase()
 }
 
-fn secret_env(cc: &CounterCluster, name: &str) -> EnvVar {
+/// `name` from the managed Redis Secret's password key.
+pub fn secret_env(cc: &CounterCluster, name: &str) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value: None,
@@ -84,32 +89,60 @@ fn secret_env(cc: &CounterCluster, name: &str) -> EnvVar {
 }
 
 /// The Redis StatefulSet.
+///
+/// With `replicas` above 1 the pods run [`REDIS_START_SCRIPT`], which asks the sentinels for
+/// the primary before starting redis-server as it or as its replica (pod 0 is the primary
+/// when none knows one), add `--masterauth` so replicas authenticate to the primary, and
+/// prefer distinct nodes. With 1 the pod runs redis-server alone, as it always has.
 pub fn build_redis_statefulset(cc: &ValidCounterCluster) -> StatefulSet {
     let managed = &cc.spec.redis.managed;
+    let replicated = managed.replicated();
     let append_only = if managed.append_only { "yes" } else { "no" };
+    let mut args: Vec<String> = [
+        "--port",
+        &REDIS_PORT.to_string(),
+        "--dir",
+        REDIS_DATA_PATH,
+        "--appendonly",
+        append_only,
+        "--requirepass",
+        "$(REDIS_PASSWORD)",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    // REDISCLI_AUTH lets the readiness probe's redis-cli authenticate without an argument.
+    let mut env = vec![
+        secret_env(cc, "REDIS_PASSWORD"),
+        secret_env(cc, "REDISCLI_AUTH"),
+    ];
+    let command = if replicated {
+        args.extend(["--masterauth".to_owned(), "$(REDIS_PASSWORD)".to_owned()]);
+        let service = child_name(cc, "redis");
+        env.extend([
+            pod_name_env(),
+            env_value(
+                "SELF_HOST",
+                format!("$(POD_NAME).{service}.{}.svc", namespace(cc)),
+            ),
+            env_value(
+                "PRIMARY_ADDR",
+                format!("{}:{REDIS_PORT}", redis_pod_host(cc, 0)),
+            ),
+            env_value("SENTINEL_ADDRS", sentinel_addrs(cc).join(" ")),
+            env_value("MASTER_NAME", sentinel_master_name(cc)),
+        ]);
+        ["sh", "-c", REDIS_START_SCRIPT, "redis-start"]
+            .map(str::to_owned)
+            .to_vec()
+    } else {
+        vec!["redis-server".to_owned()]
+    };
     let container = Container {
         name: "redis".to_owned(),
         image: Some(managed.image.clone()),
-        command: Some(vec!["redis-server".to_owned()]),
-        args: Some(
-            [
-                "--port",
-                &REDIS_PORT.to_string(),
-                "--dir",
-                REDIS_DATA_PATH,
-                "--appendonly",
-                append_only,
-                "--requirepass",
-                "$(REDIS_PASSWORD)",
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-        ),
-        // REDISCLI_AUTH lets the readiness probe's redis-cli authenticate without an argument.
-        env: Some(vec![
-            secret_env(cc, "REDIS_PASSWORD"),
-            secret_env(cc, "REDISCLI_AUTH"),
-        ]),
+        command: Some(command),
+        args: Some(args),
+        env: Some(env),
         ports: Some(vec![ContainerPort {
             name: Some("redis".to_owned()),
             container_port: REDIS_PORT,
@@ -177,21 +210,25 @@ pub fn build_redis_statefulset(cc: &ValidCounterCluster) -> StatefulSet {
         }),
         status: None,
     };
+    let mut template = pod_template(
+        cc,
+        Component::Redis,
+        cc.spec.pod_template.annotations.clone(),
+        pod_spec,
+    );
+    if replicated && let Some(spec) = template.spec.as_mut() {
+        spread_over_nodes(cc, Component::Redis, spec);
+    }
     StatefulSet {
         metadata: object_meta(cc, child_name(cc, "redis"), Component::Redis),
         spec: Some(StatefulSetSpec {
-            replicas: Some(1),
+            replicas: Some(managed.replicas),
             service_name: Some(child_name(cc, "redis")),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(cc, Component::Redis)),
                 match_expressions: None,
             },
-            template: pod_template(
-                cc,
-                Component::Redis,
-                cc.spec.pod_template.annotations.clone(),
-                pod_spec,
-            ),
+            template,
             volume_claim_templates: Some(vec![claim]),
             persistent_volume_claim_retention_policy: Some(
                 StatefulSetPersistentVolumeClaimRetentionPolicy {
@@ -248,7 +285,9 @@ fn redis_exporter_container(cc: &CounterCluster) -> Container {
 }
 
 /// The Redis Service (ClusterIP, port 6379) that `redis.addr` names, plus the exporter's
-/// `metrics` port 9121 when the sidecar runs.
+/// `metrics` port 9121 when the sidecar runs. With `replicas` above 1 it is headless and
+/// publishes not-ready pods, so each pod has a hostname,
+/// `<name>-redis-<i>.<name>-redis.<ns>.svc`.
 pub fn build_redis_service(cc: &ValidCounterCluster) -> Service {
     let mut ports = vec![ServicePort {
         name: Some("redis".to_owned()),
@@ -265,6 +304,11 @@ pub fn build_redis_service(cc: &ValidCounterCluster) -> Service {
             protocol: Some("TCP".to_owned()),
             ..ServicePort::default()
         });
+    }
+    if cc.spec.redis.managed.replicated() {
+        // The StatefulSet's governing Service must be headless for its pods to have
+        // hostnames, which the sentinels monitor and announce.
+        return headless_service(cc, child_name(cc, "redis"), Component::Redis, ports);
     }
     Service {
         metadata: object_meta(cc, child_name(cc, "redis"), Component::Redis),
