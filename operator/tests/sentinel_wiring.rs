@@ -1,0 +1,473 @@
+//! The replicated managed Redis runs: the Redis and sentinel containers that the builders
+//! render for `replicas: 3` are started as real processes on loopback, exactly as their
+//! StatefulSets say (command, args and env with Kubernetes' `$(VAR)` expansion, the Secret's
+//! password, `POD_NAME` from the downward API), in the order the StatefulSet controller starts
+//! them (Redis pods one by one, the sentinels in parallel). The stand-ins, as in the
+//! control-plane suite's pod wiring: each pod hostname in the env becomes 127.0.0.1 and its
+//! port a free one, the Redis `--port` and `/data` and the sentinel's `--port` and config path
+//! are mapped to this machine. They must form a working set: one primary with two connected
+//! replicas, three sentinels that agree on it and know one another; and after the primary is
+//! killed, the sentinels promote a replica, and the old primary's pod, started again by its
+//! script, comes back as a replica of the new primary.
+//!
+//! Every process runs in its own process group, killed when the test ends, pass or fail.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use highpress_operator::reconcile::build::sentinel::{REDIS_START_SCRIPT, SENTINEL_START_SCRIPT};
+use highpress_operator::reconcile::build::{BuildContext, build_all};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Container;
+use support::{CounterClusterFixture, cluster};
+
+const PASSWORD: &str = "0123456789abcdef0123456789abcdef";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("an address")
+        .port()
+}
+
+/// Processes of this test, each in its own process group, killed (the whole group) on drop.
+#[derive(Default)]
+struct Processes(Vec<(String, Child, PathBuf)>);
+
+impl Processes {
+    fn spawn(&mut self, name: &str, mut command: Command, dir: &Path) {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("a log file");
+        let child = command
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("a log file"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        self.0.push((name.to_owned(), child, log));
+    }
+
+    fn kill(&mut self, name: &str) {
+        let at = self
+            .0
+            .iter()
+            .position(|(n, _, _)| n == name)
+            .unwrap_or_else(|| panic!("no process {name}"));
+        let (_, mut child, _) = self.0.remove(at);
+        kill_group(&mut child);
+    }
+
+    fn logs(&self) -> String {
+        self.0
+            .iter()
+            .map(|(name, _, log)| {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("--- {name}\n{}\n", tail.join("\n"))
+            })
+            .collect()
+    }
+}
+
+fn kill_group(child: &mut Child) {
+    // The group id is the child's pid (process_group(0)); the script's redis-cli children die
+    // with it.
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, child, _) in &mut self.0 {
+            kill_group(child);
+        }
+    }
+}
+
+/// One pod's identity and where its process listens here.
+struct Pod {
+    name: String,
+    host: String,
+    port: u16,
+}
+
+/// The env of `container` in pod `pod_name` as a kubelet would set it (`$(VAR)` expanded from
+/// earlier variables, the Secret's password, the downward API's pod name), then each pod
+/// address mapped to loopback: `host:port` to `127.0.0.1:<its port>`, a bare host to 127.0.0.1.
+fn container_env(container: &Container, pod_name: &str, pods: &[Pod]) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for var in container.env.iter().flatten() {
+        let value = if let Some(value) = &var.value {
+            expand(value, &env)
+        } else {
+            let source = var.value_from.as_ref().expect("a value or a source");
+            if source.secret_key_ref.is_some() {
+                PASSWORD.to_owned()
+            } else if let Some(field) = &source.field_ref {
+                assert_eq!(field.field_path, "metadata.name");
+                pod_name.to_owned()
+            } else {
+                panic!("unsupported env source of {}", var.name)
+            }
+        };
+        env.insert(var.name.clone(), value);
+    }
+    for value in env.values_mut() {
+        for pod in pods {
+            let in_cluster = format!("{}:", pod.host);
+            let mapped: Vec<String> = value
+                .split(' ')
+                .map(|word| match word.strip_prefix(&in_cluster) {
+                    Some(_) => format!("127.0.0.1:{}", pod.port),
+                    None if word == pod.host => "127.0.0.1".to_owned(),
+                    None => word.to_owned(),
+                })
+                .collect();
+            *value = mapped.join(" ");
+        }
+    }
+    env
+}
+
+fn expand(text: &str, env: &BTreeMap<String, String>) -> String {
+    let mut text = text.to_owned();
+    for (name, value) in env {
+        text = text.replace(&format!("$({name})"), value);
+    }
+    text
+}
+
+/// The container's command and args, `$(VAR)` expanded, `--port` set to `port` and `/data` to
+/// `data`.
+fn command_line(
+    container: &Container,
+    env: &BTreeMap<String, String>,
+    port: u16,
+    data: &Path,
+) -> Command {
+    let mut words: Vec<String> = container
+        .command
+        .iter()
+        .flatten()
+        .chain(container.args.iter().flatten())
+        .map(|word| expand(word, env))
+        .collect();
+    let at = words
+        .iter()
+        .position(|w| w == "--port")
+        .expect("a --port argument");
+    words[at + 1] = port.to_string();
+    for word in &mut words {
+        if word == "/data" {
+            *word = data.to_string_lossy().into_owned();
+        }
+    }
+    let mut command = Command::new(&words[0]);
+    command.args(&words[1..]).env_clear().envs(env).env(
+        "PATH",
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".to_owned()),
+    );
+    command
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args([
+            "--no-auth-warning",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .args(args)
+        .env("REDISCLI_AUTH", PASSWORD)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).replace('\r', ""))
+        .unwrap_or_default()
+}
+
+fn info_field(info: &str, field: &str) -> Option<String> {
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .map(str::to_owned)
+}
+
+fn wait_until<T>(
+    processes: &Processes,
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            processes.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn only_container(statefulset: &StatefulSet) -> &Container {
+    &statefulset
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("a pod spec")
+        .containers[0]
+}
+
+fn tools_present() -> bool {
+    ["redis-server", "redis-cli", "timeout", "sed", "sh"]
+        .iter()
+        .all(|tool| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+}
+
+#[test]
+fn three_redis_pods_and_three_sentinels_form_a_set_that_fails_over() {
+    assert!(
+        tools_present(),
+        "redis-server, redis-cli, timeout, sed and sh must be on PATH"
+    );
+    let mut cc = cluster();
+    cc.spec.redis.managed.replicas = 3;
+    let objects = build_all(&cc.valid(), &BuildContext::default());
+    let (_, redis) = objects.redis.expect("Redis");
+    let (_, sentinels) = objects.redis_sentinel.expect("sentinels");
+    let redis_container = only_container(&redis);
+    let sentinel_container = only_container(&sentinels);
+    assert_eq!(
+        redis_container.command.as_ref().expect("a command")[2],
+        REDIS_START_SCRIPT
+    );
+    assert_eq!(
+        sentinel_container.command.as_ref().expect("a command")[2],
+        SENTINEL_START_SCRIPT
+    );
+
+    let work =
+        std::env::temp_dir().join(format!("highpress-sentinel-wiring-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).expect("a scratch dir");
+
+    let redis_pods: Vec<Pod> = (0..3)
+        .map(|i| Pod {
+            name: format!("likes-redis-{i}"),
+            host: format!("likes-redis-{i}.likes-redis.apps.svc"),
+            port: free_port(),
+        })
+        .collect();
+    let sentinel_pods: Vec<Pod> = (0..3)
+        .map(|i| Pod {
+            name: format!("likes-redis-sentinel-{i}"),
+            host: format!("likes-redis-sentinel-{i}.likes-redis-sentinel.apps.svc"),
+            port: free_port(),
+        })
+        .collect();
+    let all_pods: Vec<Pod> = redis_pods
+        .iter()
+        .chain(&sentinel_pods)
+        .map(|p| Pod {
+            name: p.name.clone(),
+            host: p.host.clone(),
+            port: p.port,
+        })
+        .collect();
+
+    let mut processes = Processes::default();
+    let start_redis = |processes: &mut Processes, i: usize| {
+        let pod = &redis_pods[i];
+        let env = container_env(redis_container, &pod.name, &all_pods);
+        assert_eq!(env["SELF_HOST"], "127.0.0.1", "{env:?}");
+        let data = work.join(&pod.name);
+        std::fs::create_dir_all(&data).expect("a data dir");
+        let command = command_line(redis_container, &env, pod.port, &data);
+        processes.spawn(&pod.name, command, &work);
+        wait_until(
+            processes,
+            Duration::from_secs(20),
+            &format!("{} to answer PONG", pod.name),
+            || (redis_cli(pod.port, &["ping"]).trim() == "PONG").then_some(()),
+        );
+    };
+    // The StatefulSet controller's order: pod 0, then 1 and 2 once the one before is ready.
+    for i in 0..3 {
+        start_redis(&mut processes, i);
+    }
+    // No password, no answer.
+    let output = Command::new("redis-cli")
+        .args(["-p", &redis_pods[0].port.to_string(), "ping"])
+        .output()
+        .expect("redis-cli");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("NOAUTH"));
+
+    // The sentinels start in parallel.
+    for pod in &sentinel_pods {
+        let mut env = container_env(sentinel_container, &pod.name, &all_pods);
+        let config = work.join(format!("{}.conf", pod.name));
+        assert_eq!(env["SENTINEL_CONFIG"], "/etc/sentinel/sentinel.conf");
+        env.insert(
+            "SENTINEL_CONFIG".to_owned(),
+            config.to_string_lossy().into_owned(),
+        );
+        let command = command_line(sentinel_container, &env, pod.port, &work);
+        processes.spawn(&pod.name, command, &work);
+    }
+
+    let primary_port = redis_pods[0].port;
+    let replicas_online = |port: u16| -> Option<Vec<String>> {
+        let info = redis_cli(port, &["info", "replication"]);
+        (info_field(&info, "role")? == "master").then_some(())?;
+        let replicas: Vec<String> = (0..2)
+            .map(|i| info_field(&info, &format!("slave{i}")))
+            .collect::<Option<_>>()?;
+        (info_field(&info, "connected_slaves")? == "2"
+            && replicas.iter().all(|r| r.contains("state=online")))
+        .then_some(replicas)
+    };
+    let replicas = wait_until(
+        &processes,
+        Duration::from_secs(30),
+        "pod 0 to be the primary of two online replicas",
+        || replicas_online(primary_port),
+    );
+    for pod in &redis_pods[1..] {
+        assert!(
+            replicas
+                .iter()
+                .any(|r| r.contains(&format!("port={}", pod.port))),
+            "{} replicates from pod 0: {replicas:?}",
+            pod.name
+        );
+        let info = redis_cli(pod.port, &["info", "replication"]);
+        assert_eq!(info_field(&info, "role").as_deref(), Some("slave"));
+        assert_eq!(
+            info_field(&info, "master_port").as_deref(),
+            Some(primary_port.to_string().as_str())
+        );
+    }
+
+    let named_primary = |sentinel: &Pod| -> Option<String> {
+        let reply = redis_cli(
+            sentinel.port,
+            &["sentinel", "get-master-addr-by-name", "likes"],
+        );
+        let lines: Vec<&str> = reply.lines().collect();
+        (lines.len() == 2).then(|| format!("{}:{}", lines[0], lines[1]))
+    };
+    let agreed = |expected: &str| {
+        sentinel_pods
+            .iter()
+            .all(|s| named_primary(s).as_deref() == Some(expected))
+    };
+    let expected = format!("127.0.0.1:{primary_port}");
+    wait_until(
+        &processes,
+        Duration::from_secs(30),
+        "the sentinels to agree on pod 0 and know one another",
+        || {
+            let know_each_other = sentinel_pods.iter().all(|s| {
+                let master = redis_cli(s.port, &["sentinel", "master", "likes"]);
+                let lines: Vec<&str> = master.lines().collect();
+                lines
+                    .windows(2)
+                    .any(|w| w[0] == "num-other-sentinels" && w[1] == "2")
+                    && lines
+                        .windows(2)
+                        .any(|w| w[0] == "num-slaves" && w[1] == "2")
+            });
+            (agreed(&expected) && know_each_other).then_some(())
+        },
+    );
+
+    // A write on the primary reaches both replicas.
+    assert_eq!(
+        redis_cli(primary_port, &["set", "c:like:1", "7"]).trim(),
+        "OK"
+    );
+    assert_eq!(
+        redis_cli(primary_port, &["wait", "2", "5000"]).trim(),
+        "2",
+        "both replicas acknowledge"
+    );
+
+    // The primary dies: the sentinels promote a replica.
+    processes.kill(&redis_pods[0].name);
+    let new_primary = wait_until(
+        &processes,
+        Duration::from_secs(60),
+        "the sentinels to fail over to a replica",
+        || {
+            let named = named_primary(&sentinel_pods[0])?;
+            (named != expected && agreed(&named)).then_some(named)
+        },
+    );
+    let new_port: u16 = new_primary
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port");
+    wait_until(
+        &processes,
+        Duration::from_secs(30),
+        "the promoted replica to be a primary",
+        || {
+            let info = redis_cli(new_port, &["info", "replication"]);
+            (info_field(&info, "role")?.as_str() == "master").then_some(())
+        },
+    );
+    assert_eq!(redis_cli(new_port, &["get", "c:like:1"]).trim(), "7");
+
+    // Pod 0 restarts: its script asks the sentinels and it comes back as a replica.
+    start_redis(&mut processes, 0);
+    wait_until(
+        &processes,
+        Duration::from_secs(30),
+        "the old primary to replicate from the new one",
+        || {
+            let info = redis_cli(primary_port, &["info", "replication"]);
+            (info_field(&info, "role")? == "slave"
+                && info_field(&info, "master_port")? == new_port.to_string()
+                && info_field(&info, "master_link_status")? == "up")
+                .then_some(())
+        },
+    );
+    let log = std::fs::read_to_string(work.join("likes-redis-0.log")).unwrap_or_default();
+    assert!(
+        log.contains("names the primary"),
+        "pod 0 asked the sentinels: {log}"
+    );
+    assert_eq!(redis_cli(primary_port, &["get", "c:like:1"]).trim(), "7");
+    wait_until(
+        &processes,
+        Duration::from_secs(30),
+        "the new primary to have two online replicas",
+        || replicas_online(new_port),
+    );
+
+    drop(processes);
+    let _ = std::fs::remove_dir_all(&work);
+}
