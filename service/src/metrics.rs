@@ -32,6 +32,7 @@ pub struct Metrics {
     pub store_errors: IntCounterVec,
     pub store_up: IntGauge,
     pub store_redirects: IntCounter,
+    pub store_primary_changes: IntCounter,
     pub leaderboard_flushes: IntCounterVec,
     pub gateway_batch_size: Histogram,
     pub discovery_refreshes: IntCounterVec,
@@ -215,6 +216,11 @@ impl Metrics {
             "Redis Cluster commands answered MOVED or ASK and resent to the owning node.",
         )
         .expect("valid metric");
+        let store_primary_changes = IntCounter::new(
+            "highpress_store_primary_changes_total",
+            "Times Sentinel named a primary other than the one written to (the first one included).",
+        )
+        .expect("valid metric");
         let store_up = IntGauge::new("highpress_store_up", "1 while the store answers, else 0.")
             .expect("valid metric");
         let leaderboard_flushes = IntCounterVec::new(
@@ -342,6 +348,7 @@ impl Metrics {
             Box::new(store_errors.clone()),
             Box::new(store_up.clone()),
             Box::new(store_redirects.clone()),
+            Box::new(store_primary_changes.clone()),
             Box::new(leaderboard_flushes.clone()),
             Box::new(gateway_batch_size.clone()),
             Box::new(discovery_refreshes.clone()),
@@ -411,6 +418,7 @@ impl Metrics {
             store_errors,
             store_up,
             store_redirects,
+            store_primary_changes,
             leaderboard_flushes,
             gateway_batch_size,
             discovery_refreshes,

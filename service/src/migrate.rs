@@ -36,23 +36,15 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<Report> {
         config.store.kind == StoreKind::Redis,
         "migrate-keys needs a Redis: set redis.addr (and redis.cluster for Redis Cluster)"
     );
-    let connect_timeout = config.redis.connect_timeout;
     // The layout is the engine's; the migration names its keys itself.
     let report = if config.redis.cluster {
-        let store = RedisClusterStore::new(
-            &config.redis.cluster_seeds()?,
-            KeyLayout::Highpress,
-            config.redis.timeout,
-            connect_timeout,
-        )?;
+        let store = RedisClusterStore::open(&config.redis, KeyLayout::Highpress)?;
         migrate(&store, options).await?
     } else {
-        let store = RedisStore::connect_lazy(
-            &config.redis.url()?,
-            KeyLayout::Highpress,
-            config.redis.timeout,
-            connect_timeout,
-        )?;
+        let store = RedisStore::open(&config.redis, KeyLayout::Highpress)?;
+        store
+            .wait_for_primary(config.redis.connect_timeout * 10)
+            .await;
         migrate(&store, options).await?
     };
     Ok(report)

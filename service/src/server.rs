@@ -114,21 +114,11 @@ pub async fn run(
                 .await
             }
             StoreKind::Redis if config.redis.cluster => {
-                let store = RedisClusterStore::new(
-                    &config.redis.cluster_seeds()?,
-                    config.store.key_layout,
-                    config.redis.timeout,
-                    config.redis.connect_timeout,
-                )?;
+                let store = RedisClusterStore::open(&config.redis, config.store.key_layout)?;
                 run_engine(mode, Arc::new(store), &config, listeners, shutdown).await
             }
             StoreKind::Redis => {
-                let store = RedisStore::connect_lazy(
-                    &config.redis.url()?,
-                    config.store.key_layout,
-                    config.redis.timeout,
-                    config.redis.connect_timeout,
-                )?;
+                let store = RedisStore::open(&config.redis, config.store.key_layout)?;
                 run_engine(mode, Arc::new(store), &config, listeners, shutdown).await
             }
         },

@@ -4,18 +4,13 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use highpress::gateway::rendezvous::{KeyHash, NodeHash, ranking};
-use support::{Highpress, Topology};
+use support::{Highpress, KeyTally, Load, Topology, key_name};
 
 const KEYS: usize = 24;
-
-fn key_name(i: usize) -> String {
-    format!("k{i}")
-}
 
 /// Which counter (index into `hp.counters`) owns `c:like:{id}` when both are up.
 fn owner(hp: &Highpress, id: &str) -> usize {
@@ -27,114 +22,8 @@ fn owner(hp: &Highpress, id: &str) -> usize {
     ranking(&nodes, KeyHash::of(&format!("c:like:{id}")))[0]
 }
 
-#[derive(Default)]
-struct KeyTally {
-    attempted: AtomicI64,
-    acknowledged: AtomicI64,
-    failed: AtomicI64,
-}
-
-/// Workers incrementing the `KEYS` keys round-robin; failures are timestamped.
-struct Load {
-    tallies: Arc<Vec<KeyTally>>,
-    stop: Arc<AtomicBool>,
-    /// When, which key, and the error code of the answer.
-    failures: Arc<std::sync::Mutex<Vec<(Instant, usize, String)>>>,
-    handles: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(base: &str, workers: usize) -> Self {
-        let tallies: Arc<Vec<KeyTally>> =
-            Arc::new((0..KEYS).map(|_| KeyTally::default()).collect());
-        let stop = Arc::new(AtomicBool::new(false));
-        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let url = format!("{base}/api/v1/counter/increment");
-        let handles = (0..workers)
-            .map(|w| {
-                let (url, tallies, stop, failures) = (url.clone(), tallies.clone(), stop.clone(), failures.clone());
-                tokio::spawn(async move {
-                    let client = support::client();
-                    let mut i = w;
-                    while !stop.load(Ordering::Relaxed) {
-                        let k = i % KEYS;
-                        i += 1;
-                        let body = format!(
-                            r#"{{"resource_id":"{}","counter_type":"like","user_id":"u","increment":1}}"#,
-                            key_name(k)
-                        );
-                        tallies[k].attempted.fetch_add(1, Ordering::SeqCst);
-                        let sent = client.post(&url).header("content-type", "application/json").body(body).send().await;
-                        match sent {
-                            Ok(r) if r.status() == 200 => {
-                                tallies[k].acknowledged.fetch_add(1, Ordering::SeqCst);
-                            }
-                            Ok(r) => {
-                                assert_eq!(r.status(), 503, "only 503 is acceptable during a counter fault");
-                                tallies[k].failed.fetch_add(1, Ordering::SeqCst);
-                                let at = Instant::now();
-                                let body: serde_json::Value = r.json().await.unwrap_or_default();
-                                let code = body["error"]["code"].as_str().unwrap_or("?").to_owned();
-                                failures.lock().unwrap().push((at, k, code));
-                                tokio::time::sleep(Duration::from_millis(5)).await;
-                            }
-                            Err(e) => panic!("the gateway itself failed: {e}"),
-                        }
-                    }
-                })
-            })
-            .collect();
-        Self {
-            tallies,
-            stop,
-            failures,
-            handles,
-        }
-    }
-
-    fn acknowledged(&self, k: usize) -> i64 {
-        self.tallies[k].acknowledged.load(Ordering::SeqCst)
-    }
-
-    async fn wait_for_more_acks(&self, keys: &[usize], more: i64) {
-        let start: Vec<i64> = keys.iter().map(|&k| self.acknowledged(k)).collect();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while keys
-            .iter()
-            .zip(&start)
-            .any(|(&k, &s)| self.acknowledged(k) < s + more)
-        {
-            assert!(Instant::now() < deadline, "keys {keys:?} made no progress");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn finish(self) -> (Arc<Vec<KeyTally>>, Vec<(Instant, usize, String)>) {
-        self.stop.store(true, Ordering::SeqCst);
-        for h in self.handles {
-            h.await.expect("load task");
-        }
-        let failures = self.failures.lock().unwrap().clone();
-        (self.tallies, failures)
-    }
-}
-
 fn assert_consistent(hp: &mut Highpress, tallies: &[KeyTally]) {
-    for (k, t) in tallies.iter().enumerate() {
-        let stored = hp.redis().get_i64(&format!("c:like:{}", key_name(k)));
-        let (acked, attempted) = (
-            t.acknowledged.load(Ordering::SeqCst),
-            t.attempted.load(Ordering::SeqCst),
-        );
-        assert!(
-            stored >= acked,
-            "key {k}: lost acknowledged increments ({stored} < {acked})"
-        );
-        assert!(
-            stored <= attempted,
-            "key {k}: stored {stored} > attempted {attempted}"
-        );
-    }
+    support::assert_consistent(tallies, |k| hp.redis().get_i64(&format!("c:like:{k}")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -151,7 +40,7 @@ async fn a_killed_counter_fails_over_and_its_keys_return_after_restart() {
         "keys must spread over both counters"
     );
 
-    let load = Load::start(&hp.base, 16);
+    let load = Load::start(&hp.base, KEYS, 16);
     load.wait_for_more_acks(&victims, 20).await;
     let killed_at = Instant::now();
     hp.counters[0].kill();
@@ -159,9 +48,7 @@ async fn a_killed_counter_fails_over_and_its_keys_return_after_restart() {
     load.wait_for_more_acks(&victims, 50).await;
     let failover = killed_at.elapsed();
 
-    let redis = hp.redis.take().expect("redis");
-    hp.counters[0].restart(&redis);
-    hp.redis = Some(redis);
+    hp.counters[0].restart();
     hp.counters[0].wait_ready().await;
     // Its keys come back to it: it acknowledges increments again.
     let metrics = hp.counters[0].metrics_url();
@@ -208,7 +95,7 @@ async fn a_frozen_counter_hits_deadlines_and_other_keys_are_unaffected() {
         .collect();
     assert!(!victims.is_empty() && !survivors.is_empty());
 
-    let load = Load::start(&hp.base, 16);
+    let load = Load::start(&hp.base, KEYS, 16);
     load.wait_for_more_acks(&victims, 20).await;
     let pid = hp.counters[0].pid().to_string();
     std::process::Command::new("kill")
@@ -243,7 +130,7 @@ async fn a_counter_stopped_with_sigterm_drains_and_its_keys_move_on() {
     let victims: Vec<usize> = (0..KEYS)
         .filter(|&k| owner(&hp, &key_name(k)) == 0)
         .collect();
-    let load = Load::start(&hp.base, 16);
+    let load = Load::start(&hp.base, KEYS, 16);
     load.wait_for_more_acks(&victims, 20).await;
 
     let status = hp.counters[0].terminate();

@@ -33,7 +33,7 @@ pub use gateway::{
 };
 pub use kafka::{KafkaAcks, KafkaConfig};
 pub use server::{ApiConfig, PprofConfig, ServerConfig};
-pub use store::{RedisConfig, StoreConfig, StoreKind};
+pub use store::{RedisConfig, SentinelConfig, StoreConfig, StoreKind};
 pub use telemetry::{LogConfig, LogFormat, TracingConfig};
 
 /// Why the configuration could not be used.
@@ -155,7 +155,9 @@ impl Config {
             .merge(configured.clone())
             .extract()
             .map_err(|e| ConfigError::Parse(describe_figment_error(e)))?;
-        if !configured.contains("store.kind") && configured.contains("redis.addr") {
+        if !configured.contains("store.kind")
+            && (configured.contains("redis.addr") || configured.contains("redis.sentinel"))
+        {
             config.store.kind = StoreKind::Redis;
             config.inferred.kind_from_redis_addr = true;
         }
@@ -399,10 +401,56 @@ kafka:  {brokers: ["localhost:9092"], topic: "counter_events"}
                 "store: {kind: redis}\nredis: {addr: 'nohostport'}",
                 "redis.addr",
             ),
+            (
+                "redis: {cluster: true, addr: 'a:1', sentinel: {master_name: m, addrs: ['s:1']}}",
+                "redis.sentinel",
+            ),
+            (
+                "redis: {sentinel: {master_name: m}}",
+                "redis.sentinel.addrs",
+            ),
+            (
+                "redis: {sentinel: {master_name: m, addrs: 'nohostport'}}",
+                "redis.sentinel.addrs",
+            ),
+            (
+                "redis: {sentinel: {addrs: ['s:1']}}",
+                "redis.sentinel.master_name",
+            ),
+            ("redis: {min_replicas_ack: 17}", "redis.min_replicas_ack"),
+            (
+                "redis: {min_replicas_ack: 1, replica_ack_timeout_ms: 1000}",
+                "redis.replica_ack_timeout_ms",
+            ),
         ] {
             let err = load_yaml_env(yaml, &[]).unwrap_err();
             assert!(err.contains(key), "{yaml}: {err}");
         }
+    }
+
+    #[test]
+    fn sentinel_settings_come_from_the_environment_and_mean_redis() {
+        let c = load_yaml_env(
+            "",
+            &[
+                ("HIGHPRESS_REDIS__SENTINEL__MASTER_NAME", "highpress"),
+                ("HIGHPRESS_REDIS__SENTINEL__ADDRS", "s0:26379, s1:26379"),
+                ("HIGHPRESS_REDIS__SENTINEL__PASSWORD", "p@ss"),
+                ("HIGHPRESS_REDIS__MIN_REPLICAS_ACK", "1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.store.kind,
+            StoreKind::Redis,
+            "inferred from redis.sentinel"
+        );
+        assert_eq!(
+            c.redis.sentinel.urls(),
+            ["redis://:p%40ss@s0:26379", "redis://:p%40ss@s1:26379"]
+        );
+        assert_eq!(c.redis.min_replicas_ack, 1);
+        assert_eq!(c.redis.replica_ack_timeout, Duration::from_millis(500));
     }
 
     #[test]

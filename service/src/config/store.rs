@@ -1,5 +1,6 @@
 //! Where the counts live: the store (`store`: memory or Redis, and the key layout) and the Redis
-//! connection (`redis`: one server or a cluster).
+//! connection (`redis`: one server, a primary found through Sentinel, or a cluster; and how
+//! many replicas must have a flush before it is acknowledged).
 
 use std::time::Duration;
 
@@ -28,6 +29,9 @@ pub struct StoreConfig {
     pub key_layout: KeyLayout,
 }
 
+/// The largest `redis.min_replicas_ack`.
+pub const MAX_REPLICAS_ACK: u32 = 16;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
@@ -43,6 +47,83 @@ pub struct RedisConfig {
     pub connect_timeout: Duration,
     /// Use the Redis Cluster client; `addr` lists seed nodes, comma-separated.
     pub cluster: bool,
+    /// Find the primary through Redis Sentinel (and follow its failovers) instead of `addr`.
+    pub sentinel: SentinelConfig,
+    /// Each flush ends with `WAIT min_replicas_ack`: its increments are acknowledged only once
+    /// that many replicas have them. 0 acknowledges once the primary has them.
+    pub min_replicas_ack: u32,
+    /// How long a flush waits for those replicas before its increments answer 503.
+    #[serde(rename = "replica_ack_timeout_ms", with = "forms::millis")]
+    pub replica_ack_timeout: Duration,
+}
+
+/// The sentinels that know the primary. Off while `master_name` is empty.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SentinelConfig {
+    /// The name the sentinels monitor the primary under (`sentinel monitor <name> …`).
+    pub master_name: String,
+    /// The sentinels, `host:port` each: a YAML list or comma-separated.
+    #[serde(deserialize_with = "forms::list_or_comma_separated")]
+    pub addrs: Vec<String>,
+    /// The sentinels' own password, if they require one (`redis.password` is the primary's).
+    pub password: String,
+}
+
+impl SentinelConfig {
+    pub fn enabled(&self) -> bool {
+        !self.master_name.is_empty()
+    }
+
+    /// A `redis://` URL per sentinel.
+    pub fn urls(&self) -> Vec<String> {
+        let auth = if self.password.is_empty() {
+            String::new()
+        } else {
+            format!(":{}@", percent_encode(&self.password))
+        };
+        self.addrs
+            .iter()
+            .map(|a| format!("redis://{auth}{}", a.trim()))
+            .collect()
+    }
+
+    fn validate(&self, cluster: bool) -> Result<(), ConfigError> {
+        if !self.enabled() {
+            if !self.addrs.is_empty() {
+                return Err(ConfigError::invalid(
+                    "redis.sentinel.master_name",
+                    "name the primary the sentinels in redis.sentinel.addrs monitor",
+                ));
+            }
+            return Ok(());
+        }
+        if cluster {
+            return Err(ConfigError::invalid(
+                "redis.sentinel",
+                "Redis Cluster fails over by itself; use redis.cluster or redis.sentinel, not both",
+            ));
+        }
+        if self.master_name.chars().any(|c| c.is_whitespace()) {
+            return Err(ConfigError::invalid(
+                "redis.sentinel.master_name",
+                "must not contain spaces",
+            ));
+        }
+        if self.addrs.is_empty() {
+            return Err(ConfigError::invalid(
+                "redis.sentinel.addrs",
+                "list at least one sentinel as host:port",
+            ));
+        }
+        if let Some(bad) = self.addrs.iter().find(|a| !forms::is_host_port(a.trim())) {
+            return Err(ConfigError::invalid(
+                "redis.sentinel.addrs",
+                format!("{bad:?} is not host:port"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for RedisConfig {
@@ -54,6 +135,9 @@ impl Default for RedisConfig {
             timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_millis(500),
             cluster: false,
+            sentinel: SentinelConfig::default(),
+            min_replicas_ack: 0,
+            replica_ack_timeout: Duration::from_millis(500),
         }
     }
 }
@@ -76,9 +160,10 @@ impl RedisConfig {
                         "Redis Cluster has only database 0",
                     ));
                 }
-            } else {
+            } else if !self.sentinel.enabled() {
                 self.url()?;
             }
+            self.sentinel.validate(self.cluster)?;
         }
         if !(0..=15_000).contains(&self.db) && !self.addr.contains("://") {
             return Err(ConfigError::invalid(
@@ -96,6 +181,22 @@ impl RedisConfig {
             return Err(ConfigError::invalid(
                 "redis.connect_timeout_ms",
                 "must be at least 1",
+            ));
+        }
+        if self.min_replicas_ack > MAX_REPLICAS_ACK {
+            return Err(ConfigError::invalid(
+                "redis.min_replicas_ack",
+                format!("must be at most {MAX_REPLICAS_ACK}"),
+            ));
+        }
+        if self.min_replicas_ack > 0
+            && (self.replica_ack_timeout.is_zero() || self.replica_ack_timeout >= self.timeout)
+        {
+            // WAIT must give up before the response timeout does, or a missing replica would
+            // look like a dead Redis.
+            return Err(ConfigError::invalid(
+                "redis.replica_ack_timeout_ms",
+                "must be at least 1 and below redis.timeout_ms",
             ));
         }
         Ok(())

@@ -49,6 +49,14 @@ pub struct CounterProcess {
     env: Vec<(String, String)>,
 }
 
+/// The settings that point highpress at one Redis server.
+fn redis_env(redis: &RedisServer) -> Vec<(String, String)> {
+    vec![
+        ("HIGHPRESS_STORE__KIND".to_string(), "redis".to_string()),
+        ("HIGHPRESS_REDIS__ADDR".to_string(), redis.addr()),
+    ]
+}
+
 impl CounterProcess {
     pub fn spawn(
         redis: &RedisServer,
@@ -56,14 +64,17 @@ impl CounterProcess {
         grpc_port: u16,
         http_port: u16,
     ) -> Self {
-        let mut all = vec![
-            ("HIGHPRESS_STORE__KIND".to_string(), "redis".to_string()),
-            ("HIGHPRESS_REDIS__ADDR".to_string(), redis.addr()),
-            (
-                "HIGHPRESS_GRPC__LISTEN".to_string(),
-                format!("127.0.0.1:{grpc_port}"),
-            ),
-        ];
+        let mut all = redis_env(redis);
+        all.extend(env.iter().cloned());
+        Self::spawn_on(&all, grpc_port, http_port)
+    }
+
+    /// A counter whose `env` names its store.
+    pub fn spawn_on(env: &[(String, String)], grpc_port: u16, http_port: u16) -> Self {
+        let mut all = vec![(
+            "HIGHPRESS_GRPC__LISTEN".to_string(),
+            format!("127.0.0.1:{grpc_port}"),
+        )];
         all.extend(env.iter().cloned());
         let child = spawn_process("counter", http_port, &all);
         Self {
@@ -96,11 +107,11 @@ impl CounterProcess {
         terminate(self.child.take().expect("running"))
     }
 
-    /// Starts again on the same ports.
-    pub fn restart(&mut self, redis: &RedisServer) {
+    /// Starts again on the same ports and settings.
+    pub fn restart(&mut self) {
         self.kill();
         let env = std::mem::take(&mut self.env);
-        *self = Self::spawn(redis, &env, self.grpc_port, self.http_port);
+        *self = Self::spawn_on(&env, self.grpc_port, self.http_port);
     }
 
     pub async fn wait_ready(&self) {
@@ -161,6 +172,28 @@ fn terminate(mut child: Child) -> std::process::ExitStatus {
     }
 }
 
+/// Two counters with `engine_env` (their store included), ready, and a gateway in front of them
+/// on `port` with `env`.
+async fn split(
+    port: u16,
+    engine_env: &[(String, String)],
+    env: &[(String, String)],
+) -> (Child, Vec<CounterProcess>) {
+    let counters: Vec<CounterProcess> = (0..2)
+        .map(|_| CounterProcess::spawn_on(engine_env, free_port(), free_port()))
+        .collect();
+    for c in &counters {
+        c.wait_ready().await;
+    }
+    let endpoints: Vec<String> = counters.iter().map(CounterProcess::grpc_addr).collect();
+    let mut all = vec![(
+        "HIGHPRESS_DISCOVERY__ENDPOINTS".to_string(),
+        endpoints.join(","),
+    )];
+    all.extend(env.iter().cloned());
+    (spawn_process("gateway", port, &all), counters)
+}
+
 /// Waits (bounded) until `url` answers 2xx.
 async fn wait_for(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -205,11 +238,7 @@ impl Highpress {
             Topology::InProcessMemory => unreachable!("started above"),
             Topology::StandaloneMemory => (spawn_process("standalone", port, &env), Vec::new()),
             Topology::StandaloneRedis => {
-                let r = redis.as_ref().expect("redis");
-                let mut all = vec![
-                    ("HIGHPRESS_STORE__KIND".to_string(), "redis".to_string()),
-                    ("HIGHPRESS_REDIS__ADDR".to_string(), r.addr()),
-                ];
+                let mut all = redis_env(redis.as_ref().expect("redis"));
                 all.extend(env.iter().cloned());
                 (spawn_process("standalone", port, &all), Vec::new())
             }
@@ -224,21 +253,9 @@ impl Highpress {
                 (spawn_process("standalone", port, &all), Vec::new())
             }
             Topology::Split => {
-                let r = redis.as_ref().expect("redis");
-                let counters: Vec<CounterProcess> = (0..2)
-                    .map(|_| CounterProcess::spawn(r, &env, free_port(), free_port()))
-                    .collect();
-                for c in &counters {
-                    c.wait_ready().await;
-                }
-                let endpoints: Vec<String> =
-                    counters.iter().map(CounterProcess::grpc_addr).collect();
-                let mut all = vec![(
-                    "HIGHPRESS_DISCOVERY__ENDPOINTS".to_string(),
-                    endpoints.join(","),
-                )];
-                all.extend(env.iter().cloned());
-                (spawn_process("gateway", port, &all), counters)
+                let mut store = redis_env(redis.as_ref().expect("redis"));
+                store.extend(env.iter().cloned());
+                split(port, &store, &env).await
             }
         };
         let hp = Self {
@@ -251,21 +268,59 @@ impl Highpress {
             redis,
             cluster,
         };
-        wait_for(&hp.url("/readyz")).await;
+        hp.wait_started().await;
+        hp
+    }
+
+    /// Waits until the process serving REST is ready and, split, has seen every counter.
+    async fn wait_started(&self) {
+        wait_for(&self.url("/readyz")).await;
         // A gateway is ready only after it has checked every counter once, so each counter
         // owns its keys from the first request on.
-        for c in &hp.counters {
+        for c in &self.counters {
             let up = format!(
                 "highpress_gateway_endpoint_up{{endpoint=\"{}\"}}",
                 c.grpc_addr()
             );
             assert_eq!(
-                metric(&hp.url("/metrics"), &up).await,
+                metric(&self.url("/metrics"), &up).await,
                 1,
                 "the gateway was ready before it saw {} serving",
                 c.grpc_addr()
             );
         }
+    }
+
+    /// A standalone, or a gateway in front of two counters (`split`), on the store that
+    /// `store_env` names (and that the test owns); `env` applies to every process.
+    pub async fn on_store(
+        split_tiers: bool,
+        store_env: &[(String, String)],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let env = owned(env);
+        let mut engine = store_env.to_vec();
+        engine.extend(env.iter().cloned());
+        let port = free_port();
+        let (topology, (child, counters)) = if split_tiers {
+            (Topology::Split, split(port, &engine, &env).await)
+        } else {
+            (
+                Topology::StandaloneRedis,
+                (spawn_process("standalone", port, &engine), Vec::new()),
+            )
+        };
+        let hp = Self {
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            topology,
+            child: Some(child),
+            in_process: None,
+            counters,
+            redis: None,
+            cluster: None,
+        };
+        hp.wait_started().await;
         hp
     }
 

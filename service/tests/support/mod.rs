@@ -1,6 +1,7 @@
 //! Shared fixtures for integration tests, one file per component: real `redis-server`
 //! processes (`redis`), `highpress` deployments in every topology (`highpress`), a tansu broker
-//! and an event collector (`kafka`), and the HTTP client and assertions (`http`). Every process is
+//! and an event collector (`kafka`), a per-key load for fault tests (`load`), and the HTTP client
+//! and assertions (`http`). Every process is
 //! owned by a guard that kills it on drop, panic included. A missing tool fails the test (run
 //! `scripts/install-test-deps.sh`); nothing is skipped.
 
@@ -9,6 +10,7 @@
 mod highpress;
 mod http;
 mod kafka;
+mod load;
 mod redis;
 
 // Each test binary uses some of these, so any one of them may be unused in a given binary.
@@ -18,6 +20,8 @@ pub use highpress::*;
 pub use http::*;
 #[allow(unused_imports)]
 pub use kafka::*;
+#[allow(unused_imports)]
+pub use load::*;
 #[allow(unused_imports)]
 pub use redis::*;
 

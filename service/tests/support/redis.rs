@@ -1,6 +1,7 @@
 //! Real `redis-server` processes for tests: a private append-only server (`RedisServer`), a
-//! `redis-cli` on it (`RedisCli`), and a three-master Redis Cluster (`RedisCluster`). Each is
-//! killed when dropped.
+//! `redis-cli` on it (`RedisCli`), a three-master Redis Cluster (`RedisCluster`), and a primary
+//! with two replicas watched by three sentinels (`ReplicatedRedis`). Each is killed when
+//! dropped.
 
 use super::*;
 
@@ -12,6 +13,8 @@ pub struct RedisServer {
     child: Option<Child>,
     /// A Redis Cluster node: started with cluster mode on, queried with redirects followed.
     cluster: bool,
+    /// Arguments of its own (`--replicaof …`), kept for restarts.
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -22,12 +25,25 @@ impl RedisServer {
     /// A free port is only free until someone takes it: a server that lost its port to a
     /// concurrent test is started again on another one.
     fn start_node(cluster: bool) -> Self {
+        Self::start_with(cluster, &[])
+    }
+
+    /// A replica of the server on `primary_port`.
+    pub fn start_replica_of(primary_port: u16) -> Self {
+        Self::start_with(
+            false,
+            &["--replicaof", "127.0.0.1", &primary_port.to_string()],
+        )
+    }
+
+    fn start_with(cluster: bool, extra: &[&str]) -> Self {
         for _ in 0..5 {
             let mut server = Self {
                 port: free_port(),
                 dir: scratch_dir("redis"),
                 child: None,
                 cluster,
+                extra: extra.iter().map(|a| a.to_string()).collect(),
             };
             if server.spawn() {
                 return server;
@@ -61,6 +77,7 @@ impl RedisServer {
             } else {
                 &[][..]
             })
+            .args(&self.extra)
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -96,6 +113,26 @@ impl RedisServer {
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         kill_and_reap(&mut self.child);
+    }
+
+    /// SIGSTOP: frozen, as a node that stopped being scheduled (its connections stay open).
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`freeze`](Self::freeze).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill {signal} {pid}");
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Starts again on the same port and data directory.
@@ -181,25 +218,44 @@ impl RedisCli {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        // A frozen process takes SIGKILL too, but thaw it first so nothing is left stopped.
+        if self.child.is_some() {
+            let _ = Command::new("kill")
+                .args([
+                    "-CONT",
+                    &self.child.as_ref().map_or(0, Child::id).to_string(),
+                ])
+                .status();
+        }
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-/// A three-master Redis Cluster on loopback, no replicas, append-only with fsync always.
+/// A three-master Redis Cluster on loopback, append-only with fsync always; without replicas,
+/// or with one per master.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
+    /// Replicas per master.
+    replicas: usize,
 }
 
 impl RedisCluster {
     pub fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_node(true)).collect();
+        Self::start_with_replicas(0)
+    }
+
+    /// Three masters with `replicas` replicas each (`nodes[0..3]` start as the masters).
+    pub fn start_with_replicas(replicas: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..3 * (1 + replicas))
+            .map(|_| RedisServer::start_node(true))
+            .collect();
         let addrs: Vec<String> = nodes.iter().map(RedisServer::addr).collect();
         // Bounded: `--cluster create` waits forever for a node that is gone.
         let out = Command::new("timeout")
             .args(["60", "redis-cli", "--cluster", "create"])
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli --cluster create");
         assert!(
@@ -207,20 +263,23 @@ impl RedisCluster {
             "cluster create failed: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        let cluster = Self { nodes };
+        let cluster = Self { nodes, replicas };
         cluster.wait_ok();
         cluster
     }
 
     /// Waits (bounded) until every node reports `cluster_state:ok`, all slots served and all
-    /// three nodes known.
+    /// nodes known, and every master has its replicas online.
     pub fn wait_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
+        let known = format!("cluster_known_nodes:{}", self.nodes.len());
         while !self.nodes.iter().all(|n| {
             n.try_cmd(&["CLUSTER", "INFO"]).is_some_and(|i| {
                 i.contains("cluster_state:ok")
                     && i.contains("cluster_slots_ok:16384")
-                    && i.contains("cluster_known_nodes:3")
+                    && i.contains(&known)
+            }) && n.try_cmd(&["INFO", "replication"]).is_some_and(|r| {
+                !r.contains("role:master") || r.matches("state=online").count() == self.replicas
             })
         }) {
             assert!(Instant::now() < deadline, "the cluster did not become ok");
@@ -237,8 +296,231 @@ impl RedisCluster {
             .join(",")
     }
 
-    /// The integer at `key`, wherever it lives.
+    /// The integer at `key`, wherever it lives (asked through the first running node).
     pub fn get_i64(&self, key: &str) -> i64 {
-        self.nodes[0].get_i64(key)
+        self.nodes
+            .iter()
+            .find(|n| n.is_running())
+            .expect("a running node")
+            .get_i64(key)
+    }
+
+    /// The node that serves `key`'s slot as master now, as the running nodes see it.
+    pub fn master_of(&self, key: &str) -> Option<usize> {
+        let asked = self.nodes.iter().find(|n| n.is_running())?;
+        let slot: u16 = asked.cmd(&["CLUSTER", "KEYSLOT", key]).parse().ok()?;
+        // `<id> <ip:port@bus> <flags> <master> <ping> <pong> <epoch> <link> <slot ranges…>`
+        let table = asked.try_cmd(&["CLUSTER", "NODES"])?;
+        let line = table.lines().find(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 8
+                && fields[2].contains("master")
+                && !fields[2].contains("fail")
+                && fields[8..].iter().any(|range| {
+                    let (a, b) = range.split_once('-').unwrap_or((range, range));
+                    matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+                })
+        })?;
+        let port: u16 = line
+            .split_whitespace()
+            .nth(1)?
+            .split(['@', ':'])
+            .nth(1)?
+            .parse()
+            .ok()?;
+        self.nodes.iter().position(|n| n.port == port)
+    }
+
+    /// Waits (bounded) until `old` is no longer the master of `key`'s slot.
+    pub fn wait_failover(&self, key: &str, old: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(now) = self.master_of(key).filter(|&m| m != old) {
+                return now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no replica took over from node {old}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The name the sentinels of a [`ReplicatedRedis`] monitor its primary under.
+pub const MASTER_NAME: &str = "highpress";
+
+/// A `redis-server --sentinel` process.
+pub struct SentinelProcess {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl SentinelProcess {
+    /// A sentinel watching the primary on `primary_port`: down after 1 s without an answer,
+    /// quorum 2.
+    fn start(primary_port: u16) -> Self {
+        let port = free_port();
+        let dir = scratch_dir("sentinel");
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                 sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 2\n\
+                 sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+                 sentinel failover-timeout {MASTER_NAME} 4000\n\
+                 sentinel parallel-syncs {MASTER_NAME} 2\n",
+                dir = dir.display()
+            ),
+        )
+        .expect("sentinel.conf written");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/install-test-deps.sh)");
+        Self {
+            port,
+            dir,
+            child: Some(child),
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--raw"])
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// The primary's port as this sentinel knows it.
+    pub fn primary_port(&self) -> Option<u16> {
+        let reply = self.cmd(&["SENTINEL", "get-master-addr-by-name", MASTER_NAME])?;
+        reply.lines().nth(1)?.trim().parse().ok()
+    }
+
+    /// A field of `SENTINEL master`, which answers field and value on alternate lines.
+    fn master_field(&self, field: &str) -> Option<String> {
+        let reply = self.cmd(&["SENTINEL", "master", MASTER_NAME])?;
+        let lines: Vec<&str> = reply.lines().collect();
+        lines
+            .chunks(2)
+            .find(|pair| pair[0] == field)
+            .and_then(|pair| pair.get(1))
+            .map(|v| v.to_string())
+    }
+}
+
+impl Drop for SentinelProcess {
+    fn drop(&mut self) {
+        kill_and_reap(&mut self.child);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A primary and two replicas (append-only, fsync always), watched by three sentinels.
+pub struct ReplicatedRedis {
+    /// Index 0 starts as the primary; after a failover any of them may be.
+    pub nodes: Vec<RedisServer>,
+    pub sentinels: Vec<SentinelProcess>,
+}
+
+impl ReplicatedRedis {
+    pub fn start() -> Self {
+        let mut nodes = vec![RedisServer::start()];
+        let primary_port = nodes[0].port;
+        nodes.extend((0..2).map(|_| RedisServer::start_replica_of(primary_port)));
+        let sentinels = (0..3)
+            .map(|_| SentinelProcess::start(nodes[0].port))
+            .collect();
+        let set = Self { nodes, sentinels };
+        set.wait_settled(set.nodes[0].port);
+        set
+    }
+
+    /// The settings that point highpress at this set's sentinels.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let addrs: Vec<String> = self.sentinels.iter().map(SentinelProcess::addr).collect();
+        vec![
+            ("HIGHPRESS_STORE__KIND".into(), "redis".into()),
+            (
+                "HIGHPRESS_REDIS__SENTINEL__MASTER_NAME".into(),
+                MASTER_NAME.into(),
+            ),
+            ("HIGHPRESS_REDIS__SENTINEL__ADDRS".into(), addrs.join(",")),
+        ]
+    }
+
+    /// Which node every sentinel names as the primary, once they agree.
+    pub fn primary(&self) -> Option<usize> {
+        let ports: Vec<Option<u16>> = self.sentinels.iter().map(|s| s.primary_port()).collect();
+        let first = ports[0]?;
+        if ports.iter().any(|p| *p != Some(first)) {
+            return None;
+        }
+        self.nodes.iter().position(|n| n.port == first)
+    }
+
+    /// Waits (bounded) until every sentinel names the node on `primary_port`, sees the other
+    /// two nodes as its replicas and the other two sentinels, and the primary has both replicas
+    /// online with their link up.
+    pub fn wait_settled(&self, primary_port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let sentinels_agree = self.sentinels.iter().all(|s| {
+                s.primary_port() == Some(primary_port)
+                    && s.master_field("num-slaves").as_deref() == Some("2")
+                    && s.master_field("num-other-sentinels").as_deref() == Some("2")
+                    && s.master_field("flags").as_deref() == Some("master")
+            });
+            let primary = self.nodes.iter().find(|n| n.port == primary_port);
+            let replicas_online = primary
+                .and_then(|p| p.try_cmd(&["INFO", "replication"]))
+                .is_some_and(|info| {
+                    info.contains("role:master") && info.matches("state=online").count() == 2
+                });
+            if sentinels_agree && replicas_online {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replicated set did not settle on port {primary_port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits (bounded) until the sentinels agree on a primary other than node `old`.
+    pub fn wait_failover(&self, old: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(now) = self.primary().filter(|&p| p != old) {
+                return now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no failover away from node {old}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The integer at `key` on the current primary.
+    pub fn get_i64(&self, key: &str) -> i64 {
+        let primary = self.primary().expect("the sentinels agree on a primary");
+        self.nodes[primary].get_i64(key)
     }
 }

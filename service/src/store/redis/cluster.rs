@@ -20,8 +20,10 @@ use super::scripts::{
     ScriptBy, guarded_command, is_noscript, parse_groups, parse_kth, parse_reset, reset_command,
 };
 use super::{
-    classify, leaderboard_commands, parse_scan, ranked_entries, scan_command, top_command,
+    ReplicaAck, classify, is_unavailable_code, leaderboard_commands, parse_scan, ranked_entries,
+    scan_command, top_command,
 };
+use crate::config::RedisConfig;
 use crate::store::keyspace::Keyspace;
 use crate::store::{
     BoardWrite, CounterKey, GroupOutcome, IncrOutcome, KeyLayout, LeaderboardBucket,
@@ -54,15 +56,6 @@ pub fn key_slot(key: &str) -> u16 {
     crc % SLOTS as u16
 }
 
-/// Error codes a node answers while the cluster is degraded or changing; the command was not
-/// executed and may succeed later.
-fn is_retryable(code: &str) -> bool {
-    matches!(
-        code,
-        "CLUSTERDOWN" | "TRYAGAIN" | "LOADING" | "MASTERDOWN" | "BUSY"
-    )
-}
-
 /// Which master owns each slot, as last read with `CLUSTER SLOTS`.
 #[derive(Default)]
 struct SlotTable {
@@ -80,6 +73,8 @@ pub struct RedisClusterStore {
     config: ConnectionManagerConfig,
     timeout: Duration,
     layout: KeyLayout,
+    /// Replicas each master's part of a write waits for.
+    replica_ack: ReplicaAck,
 }
 
 /// One command of a grouped round trip, with the slot that decides its node.
@@ -132,7 +127,31 @@ impl RedisClusterStore {
                 .set_max_delay(Duration::from_millis(200)),
             timeout,
             layout,
+            replica_ack: ReplicaAck::default(),
         })
+    }
+
+    /// The cluster `config` names (`redis.addr`'s seeds), with `redis.min_replicas_ack`.
+    pub fn open(config: &RedisConfig, layout: KeyLayout) -> Result<Self, StoreError> {
+        let seeds = config
+            .cluster_seeds()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        Ok(
+            Self::new(&seeds, layout, config.timeout, config.connect_timeout)?
+                .with_replica_ack(ReplicaAck::from(config)),
+        )
+    }
+
+    /// Acknowledges writes only once `ack.replicas` replicas of each master involved have
+    /// them: one `WAIT` per master per write.
+    pub fn with_replica_ack(mut self, ack: ReplicaAck) -> Self {
+        self.replica_ack = ack;
+        self
+    }
+
+    /// What a write waits for; reads and leaderboards wait for nothing.
+    fn write_ack(&self) -> Option<ReplicaAck> {
+        (self.replica_ack.replicas > 0).then_some(self.replica_ack)
     }
 
     /// The connection to node `addr` (`host:port`), created on first use.
@@ -208,8 +227,13 @@ impl RedisClusterStore {
     }
 
     /// Sends `commands` as one pipeline per owning master, concurrently, and returns one reply
-    /// per command, in order.
-    async fn run_grouped(&self, commands: &[Routed]) -> Vec<Result<Value, StoreError>> {
+    /// per command, in order. With `ack`, each pipeline ends with its `WAIT`, and a master whose
+    /// replicas fall short fails all of its commands as unavailable.
+    async fn run_grouped(
+        &self,
+        commands: &[Routed],
+        ack: Option<ReplicaAck>,
+    ) -> Vec<Result<Value, StoreError>> {
         if self
             .slots
             .read()
@@ -245,7 +269,10 @@ impl RedisClusterStore {
             }
             async move {
                 let mut con = self.node(node)?;
-                self.run(pipe.query_async::<Vec<Value>>(&mut con)).await
+                let replies = self
+                    .run(pipe_with_ack(pipe, ack).query_async(&mut con))
+                    .await?;
+                acknowledged(replies, ack)
             }
         });
         let mut redirects: Vec<(usize, String)> = Vec::new();
@@ -285,7 +312,7 @@ impl RedisClusterStore {
                 .inc_by(redirects.len() as u64);
             let resends = redirects
                 .iter()
-                .map(|(i, redirect)| self.follow(&commands[*i].cmd, redirect));
+                .map(|(i, redirect)| self.follow(&commands[*i].cmd, redirect, ack));
             let answers = join_all(resends).await;
             for ((i, _), answer) in redirects.iter().zip(answers) {
                 replies[*i] = Some(answer);
@@ -301,7 +328,12 @@ impl RedisClusterStore {
     }
 
     /// Resends one redirected (and so unexecuted) command to the node the redirect names.
-    async fn follow(&self, cmd: &Cmd, redirect: &str) -> Result<Value, StoreError> {
+    async fn follow(
+        &self,
+        cmd: &Cmd,
+        redirect: &str,
+        ack: Option<ReplicaAck>,
+    ) -> Result<Value, StoreError> {
         // "MOVED 3999 127.0.0.1:6381" or "ASK 3999 127.0.0.1:6381"
         let mut parts = redirect.split_whitespace();
         let (Some(kind), Some(_slot), Some(addr)) = (parts.next(), parts.next(), parts.next())
@@ -310,20 +342,43 @@ impl RedisClusterStore {
                 "unparsable redirect {redirect:?}"
             )));
         };
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
         if kind == "ASK" {
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors()
-                .cmd("ASKING")
-                .ignore()
-                .add_command(cmd.clone());
-            let mut con = self.node(addr)?;
-            let mut values: Vec<Value> = self.run(pipe.query_async(&mut con)).await?;
-            return values
-                .pop()
-                .ok_or_else(|| StoreError::Internal("empty ASK reply".into()));
+            pipe.cmd("ASKING").ignore();
         }
-        self.query_node(addr, cmd).await
+        pipe.add_command(cmd.clone());
+        let mut con = self.node(addr)?;
+        let replies = self
+            .run(pipe_with_ack(pipe, ack).query_async(&mut con))
+            .await?;
+        acknowledged(replies, ack)?
+            .pop()
+            .ok_or_else(|| StoreError::Internal("empty redirect reply".into()))
     }
+}
+
+/// `pipe`, ended by the replicas' `WAIT` when `ack` asks for one.
+fn pipe_with_ack(mut pipe: redis::Pipeline, ack: Option<ReplicaAck>) -> redis::Pipeline {
+    if let Some(wait) = ack.and_then(ReplicaAck::command) {
+        pipe.add_command(wait);
+    }
+    pipe
+}
+
+/// The replies of a pipeline's own commands, once its `WAIT` (if any) says enough replicas
+/// have them.
+fn acknowledged(
+    mut replies: Vec<Value>,
+    ack: Option<ReplicaAck>,
+) -> Result<Vec<Value>, StoreError> {
+    if let Some(ack) = ack.filter(|a| a.replicas > 0) {
+        let wait = replies
+            .pop()
+            .ok_or_else(|| StoreError::Internal("pipeline answered no WAIT".into()))?;
+        ack.check(&wait)?;
+    }
+    Ok(replies)
 }
 
 fn parse_slots(reply: Value) -> Result<SlotTable, StoreError> {
@@ -362,7 +417,7 @@ fn incr_outcome(reply: Result<Value, StoreError>) -> IncrOutcome {
         Ok(Value::ServerError(e)) if e.details().is_some_and(|d| d.contains("would overflow")) => {
             IncrOutcome::Overflow
         }
-        Ok(Value::ServerError(e)) if is_retryable(e.code()) => IncrOutcome::Unavailable,
+        Ok(Value::ServerError(e)) if is_unavailable_code(e.code()) => IncrOutcome::Unavailable,
         Ok(other) => IncrOutcome::Failed(format!("unexpected reply {other:?}")),
         Err(StoreError::Unavailable(_)) => IncrOutcome::Unavailable,
         Err(StoreError::Internal(e)) => IncrOutcome::Failed(e),
@@ -398,7 +453,7 @@ impl Store for RedisClusterStore {
                 ),
             }))
             .collect();
-        let mut replies = self.run_grouped(&commands).await;
+        let mut replies = self.run_grouped(&commands, self.write_ack()).await;
         let mut scripts = replies.split_off(batch.increments.len());
         // A NOSCRIPT group ran nothing (a node restarted, failed over, or never ran the
         // script): resend exactly those, with the script's body.
@@ -420,7 +475,10 @@ impl Store for RedisClusterStore {
                     ),
                 })
                 .collect();
-            for (&i, answer) in unknown.iter().zip(self.run_grouped(&resend).await) {
+            for (&i, answer) in unknown
+                .iter()
+                .zip(self.run_grouped(&resend, self.write_ack()).await)
+            {
                 scripts[i] = answer;
             }
         }
@@ -428,7 +486,9 @@ impl Store for RedisClusterStore {
             .into_iter()
             .zip(&batch.guarded)
             .map(|(reply, group)| match reply {
-                Ok(Value::ServerError(e)) if is_retryable(e.code()) => GroupOutcome::Unavailable,
+                Ok(Value::ServerError(e)) if is_unavailable_code(e.code()) => {
+                    GroupOutcome::Unavailable
+                }
                 Ok(Value::ServerError(e)) => GroupOutcome::Failed(format!("{e:?}")),
                 Ok(v) => parse_groups(&v, std::slice::from_ref(group))
                     .pop()
@@ -445,15 +505,18 @@ impl Store for RedisClusterStore {
 
     async fn reset<'a>(&'a self, key: &'a CounterKey) -> Result<i64, StoreError> {
         let reply = self
-            .run_grouped(&[Routed {
-                slot: key_slot(&self.layout.counter(key)),
-                cmd: reset_command(key, self.layout),
-            }])
+            .run_grouped(
+                &[Routed {
+                    slot: key_slot(&self.layout.counter(key)),
+                    cmd: reset_command(key, self.layout),
+                }],
+                self.write_ack(),
+            )
             .await
             .pop()
             .expect("one reply")?;
         match reply {
-            Value::ServerError(e) if is_retryable(e.code()) => {
+            Value::ServerError(e) if is_unavailable_code(e.code()) => {
                 Err(StoreError::Unavailable(format!("{e:?}")))
             }
             other => parse_reset(&other)
@@ -474,7 +537,7 @@ impl Store for RedisClusterStore {
                 }
             })
             .collect();
-        self.run_grouped(&commands)
+        self.run_grouped(&commands, None)
             .await
             .into_iter()
             .map(|reply| match reply? {
@@ -485,7 +548,7 @@ impl Store for RedisClusterStore {
                     .ok_or_else(|| {
                         StoreError::Internal("a counter key holds a non-integer".into())
                     }),
-                Value::ServerError(e) if is_retryable(e.code()) => {
+                Value::ServerError(e) if is_unavailable_code(e.code()) => {
                     Err(StoreError::Unavailable(format!("{e:?}")))
                 }
                 other => Err(StoreError::Internal(format!(
@@ -511,10 +574,15 @@ impl Store for RedisClusterStore {
             })
             .collect();
         let mut kth = Vec::with_capacity(writes.len());
-        for (i, reply) in self.run_grouped(&commands).await.into_iter().enumerate() {
+        for (i, reply) in self
+            .run_grouped(&commands, None)
+            .await
+            .into_iter()
+            .enumerate()
+        {
             let reply = reply?;
             if let Value::ServerError(e) = &reply
-                && is_retryable(e.code())
+                && is_unavailable_code(e.code())
             {
                 return Err(StoreError::Unavailable(format!("{e:?}")));
             }
@@ -535,10 +603,13 @@ impl Store for RedisClusterStore {
         limit: usize,
     ) -> Result<Vec<RankedEntry>, StoreError> {
         let reply = self
-            .run_grouped(&[Routed {
-                slot: key_slot(bucket.as_str()),
-                cmd: top_command(bucket, limit),
-            }])
+            .run_grouped(
+                &[Routed {
+                    slot: key_slot(bucket.as_str()),
+                    cmd: top_command(bucket, limit),
+                }],
+                None,
+            )
             .await
             .pop()
             .expect("one reply")?;
@@ -606,11 +677,11 @@ impl Keyspace for RedisClusterStore {
                 cmd,
             })
             .collect();
-        self.run_grouped(&routed)
+        self.run_grouped(&routed, None)
             .await
             .into_iter()
             .map(|reply| match reply {
-                Ok(Value::ServerError(e)) if is_retryable(e.code()) => {
+                Ok(Value::ServerError(e)) if is_unavailable_code(e.code()) => {
                     Err(StoreError::Unavailable(e.to_string()))
                 }
                 Ok(Value::ServerError(e)) => Err(StoreError::Internal(e.to_string())),

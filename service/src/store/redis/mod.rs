@@ -1,15 +1,20 @@
-//! The Redis stores: [`single::RedisStore`] (one server) and [`cluster::RedisClusterStore`]
-//! (Redis Cluster), and what they share: error classification, the leaderboard and `SCAN`
-//! commands, and [`scripts`], the Lua scripts (in `*.lua` beside this file) with the commands
-//! that call them and the parsers of their answers.
+//! The Redis stores: [`single::RedisStore`] (one server, or the primary that [`sentinel`]
+//! names) and [`cluster::RedisClusterStore`] (Redis Cluster), and what they share: error
+//! classification, the replica acknowledgement that ends each write ([`ReplicaAck`]), the
+//! leaderboard and `SCAN` commands, and [`scripts`], the Lua scripts (in `*.lua` beside this
+//! file) with the commands that call them and the parsers of their answers.
 
 pub mod cluster;
 pub mod scripts;
+pub mod sentinel;
 pub mod single;
+
+use std::time::Duration;
 
 use redis::{Cmd, RedisError, Value};
 
 pub use cluster::{RedisClusterStore, key_slot};
+pub use sentinel::Sentinel;
 pub use single::RedisStore;
 
 use scripts::board_command;
@@ -18,14 +23,71 @@ use super::{BoardWrite, LeaderboardBucket, LeaderboardRemoval, Period, RankedEnt
 
 /// Sorts a Redis error into retryable (`Unavailable`) or not.
 fn classify(e: RedisError) -> StoreError {
-    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
+    if e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.code().is_some_and(is_unavailable_code)
+    {
         StoreError::Unavailable(e.to_string())
     } else {
-        match e.code() {
-            Some("LOADING" | "BUSY" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN") => {
-                StoreError::Unavailable(e.to_string())
-            }
-            _ => StoreError::Internal(e.to_string()),
+        StoreError::Internal(e.to_string())
+    }
+}
+
+/// Error codes of a command that was not executed because the server cannot take it now: it is
+/// loading, busy, cut off from its primary or its cluster, a replica (`READONLY`: a failover
+/// demoted it), or short of the replicas its `min-replicas-to-write` asks for.
+fn is_unavailable_code(code: &str) -> bool {
+    matches!(
+        code,
+        "LOADING" | "BUSY" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN" | "READONLY" | "NOREPLICAS"
+    )
+}
+
+/// How many replicas must have a write before it is acknowledged: a write's pipeline ends with
+/// `WAIT replicas timeout`, one command per flush (per master on Redis Cluster), which Redis
+/// answers once that many replicas have everything the connection wrote before it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplicaAck {
+    pub replicas: u32,
+    pub timeout: Duration,
+}
+
+impl From<&crate::config::RedisConfig> for ReplicaAck {
+    fn from(config: &crate::config::RedisConfig) -> Self {
+        Self {
+            replicas: config.min_replicas_ack,
+            timeout: config.replica_ack_timeout,
+        }
+    }
+}
+
+impl ReplicaAck {
+    /// The `WAIT` that ends a write, if replicas are asked for.
+    fn command(self) -> Option<Cmd> {
+        (self.replicas > 0).then(|| {
+            let mut cmd = redis::cmd("WAIT");
+            cmd.arg(self.replicas)
+                .arg(self.timeout.as_millis().max(1) as u64);
+            cmd
+        })
+    }
+
+    /// Reads `WAIT`'s answer (how many replicas have the writes): fewer than asked means the
+    /// writes are on the primary only, so their outcome is unknown to a failover.
+    fn check(self, reply: &Value) -> Result<(), StoreError> {
+        match reply {
+            Value::Int(n) if *n >= i64::from(self.replicas) => Ok(()),
+            Value::Int(n) => Err(StoreError::Unavailable(format!(
+                "{n} of {} replicas acknowledged the flush within {} ms",
+                self.replicas,
+                self.timeout.as_millis()
+            ))),
+            Value::ServerError(e) => Err(StoreError::Unavailable(format!("WAIT failed: {e:?}"))),
+            other => Err(StoreError::Internal(format!(
+                "unexpected WAIT reply {other:?}"
+            ))),
         }
     }
 }
