@@ -421,6 +421,137 @@ async fn switching_to_external_redis_deletes_the_managed_redis_but_keeps_its_sec
     scenario_external_redis().await;
 }
 
+/// Managed Redis from 1 to 3 replicas and back. Going up, the API server refuses to turn the
+/// ClusterIP Service `likes-redis` headless (injected here with the real API server's answer),
+/// so the operator deletes it (owned, uid precondition) and applies it again, headless, before
+/// the StatefulSet; the sentinels' Service and StatefulSet and the Redis and sentinel PDBs
+/// follow, and the status reports the sentinels. Back to 1, the sentinels are deleted.
+async fn scenario_redis_replicas() -> Vec<Recorded> {
+    // The checks are plain functions: an async fn's frame holds every temporary of its body,
+    // and with these inline the RBAC test (which awaits every scenario) overflowed its stack.
+    let mut cc = cluster();
+    cc.metadata.generation = Some(1);
+    let (fake, ctx) = setup(&cc);
+    run(&cc, &ctx).await.expect("reconciled");
+    check_single_redis_service(&fake);
+    fake.clear_requests();
+
+    let replicated = with_redis_replicas(&fake, 3, 2);
+    refuse_headless_once(&fake);
+    run(&replicated, &ctx).await.expect("reconciled");
+    let requests_up = fake.requests();
+    check_one_to_three(&fake, &requests_up);
+    fake.clear_requests();
+
+    let single = with_redis_replicas(&fake, 1, 3);
+    run(&single, &ctx).await.expect("reconciled");
+    let requests_down = fake.requests();
+    check_three_to_one(&fake, &requests_down);
+    fake.clear_requests();
+
+    // The next reconcile of the single Redis asks nothing about sentinels.
+    run(&stored(&fake), &ctx).await.expect("reconciled");
+    check_no_sentinel_request(&fake.requests());
+
+    let mut requests = requests_up;
+    requests.extend(requests_down);
+    requests
+}
+
+fn check_single_redis_service(fake: &FakeApi) {
+    let single = fake
+        .get(&format!("{CORE}/services/likes-redis"))
+        .expect("the Redis Service");
+    assert!(single["spec"].get("clusterIP").is_none(), "{single}");
+}
+
+fn with_redis_replicas(fake: &FakeApi, replicas: i32, generation: i64) -> CounterCluster {
+    let mut cc = stored(fake);
+    cc.spec.redis.managed.replicas = replicas;
+    cc.metadata.generation = Some(generation);
+    cc
+}
+
+/// What a real API server answers an apply that makes a ClusterIP Service headless.
+fn refuse_headless_once(fake: &FakeApi) {
+    fake.fail(Failure {
+        method: Method::PATCH,
+        path_suffix: "/services/likes-redis".to_owned(),
+        code: 422,
+        message: r#"Service "likes-redis" is invalid: spec.clusterIPs[0]: Invalid value: ["None"]: may not change once set"#.to_owned(),
+        times: 1,
+    });
+}
+
+fn check_one_to_three(fake: &FakeApi, requests: &[Recorded]) {
+    let up: Vec<String> = lines(requests)
+        .into_iter()
+        .filter(|l| l.contains("likes-redis") && !l.contains("/secrets") && !l.contains("/events"))
+        .collect();
+    assert_eq!(
+        up,
+        [
+            format!("PATCH {CORE}/services/likes-redis"),
+            format!("GET {CORE}/services/likes-redis"),
+            format!("DELETE {CORE}/services/likes-redis"),
+            format!("PATCH {CORE}/services/likes-redis"),
+            format!("PATCH {APPS}/statefulsets/likes-redis"),
+            format!("PATCH {CORE}/services/likes-redis-sentinel"),
+            format!("PATCH {APPS}/statefulsets/likes-redis-sentinel"),
+            format!("PATCH {PDB}/likes-redis"),
+            format!("PATCH {PDB}/likes-redis-sentinel"),
+            // NetworkPolicies are off: both Redis policies are looked for, to be deleted.
+            format!("GET {NETPOL}/likes-redis"),
+            format!("GET {NETPOL}/likes-redis-sentinel"),
+        ]
+    );
+    let delete = requests
+        .iter()
+        .find(|r| r.method == Method::DELETE)
+        .expect("the delete");
+    assert!(
+        delete.body["preconditions"]["uid"].is_string(),
+        "{}",
+        delete.body
+    );
+    let service = fake
+        .get(&format!("{CORE}/services/likes-redis"))
+        .expect("the Redis Service");
+    assert_eq!(service["spec"]["clusterIP"], "None");
+    let statefulset = fake
+        .get(&format!("{APPS}/statefulsets/likes-redis"))
+        .expect("the Redis StatefulSet");
+    assert_eq!(statefulset["spec"]["replicas"], 3);
+    let redis = status(fake).redis.expect("redis");
+    assert_eq!((redis.replicas, redis.sentinels), (Some(3), Some(3)));
+}
+
+fn check_three_to_one(fake: &FakeApi, requests: &[Recorded]) {
+    let down = lines(requests);
+    for expected in [
+        format!("DELETE {APPS}/statefulsets/likes-redis-sentinel"),
+        format!("DELETE {CORE}/services/likes-redis-sentinel"),
+    ] {
+        assert!(down.contains(&expected), "{expected} in {down:?}");
+    }
+    assert!(
+        fake.get(&format!("{APPS}/statefulsets/likes-redis-sentinel"))
+            .is_none()
+    );
+    let redis = status(fake).redis.expect("redis");
+    assert_eq!((redis.replicas, redis.sentinels), (None, None));
+}
+
+fn check_no_sentinel_request(requests: &[Recorded]) {
+    let again = lines(requests);
+    assert!(!again.iter().any(|l| l.contains("sentinel")), "{again:?}");
+}
+
+#[tokio::test]
+async fn redis_replicas_one_to_three_replaces_the_service_and_back_deletes_the_sentinels() {
+    scenario_redis_replicas().await;
+}
+
 /// NetworkPolicies, a ServiceMonitor (its API served) and the redis_exporter sidecar are
 /// applied when enabled, and go away when disabled.
 async fn scenario_optional_features_on() -> Vec<Recorded> {
@@ -1075,23 +1206,33 @@ async fn a_standby_waits_for_the_lease() {
 /// Every `(apiGroup, resource, verb)` the scenarios used. A server-side apply that may create
 /// its object also needs `create`: the API server authorizes both for an apply that creates.
 pub async fn used_permissions() -> BTreeSet<(String, String, String)> {
+    // Each scenario's future is built in its own closure and moved to the heap: built here,
+    // every one of them would sit in this function's frame at once (a debug build does not
+    // overlap them), which came close to a test thread's 2 MiB stack.
+    type Scenario = fn() -> std::pin::Pin<Box<dyn Future<Output = Vec<Recorded>>>>;
+    let scenarios: [Scenario; 17] = [
+        || Box::pin(scenario_new_cluster()),
+        || Box::pin(scenario_ready_then_steady()),
+        || Box::pin(scenario_spec_change_is_minimal()),
+        || Box::pin(scenario_autoscaling_toggle()),
+        || Box::pin(scenario_foreign_object_kept()),
+        || Box::pin(scenario_external_redis()),
+        || Box::pin(scenario_redis_replicas()),
+        || Box::pin(scenario_optional_features_on()),
+        || Box::pin(scenario_service_monitor_without_crd()),
+        || Box::pin(scenario_invalid_spec()),
+        || Box::pin(scenario_api_error_requeues()),
+        || Box::pin(scenario_apply_conflicts()),
+        || Box::pin(scenario_paused()),
+        || Box::pin(scenario_unreadable_object()),
+        || Box::pin(scenario_process_leads_and_reconciles()),
+        || Box::pin(scenario_process_without_service_monitor_crd()),
+        || Box::pin(scenario_standby_waits()),
+    ];
     let mut requests = Vec::new();
-    requests.extend(scenario_new_cluster().await);
-    requests.extend(scenario_ready_then_steady().await);
-    requests.extend(scenario_spec_change_is_minimal().await);
-    requests.extend(scenario_autoscaling_toggle().await);
-    requests.extend(scenario_foreign_object_kept().await);
-    requests.extend(scenario_external_redis().await);
-    requests.extend(scenario_optional_features_on().await);
-    requests.extend(scenario_service_monitor_without_crd().await);
-    requests.extend(scenario_invalid_spec().await);
-    requests.extend(scenario_api_error_requeues().await);
-    requests.extend(scenario_apply_conflicts().await);
-    requests.extend(scenario_paused().await);
-    requests.extend(scenario_unreadable_object().await);
-    requests.extend(scenario_process_leads_and_reconciles().await);
-    requests.extend(scenario_process_without_service_monitor_crd().await);
-    requests.extend(scenario_standby_waits().await);
+    for scenario in scenarios {
+        requests.extend(scenario().await);
+    }
     let mut used = BTreeSet::new();
     for request in &requests {
         let Some((group, resource, verb)) = request.rbac.clone() else {

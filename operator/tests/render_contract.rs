@@ -351,7 +351,14 @@ const HIGHPRESS_KINDS: [&str; 6] = [
 
 fn expected_kinds(cc: &CounterCluster) -> Vec<String> {
     let mut kinds = vec!["v1 ConfigMap"];
-    if cc.spec.redis.mode == RedisMode::Managed {
+    let managed = cc.spec.redis.mode == RedisMode::Managed;
+    // Replicated managed Redis: the sentinels' Service and StatefulSet, two more PDBs and one
+    // more NetworkPolicy.
+    let replicated = managed && cc.spec.redis.managed.replicas > 1;
+    if managed {
+        kinds.extend(["v1 Service", "apps/v1 StatefulSet"]);
+    }
+    if replicated {
         kinds.extend(["v1 Service", "apps/v1 StatefulSet"]);
     }
     kinds.extend(&HIGHPRESS_KINDS[..4]);
@@ -359,9 +366,15 @@ fn expected_kinds(cc: &CounterCluster) -> Vec<String> {
         kinds.push("autoscaling/v2 HorizontalPodAutoscaler");
     }
     kinds.extend(&HIGHPRESS_KINDS[4..]);
+    if replicated {
+        kinds.extend(&HIGHPRESS_KINDS[4..]);
+    }
     if cc.spec.network_policy.enabled {
         kinds.push("networking.k8s.io/v1 NetworkPolicy");
-        if cc.spec.redis.mode == RedisMode::Managed {
+        if managed {
+            kinds.push("networking.k8s.io/v1 NetworkPolicy");
+        }
+        if replicated {
             kinds.push("networking.k8s.io/v1 NetworkPolicy");
         }
     }

@@ -369,3 +369,64 @@ fn status_serializes_with_the_crd_field_names() {
     );
     assert_eq!(json["conditions"][0]["observedGeneration"], 2);
 }
+
+#[test]
+fn replicated_redis_reports_ready_pods_and_sentinels_and_waits_for_both() {
+    let mut cc = generation(cluster(), 1);
+    cc.spec.redis.managed.replicas = 3;
+    let observed = |redis: i32, sentinels: i32| Observed {
+        redis: RedisObserved::Replicated {
+            redis: ComponentReadiness {
+                desired: 3,
+                ready: redis,
+            },
+            sentinels: ComponentReadiness {
+                desired: 3,
+                ready: sentinels,
+            },
+        },
+        ..all_ready()
+    };
+
+    let status = compute_status(&cc, &observed(3, 2), None, t0());
+    let redis = status.redis.as_ref().expect("redis status");
+    assert_eq!(redis.state, "NotReady");
+    assert_eq!(
+        (
+            redis.replicas,
+            redis.ready_replicas,
+            redis.sentinels,
+            redis.ready_sentinels
+        ),
+        (Some(3), Some(3), Some(3), Some(2))
+    );
+    assert_eq!(
+        state(&status, READY),
+        (STATUS_FALSE, REASON_COMPONENTS_NOT_READY)
+    );
+    assert_eq!(
+        condition(&status, READY).message,
+        "not ready: redis-sentinel (2/3 ready)"
+    );
+    let json = serde_json::to_value(&status).expect("status serializes");
+    assert_eq!(json["redis"]["readySentinels"], 2);
+    assert_eq!(json["redis"]["readyReplicas"], 3);
+
+    let status = compute_status(&cc, &observed(2, 3), None, t0());
+    assert_eq!(
+        condition(&status, READY).message,
+        "not ready: redis (2/3 ready)"
+    );
+
+    let status = compute_status(&cc, &observed(3, 3), None, t0());
+    assert_eq!(status.redis.as_ref().expect("redis").state, "Ready");
+    assert_eq!(
+        state(&status, READY),
+        (STATUS_TRUE, REASON_ALL_COMPONENTS_READY)
+    );
+
+    // A single Redis reports its state only, as it always has.
+    let status = compute_status(&generation(cluster(), 1), &all_ready(), None, t0());
+    let redis = status.redis.expect("redis");
+    assert_eq!((redis.replicas, redis.sentinels), (None, None));
+}

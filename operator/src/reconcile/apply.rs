@@ -193,8 +193,16 @@ async fn apply_service(
             source: kube::Error::Api(status),
             ..
         }) if cluster_ip_immutable(&status) => {
-            delete_owned(services, Service::KIND.as_str(), &service.name_any(), cc).await?;
-            apply(services, service).await
+            // Boxed, as the rare path: its futures would otherwise deepen every reconcile's
+            // stack.
+            Box::pin(delete_owned(
+                services,
+                Service::KIND.as_str(),
+                &service.name_any(),
+                cc,
+            ))
+            .await?;
+            Box::pin(apply(services, service)).await
         }
         other => other,
     }
