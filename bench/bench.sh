@@ -46,6 +46,23 @@
 # alternately, RUNS runs each, uniform (1,000 keys), every request from a new
 # user so both count every request. U1 = unique-on ÷ plain increments/s.
 #
+# Replica acknowledgements (row R1, informational): a replica of the
+# benchmark's Redis (a second redis-server on a free port, --replicaof), then
+# two standalones on the benchmark's Redis, redis.min_replicas_ack 0 and 1
+# (every flush ends with WAIT 1, within redis.replica_ack_timeout_ms, 500 by
+# default), measured alternately, RUNS runs each, uniform (1,000 keys); the
+# replica is attached for both. R1 = ack-1 ÷ ack-0 increments/s, with both
+# p99s and Redis commands per increment (WAIT included). The replica is
+# stopped after R1.
+#
+# AOF fsync (row R2, informational): the benchmark's Redis with AOF on
+# (CONFIG SET appendonly yes, once its first rewrite is done), one standalone
+# measured alternately with CONFIG SET appendfsync everysec and always between
+# runs, RUNS runs each, uniform (1,000 keys). R2 = always ÷ everysec
+# increments/s, with both p99s. A flush is one pipeline: Redis writes and
+# fsyncs the AOF once per event-loop pass, so always costs at most one fsync
+# per flush, not one per increment. AOF is off again afterwards.
+#
 # High cardinality (rows H1-H3): on an emptied Redis, a standalone with
 # leaderboards on, then off, each under HC_SEGMENTS segments of HC_SECONDS of
 # increments uniformly random over 2 million ids. H1 = on ÷ off increments/s in
@@ -59,7 +76,8 @@
 # ceiling's. About 2 minutes.
 #
 # It prints the targets table (rows P1, P1u, P2, P3, P4, P4-batching, P4-p99,
-# P5a, P5b, P5b-lb, E1, U1, P6, P7, P8, P9, H1, H2, H3, P10), the peers' raw figures, and writes
+# P5a, P5b, P5b-lb, E1, U1, R1, R2, P6, P7, P8, P9, H1, H2, H3, P10), the peers' raw figures,
+# and writes
 # everything as JSON. The README's two benchmark tables are rendered from that
 # JSON: PYTHONPATH=bench python3 -m highpress_bench readme BENCH_OUT
 #
@@ -92,7 +110,8 @@
 # What highpress must provide: `highpress standalone` configured by the
 # environment (HIGHPRESS_SERVER__HOST, HIGHPRESS_SERVER__PORT,
 # HIGHPRESS_STORE__KIND=redis, HIGHPRESS_REDIS__ADDR=127.0.0.1:<port>,
-# HIGHPRESS_LOG__LEVEL, HIGHPRESS_LEADERBOARD__ENABLED), GET /health answering
+# HIGHPRESS_LOG__LEVEL, HIGHPRESS_LEADERBOARD__ENABLED,
+# HIGHPRESS_REDIS__MIN_REPLICAS_ACK for R1), GET /health answering
 # 200 once it serves, the REST API of docs/API.md (increment, get, batch), and
 # on /metrics the counters highpress_coalescer_flush_keys[_total] and
 # highpress_coalescer_flush_increments[_total] for P5b and P5b-lb (else they
@@ -107,8 +126,9 @@
 # unless --strict); 1 when a build failed, or highpress (standalone, or the
 # split when asked for) did not start (the peers are still measured and
 # reported).
-# Bounded in time: about 15-17 minutes with the defaults, about 3 minutes
-# with --quick, plus the build. Every process it starts is stopped on exit.
+# Bounded in time: about 17-20 minutes with the defaults (R1 and R2 about a
+# minute each), about 4 minutes with --quick, plus the build. Every process it
+# starts is stopped on exit.
 set -euo pipefail
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 
@@ -646,6 +666,116 @@ if [ "$HP_OK" = 1 ]; then
     stop_two_standalones
 fi
 helper meta "$META" "u1_error=$UNIQUE_ERROR"
+
+# redis_config_set PARAMETER VALUE: CONFIG SET on the benchmark's Redis (status 1 unless OK).
+redis_config_set() {
+    [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" CONFIG SET "$1" "$2" 2>&1)" = OK ]
+}
+
+# ----------------------------------------------------------------------------
+# R1: the cost of redis.min_replicas_ack 1. A replica of the benchmark's Redis,
+# then two standalones on the benchmark's Redis, min_replicas_ack 0 and 1 (a
+# WAIT per flush), measured alternately (uniform, RUNS runs each). The replica
+# is attached for both, so that only the WAIT differs.
+R1_ERROR=
+REPLICA_PID=
+if [ "$HP_OK" = 1 ]; then
+    REPLICA_PORT=$(helper free-port)
+    mkdir -p "$WORK/replica"
+    redis-server --port "$REPLICA_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        --replicaof 127.0.0.1 "$REDIS_PORT" --dir "$WORK/replica" --daemonize no \
+        --logfile "$WORK/replica.log" &
+    REPLICA_PID=$!
+    PIDS+=("$REPLICA_PID")
+    # The first sync waits out repl-diskless-sync-delay (5 s by default).
+    if ! helper wait-redis-info "$REDIS_PORT" replication 30 connected_slaves=1; then
+        R1_ERROR="the replica did not connect (connected_slaves:1) within 30 s"
+    elif ! helper wait-redis-info "$REPLICA_PORT" replication 30 master_link_status=up; then
+        R1_ERROR="the replica's link did not come up (master_link_status:up) within 30 s"
+    fi
+    if [ -n "$R1_ERROR" ]; then
+        tail -n 20 "$WORK/replica.log" >&2 || true
+    else
+        two_standalones R1_ERROR HIGHPRESS_REDIS__MIN_REPLICAS_ACK=0 -- \
+            HIGHPRESS_REDIS__MIN_REPLICAS_ACK=1 || true
+    fi
+    if [ -z "$R1_ERROR" ]; then
+        log "R1: min_replicas_ack 0 $OFF_URL (pid $OFF_PID), 1 $ON_URL (pid $ON_PID)," \
+            "replica 127.0.0.1:$REPLICA_PORT (pid $REPLICA_PID)"
+        warm_up highpress_post_uniform "$OFF_URL" 2
+        warm_up highpress_post_uniform "$ON_URL" 2
+        for round in $(seq 1 "$RUNS"); do
+            if ! { kill -0 "$OFF_PID" && kill -0 "$ON_PID" && kill -0 "$REPLICA_PID"; } 2>/dev/null; then
+                R1_ERROR="a highpress of R1 or the replica exited during its runs"
+                log "$R1_ERROR"
+                tail -n 30 "$WORK/highpress.log" "$WORK/replica.log" >&2 || true
+                break
+            fi
+            log "R1: min_replicas_ack 0/1, run $round/$RUNS"
+            measured_run highpress_post_uniform_ack0 "$OFF_URL" "$round" "$OFF_PID $REPLICA_PID" \
+                "$OFF_URL/metrics"
+            measured_run highpress_post_uniform_ack1 "$ON_URL" "$round" "$ON_PID $REPLICA_PID" \
+                "$ON_URL/metrics"
+        done
+    else
+        log "R1 NOT measured: $R1_ERROR"
+    fi
+    stop_two_standalones
+    stop_pids "$REPLICA_PID"
+    REPLICA_PID=
+fi
+helper meta "$META" "r1_error=$R1_ERROR"
+
+# ----------------------------------------------------------------------------
+# R2: AOF appendfsync always against everysec. The benchmark's Redis with AOF on
+# (once its first rewrite is done), one standalone measured alternately with
+# appendfsync everysec and always, set between runs (uniform, RUNS runs each,
+# own key prefixes). AOF off again afterwards.
+R2_ERROR=
+if [ "$HP_OK" = 1 ]; then
+    if ! redis_config_set appendonly yes; then
+        R2_ERROR="CONFIG SET appendonly yes failed"
+    elif ! helper wait-redis-info "$REDIS_PORT" persistence 60 aof_enabled=1 \
+        aof_rewrite_in_progress=0 aof_rewrite_scheduled=0; then
+        R2_ERROR="AOF not on within 60 s (aof_enabled:1, aof_rewrite_in_progress:0)"
+    elif ! start_highpress; then
+        R2_ERROR="highpress: $HP_ERROR"
+    fi
+    if [ -z "$R2_ERROR" ]; then
+        HP_URL="http://127.0.0.1:$HP_PORT"
+        fs=$(findmnt -n -o FSTYPE --target "$WORK/redis" 2>/dev/null ||
+            stat -f -c %T "$WORK/redis" 2>/dev/null || true)
+        helper meta "$META" "r2.filesystem=$fs"
+        log "R2: highpress $HP_URL (pid $HP_PID), Redis AOF on in $WORK/redis"
+        warm_up highpress_post_uniform "$HP_URL" 2
+        for round in $(seq 1 "$RUNS"); do
+            if ! kill -0 "$HP_PID" 2>/dev/null; then
+                R2_ERROR="the highpress of R2 exited during its runs"
+                log "$R2_ERROR"
+                tail -n 30 "$WORK/highpress.log" >&2 || true
+                break
+            fi
+            log "R2: appendfsync everysec/always, run $round/$RUNS"
+            for fsync in everysec always; do
+                if ! redis_config_set appendfsync "$fsync"; then
+                    R2_ERROR="CONFIG SET appendfsync $fsync failed"
+                    log "$R2_ERROR"
+                    break 2
+                fi
+                scenario=highpress_post_uniform_fsec
+                [ "$fsync" = everysec ] || scenario=highpress_post_uniform_fsall
+                hp_run "$scenario" "$round"
+            done
+        done
+    else
+        log "R2 NOT measured: $R2_ERROR"
+    fi
+    stop_highpress
+    HP_ERROR=
+    redis_config_set appendfsync everysec || log "R2: CONFIG SET appendfsync everysec failed"
+    redis_config_set appendonly no || log "R2: CONFIG SET appendonly no failed"
+fi
+helper meta "$META" "r2_error=$R2_ERROR"
 
 # ----------------------------------------------------------------------------
 # H1-H3: high cardinality. On an emptied Redis, a standalone with leaderboards

@@ -8,7 +8,7 @@ here, through `python3 -m highpress_bench SUBCOMMAND` (see __main__.py). The mod
 - parse: pure parsers for what the tools print (wrk, redis-benchmark, /metrics, INFO, /proc);
 - probe: talking to the running processes (HTTP, RESP, /proc) to take before/after snapshots;
 - stats: medians and the figures derived from one run's record;
-- targets: the target rows (P1 ... P9, E1, U1) and the peers' rows from all runs;
+- targets: the target rows (P1 ... P10, H1 ... H3, E1, U1, R1, R2) and the peers' rows;
 - report: the results and metadata files, the terminal report and bench.json;
 - readme: the README's benchmark tables, rendered from a bench.json.
 """

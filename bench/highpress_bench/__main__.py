@@ -36,6 +36,11 @@ def cmd_wait_http(a):
     return 0 if probe.wait_http(a.url, a.seconds) else 1
 
 
+def cmd_wait_redis_info(a):
+    wanted = dict(p.split("=", 1) for p in a.fields)
+    return 0 if probe.wait_info(a.port, a.section, wanted, a.seconds) else 1
+
+
 def cmd_wrk_args(a):
     print("\n".join(scenarios.wrk_args(a.scenario, a.p9_keys, a.threads, a.done_dir)))
 
@@ -227,6 +232,12 @@ def parser():
     s = add("wait-http", cmd_wait_http, "exit 0 once URL answers 200")
     s.add_argument("url")
     s.add_argument("seconds", type=float)
+    s = add("wait-redis-info", cmd_wait_redis_info,
+            "exit 0 once Redis on 127.0.0.1:PORT shows every FIELD=VALUE in INFO SECTION")
+    s.add_argument("port", type=int)
+    s.add_argument("section")
+    s.add_argument("seconds", type=float)
+    s.add_argument("fields", nargs="+", metavar="FIELD=VALUE")
     s = add("wrk-args", cmd_wrk_args, "lua/bench.lua's arguments for SCENARIO, one a line")
     s.add_argument("scenario", choices=sorted(scenarios.SCENARIOS))
     s.add_argument("--p9-keys", type=int, default=0)

@@ -92,6 +92,12 @@ def info_fields(text):
     return out
 
 
+def info_has(fields, wanted):
+    """Whether INFO fields (info_fields) show every wanted `field: value` (values compared as
+    text, so "1" matches 1)."""
+    return all(k in fields and str(fields[k]) == str(v) for k, v in wanted.items())
+
+
 def callgrind_total(text):
     """The instructions a callgrind output file counted (its `totals:` line, else `summary:`),
     or None."""

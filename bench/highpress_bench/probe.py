@@ -159,6 +159,22 @@ def redis_command(port, *args):
             return resp_read(f)
 
 
+def wait_info(port, section, wanted, seconds):
+    """True once Redis on 127.0.0.1:port shows every wanted field: value in `INFO section`
+    (parse.info_has); False when time runs out first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            text = redis_command(port, "INFO", section).decode("utf-8", "replace")
+            if parse.info_has(parse.info_fields(text), wanted):
+                return True
+        except (ProbeError, OSError):
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+
+
 def read_count(scenario, url, redis_port):
     """The total of a scenario's counters, or None when it has none or the read failed."""
     how = SCENARIOS[scenario].count

@@ -23,6 +23,10 @@ ROW_WHAT = {
     "E1": "increments/s with Kafka events on ÷ off, uniform 1,000 (informational)",
     "U1": "increments/s with `like` unique per user ÷ plain, a new user per request, "
           "uniform 1,000 (informational)",
+    "R1": "increments/s with `redis.min_replicas_ack: 1` ÷ 0 (a `WAIT` per flush), one "
+          "replica, uniform 1,000 (informational)",
+    "R2": "increments/s with Redis AOF `appendfsync always` ÷ `everysec`, uniform 1,000 "
+          "(informational)",
     "P6": "hot-key GET reads/s ÷ ceiling GET",
     "P7": "p99 at c={c}, hot",
     "P8": "errors and lost acknowledged increments, all runs, {topologies}",
@@ -47,6 +51,9 @@ PEER_SYSTEM = [
     ("highpress_post_zipf_lboff", "**highpress** standalone, Zipf 100k, leaderboards off"),
     ("highpress_post_uniform_evon", "**highpress** standalone, uniform 1,000, events on"),
     ("highpress_post_users_uon", "**highpress** standalone, unique likes, uniform 1,000"),
+    ("highpress_post_uniform_ack1",
+     "**highpress** standalone, uniform 1,000, `WAIT` for 1 replica"),
+    ("highpress_post_uniform_fsall", "**highpress** standalone, uniform 1,000, AOF fsync always"),
     ("highpress_get_hot", "**highpress** GET, hot"),
 ]
 
@@ -103,6 +110,16 @@ def _measured(row):
                 f"{thousands(row.get('events_dropped') or 0)} dropped)")
     if rid == "U1":
         return f"{v:.2f} ({thousands(row['unique_on'])} ÷ {thousands(row['unique_off'])})"
+    if rid == "R1":
+        return (f"{v:.2f} ({thousands(row['ack1'])} ÷ {thousands(row['ack0'])}; p99 "
+                f"{_or_dash(row.get('ack1_p99_ms'), ms)} ÷ "
+                f"{_or_dash(row.get('ack0_p99_ms'), ms)}; "
+                f"{_or_dash(row.get('ack1_cmds_per_inc'), significant)} ÷ "
+                f"{_or_dash(row.get('ack0_cmds_per_inc'), significant)} cmd/inc)")
+    if rid == "R2":
+        return (f"{v:.2f} ({thousands(row['always'])} ÷ {thousands(row['everysec'])}; p99 "
+                f"{_or_dash(row.get('always_p99_ms'), ms)} ÷ "
+                f"{_or_dash(row.get('everysec_p99_ms'), ms)})")
     if rid == "P8":
         if v == 0:
             return "0"

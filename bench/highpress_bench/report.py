@@ -128,7 +128,7 @@ def run_record(wrk, scenario, round_no, clk_tck, before=None, after=None, extra=
     scenario and round, and from a before and an after snapshot (probe.snapshot) the fields
     stats.derive reads: before/after (counters), cmds_before/cmds_after, cpu_ticks, the
     engine's fk_/fi_/ack_ and the gateway's gc_/gs_ before and after, and cmds_<kind>, the
-    change of Redis calls by kind."""
+    change of Redis calls by kind, and cmds_wait, the change of WAIT calls (row R1)."""
     rec = dict(wrk)
     rec.update({"scenario": scenario, "round": round_no, "clk_tck": clk_tck})
     if before is not None and after is not None:
@@ -150,5 +150,6 @@ def run_record(wrk, scenario, round_no, clk_tck, before=None, after=None, extra=
             k0, k1 = command_kinds(c0), command_kinds(c1)
             for kind in k0:
                 rec["cmds_" + kind] = k1[kind] - k0[kind]
+            rec["cmds_wait"] = c1.get("wait", 0) - c0.get("wait", 0)
     rec.update(extra or {})
     return rec

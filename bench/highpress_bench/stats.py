@@ -1,6 +1,6 @@
 """Medians, and the figures derived from one run's record: acknowledged requests and their
 rate, errors, lost and phantom increments, CPU per million increments, Redis commands per
-increment, the coalescing limit, and the split's gRPC batching."""
+increment (and the WAITs among them), the coalescing limit, and the split's gRPC batching."""
 
 import statistics
 
@@ -50,6 +50,9 @@ def derive(r):
     if cmds is not None and r["acked"]:
         r["cmds"] = cmds
         r["cmds_per_inc"] = cmds / r["acked"]
+    # Row R1: the WAITs among those commands (one per flush with redis.min_replicas_ack).
+    if r.get("cmds_wait") is not None and r["acked"]:
+        r["wait_per_inc"] = r["cmds_wait"] / r["acked"]
     keys, incs = _delta(r, "fk_before", "fk_after"), _delta(r, "fi_before", "fi_after")
     if keys is not None and incs is not None:
         r["coalescing_limit"] = keys / incs if incs > 0 else None

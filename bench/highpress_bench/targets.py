@@ -1,8 +1,7 @@
-"""The target rows (P1 ... P10, H1 ... H3, and the informational P4-batching, P4-p99, P5b-lb, E1,
-U1) and
-the peers' rows, computed from every run's record and the run's metadata. Each row keeps its
-measured value, the figures behind it, a terminal rendering ("shown") and whether it met its
-target ("met": True, False, or None when not measured or informational)."""
+"""The target rows (P1 ... P10, H1 ... H3, and the informational P4-batching, P4-p99, P5b-lb,
+E1, U1, R1, R2) and the peers' rows, computed from every run's record and the run's metadata.
+Each row keeps its measured value, the figures behind it, a terminal rendering ("shown") and
+whether it met its target ("met": True, False, or None when not measured or informational)."""
 
 from collections import namedtuple
 
@@ -44,7 +43,7 @@ TARGETS = {
     "H3": Target("<=", "80", "B"),
     "P10": Target("<=", "1.15", ""),
 }
-INFORMATIONAL = ("P4-batching", "P4-p99", "P5b-lb", "E1", "U1")
+INFORMATIONAL = ("P4-batching", "P4-p99", "P5b-lb", "E1", "U1", "R1", "R2")
 
 # The peers' rows: scenario, the system as bench.json names it, unit. (scripts/scale_model.py
 # reads the "system" names.)
@@ -67,13 +66,23 @@ PEERS = [
      "req/s"),
     ("highpress_post_users_uon",
      "highpress POST like, new users, uniform 1,000, unique per user (U1)", "req/s"),
+    ("highpress_post_uniform_ack0",
+     "highpress POST increment, uniform 1,000, one replica, min_replicas_ack 0 (R1)", "req/s"),
+    ("highpress_post_uniform_ack1",
+     "highpress POST increment, uniform 1,000, one replica, min_replicas_ack 1 (R1)", "req/s"),
+    ("highpress_post_uniform_fsec",
+     "highpress POST increment, uniform 1,000, Redis AOF appendfsync everysec (R2)", "req/s"),
+    ("highpress_post_uniform_fsall",
+     "highpress POST increment, uniform 1,000, Redis AOF appendfsync always (R2)", "req/s"),
     ("highpress_get_hot", "highpress GET counter, hot", "req/s"),
 ]
 # The runs P8 checks: every highpress run that writes.
 P8_SCENARIOS = ("highpress_post_hot", "highpress_post_uniform", "highpress_post_zipf",
                 "highpress_post_zipf_lboff", "split_post_hot", "highpress_post_uniform_evoff",
                 "highpress_post_uniform_evon", "highpress_post_users_uoff",
-                "highpress_post_users_uon")
+                "highpress_post_users_uon", "highpress_post_uniform_ack0",
+                "highpress_post_uniform_ack1", "highpress_post_uniform_fsec",
+                "highpress_post_uniform_fsall")
 CMD_KIND_NAMES = ("incrby", "ranking", "expire", "other")
 
 
@@ -102,6 +111,70 @@ def commands_by_kind(runs):
     return {"runs": len(runs), "acked": acked, "commands": totals,
             "per_inc": {k: totals[k] / acked for k in CMD_KIND_NAMES},
             "share": {k: (totals[k] / all_cmds if all_cmds else None) for k in CMD_KIND_NAMES}}
+
+
+def _ms(v):
+    return "n/a" if v is None else f"{v:.1f} ms"
+
+
+def _cpi(v):
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _errors(runs):
+    return sum(r.get("errors", 0) or 0 for r in runs)
+
+
+def replication(by, meta):
+    """Rows R1 and R2 (informational), each from two scenarios measured alternately in the
+    same run, uniform over 1,000 keys. R1: increments/s with redis.min_replicas_ack 1 (a WAIT
+    per flush) ÷ 0, one replica attached to both; the p99s and Redis commands per increment
+    (WAIT included) of each. R2: increments/s with the Redis AOF on, appendfsync always ÷
+    everysec, and both p99s. A run's non-2xx answers count in P8 (P8_SCENARIOS); here they
+    are shown next to the figure."""
+    def med(scn, field):
+        return median([r.get(field) for r in by.get(scn, [])])
+
+    a0, a1 = "highpress_post_uniform_ack0", "highpress_post_uniform_ack1"
+    ack0, ack1 = med(a0, "rps"), med(a1, "rps")
+    r1 = ratio(ack1, ack0)
+    r1_fig = {"ack1": ack1, "ack0": ack0, "ack1_p99_ms": med(a1, "p99_ms"),
+              "ack0_p99_ms": med(a0, "p99_ms"), "ack1_cmds_per_inc": med(a1, "cmds_per_inc"),
+              "ack0_cmds_per_inc": med(a0, "cmds_per_inc"),
+              "ack1_wait_per_inc": med(a1, "wait_per_inc"),
+              "errors": _errors(by.get(a0, []) + by.get(a1, []))}
+    if r1 is None:
+        r1_shown = "n/a (" + (meta.get("r1_error") or "not measured") + ")"
+    else:
+        r1_shown = (f"{r1:.2f} ({fmt(ack1, 0)} ÷ {fmt(ack0, 0)} inc/s; p99 "
+                    f"{_ms(r1_fig['ack1_p99_ms'])} ÷ {_ms(r1_fig['ack0_p99_ms'])}; "
+                    f"{_cpi(r1_fig['ack1_cmds_per_inc'])} ÷ {_cpi(r1_fig['ack0_cmds_per_inc'])} "
+                    f"Redis cmd/inc, WAIT {_cpi(r1_fig['ack1_wait_per_inc'])}/inc)")
+        if r1_fig["errors"]:
+            r1_shown += f" {r1_fig['errors']} ERRORS"
+
+    f0, f1 = "highpress_post_uniform_fsec", "highpress_post_uniform_fsall"
+    everysec, always = med(f0, "rps"), med(f1, "rps")
+    r2 = ratio(always, everysec)
+    r2_fig = {"always": always, "everysec": everysec, "always_p99_ms": med(f1, "p99_ms"),
+              "everysec_p99_ms": med(f0, "p99_ms"),
+              "filesystem": (meta.get("r2") or {}).get("filesystem"),
+              "errors": _errors(by.get(f0, []) + by.get(f1, []))}
+    if r2 is None:
+        r2_shown = "n/a (" + (meta.get("r2_error") or "not measured") + ")"
+    else:
+        r2_shown = (f"{r2:.2f} ({fmt(always, 0)} ÷ {fmt(everysec, 0)} inc/s; p99 "
+                    f"{_ms(r2_fig['always_p99_ms'])} ÷ {_ms(r2_fig['everysec_p99_ms'])}"
+                    + (f"; AOF on {r2_fig['filesystem']}" if r2_fig["filesystem"] else "") + ")")
+        if r2_fig["errors"]:
+            r2_shown += f" {r2_fig['errors']} ERRORS"
+    return [
+        _row("R1", "standalone increments/s with redis.min_replicas_ack 1 (a WAIT per flush) ÷ "
+                   "0, one replica on the same machine, uniform (1,000 keys), same run, "
+                   "informational", r1, r1_shown, **r1_fig),
+        _row("R2", "standalone increments/s with Redis AOF appendfsync always ÷ everysec, "
+                   "uniform (1,000 keys), same run, informational", r2, r2_shown, **r2_fig),
+    ]
 
 
 def _row(rid, what, measured, shown=None, **extra):
@@ -316,6 +389,7 @@ def compute(records, meta):
         _row("U1", "standalone increments/s with the like type unique per user ÷ plain, uniform "
                    "(1,000 keys), a new user per request, same run, informational", u1, u1_shown,
              unique_on=u_on, unique_off=u_off),
+        *replication(by, meta),
         _row("P6", "hot-key GET reads/s ÷ ceiling GET", ratio(hp_get, ceil_get)),
         _row("P7", f"p99 latency ms, c={conns}, hot", p7),
         _row("P8", "errors + lost acknowledged increments, all highpress runs"

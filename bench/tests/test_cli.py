@@ -20,6 +20,9 @@ class ParseTest(unittest.TestCase):
         for argv in (
             ["free-port"], ["free-port", "3"],
             ["wait-port", "4000", "123", "10"], ["wait-http", "http://127.0.0.1:1/health", "30"],
+            ["wait-redis-info", "6379", "replication", "30", "connected_slaves=1"],
+            ["wait-redis-info", "6379", "persistence", "60", "aof_enabled=1",
+             "aof_rewrite_in_progress=0", "aof_rewrite_scheduled=0"],
             ["wrk-args", "highpress_p9", "--p9-keys", "200000", "--threads", "2",
              "--done-dir", "/tmp/w/p9"],
             ["snapshot", "before", "/tmp/w/b.json", "--scenario", "split_post_hot", "--url",

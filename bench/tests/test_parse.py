@@ -129,6 +129,17 @@ class InfoTest(unittest.TestCase):
         self.assertEqual(got["used_memory_human"], "131.00M")
         self.assertNotIn("# Memory", got)
 
+    def test_info_has_the_fields_that_r1_and_r2_wait_for(self):
+        replication = parse.info_fields("# Replication\r\nrole:master\r\nconnected_slaves:1\r\n")
+        self.assertTrue(parse.info_has(replication, {"connected_slaves": "1"}))
+        self.assertFalse(parse.info_has(replication, {"connected_slaves": "2"}))
+        self.assertFalse(parse.info_has(replication, {"master_link_status": "up"}))
+        persistence = parse.info_fields("aof_enabled:1\r\naof_rewrite_in_progress:1\r\n")
+        self.assertFalse(parse.info_has(persistence, {"aof_enabled": "1",
+                                                      "aof_rewrite_in_progress": "0"}))
+        self.assertTrue(parse.info_has(parse.info_fields("master_link_status:up\r\n"),
+                                       {"master_link_status": "up"}))
+
     def test_callgrind_total(self):
         text = "events: Ir\nsummary: 393434303\n\ntotals: 393434303\n"
         self.assertEqual(parse.callgrind_total(text), 393434303)

@@ -87,6 +87,37 @@ class RenderTest(unittest.TestCase):
                       "| n/a | 0 | n/a |", lines)
         self.assertNotIn("gateway + 1 counter, hot", readme.peers_table(bench))
 
+    def test_r1_and_r2_rows_and_peers(self):
+        # The fixture's run predates R1 and R2: they are absent from its tables (test below);
+        # a run that measured them renders them like E1 and U1.
+        bench = copy.deepcopy(load_fixture())
+        self.assertNotIn("R1", [r["row"] for r in bench["targets"]])
+        u1 = next(i for i, r in enumerate(bench["targets"]) if r["row"] == "U1")
+        bench["targets"][u1 + 1:u1 + 1] = [
+            {"row": "R1", "measured": 0.881, "target": "n/a (informational)", "met": None,
+             "informational": True, "ack1": 37_000.0, "ack0": 42_000.0, "ack1_p99_ms": 32.04,
+             "ack0_p99_ms": 20.0, "ack1_cmds_per_inc": 0.97, "ack0_cmds_per_inc": 0.95},
+            {"row": "R2", "measured": 0.927, "target": "n/a (informational)", "met": None,
+             "informational": True, "always": 38_000.0, "everysec": 41_000.0,
+             "always_p99_ms": 26.0, "everysec_p99_ms": None}]
+        bench["peers"].append({"scenario": "highpress_post_uniform_ack1", "median": 37_000.0,
+                               "p99_ms": 32.04, "cmds_per_inc": 0.97,
+                               "cpu_s_per_million": 40.0})
+        lines = readme.targets_table(bench).splitlines()
+        i = lines.index(next(line for line in lines if line.startswith("| R1 |")))
+        self.assertTrue(lines[i - 1].startswith("| U1 |"))
+        self.assertEqual(lines[i], "| R1 | increments/s with `redis.min_replicas_ack: 1` ÷ 0 "
+                                   "(a `WAIT` per flush), one replica, uniform 1,000 "
+                                   "(informational) | 0.88 (37,000 ÷ 42,000; p99 32.0 ms ÷ "
+                                   "20.0 ms; 0.970 ÷ 0.950 cmd/inc) | – | – |")
+        self.assertEqual(lines[i + 1], "| R2 | increments/s with Redis AOF `appendfsync always` "
+                                       "÷ `everysec`, uniform 1,000 (informational) | 0.93 "
+                                       "(38,000 ÷ 41,000; p99 26.0 ms ÷ –) | – | – |")
+        table = readme.peers_table(bench)
+        self.assertIn("| **highpress** standalone, uniform 1,000, `WAIT` for 1 replica "
+                      "| 37,000 | 32.0 ms | 0.970 | 40.0 |", table)
+        self.assertNotIn("AOF fsync always", table)  # not in this run's peers
+
     def test_readme_tables_are_the_fixtures_rendering(self):
         # README.md's two benchmark tables are this renderer's output for the run's JSON
         # (kept as the fixture). A new run's tables come with its bench.json as the fixture.

@@ -34,6 +34,16 @@ class RunRecordTest(unittest.TestCase):
                           rec["cmds_other"]), (20, 8, 2, 0))
         self.assertIsNone(rec["gc_before"])
         self.assertEqual(rec["n"], 5)
+        self.assertEqual(rec["cmds_wait"], 0)
+
+    def test_waits_are_counted_and_among_the_commands(self):
+        before = snapshot(0, {"incrby": 100, "wait": 7}, 0)
+        after = snapshot(1000, {"incrby": 1060, "wait": 47}, 0)
+        rec = report.run_record({"requests": 1000}, "highpress_post_uniform_ack1", 1, 100,
+                                before, after)
+        self.assertEqual(rec["cmds_wait"], 40)
+        self.assertEqual(rec["cmds_after"] - rec["cmds_before"], 1000)
+        self.assertEqual(rec["cmds_other"], 40)
 
     def test_without_redis_the_command_fields_are_none(self):
         rec = report.run_record({}, "naive_post_hot", 1, 100, snapshot(0, None, 1),

@@ -43,6 +43,15 @@ class WrkArgsTest(unittest.TestCase):
         self.assertEqual(SCENARIOS["naive_post_hot"].count, ("redis", "c:like:bench_naive_0"))
         self.assertIsNone(SCENARIOS["highpress_get_hot"].count)
 
+    def test_r1_and_r2_sides_are_uniform_posts_with_their_own_keys(self):
+        names = ("highpress_post_uniform_ack0", "highpress_post_uniform_ack1",
+                 "highpress_post_uniform_fsec", "highpress_post_uniform_fsall")
+        for name in names:
+            s = SCENARIOS[name]
+            self.assertEqual((s.mode, s.dist, s.nkeys), ("post", "uniform", 1000), name)
+            self.assertEqual(s.count, ("batch", s.prefix, 1000), name)
+        self.assertEqual(len({SCENARIOS[n].prefix for n in names}), 4)
+
     def test_the_lua_reads_the_arguments_in_this_order(self):
         with open(LUA, encoding="utf-8") as f:
             lua = f.read()

@@ -60,6 +60,13 @@ class DeriveTest(unittest.TestCase):
         self.assertAlmostEqual(r["cmds_per_inc"], 0.0104)
         self.assertAlmostEqual(r["coalescing_limit"], 64 / 10_000)
 
+    def test_waits_per_increment(self):
+        # R1: 10,000 increments, 9,600 INCRBYs and 400 WAITs (one per flush).
+        r = derive(wrk_record(cmds_before=0, cmds_after=10_000, cmds_wait=400))
+        self.assertAlmostEqual(r["cmds_per_inc"], 1.0)  # WAIT included
+        self.assertAlmostEqual(r["wait_per_inc"], 0.04)
+        self.assertNotIn("wait_per_inc", derive(wrk_record()))
+
     def test_split_batching(self):
         r = derive(wrk_record(scenario="split_post_hot", ack_before=0.0, ack_after=10_000.0,
                               gc_before=0.0, gc_after=177.0, gs_before=0.0, gs_after=10_000.0))

@@ -130,6 +130,87 @@ class RowsTest(unittest.TestCase):
         self.assertIs(p8["met"], False)
 
 
+def replication_records():
+    """R1 and R2: three alternating rounds of each side (uniform, own prefixes)."""
+    recs = []
+    for i, (a0, a1, ev, al) in enumerate([(40_000, 36_000, 41_000, 38_000),
+                                          (42_000, 37_000, 40_000, 39_000),
+                                          (44_000, 38_000, 42_000, 33_000)], start=1):
+        # ack 0: 0.95 commands per increment; ack 1: the same INCRBYs plus a WAIT per flush.
+        recs.append(checked("highpress_post_uniform_ack0", a0, i, p99_us=20_000,
+                            cmds_before=0, cmds_after=int(a0 * 0.95), cmds_wait=0))
+        recs.append(checked("highpress_post_uniform_ack1", a1, i, p99_us=30_000 + i * 1000,
+                            cmds_before=0, cmds_after=int(a1 * 0.95) + a1 // 50,
+                            cmds_wait=a1 // 50))
+        recs.append(checked("highpress_post_uniform_fsec", ev, i, p99_us=21_000))
+        recs.append(checked("highpress_post_uniform_fsall", al, i, p99_us=25_000 + i * 500))
+    return recs
+
+
+class ReplicationTest(unittest.TestCase):
+    META = dict(META, r2={"filesystem": "ext2/ext3"})
+
+    def rows(self, extra=(), meta=None):
+        return rows_of(compute(records() + replication_records() + list(extra),
+                               meta or self.META))
+
+    def test_r1_is_ack1_over_ack0_with_p99s_and_commands_per_increment(self):
+        r1 = self.rows()["R1"]
+        self.assertAlmostEqual(r1["measured"], 37_000 / 42_000)
+        self.assertEqual((r1["ack1"], r1["ack0"]), (37_000, 42_000))
+        self.assertAlmostEqual(r1["ack1_p99_ms"], 32.0)
+        self.assertAlmostEqual(r1["ack0_p99_ms"], 20.0)
+        self.assertAlmostEqual(r1["ack0_cmds_per_inc"], 0.95)
+        self.assertAlmostEqual(r1["ack1_cmds_per_inc"], 0.97)  # WAIT included
+        self.assertAlmostEqual(r1["ack1_wait_per_inc"], 0.02)
+        self.assertEqual(r1["shown"], "0.88 (37,000 ÷ 42,000 inc/s; p99 32.0 ms ÷ 20.0 ms; "
+                                      "0.970 ÷ 0.950 Redis cmd/inc, WAIT 0.020/inc)")
+        self.assertEqual(r1["target"], "n/a (informational)")
+        self.assertIsNone(r1["met"])
+        self.assertTrue(r1["informational"])
+
+    def test_r2_is_always_over_everysec_with_p99s(self):
+        r2 = self.rows()["R2"]
+        self.assertAlmostEqual(r2["measured"], 38_000 / 41_000)
+        self.assertAlmostEqual(r2["always_p99_ms"], 26.0)
+        self.assertAlmostEqual(r2["everysec_p99_ms"], 21.0)
+        self.assertEqual(r2["shown"], "0.93 (38,000 ÷ 41,000 inc/s; p99 26.0 ms ÷ 21.0 ms; "
+                                      "AOF on ext2/ext3)")
+        self.assertIsNone(r2["met"])
+        self.assertTrue(r2["informational"])
+
+    def test_a_non_2xx_answer_fails_p8_and_is_shown(self):
+        # A 503 (WAIT not acknowledged in time) in an ack-1 run.
+        bad = checked("highpress_post_uniform_ack1", 1000, 4, status=2, after=998)
+        rows = self.rows([bad])
+        self.assertIn("2 ERRORS", rows["R1"]["shown"])
+        self.assertEqual(rows["R1"]["errors"], 2)
+        self.assertEqual(rows["P8"]["errors"], 2)
+        self.assertIs(rows["P8"]["met"], False)
+        self.assertNotIn("ERRORS", rows["R2"]["shown"])
+
+    def test_not_measured_says_why(self):
+        meta = dict(META, r1_error="the replica did not connect (connected_slaves:1) within "
+                                   "30 s")
+        rows = rows_of(compute(records(), meta))
+        self.assertIsNone(rows["R1"]["measured"])
+        self.assertEqual(rows["R1"]["shown"], "n/a (the replica did not connect "
+                                              "(connected_slaves:1) within 30 s)")
+        self.assertEqual(rows["R2"]["shown"], "n/a (not measured)")
+        self.assertIsNone(rows["R2"]["met"])
+
+    def test_peers_list_both_sides_of_r1_and_r2(self):
+        peers = compute(records() + replication_records(), self.META)["peers"]
+        names = [p["scenario"] for p in peers]
+        self.assertEqual(names[-5:], ["highpress_post_uniform_ack0",
+                                      "highpress_post_uniform_ack1",
+                                      "highpress_post_uniform_fsec",
+                                      "highpress_post_uniform_fsall", "highpress_get_hot"])
+        ack1 = next(p for p in peers if p["scenario"] == "highpress_post_uniform_ack1")
+        self.assertAlmostEqual(ack1["cmds_per_inc"], 0.97)
+        self.assertEqual(ack1["lost"], 0)
+
+
 class NotMeasuredTest(unittest.TestCase):
     def test_standalone_topology_leaves_p4_na(self):
         recs = [r for r in records() if r["scenario"] != "split_post_hot"]
