@@ -93,6 +93,10 @@ fn main() {
             pod_wiring,
         ),
         (
+            "managed_redis_goes_from_one_to_three_replicas_keeping_pod_0s_claim_and_back",
+            redis_replicas_one_to_three_and_back,
+        ),
+        (
             "the_standby_takes_the_lease_when_the_leader_is_killed",
             leader_failover,
         ),
@@ -1657,6 +1661,76 @@ impl Drop for Processes {
             let _ = child.wait();
         }
     }
+}
+
+// --- 9b. Redis replicas 1 -> 3 -> 1 ---------------------------------------------------------------
+
+/// `likes` goes from one Redis to three with sentinels on the real API server: the ClusterIP
+/// Service `likes-redis`, whose clusterIP cannot change, is replaced by a headless one; the
+/// StatefulSet keeps pod 0's claim and gains two; the sentinels, their Service and both PDBs
+/// appear; the config points at the sentinels; the status counts ready Redis pods and
+/// sentinels. Back to one, the sentinels go.
+fn redis_replicas_one_to_three_and_back(suite: &mut Suite) {
+    let ns = "apps";
+    let claim = |suite: &Suite, i: i32| {
+        suite.get::<PersistentVolumeClaim>(ns, &format!("data-likes-redis-{i}"))
+    };
+    let claim_0 = claim(suite, 0).expect("pod 0's claim").uid();
+    let single = suite
+        .get::<Service>(ns, "likes-redis")
+        .expect("the Redis Service");
+    let cluster_ip = |service: &Service| service.spec.as_ref().and_then(|s| s.cluster_ip.clone());
+    assert_ne!(cluster_ip(&single).as_deref(), Some("None"));
+
+    suite.patch_spec(ns, "likes", json!({"redis": {"managed": {"replicas": 3}}}));
+    let cc = suite.wait_ready(ns, "likes");
+    let redis = cc.status.and_then(|s| s.redis).expect("a Redis status");
+    assert_eq!(
+        (
+            redis.state.as_str(),
+            redis.ready_replicas,
+            redis.ready_sentinels
+        ),
+        ("Ready", Some(3), Some(3))
+    );
+    let service = suite
+        .get::<Service>(ns, "likes-redis")
+        .expect("the Redis Service");
+    assert_eq!(cluster_ip(&service).as_deref(), Some("None"));
+    assert_ne!(service.uid(), single.uid(), "the Service was replaced");
+    for name in ["likes-redis", "likes-redis-sentinel"] {
+        let statefulset = suite.get::<StatefulSet>(ns, name).expect(name);
+        assert_eq!(statefulset.spec.and_then(|s| s.replicas), Some(3), "{name}");
+        assert!(
+            suite.get::<PodDisruptionBudget>(ns, name).is_some(),
+            "PDB {name}"
+        );
+    }
+    assert!(suite.get::<Service>(ns, "likes-redis-sentinel").is_some());
+    assert_eq!(claim(suite, 0).expect("pod 0's claim").uid(), claim_0);
+    for i in 1..3 {
+        assert!(claim(suite, i).is_some(), "claim {i}");
+    }
+    let config_map = suite
+        .get::<ConfigMap>(ns, "likes-config")
+        .expect("the ConfigMap");
+    let config: Value =
+        serde_norway::from_str(&config_map.data.expect("data")["config.yaml"]).expect("YAML");
+    assert_eq!(config["redis"]["sentinel"]["master_name"], "likes");
+    assert_eq!(config["redis"]["min_replicas_ack"], 1);
+
+    suite.patch_spec(ns, "likes", json!({"redis": {"managed": {"replicas": 1}}}));
+    let cc = suite.wait_ready(ns, "likes");
+    let redis = cc.status.and_then(|s| s.redis).expect("a Redis status");
+    assert_eq!((redis.state.as_str(), redis.sentinels), ("Ready", None));
+    wait_until(Duration::from_secs(30), "the sentinels deleted", || {
+        suite
+            .get::<StatefulSet>(ns, "likes-redis-sentinel")
+            .is_none()
+            .then_some(())
+    });
+    assert!(suite.get::<Service>(ns, "likes-redis").is_some());
+    assert_eq!(claim(suite, 0).expect("pod 0's claim").uid(), claim_0);
 }
 
 // --- 10. leader election --------------------------------------------------------------------------

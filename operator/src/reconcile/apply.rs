@@ -414,6 +414,24 @@ mod tests {
     }
 
     #[test]
+    fn only_a_refused_cluster_ip_change_replaces_the_service() {
+        let immutable = Status::failure(
+            r#"Service "likes-redis" is invalid: spec.clusterIPs[0]: Invalid value: ["None"]: may not change once set"#,
+            "Invalid",
+        )
+        .with_code(422);
+        assert!(cluster_ip_immutable(&immutable));
+        let other_invalid = Status::failure(
+            r#"Service "likes-redis" is invalid: spec.ports[0].port: Invalid value: 0"#,
+            "Invalid",
+        )
+        .with_code(422);
+        assert!(!cluster_ip_immutable(&other_invalid));
+        let conflict = Status::failure("spec.clusterIP conflict", "Conflict").with_code(409);
+        assert!(!cluster_ip_immutable(&conflict));
+    }
+
+    #[test]
     fn passwords_are_64_hex_characters_and_differ() {
         let (a, b) = (random_password(), random_password());
         assert_eq!(a.len(), 64);
