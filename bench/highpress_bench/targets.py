@@ -384,7 +384,7 @@ def compute(records, meta):
         _row("P5b-lb", "the same with leaderboards on (default config), informational",
              p5b_lb, p5b_lb_shown, cmds_per_inc=lb_cpi, coalescing_limit=lb_limit),
         _row("E1", "standalone increments/s with Kafka events on ÷ off, uniform (1,000 keys), "
-                   "same run, tansu on the same machine, informational", e1, e1_shown,
+                   "same run, Apache Kafka on the same machine, informational", e1, e1_shown,
              events_on=ev_on, events_off=ev_off, events_sent=ev_sent, events_dropped=ev_dropped),
         _row("U1", "standalone increments/s with the like type unique per user ÷ plain, uniform "
                    "(1,000 keys), a new user per request, same run, informational", u1, u1_shown,

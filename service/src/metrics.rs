@@ -48,6 +48,9 @@ pub struct Metrics {
     pub events_sent: IntCounter,
     pub events_dropped: IntCounterVec,
     pub events_producer_errors: IntCounter,
+    pub events_relay_lag: prometheus::Gauge,
+    pub events_relay_partitions: IntGauge,
+    pub events_outbox_max_len: IntGauge,
 }
 
 /// The gRPC methods a metric may name; anything else is `other`.
@@ -65,7 +68,7 @@ pub const GRPC_METHODS: [&str; 9] = [
 
 /// The `reason` labels of `highpress_events_dropped_total`, registered up front so every series
 /// exists from the start; `events::DropReason` names the same set (tested there).
-pub const EVENT_DROP_REASONS: [&str; 3] = ["queue_full", "broker_error", "shutdown"];
+pub const EVENT_DROP_REASONS: [&str; 1] = ["outbox_full"];
 
 /// `2xx`, `4xx`, `5xx` (or `1xx`, `3xx`): the class of an HTTP status code.
 pub fn http_status_class(code: u16) -> &'static str {
@@ -311,7 +314,7 @@ impl Metrics {
         .expect("valid metric");
         let events_queued = IntGauge::new(
             "highpress_events_queued",
-            "Counter events accepted for Kafka and not yet delivered or dropped (hand-off queue plus producer buffer).",
+            "Counter events waiting in the outbox partitions this process relays to Kafka.",
         )
         .expect("valid metric");
         let events_sent = IntCounter::new(
@@ -322,14 +325,29 @@ impl Metrics {
         let events_dropped = IntCounterVec::new(
             Opts::new(
                 "highpress_events_dropped_total",
-                "Counter events lost, by reason: queue_full, broker_error (not delivered within kafka.message_timeout_ms, or refused), shutdown.",
+                "Counter events not written, by reason: outbox_full (the outbox held kafka.outbox_max_len events and kafka.outbox_full_policy is drop).",
             ),
             &["reason"],
         )
         .expect("valid metric");
         let events_producer_errors = IntCounter::new(
             "highpress_events_producer_errors_total",
-            "Errors the Kafka client reported (broker unreachable, all brokers down, ...), whether or not events were lost.",
+            "Errors the Kafka client reported (broker unreachable, all brokers down, ...); the events wait in the outbox.",
+        )
+        .expect("valid metric");
+        let events_relay_lag = prometheus::Gauge::new(
+            "highpress_events_relay_lag_seconds",
+            "Age of the oldest event not yet delivered to Kafka in the outbox partitions this process relays (0 when they are empty).",
+        )
+        .expect("valid metric");
+        let events_relay_partitions = IntGauge::new(
+            "highpress_events_relay_partitions",
+            "Outbox partitions this process relays to Kafka (holds the lease of).",
+        )
+        .expect("valid metric");
+        let events_outbox_max_len = IntGauge::new(
+            "highpress_events_outbox_max_len",
+            "The outbox's bound in events (kafka.outbox_max_len); 0 when events are off.",
         )
         .expect("valid metric");
 
@@ -364,6 +382,9 @@ impl Metrics {
             Box::new(events_sent.clone()),
             Box::new(events_dropped.clone()),
             Box::new(events_producer_errors.clone()),
+            Box::new(events_relay_lag.clone()),
+            Box::new(events_relay_partitions.clone()),
+            Box::new(events_outbox_max_len.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -434,6 +455,9 @@ impl Metrics {
             events_sent,
             events_dropped,
             events_producer_errors,
+            events_relay_lag,
+            events_relay_partitions,
+            events_outbox_max_len,
         }
     }
 
@@ -500,11 +524,11 @@ mod tests {
             r#"highpress_increments_rejected_total{reason="shutting_down"}"#,
             r#"highpress_discovery_refreshes_total{result="empty"}"#,
             r#"highpress_leaderboard_flushes_total{result="error"}"#,
-            r#"highpress_events_dropped_total{reason="queue_full"}"#,
-            r#"highpress_events_dropped_total{reason="broker_error"}"#,
-            r#"highpress_events_dropped_total{reason="shutdown"}"#,
+            r#"highpress_events_dropped_total{reason="outbox_full"}"#,
             "highpress_events_sent_total",
             "highpress_events_queued",
+            "highpress_events_relay_lag_seconds",
+            "highpress_events_relay_partitions",
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(&format!("{series} "))),

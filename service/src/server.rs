@@ -17,7 +17,7 @@ use crate::config::{Config, StoreKind};
 use crate::counter::{CounterTasks, EngineSettings, LocalCounter};
 use crate::domain::KeyLayout;
 use crate::domain::policy::CounterPolicies;
-use crate::events::{self, EventPublisher, EventTasks};
+use crate::events::{self, Outbox, Relay, RelayTask};
 use crate::gateway::{EndpointSet, GatewayBackend, discovery};
 use crate::grpc::observe::GrpcObserveLayer;
 use crate::grpc::pb::counter_service_server::CounterServiceServer;
@@ -179,11 +179,22 @@ async fn run_engine<S: Store>(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let Listeners { http, grpc } = listeners;
-    let (events, event_tasks) = EventPublisher::start(&config.kafka, events::source_name())
+    let (outbox, relay) = if config.kafka.enabled {
+        let outbox = Arc::new(Outbox::new(&config.kafka));
+        let relay = Relay::start(
+            store.clone(),
+            outbox.clone(),
+            &config.kafka,
+            events::source_name(),
+        )
         .context("kafka (kafka.enabled)")?;
+        (Some(outbox), Some(relay))
+    } else {
+        (None, None)
+    };
     let policies = Arc::new(CounterPolicies::new(&config.counter_types));
     let settings = EngineSettings::new(config, policies.clone());
-    let (engine, tasks) = LocalCounter::start_with_events(store, settings, events);
+    let (engine, tasks) = LocalCounter::start_with_outbox(store, settings, outbox);
     let state = AppState {
         backend: engine.clone(),
         limits: limits(config),
@@ -193,7 +204,7 @@ async fn run_engine<S: Store>(
     if mode == Mode::Standalone {
         let app = profiling::with_routes(api::app(state), config.pprof.enabled, mode.as_str());
         serve_http(app, http, config, &shutdown).await?;
-        return finish(tasks, event_tasks).await;
+        return finish(tasks, relay).await;
     }
 
     let grpc = grpc.context("a counter serves gRPC: Listeners::bind(Mode::Counter, ..)")?;
@@ -246,14 +257,17 @@ async fn run_engine<S: Store>(
         Err(_) => tracing::warn!("gRPC calls did not finish within server.shutdown_timeout_ms"),
     }
     http_result?;
-    finish(tasks, event_tasks).await
+    finish(tasks, relay).await
 }
 
-async fn finish<S: Store>(tasks: CounterTasks<S>, events: EventTasks) -> anyhow::Result<()> {
+async fn finish<S: Store>(tasks: CounterTasks<S>, relay: Option<RelayTask>) -> anyhow::Result<()> {
     tracing::info!("flushing pending increments and leaderboards");
     tasks.finish().await;
-    // After the last flush, so every acknowledged increment's event has been queued.
-    events.finish().await;
+    // After the last flush: events in flight to the broker get kafka.flush_timeout_ms; the
+    // rest wait in the outbox for another relay.
+    if let Some(relay) = relay {
+        relay.finish().await;
+    }
     tracing::info!("shutdown complete");
     Ok(())
 }

@@ -7,12 +7,12 @@
 //! - `promtool check rules` and `promtool test rules` pass, every alert has a severity, a summary,
 //!   a description, a unit test and a runbook link to a real section of `docs/observability.md`;
 //! - a real Prometheus scrapes a real run (redis-server, a gateway with two counters and a
-//!   standalone, under load, publishing events to a tansu broker) with the chart's rule files loaded; every panel query, after Grafana's
+//!   standalone, under load, publishing events to an Apache Kafka broker) with the chart's rule files loaded; every panel query, after Grafana's
 //!   variables are substituted, returns data, except the listed panels for components this test
 //!   cannot run; every alert expression evaluates, every rule group loads healthy, and the
 //!   healthy run raises no alert (the latency alert aside: it depends on this machine's load).
 //!
-//! A missing `prometheus`, `promtool` or `tansu` fails the test (scripts/install-test-deps.sh installs
+//! A missing `prometheus`, `promtool` or Apache Kafka fails the test (scripts/install-test-deps.sh installs
 //! them); nothing is skipped.
 
 mod support;
@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Backing, Highpress, Tansu, Topology, client, free_port, get_json, post_json};
+use support::{Backing, Highpress, Kafka, Topology, client, free_port, get_json, post_json};
 
 /// Panels (by dashboard uid and panel title, or `variable <name>`) whose queries may return no
 /// series here. Their queries must still parse and evaluate.
@@ -51,7 +51,7 @@ const OPERATOR_NOT_RUN: &str = "this test does not start the operator (the opera
      on a real control plane and cover its metrics)";
 
 /// The alerts the chart must ship.
-const REQUIRED_ALERTS: [&str; 7] = [
+const REQUIRED_ALERTS: [&str; 9] = [
     "HighpressHighErrorRate",
     "HighpressHighLatencyP99",
     "HighpressStoreUnavailable",
@@ -59,11 +59,17 @@ const REQUIRED_ALERTS: [&str; 7] = [
     "HighpressNoReadyCounterEndpoints",
     "HighpressOperatorReconcileErrors",
     "HighpressEventsDropping",
+    "HighpressEventsOutboxFilling",
+    "HighpressEventsRelayLagging",
 ];
 
 /// The overview's events panels, each with the metric it must query.
-const EVENTS_PANELS: [(&str, &str); 4] = [
-    ("Events queued for Kafka", "highpress_events_queued"),
+const EVENTS_PANELS: [(&str, &str); 5] = [
+    ("Events waiting in the outbox", "highpress_events_queued"),
+    (
+        "Oldest undelivered event",
+        "highpress_events_relay_lag_seconds",
+    ),
     ("Events sent per second", "highpress_events_sent_total"),
     (
         "Events dropped per second by reason",
@@ -603,7 +609,7 @@ async fn load(hp: Arc<Highpress>, stop: Arc<AtomicBool>) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_dashboard_query_and_alert_expression_evaluates_against_a_live_run() {
     // Events go to a real Kafka-protocol broker, so the events panels show real traffic.
-    let broker = Tansu::start();
+    let broker = Kafka::start();
     broker.create_topic("counter_events", 1).await;
     let events = broker.env("counter_events");
     let mut events: Vec<(&str, &str)> = events

@@ -1,4 +1,5 @@
-//! Counter events to Kafka (`kafka`): the brokers, the topic, and the producer's bounds.
+//! Counter events to Kafka (`kafka`): the brokers, the topic, the producer, and the outbox
+//! the events wait in (its partitions, its bound and what happens at the bound).
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use super::{ConfigError, forms};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
-    /// Publish one event per acknowledged increment. Off: nothing is queued or connected.
+    /// Publish one event per acknowledged increment. Off: nothing is written or connected.
     pub enabled: bool,
     /// Bootstrap brokers, `host:port`; comma-separated in the environment.
     #[serde(deserialize_with = "forms::list_or_comma_separated")]
@@ -23,17 +24,39 @@ pub struct KafkaConfig {
     /// How long the producer waits to fill a batch (librdkafka `linger.ms`).
     #[serde(rename = "linger_ms", with = "forms::millis")]
     pub linger: Duration,
-    /// Most events waiting to be handed to the producer, and most the producer buffers; past
-    /// either bound new events are dropped and counted, never waited for.
+    /// Most events the producer buffers on their way to the broker (librdkafka
+    /// `queue.buffering.max.messages`); the relay waits for room.
     pub queue_capacity: usize,
-    /// How long the producer keeps retrying one event before it is dropped as undeliverable
-    /// (librdkafka `message.timeout.ms`).
+    /// How long the producer retries one event (librdkafka `message.timeout.ms`); after that
+    /// the relay produces the entry again from the outbox.
     #[serde(rename = "message_timeout_ms", with = "forms::millis")]
     pub message_timeout: Duration,
-    /// At shutdown, how long queued events may take to reach the broker before the rest are
-    /// dropped.
+    /// At shutdown, how long the relay waits for events in flight to the broker; the rest stay
+    /// in the outbox for another relay.
     #[serde(rename = "flush_timeout_ms", with = "forms::millis")]
     pub flush_timeout: Duration,
+    /// Partitions of the outbox. A counter's events all go to one (a hash of its key), and one
+    /// relay at a time moves each partition to Kafka.
+    pub outbox_partitions: u32,
+    /// Most events waiting in the outbox (all partitions); at the bound,
+    /// `outbox_full_policy` applies.
+    pub outbox_max_len: u64,
+    /// What happens to new increments while the outbox is full.
+    pub outbox_full_policy: OutboxFullPolicy,
+    /// How long a relay's hold on a partition lasts without renewal (it renews every second):
+    /// how long a dead relay's partitions wait before another relay takes them over.
+    #[serde(rename = "relay_lease_ms", with = "forms::millis")]
+    pub relay_lease: Duration,
+}
+
+/// `kafka.outbox_full_policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxFullPolicy {
+    /// Refuse new increments with 503 `overloaded`: no acknowledged increment lacks its event.
+    Reject,
+    /// Take new increments and drop their events, counted in `highpress_events_dropped_total`.
+    Drop,
 }
 
 impl KafkaConfig {
@@ -86,6 +109,24 @@ impl KafkaConfig {
                 "must be at least 1",
             ));
         }
+        if !(1..=1024).contains(&self.outbox_partitions) {
+            return Err(ConfigError::invalid(
+                "kafka.outbox_partitions",
+                "must be within 1..=1024",
+            ));
+        }
+        if self.outbox_max_len == 0 {
+            return Err(ConfigError::invalid(
+                "kafka.outbox_max_len",
+                "must be at least 1",
+            ));
+        }
+        if self.relay_lease < Duration::from_secs(3) {
+            return Err(ConfigError::invalid(
+                "kafka.relay_lease_ms",
+                "must be at least 3000 (the relay renews every second)",
+            ));
+        }
         Ok(())
     }
 }
@@ -101,6 +142,10 @@ impl Default for KafkaConfig {
             queue_capacity: 100_000,
             message_timeout: Duration::from_secs(30),
             flush_timeout: Duration::from_secs(5),
+            outbox_partitions: 8,
+            outbox_max_len: 1_000_000,
+            outbox_full_policy: OutboxFullPolicy::Reject,
+            relay_lease: Duration::from_secs(10),
         }
     }
 }

@@ -31,7 +31,7 @@ pub use forms::human::parse as parse_duration;
 pub use gateway::{
     BreakerConfig, CounterServiceConfig, DiscoveryConfig, GatewayConfig, GrpcConfig,
 };
-pub use kafka::{KafkaAcks, KafkaConfig};
+pub use kafka::{KafkaAcks, KafkaConfig, OutboxFullPolicy};
 pub use server::{ApiConfig, PprofConfig, ServerConfig};
 pub use store::{RedisConfig, SentinelConfig, StoreConfig, StoreKind};
 pub use telemetry::{LogConfig, LogFormat, TracingConfig};

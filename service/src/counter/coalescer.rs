@@ -9,8 +9,10 @@
 //! 2. **write**: one store round trip;
 //! 3. **answer**: the pure [`answer`] turns the store's outcome into one reply per request and
 //!    the [`Applied`] record of what changed;
-//! 4. **effects**: [`FlushEffects::apply`] updates the read cache, the leaderboards, the events
-//!    and the metrics from that record, and then the waiters get their replies.
+//! 4. **effects**: [`FlushEffects::apply`] updates the read cache, the leaderboards and the
+//!    metrics from that record; when events are on, the events of the acknowledged changes are
+//!    appended to the outbox (a second round trip; if it fails, those increments are answered
+//!    `unavailable`); then the waiters get their replies.
 //!
 //! A key whose sum overflows is retried once as one `INCRBY` per request in arrival order (a
 //! second plan, write and answer), so exactly the requests that would overflow get
@@ -44,7 +46,7 @@ use super::health::StoreHealth;
 use super::leaderboard::LeaderboardAccumulator;
 use super::{Acknowledged, CounterError};
 use crate::domain::current_hour;
-use crate::events::{CounterEvent, EventKind, EventSink};
+use crate::events::{CounterEvent, EventKind, Outbox};
 use crate::metrics::METRICS;
 use crate::store::{
     Conditions, CounterKey, GroupOutcome, GuardedGroup, GuardedItem, GuardedOutcome, IncrOutcome,
@@ -63,7 +65,7 @@ struct PendingIncrement {
     reply: oneshot::Sender<Reply>,
     /// The span of the request this increment belongs to, when tracing is enabled.
     trace: Option<SpanContext>,
-    /// The requester, kept only when events are published (for the increment's event).
+    /// The requester, kept only when events are on (for the increment's event).
     user_id: Option<Box<str>>,
 }
 
@@ -80,12 +82,12 @@ enum Pending {
 const MAX_FLUSH_LINKS: usize = 128;
 
 /// What a flush updates besides the counters: the read cache, the leaderboard accumulator (when
-/// leaderboards are enabled), store health and the events of acknowledged increments.
+/// leaderboards are enabled), store health and, when events are on, the outbox.
 pub struct FlushEffects {
     pub cache: ReadCache,
     pub leaderboard: Option<LeaderboardAccumulator>,
     pub health: Arc<StoreHealth>,
-    pub events: EventSink,
+    pub outbox: Option<Arc<Outbox>>,
 }
 
 /// The handle requests use to enqueue increments.
@@ -199,10 +201,81 @@ impl<S: Store> Flusher<S> {
     }
 
     /// Resets `key` in the store; ordered with flushes, so the cache can take the new value.
+    /// With events on, the reset is answered once its event is in the outbox.
     async fn reset(&self, key: &CounterKey) -> Result<i64, CounterError> {
         let result = self.store.reset(key).await;
         self.effects.reset(key, &result);
-        result.map_err(|e| CounterError::from(&e))
+        let before = result.map_err(|e| CounterError::from(&e))?;
+        let event = CounterEvent {
+            kind: EventKind::Reset,
+            key: key.clone(),
+            user_id: "".into(),
+            increment: before.wrapping_neg(),
+            current_value: 0,
+            at: SystemTime::now(),
+        };
+        self.append_events([event]).await?;
+        Ok(before)
+    }
+
+    /// Writes `events` to the outbox (nothing when events are off, or the outbox is full
+    /// under the `drop` policy).
+    async fn append_events(
+        &self,
+        events: impl IntoIterator<Item = CounterEvent>,
+    ) -> Result<(), CounterError> {
+        let Some(outbox) = &self.effects.outbox else {
+            return Ok(());
+        };
+        let appends = outbox.entries(events);
+        if appends.is_empty() {
+            return Ok(());
+        }
+        METRICS.store_commands.inc_by(appends.len() as u64);
+        match self.store.outbox_append(&appends).await {
+            Ok(()) => {
+                outbox.appended(&appends);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "events outbox write failed; the flush's changes are not acknowledged");
+                self.effects.health.record_error(&e);
+                Err(CounterError::from(&e))
+            }
+        }
+    }
+
+    /// The events of a flush's acknowledged changes (not a repeated like, not a replayed
+    /// retry) go to the outbox before anyone is answered. If they cannot, those increments are
+    /// answered with the error: applied, but without their events, so their outcome is unknown
+    /// to the caller, as for a failure in transit.
+    async fn append_flush_events(&self, batch: &[PendingIncrement], replies: &mut [Option<Reply>]) {
+        if self.effects.outbox.is_none() {
+            return;
+        }
+        let at = SystemTime::now();
+        let with_event =
+            |reply: &Option<Reply>| matches!(reply, Some(Ok(ack)) if ack.counted && !ack.replayed);
+        let events = batch
+            .iter()
+            .zip(replies.iter())
+            .filter(|(_, r)| with_event(r))
+            .map(|(p, r)| CounterEvent {
+                kind: EventKind::Increment,
+                key: p.key.clone(),
+                user_id: p.user_id.clone().unwrap_or_default(),
+                increment: p.delta,
+                current_value: r
+                    .as_ref()
+                    .and_then(|r| r.as_ref().ok())
+                    .map_or(0, |a| a.current_value),
+                at,
+            });
+        if let Err(e) = self.append_events(events).await {
+            for reply in replies.iter_mut().filter(|r| with_event(r)) {
+                *reply = Some(Err(e.clone()));
+            }
+        }
     }
 
     async fn flush(&mut self, batch: &mut Vec<PendingIncrement>) {
@@ -239,6 +312,7 @@ impl<S: Store> Flusher<S> {
         }
 
         self.effects.apply(batch, &answers.applied);
+        self.append_flush_events(batch, &mut answers.replies).await;
         METRICS
             .flush_duration
             .observe(started.elapsed().as_secs_f64());
@@ -301,30 +375,13 @@ impl FlushEffects {
         }
     }
 
-    /// Answers every waiter of a flush, queueing the event of each change of a count in flush
-    /// order, so each counter's events follow its post-values.
+    /// Answers every waiter of a flush.
     fn deliver(&self, batch: impl Iterator<Item = PendingIncrement>, replies: Vec<Option<Reply>>) {
         let mut acknowledged = 0;
-        let acknowledged_at = self.events.is_enabled().then(SystemTime::now);
         for (pending, reply) in batch.zip(replies) {
             let reply = reply.unwrap_or(Err(CounterError::Internal));
             match &reply {
-                Ok(ack) => {
-                    acknowledged += 1;
-                    // Not a duplicate like, not a replayed idempotent retry.
-                    if let Some(at) = acknowledged_at
-                        && ack.counted
-                        && !ack.replayed
-                    {
-                        self.events.increment_acknowledged(
-                            pending.key,
-                            pending.delta,
-                            pending.user_id,
-                            ack.current_value,
-                            at,
-                        );
-                    }
-                }
+                Ok(_) => acknowledged += 1,
                 Err(e) => METRICS
                     .rejected_increments
                     .with_label_values(&[e.reason()])
@@ -339,22 +396,11 @@ impl FlushEffects {
     /// Effects of a reset, answered or failed.
     fn reset(&self, key: &CounterKey, result: &Result<i64, StoreError>) {
         match result {
-            Ok(before) => {
+            Ok(_) => {
                 self.health.mark_up();
                 self.cache.record_write(key, 0);
                 if let Some(leaderboard) = &self.leaderboard {
                     leaderboard.remove(current_hour(), key);
-                }
-                // Queued here, in flush order, like the increments' events around it.
-                if self.events.is_enabled() {
-                    self.events.publish(CounterEvent {
-                        kind: EventKind::Reset,
-                        key: key.clone(),
-                        user_id: "".into(),
-                        increment: before.wrapping_neg(),
-                        current_value: 0,
-                        at: SystemTime::now(),
-                    });
                 }
             }
             Err(e) => {

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::domain::policy::{self, CounterPolicies};
 use crate::domain::{CounterKey, LeaderboardBucket, Period, RankedEntry};
-use crate::events::EventSink;
+use crate::events::Outbox;
 use crate::metrics::METRICS;
 use crate::store::{Conditions, IdempotencyRecord, Store, StoreError};
 use cache::{Lookup, ReadCache};
@@ -223,14 +223,15 @@ impl EngineSettings {
 impl<S: Store> LocalCounter<S> {
     /// Starts the engine's background tasks, publishing no events.
     pub fn start(store: Arc<S>, settings: EngineSettings) -> (Arc<Self>, CounterTasks<S>) {
-        Self::start_with_events(store, settings, EventSink::disabled())
+        Self::start_with_outbox(store, settings, None)
     }
 
-    /// Starts the engine's background tasks; every acknowledged increment goes to `events`.
-    pub fn start_with_events(
+    /// Starts the engine's background tasks; with an `outbox`, every acknowledged change of a
+    /// count has its event written there before it is answered.
+    pub fn start_with_outbox(
         store: Arc<S>,
         settings: EngineSettings,
-        events: EventSink,
+        outbox: Option<Arc<Outbox>>,
     ) -> (Arc<Self>, CounterTasks<S>) {
         let health = Arc::new(StoreHealth::new());
         let effects = Arc::new(FlushEffects {
@@ -239,7 +240,7 @@ impl<S: Store> LocalCounter<S> {
                 .leaderboard_flush_interval
                 .map(|_| LeaderboardAccumulator::new(settings.leaderboard_top_k)),
             health: health.clone(),
-            events,
+            outbox,
         });
         let stop = CancellationToken::new();
         let (coalescer, flusher) = Coalescer::start(
@@ -322,6 +323,11 @@ impl<S: Store> CounterBackend for LocalCounter<S> {
         if !self.effects.health.is_up() {
             return Err(CounterError::Unavailable);
         }
+        if let Some(outbox) = &self.effects.outbox
+            && !outbox.accepts_increments()
+        {
+            return Err(CounterError::Overloaded);
+        }
         let unique = self.policies.unique_per_user(key.counter_type());
         if unique && (delta.abs() != 1 || user_id.is_none()) {
             // Validation rejects this before it gets here; never let it reach the store.
@@ -338,8 +344,8 @@ impl<S: Store> CounterBackend for LocalCounter<S> {
         // The event names no user (an empty `user_id`, as a reset's) when the request named none.
         let event_user = self
             .effects
-            .events
-            .is_enabled()
+            .outbox
+            .is_some()
             .then(|| user_id.unwrap_or_default().into());
         self.coalescer
             .increment(key, delta, conditions, event_user)
@@ -347,7 +353,7 @@ impl<S: Store> CounterBackend for LocalCounter<S> {
     }
 
     /// Resets through the coalescer's queue, after the increments queued before it. The flusher
-    /// publishes the reset's event, in order with the increments' events.
+    /// writes the reset's event, in order with the increments' events.
     async fn reset(&self, key: CounterKey) -> Result<ResetOutcome, CounterError> {
         if !self.allow_reset {
             return Err(CounterError::ResetDisabled);

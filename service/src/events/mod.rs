@@ -1,35 +1,33 @@
-//! Counter events to Kafka. This module owns the event schema ([`CounterEvent`], serialized as
-//! the JSON of `docs/events.md`), the bounded hand-off queue between the flush and the producer
-//! ([`EventSink`]), and the Kafka producer task ([`EventPublisher`]).
+//! Counter events to Kafka, through an outbox. This module owns the event schema
+//! ([`CounterEvent`], serialized as the JSON of `docs/events.md`), the outbox the flush writes
+//! them to ([`Outbox`]) and the relay that moves them from the outbox to Kafka ([`Relay`]).
 //!
 //! The contract:
-//! - The process that owns the flush (standalone, counter) publishes one event per acknowledged
-//!   increment, after the store acknowledged it and in flush order, so each counter's events
-//!   are queued in the order of their post-values. The gateway never publishes.
-//! - [`EventSink::publish`] never blocks and never fails a request: when the queue is full (or
-//!   the publisher has stopped) the event is dropped and counted in
-//!   `highpress_events_dropped_total{reason}`.
-//! - The producer keys every message `counter_type:resource_id` and keeps order per partition
-//!   under retries (one request in flight per broker connection). An event the broker does not
-//!   take within `kafka.message_timeout_ms` is dropped and counted (`broker_error`); the producer
-//!   reconnects by itself, so publishing resumes when the broker returns.
-//! - At shutdown, after the last flush, queued events get `kafka.flush_timeout_ms` to reach the
-//!   broker; the rest are dropped and counted (`shutdown`).
+//! - The process that owns the flush (standalone, counter) appends the events of a flush's
+//!   acknowledged increments to the outbox in the store (a Redis Stream per partition, one
+//!   entry per partition the flush touched) *before* it answers any of them. A failed append
+//!   answers the flush's increments 503 `unavailable` (outcome unknown), so every acknowledged
+//!   increment has its event in the store. The gateway never publishes.
+//! - A counter's events go to one partition (a hash of its key), in the order of its
+//!   post-values; one relay at a time holds a partition (a lease in the store) and produces
+//!   its entries in order with Kafka's idempotent producer, then trims them. A relay that dies
+//!   leaves its lease to expire, and another takes the partition over from where it was
+//!   trimmed: events produced but not yet trimmed are produced again (the only duplicates).
+//! - The outbox is bounded (`kafka.outbox_max_len` events): when it is full, new increments
+//!   are refused (`overloaded`) or, by choice, their events are dropped and counted.
 
-mod producer;
+mod outbox;
+mod relay;
 mod source;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::SystemTime;
 
 use serde::Serialize;
-use tokio::sync::mpsc;
 
 use crate::domain::CounterKey;
-use crate::metrics::METRICS;
 
-pub use producer::{EventPublisher, EventTasks, EventsError};
+pub use outbox::Outbox;
+pub use relay::{EventsError, Relay, RelayTask};
 pub use source::source_name;
 
 /// What happened to the counter.
@@ -42,8 +40,7 @@ pub enum EventKind {
     Reset,
 }
 
-/// One event, as queued. `event_id` and the RFC 3339 `timestamp` are rendered by the publisher,
-/// off the request path.
+/// One event, before it is written to the outbox (where it gets its `event_id`).
 #[derive(Debug, Clone)]
 pub struct CounterEvent {
     pub kind: EventKind,
@@ -60,122 +57,16 @@ pub struct CounterEvent {
 /// Why an event was not delivered: the closed label set of `highpress_events_dropped_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
-    /// The hand-off queue (or the producer's buffer) was full.
-    QueueFull,
-    /// The broker did not take it within `kafka.message_timeout_ms`, or refused it.
-    BrokerError,
-    /// The process stopped before it was delivered.
-    Shutdown,
+    /// The outbox was full and `kafka.outbox_full_policy` is `drop`.
+    OutboxFull,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 3] = [Self::QueueFull, Self::BrokerError, Self::Shutdown];
+    pub const ALL: [DropReason; 1] = [Self::OutboxFull];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::QueueFull => "queue_full",
-            Self::BrokerError => "broker_error",
-            Self::Shutdown => "shutdown",
-        }
-    }
-}
-
-/// Events accepted but not yet settled (delivered or dropped), mirrored into the
-/// `highpress_events_queued` gauge.
-#[derive(Debug, Default)]
-struct Backlog(AtomicI64);
-
-impl Backlog {
-    fn add(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        METRICS.events_queued.inc();
-    }
-
-    /// `n` events left the backlog: delivered, or dropped for `reason`.
-    fn settle(&self, n: i64, dropped: Option<DropReason>) {
-        if n == 0 {
-            return;
-        }
-        self.0.fetch_sub(n, Ordering::Relaxed);
-        METRICS.events_queued.sub(n);
-        match dropped {
-            None => METRICS.events_sent.inc_by(n as u64),
-            Some(reason) => count_dropped(reason, n as u64),
-        }
-    }
-}
-
-fn count_dropped(reason: DropReason, n: u64) {
-    METRICS
-        .events_dropped
-        .with_label_values(&[reason.as_str()])
-        .inc_by(n);
-}
-
-/// Where the counter engine hands events over. Cheap to clone; a disabled sink does nothing.
-#[derive(Clone, Debug, Default)]
-pub struct EventSink {
-    inner: Option<SinkInner>,
-}
-
-#[derive(Clone, Debug)]
-struct SinkInner {
-    queue: mpsc::Sender<CounterEvent>,
-    backlog: Arc<Backlog>,
-}
-
-impl EventSink {
-    /// A sink that publishes nothing (`kafka.enabled: false`, and the gateway).
-    pub fn disabled() -> Self {
-        Self::default()
-    }
-
-    /// Whether events are published; when not, callers can skip building them.
-    pub fn is_enabled(&self) -> bool {
-        self.inner.is_some()
-    }
-
-    /// Queues `event` without waiting. Returns whether it was queued; a full or closed queue
-    /// drops it and counts the drop.
-    pub fn publish(&self, event: CounterEvent) -> bool {
-        let Some(inner) = &self.inner else {
-            return false;
-        };
-        match inner.queue.try_send(event) {
-            Ok(()) => {
-                inner.backlog.add();
-                true
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                count_dropped(DropReason::QueueFull, 1);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                count_dropped(DropReason::Shutdown, 1);
-                false
-            }
-        }
-    }
-
-    /// The event of an acknowledged increment; `user_id` is `None` when the sink was disabled
-    /// as the increment was queued (nothing to publish then).
-    pub fn increment_acknowledged(
-        &self,
-        key: CounterKey,
-        delta: i64,
-        user_id: Option<Box<str>>,
-        current_value: i64,
-        at: SystemTime,
-    ) {
-        if let Some(user_id) = user_id {
-            self.publish(CounterEvent {
-                kind: EventKind::Increment,
-                key,
-                user_id,
-                increment: delta,
-                current_value,
-                at,
-            });
+            Self::OutboxFull => "outbox_full",
         }
     }
 }
@@ -195,8 +86,10 @@ struct WireEvent<'a> {
     source: &'a str,
 }
 
-/// Renders `event` into `payload` (cleared first) and its message key into `key`.
-fn encode(event: &CounterEvent, source: &str, payload: &mut Vec<u8>, key: &mut String) {
+/// Appends `event` to `out` as one outbox line: its message key (`counter_type:resource_id`,
+/// which holds no space), a space, its JSON (which holds no newline), a newline. The
+/// `event_id` is drawn here, once, so a relay that produces the line again repeats it.
+fn encode_line(event: &CounterEvent, source: &str, out: &mut Vec<u8>) {
     let since_epoch = event
         .at
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -211,9 +104,12 @@ fn encode(event: &CounterEvent, source: &str, payload: &mut Vec<u8>, key: &mut S
     let timestamp = time::OffsetDateTime::from(event.at)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    payload.clear();
+    out.extend_from_slice(event.key.counter_type().as_bytes());
+    out.push(b':');
+    out.extend_from_slice(event.key.resource_id().as_bytes());
+    out.push(b' ');
     serde_json::to_writer(
-        &mut *payload,
+        &mut *out,
         &WireEvent {
             event_id,
             kind: event.kind,
@@ -227,10 +123,18 @@ fn encode(event: &CounterEvent, source: &str, payload: &mut Vec<u8>, key: &mut S
         },
     )
     .expect("an event serializes into a Vec");
-    key.clear();
-    key.push_str(event.key.counter_type());
-    key.push(':');
-    key.push_str(event.key.resource_id());
+    out.push(b'\n');
+}
+
+/// The message key and JSON payload of each line of an outbox entry.
+fn decode_lines(payload: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    payload
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| match line.iter().position(|&b| b == b' ') {
+            Some(at) => (&line[..at], &line[at + 1..]),
+            None => (&[][..], line),
+        })
 }
 
 #[cfg(test)]
@@ -255,16 +159,21 @@ mod tests {
         }
     }
 
+    fn one(event: &CounterEvent) -> (String, Value) {
+        let mut out = Vec::new();
+        encode_line(event, "pod-0", &mut out);
+        let lines: Vec<_> = decode_lines(&out).collect();
+        assert_eq!(lines.len(), 1);
+        let (key, json) = lines[0];
+        (
+            String::from_utf8(key.to_vec()).unwrap(),
+            serde_json::from_slice(json).unwrap(),
+        )
+    }
+
     #[test]
     fn an_event_encodes_every_documented_field_and_its_key() {
-        let (mut payload, mut key) = (Vec::new(), String::new());
-        encode(
-            &event(EventKind::Increment),
-            "pod-0",
-            &mut payload,
-            &mut key,
-        );
-        let v: Value = serde_json::from_slice(&payload).unwrap();
+        let (key, v) = one(&event(EventKind::Increment));
         assert_eq!(key, "like:article:7");
         assert_eq!(v["type"], "increment");
         assert_eq!(v["resource_id"], "article:7");
@@ -281,37 +190,25 @@ mod tests {
 
     #[test]
     fn event_ids_are_unique_and_reset_events_say_so() {
-        let (mut payload, mut key) = (Vec::new(), String::new());
         let mut ids = std::collections::HashSet::new();
         for _ in 0..1000 {
-            encode(&event(EventKind::Reset), "p", &mut payload, &mut key);
-            let v: Value = serde_json::from_slice(&payload).unwrap();
+            let (_, v) = one(&event(EventKind::Reset));
             assert_eq!(v["type"], "reset");
             assert!(ids.insert(v["event_id"].as_str().unwrap().to_string()));
         }
     }
 
     #[test]
-    fn a_disabled_sink_queues_nothing() {
-        let sink = EventSink::disabled();
-        assert!(!sink.is_enabled());
-        assert!(!sink.publish(event(EventKind::Increment)));
-    }
-
-    #[tokio::test]
-    async fn a_full_queue_drops_and_counts_instead_of_waiting() {
-        let (tx, _rx) = mpsc::channel(2);
-        let sink = EventSink {
-            inner: Some(SinkInner {
-                queue: tx,
-                backlog: Arc::default(),
-            }),
-        };
-        let full = METRICS.events_dropped.with_label_values(&["queue_full"]);
-        let before = full.get();
-        assert!(sink.publish(event(EventKind::Increment)));
-        assert!(sink.publish(event(EventKind::Increment)));
-        assert!(!sink.publish(event(EventKind::Increment)));
-        assert!(full.get() > before);
+    fn lines_survive_user_ids_with_spaces_and_newlines() {
+        let mut e = event(EventKind::Increment);
+        e.user_id = "a b\nc".into();
+        let mut out = Vec::new();
+        encode_line(&e, "p", &mut out);
+        encode_line(&event(EventKind::Reset), "p", &mut out);
+        let lines: Vec<_> = decode_lines(&out).collect();
+        assert_eq!(lines.len(), 2);
+        let v: Value = serde_json::from_slice(lines[0].1).unwrap();
+        assert_eq!(v["user_id"], "a b\nc");
+        assert_eq!(lines[1].0, b"like:article:7");
     }
 }

@@ -1,15 +1,16 @@
 //! The embedded store: counters and leaderboards in process memory, with Redis's semantics
 //! (checked `INCRBY`, sorted-set rankings with expiry). Nothing is persisted; it exists so that
-//! `highpress standalone` runs on a machine with nothing else installed.
+//! `highpress standalone` runs on a machine with nothing else installed. Its events outbox is in
+//! memory too: events survive a broker outage, not a restart of the process.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use super::{
     BoardWrite, CounterKey, GroupOutcome, GuardedGroup, GuardedOutcome, IncrOutcome, KeyLayout,
-    LeaderboardBucket, LeaderboardRemoval, Period, RankedEntry, Store, StoreError, WriteBatch,
-    WriteOutcome,
+    LeaderboardBucket, LeaderboardRemoval, OutboxAppend, OutboxEntry, OutboxTotals, Period,
+    RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
 };
 
 #[derive(Default)]
@@ -18,6 +19,23 @@ pub struct MemoryStore {
     rankings: Mutex<HashMap<String, Ranking>>,
     /// Uniqueness sets and idempotency records, as on Redis.
     guards: Mutex<Guards>,
+    outbox: Mutex<HashMap<u32, OutboxPartition>>,
+}
+
+/// One partition of the events outbox, as the Redis stream and its totals would hold it.
+#[derive(Default)]
+struct OutboxPartition {
+    /// `(sequence, total after it, payload)`; ids are `0-<sequence>`.
+    entries: VecDeque<(u64, u64, Vec<u8>)>,
+    next_seq: u64,
+    totals: OutboxTotals,
+    lease: Option<(String, Instant)>,
+}
+
+fn outbox_seq(id: &str) -> Result<u64, StoreError> {
+    id.strip_prefix("0-")
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| StoreError::Internal(format!("outbox id {id:?}")))
 }
 
 #[derive(Default)]
@@ -149,6 +167,90 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
+    async fn outbox_append<'a>(&'a self, appends: &'a [OutboxAppend]) -> Result<(), StoreError> {
+        let mut outbox = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+        for append in appends {
+            let partition = outbox.entry(append.partition).or_default();
+            partition.totals.appended += append.events;
+            let seq = partition.next_seq;
+            partition.next_seq += 1;
+            partition
+                .entries
+                .push_back((seq, partition.totals.appended, append.payload.clone()));
+        }
+        Ok(())
+    }
+
+    async fn outbox_lease<'a>(
+        &'a self,
+        partition: u32,
+        owner: &'a str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let mut outbox = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+        let lease = &mut outbox.entry(partition).or_default().lease;
+        let now = Instant::now();
+        let held_by_other = lease
+            .as_ref()
+            .is_some_and(|(holder, until)| holder != owner && *until > now);
+        if held_by_other {
+            return Ok(false);
+        }
+        *lease = (!ttl.is_zero()).then(|| (owner.to_string(), now + ttl));
+        Ok(lease.is_some())
+    }
+
+    async fn outbox_read<'a>(
+        &'a self,
+        partition: u32,
+        after: Option<&'a str>,
+        count: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let after = after.map(outbox_seq).transpose()?;
+        let outbox = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(partition) = outbox.get(&partition) else {
+            return Ok(Vec::new());
+        };
+        Ok(partition
+            .entries
+            .iter()
+            .filter(|(seq, ..)| after.is_none_or(|a| *seq > a))
+            .take(count)
+            .map(|(seq, total, payload)| OutboxEntry {
+                id: format!("0-{seq}"),
+                total: *total,
+                payload: payload.clone(),
+            })
+            .collect())
+    }
+
+    async fn outbox_trim<'a>(
+        &'a self,
+        partition: u32,
+        through: &'a str,
+        total: u64,
+    ) -> Result<(), StoreError> {
+        let through = outbox_seq(through)?;
+        let mut outbox = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+        let partition = outbox.entry(partition).or_default();
+        while partition
+            .entries
+            .front()
+            .is_some_and(|(seq, ..)| *seq <= through)
+        {
+            partition.entries.pop_front();
+        }
+        partition.totals.relayed = partition.totals.relayed.max(total);
+        Ok(())
+    }
+
+    async fn outbox_totals(&self, partitions: u32) -> Result<Vec<OutboxTotals>, StoreError> {
+        let outbox = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+        Ok((0..partitions)
+            .map(|p| outbox.get(&p).map(|p| p.totals).unwrap_or_default())
+            .collect())
+    }
+
     async fn write<'a>(&'a self, batch: &'a WriteBatch<'a>) -> Result<WriteOutcome, StoreError> {
         let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
         let increments = batch

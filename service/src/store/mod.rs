@@ -3,6 +3,10 @@
 //!
 //! A store applies a whole flush in one round trip and reports an outcome per increment, so
 //! that one overflowing key never fails its neighbours.
+//!
+//! A store also keeps the events outbox (`outbox_*`): partitioned logs of the events of
+//! acknowledged increments, written before their waiters are answered and relayed to Kafka by
+//! `events::relay`.
 
 pub mod keyspace;
 pub mod memory;
@@ -164,6 +168,40 @@ pub struct LeaderboardRemoval {
     pub hour: i64,
 }
 
+/// One flush's events for one outbox partition, appended as one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxAppend {
+    pub partition: u32,
+    /// How many events `payload` holds.
+    pub events: u64,
+    /// The events, one per line (`events::outbox` owns the format).
+    pub payload: Vec<u8>,
+}
+
+/// One outbox entry, read back for relaying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Its id in the partition's log, increasing (`<ms>-<seq>`, a Redis Stream id).
+    pub id: String,
+    /// Events appended to the partition up to and including this entry.
+    pub total: u64,
+    pub payload: Vec<u8>,
+}
+
+/// What a partition of the outbox holds: events appended and relayed since it began.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxTotals {
+    pub appended: u64,
+    pub relayed: u64,
+}
+
+impl OutboxTotals {
+    /// Events appended and not yet relayed.
+    pub fn waiting(self) -> u64 {
+        self.appended.saturating_sub(self.relayed)
+    }
+}
+
 /// A counter store. Implementations are cheap to share (`Arc`) and safe to call concurrently.
 pub trait Store: Send + Sync + 'static {
     /// Applies `batch` in one round trip and returns one outcome per increment and per
@@ -204,4 +242,74 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the store answers.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send + '_;
+
+    /// Appends each entry to its outbox partition, in one round trip, acknowledged like a
+    /// write (with the replicas' `WAIT` when one is asked for).
+    fn outbox_append<'a>(
+        &'a self,
+        appends: &'a [OutboxAppend],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a {
+        let _ = appends;
+        std::future::ready(Err(no_outbox()))
+    }
+
+    /// Takes or keeps (`ttl` > 0) or gives up (`ttl` = 0) the lease of one partition for the
+    /// relay `owner`; answers whether `owner` holds it now.
+    fn outbox_lease<'a>(
+        &'a self,
+        partition: u32,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send + 'a {
+        let _ = (partition, owner, ttl);
+        std::future::ready(Err(no_outbox()))
+    }
+
+    /// Up to `count` entries of a partition, oldest first, after the entry `after` (from the
+    /// start when `None`).
+    fn outbox_read<'a>(
+        &'a self,
+        partition: u32,
+        after: Option<&'a str>,
+        count: usize,
+    ) -> impl Future<Output = Result<Vec<OutboxEntry>, StoreError>> + Send + 'a {
+        let _ = (partition, after, count);
+        std::future::ready(Err(no_outbox()))
+    }
+
+    /// Removes every entry of a partition up to and including `through` (relayed), whose
+    /// `total` was `total`. Idempotent.
+    fn outbox_trim<'a>(
+        &'a self,
+        partition: u32,
+        through: &'a str,
+        total: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a {
+        let _ = (partition, through, total);
+        std::future::ready(Err(no_outbox()))
+    }
+
+    /// The totals of partitions `0..partitions`, in one round trip.
+    fn outbox_totals(
+        &self,
+        partitions: u32,
+    ) -> impl Future<Output = Result<Vec<OutboxTotals>, StoreError>> + Send + '_ {
+        let _ = partitions;
+        std::future::ready(Err(no_outbox()))
+    }
+}
+
+fn no_outbox() -> StoreError {
+    StoreError::Internal("this store keeps no events outbox".into())
+}
+
+/// The id that follows `id` (`<ms>-<seq>`) in a partition's log: the least id an entry after it
+/// can have.
+pub fn next_outbox_id(id: &str) -> Option<String> {
+    let (ms, seq) = id.split_once('-')?;
+    let (ms, seq): (u64, u64) = (ms.parse().ok()?, seq.parse().ok()?);
+    Some(match seq.checked_add(1) {
+        Some(seq) => format!("{ms}-{seq}"),
+        None => format!("{}-0", ms.checked_add(1)?),
+    })
 }

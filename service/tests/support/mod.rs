@@ -1,9 +1,9 @@
 //! Shared fixtures for integration tests, one file per component: real `redis-server`
-//! processes (`redis`), `highpress` deployments in every topology (`highpress`), a tansu broker
-//! and an event collector (`kafka`), a per-key load for fault tests (`load`), and the HTTP client
-//! and assertions (`http`). Every process is
-//! owned by a guard that kills it on drop, panic included. A missing tool fails the test (run
-//! `scripts/install-test-deps.sh`); nothing is skipped.
+//! processes (`redis`), `highpress` deployments in every topology (`highpress`), an Apache Kafka
+//! broker and an event collector (`kafka`), a per-key load for fault tests (`load`), and the HTTP
+//! client and assertions (`http`). Every process is owned by a guard that kills it on drop, panic
+//! included. A missing tool fails the test (run `scripts/install-test-deps.sh`); nothing is
+//! skipped.
 
 #![allow(dead_code)]
 

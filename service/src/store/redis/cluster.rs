@@ -16,6 +16,7 @@ use futures::future::join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Value};
 
+use super::outbox;
 use super::scripts::{
     ScriptBy, guarded_command, is_noscript, parse_groups, parse_kth, parse_reset, reset_command,
 };
@@ -29,6 +30,7 @@ use crate::store::{
     BoardWrite, CounterKey, GroupOutcome, IncrOutcome, KeyLayout, LeaderboardBucket,
     LeaderboardRemoval, RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
 };
+use crate::store::{OutboxAppend, OutboxEntry, OutboxTotals, next_outbox_id};
 
 const SLOTS: usize = 16_384;
 
@@ -84,6 +86,14 @@ struct Routed {
 }
 
 impl RedisClusterStore {
+    /// Runs one keyed command of the outbox (not a write a waiter depends on: no `WAIT`).
+    async fn run_one(&self, command: outbox::KeyedCmd) -> Result<Value, StoreError> {
+        self.run_keyed(vec![command])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Internal("no reply".into())))
+    }
+
     /// Prepares the store from seed URLs without connecting: highpress starts while the cluster
     /// is down and connects on first use.
     pub fn new(
@@ -636,6 +646,62 @@ impl Store for RedisClusterStore {
                 "redis cluster state is not ok".into(),
             ))
         }
+    }
+
+    async fn outbox_append<'a>(&'a self, appends: &'a [OutboxAppend]) -> Result<(), StoreError> {
+        if appends.is_empty() {
+            return Ok(());
+        }
+        let routed: Vec<Routed> = outbox::append_commands(appends)
+            .into_iter()
+            .map(|(key, cmd)| Routed {
+                slot: key_slot(&key),
+                cmd,
+            })
+            .collect();
+        outbox::all_ok(self.run_grouped(&routed, self.write_ack()).await)
+    }
+
+    async fn outbox_lease<'a>(
+        &'a self,
+        partition: u32,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let reply = self
+            .run_one(outbox::lease_command(partition, owner, ttl))
+            .await?;
+        outbox::parse_lease(reply)
+    }
+
+    async fn outbox_read<'a>(
+        &'a self,
+        partition: u32,
+        after: Option<&'a str>,
+        count: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let reply = self
+            .run_one(outbox::read_command(partition, after, count))
+            .await?;
+        outbox::parse_entries(reply)
+    }
+
+    async fn outbox_trim<'a>(
+        &'a self,
+        partition: u32,
+        through: &'a str,
+        total: u64,
+    ) -> Result<(), StoreError> {
+        let keep_from = next_outbox_id(through)
+            .ok_or_else(|| StoreError::Internal(format!("outbox id {through:?}")))?;
+        let reply = self
+            .run_one(outbox::trim_command(partition, &keep_from, total))
+            .await;
+        outbox::all_ok(vec![reply])
+    }
+
+    async fn outbox_totals(&self, partitions: u32) -> Result<Vec<OutboxTotals>, StoreError> {
+        outbox::parse_totals(self.run_keyed(outbox::totals_commands(partitions)).await)
     }
 }
 

@@ -5,6 +5,7 @@
 //! file) with the commands that call them and the parsers of their answers.
 
 pub mod cluster;
+pub mod outbox;
 pub mod scripts;
 pub mod sentinel;
 pub mod single;

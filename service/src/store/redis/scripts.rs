@@ -58,6 +58,24 @@ pub const RESET_SCRIPT: &str = include_str!("reset.lua");
 /// overflowing `INCRBY` fails the script before anything is written.
 pub const MIGRATE_COPY_SCRIPT: &str = include_str!("migrate_copy.lua");
 
+/// The events outbox (`outbox.rs`): append one flush's events to a partition, trim what was
+/// relayed, take or keep a partition's lease. They go as `EVAL` (a few partitions per flush),
+/// without their comment lines, so each call carries about 200 bytes of script.
+pub static OUTBOX_APPEND_SCRIPT: LazyLock<String> =
+    LazyLock::new(|| without_comments(include_str!("outbox_append.lua")));
+pub static OUTBOX_TRIM_SCRIPT: LazyLock<String> =
+    LazyLock::new(|| without_comments(include_str!("outbox_trim.lua")));
+pub static OUTBOX_LEASE_SCRIPT: LazyLock<String> =
+    LazyLock::new(|| without_comments(include_str!("outbox_lease.lua")));
+
+fn without_comments(script: &str) -> String {
+    script
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// One ranking's write ([`BoardWrite`]): `ZADD GT` the raised scores, `ZADD XX` the lowered
 /// ones, trim to K (at most [`TRIM_STEP`] members per call), set the TTL, answer the K-th score.
 pub const BOARD_SCRIPT: &str = include_str!("board.lua");

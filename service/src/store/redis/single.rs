@@ -22,6 +22,7 @@ use redis::{Cmd, ConnectionInfo, RedisResult, Value};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::outbox;
 use super::scripts::{
     GROUPS_PER_SCRIPT, ScriptBy, guarded_command, is_noscript, parse_groups, parse_kth,
     parse_reset, reset_command,
@@ -38,6 +39,7 @@ use crate::store::{
     BoardWrite, CounterKey, GroupOutcome, GuardedGroup, IncrOutcome, KeyLayout, LeaderboardBucket,
     LeaderboardRemoval, RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
 };
+use crate::store::{OutboxAppend, OutboxEntry, OutboxTotals, next_outbox_id};
 
 /// How often the sentinels are asked while nothing suggests a failover.
 const RECHECK: Duration = Duration::from_secs(5);
@@ -95,6 +97,14 @@ fn manager_config(timeout: Duration, connect_timeout: Duration) -> ConnectionMan
 }
 
 impl RedisStore {
+    /// Runs one keyed command of the outbox (not a write a waiter depends on: no `WAIT`).
+    async fn run_one(&self, command: outbox::KeyedCmd) -> Result<Value, StoreError> {
+        self.run_keyed(vec![command])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Internal("no reply".into())))
+    }
+
     /// Prepares a connection to `url` without waiting for Redis: highpress starts (not ready)
     /// while Redis is down, and connects when it comes up.
     pub fn connect_lazy(
@@ -515,6 +525,62 @@ impl Store for RedisStore {
                 "unexpected PING reply {other:?}"
             ))),
         }
+    }
+
+    async fn outbox_append<'a>(&'a self, appends: &'a [OutboxAppend]) -> Result<(), StoreError> {
+        if appends.is_empty() {
+            return Ok(());
+        }
+        let commands = outbox::append_commands(appends);
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for (_, cmd) in &commands {
+            pipe.add_command(cmd.clone());
+        }
+        let replies = self.run_write(pipe, commands.len()).await?;
+        outbox::all_ok(replies.into_iter().map(|r| r.map_err(classify)).collect())
+    }
+
+    async fn outbox_lease<'a>(
+        &'a self,
+        partition: u32,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let reply = self
+            .run_one(outbox::lease_command(partition, owner, ttl))
+            .await?;
+        outbox::parse_lease(reply)
+    }
+
+    async fn outbox_read<'a>(
+        &'a self,
+        partition: u32,
+        after: Option<&'a str>,
+        count: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let reply = self
+            .run_one(outbox::read_command(partition, after, count))
+            .await?;
+        outbox::parse_entries(reply)
+    }
+
+    async fn outbox_trim<'a>(
+        &'a self,
+        partition: u32,
+        through: &'a str,
+        total: u64,
+    ) -> Result<(), StoreError> {
+        let keep_from = next_outbox_id(through)
+            .ok_or_else(|| StoreError::Internal(format!("outbox id {through:?}")))?;
+        let reply = self
+            .run_one(outbox::trim_command(partition, &keep_from, total))
+            .await;
+        outbox::all_ok(vec![reply])
+    }
+
+    async fn outbox_totals(&self, partitions: u32) -> Result<Vec<OutboxTotals>, StoreError> {
+        outbox::parse_totals(self.run_keyed(outbox::totals_commands(partitions)).await)
     }
 }
 
