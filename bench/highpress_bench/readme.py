@@ -105,8 +105,12 @@ def _measured(row):
     if rid == "P5b-lb":
         return f"{significant(row['cmds_per_inc'])} cmd/inc, {v:.2f} × limit"
     if rid == "E1":
+        cmds = ""
+        if row.get("events_on_cmds_per_inc") is not None:
+            cmds = (f"{significant(row['events_on_cmds_per_inc'])} ÷ "
+                    f"{_or_dash(row.get('events_off_cmds_per_inc'), significant)} Redis cmd/inc; ")
         return (f"{v:.2f} ({thousands(row['events_on'])} ÷ {thousands(row['events_off'])}; "
-                f"{thousands(row.get('events_sent') or 0)} events sent, "
+                f"{cmds}{thousands(row.get('events_sent') or 0)} events sent, "
                 f"{thousands(row.get('events_dropped') or 0)} dropped)")
     if rid == "U1":
         return f"{v:.2f} ({thousands(row['unique_on'])} ÷ {thousands(row['unique_off'])})"

@@ -298,10 +298,15 @@ def compute(records, meta):
     e1 = ratio(ev_on, ev_off)
     e1_meta = meta.get("e1", {})
     ev_sent, ev_dropped = number(e1_meta.get("events_sent")), number(e1_meta.get("events_dropped"))
+    # Redis commands per increment on each side: with events on, the outbox appends, the relay's
+    # reads and trims and its lease renewals count too.
+    ev_on_cpi = med("highpress_post_uniform_evon", "cmds_per_inc")
+    ev_off_cpi = med("highpress_post_uniform_evoff", "cmds_per_inc")
     if e1 is None:
         e1_shown = "n/a (" + (meta.get("e1_error") or "not measured") + ")"
     else:
         e1_shown = (f"{e1:.2f} ({fmt(ev_on, 0)} ÷ {fmt(ev_off, 0)} inc/s; "
+                    f"{_cpi(ev_on_cpi)} ÷ {_cpi(ev_off_cpi)} Redis cmd/inc; "
                     f"{ev_sent or 0:,.0f} events sent, {ev_dropped or 0:,.0f} dropped)")
     # U1: unique_per_user on ÷ off, uniform, every request a new user, same run.
     u_off, u_on = med("highpress_post_users_uoff", "rps"), med("highpress_post_users_uon", "rps")
@@ -385,7 +390,8 @@ def compute(records, meta):
              p5b_lb, p5b_lb_shown, cmds_per_inc=lb_cpi, coalescing_limit=lb_limit),
         _row("E1", "standalone increments/s with Kafka events on ÷ off, uniform (1,000 keys), "
                    "same run, Apache Kafka on the same machine, informational", e1, e1_shown,
-             events_on=ev_on, events_off=ev_off, events_sent=ev_sent, events_dropped=ev_dropped),
+             events_on=ev_on, events_off=ev_off, events_sent=ev_sent, events_dropped=ev_dropped,
+             events_on_cmds_per_inc=ev_on_cpi, events_off_cmds_per_inc=ev_off_cpi),
         _row("U1", "standalone increments/s with the like type unique per user ÷ plain, uniform "
                    "(1,000 keys), a new user per request, same run, informational", u1, u1_shown,
              unique_on=u_on, unique_off=u_off),

@@ -631,6 +631,33 @@ pub struct KafkaSpec {
     /// Topic the events are written to.
     #[schemars(length(min = 1))]
     pub topic: String,
+    /// Most events waiting in the outbox in Redis while Kafka is away or slow (about 0.3 KB of
+    /// Redis memory each).
+    #[schemars(range(min = 1))]
+    pub outbox_max_len: u64,
+    /// At the bound: Reject new increments with 503 (no acknowledged increment lacks its
+    /// event), or Drop their events (counted).
+    pub outbox_full_policy: OutboxFullPolicy,
+}
+
+/// What happens to new increments while the events outbox is full.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum OutboxFullPolicy {
+    /// Refuse them with 503 `overloaded`; nothing is written.
+    #[default]
+    Reject,
+    /// Count them, and drop their events.
+    Drop,
+}
+
+impl OutboxFullPolicy {
+    /// The service's `kafka.outbox_full_policy` value.
+    pub fn as_config(self) -> &'static str {
+        match self {
+            Self::Reject => "reject",
+            Self::Drop => "drop",
+        }
+    }
 }
 
 impl Default for KafkaSpec {
@@ -639,6 +666,8 @@ impl Default for KafkaSpec {
             enabled: false,
             brokers: Vec::new(),
             topic: "counter_events".to_owned(),
+            outbox_max_len: 1_000_000,
+            outbox_full_policy: OutboxFullPolicy::Reject,
         }
     }
 }

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use highpress::config::{Config, LogFormat, StoreKind};
-use highpress_operator::crd::{CounterCluster, LogLevel, RedisMode};
+use highpress_operator::crd::{CounterCluster, LogLevel, OutboxFullPolicy, RedisMode};
 use highpress_operator::reconcile::build::config::CONFIG_KEY;
 use highpress_operator::reconcile::build::{BuildContext, build_config_map};
 use highpress_operator::render::{parse_counter_clusters, render};
@@ -216,6 +216,8 @@ fn edge_case_specs_render_configs_the_service_loads() {
     kafka_trace_no_cache.spec.events.kafka.enabled = true;
     kafka_trace_no_cache.spec.events.kafka.brokers = vec!["kafka:9092".to_owned()];
     kafka_trace_no_cache.spec.events.kafka.topic = "likes_events".to_owned();
+    kafka_trace_no_cache.spec.events.kafka.outbox_max_len = 5000;
+    kafka_trace_no_cache.spec.events.kafka.outbox_full_policy = OutboxFullPolicy::Drop;
     kafka_trace_no_cache.spec.observability.log_level = LogLevel::Trace;
     kafka_trace_no_cache.spec.counter.cache.ttl_millis = 0;
     kafka_trace_no_cache.spec.counter.cache.max_entries = 0;
@@ -230,6 +232,11 @@ fn edge_case_specs_render_configs_the_service_loads() {
     );
     assert_eq!(config.kafka.brokers, vec!["kafka:9092"]);
     assert_eq!(config.kafka.topic, "likes_events");
+    assert_eq!(config.kafka.outbox_max_len, 5000);
+    assert_eq!(
+        config.kafka.outbox_full_policy,
+        highpress::config::OutboxFullPolicy::Drop
+    );
 
     // Leaderboards off, and the bounds of topK and flushIntervalMillis the CRD allows.
     for (label, enabled, top_k, flush_interval_millis) in [

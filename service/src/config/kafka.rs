@@ -27,8 +27,10 @@ pub struct KafkaConfig {
     /// Most events the producer buffers on their way to the broker (librdkafka
     /// `queue.buffering.max.messages`); the relay waits for room.
     pub queue_capacity: usize,
-    /// How long the producer retries one event (librdkafka `message.timeout.ms`); after that
-    /// the relay produces the entry again from the outbox.
+    /// How long the producer retries one event (librdkafka `message.timeout.ms`); 0, the
+    /// default, retries until the broker takes it, so an outage of any length delivers each event
+    /// once. After a finite timeout the relay produces the entry again from the outbox, which can
+    /// repeat events the broker had taken without acknowledging.
     #[serde(rename = "message_timeout_ms", with = "forms::millis")]
     pub message_timeout: Duration,
     /// At shutdown, how long the relay waits for events in flight to the broker; the rest stay
@@ -103,12 +105,6 @@ impl KafkaConfig {
                 "must be within 1..=10000000",
             ));
         }
-        if self.message_timeout.is_zero() {
-            return Err(ConfigError::invalid(
-                "kafka.message_timeout_ms",
-                "must be at least 1",
-            ));
-        }
         if !(1..=1024).contains(&self.outbox_partitions) {
             return Err(ConfigError::invalid(
                 "kafka.outbox_partitions",
@@ -140,7 +136,7 @@ impl Default for KafkaConfig {
             acks: KafkaAcks::All,
             linger: Duration::from_millis(5),
             queue_capacity: 100_000,
-            message_timeout: Duration::from_secs(30),
+            message_timeout: Duration::ZERO,
             flush_timeout: Duration::from_secs(5),
             outbox_partitions: 8,
             outbox_max_len: 1_000_000,

@@ -183,11 +183,11 @@ impl<S> Shared<S> {
     }
 }
 
-/// A partition this relay holds: until when its lease is certainly still ours, the age of its
-/// oldest unrelayed event, and its task.
+/// A partition this relay holds: until when its lease is certainly still ours, when its oldest
+/// unrelayed entry was written (Unix ms; 0 when none is known), and its task.
 struct Held {
     valid_until_ms: Arc<AtomicU64>,
-    lag_ms: Arc<AtomicU64>,
+    oldest_ms: Arc<AtomicU64>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -238,9 +238,12 @@ async fn run<S: Store>(shared: Arc<Shared<S>>, stop: CancellationToken) {
             let mine: u64 = held.keys().map(|&p| totals[p as usize].waiting()).sum();
             METRICS.events_queued.set(mine as i64);
         }
+        let now = unix_ms();
         let lag = held
             .values()
-            .map(|h| h.lag_ms.load(Ordering::Relaxed))
+            .map(|h| h.oldest_ms.load(Ordering::Relaxed))
+            .filter(|&oldest| oldest > 0)
+            .map(|oldest| now.saturating_sub(oldest))
             .max()
             .unwrap_or(0);
         METRICS.events_relay_lag.set(lag as f64 / 1000.0);
@@ -261,18 +264,18 @@ async fn run<S: Store>(shared: Arc<Shared<S>>, stop: CancellationToken) {
 
 fn spawn_partition<S: Store>(shared: &Arc<Shared<S>>, partition: u32, valid_until_ms: u64) -> Held {
     let valid_until_ms = Arc::new(AtomicU64::new(valid_until_ms));
-    let lag_ms = Arc::new(AtomicU64::new(0));
+    let oldest_ms = Arc::new(AtomicU64::new(0));
     let stop = CancellationToken::new();
     let task = tokio::spawn(relay_partition(
         shared.clone(),
         partition,
         valid_until_ms.clone(),
-        lag_ms.clone(),
+        oldest_ms.clone(),
         stop.clone(),
     ));
     Held {
         valid_until_ms,
-        lag_ms,
+        oldest_ms,
         stop,
         task,
     }
@@ -283,7 +286,7 @@ async fn relay_partition<S: Store>(
     shared: Arc<Shared<S>>,
     partition: u32,
     valid_until_ms: Arc<AtomicU64>,
-    lag_ms: Arc<AtomicU64>,
+    oldest_ms: Arc<AtomicU64>,
     stop: CancellationToken,
 ) {
     let store = &shared.store;
@@ -309,7 +312,7 @@ async fn relay_partition<S: Store>(
             }
         };
         let Some(last) = entries.last() else {
-            lag_ms.store(0, Ordering::Relaxed);
+            oldest_ms.store(0, Ordering::Relaxed);
             tokio::select! {
                 () = shared.outbox.next_append() => {}
                 () = tokio::time::sleep(IDLE) => {}
@@ -317,7 +320,7 @@ async fn relay_partition<S: Store>(
             }
             continue;
         };
-        lag_ms.store(age_ms(&entries[0].id), Ordering::Relaxed);
+        oldest_ms.store(written_ms(&entries[0].id), Ordering::Relaxed);
         let mut deliveries = Vec::new();
         let mut refused = None;
         'produce: for entry in &entries {
@@ -387,18 +390,16 @@ async fn pause(stop: &CancellationToken, how_long: Duration) {
     }
 }
 
-/// How old an outbox entry is, from the milliseconds in its id (`<ms>-<seq>`; 0 if it has
-/// none, as in the embedded store).
-fn age_ms(id: &str) -> u64 {
-    let written = id
-        .split_once('-')
+/// When an outbox entry was written, from the milliseconds in its id (`<ms>-<seq>`; 0 if it has
+/// none, as in the embedded store, whose ids count from 0).
+fn written_ms(id: &str) -> u64 {
+    id.split_once('-')
         .and_then(|(ms, _)| ms.parse::<u64>().ok())
-        .unwrap_or(0);
-    if written == 0 {
-        return 0;
-    }
-    let now = SystemTime::now()
+        .unwrap_or(0)
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    now.saturating_sub(written)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -147,6 +147,8 @@ struct Kafka {
     enabled: bool,
     brokers: Vec<String>,
     topic: String,
+    outbox_max_len: u64,
+    outbox_full_policy: &'static str,
 }
 
 #[derive(Serialize)]
@@ -284,6 +286,8 @@ pub fn render_service_config(cc: &ValidCounterCluster) -> String {
             enabled: true,
             brokers: spec.events.kafka.brokers.clone(),
             topic: spec.events.kafka.topic.clone(),
+            outbox_max_len: spec.events.kafka.outbox_max_len,
+            outbox_full_policy: spec.events.kafka.outbox_full_policy.as_config(),
         }),
         tracing: spec
             .observability
