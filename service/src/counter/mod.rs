@@ -565,4 +565,121 @@ mod tests {
             prop_assert_eq!(total, expected_total);
         }
     }
+
+    /// The memory store, with an outbox that cannot be written.
+    struct OutboxDown(MemoryStore);
+
+    impl Store for OutboxDown {
+        async fn write<'a>(
+            &'a self,
+            batch: &'a crate::store::WriteBatch<'a>,
+        ) -> Result<crate::store::WriteOutcome, StoreError> {
+            self.0.write(batch).await
+        }
+        async fn reset<'a>(&'a self, key: &'a CounterKey) -> Result<i64, StoreError> {
+            self.0.reset(key).await
+        }
+        async fn get_many<'a>(
+            &'a self,
+            keys: &'a [&'a CounterKey],
+        ) -> Result<Vec<i64>, StoreError> {
+            self.0.get_many(keys).await
+        }
+        async fn update_leaderboards<'a>(
+            &'a self,
+            removals: &'a [crate::store::LeaderboardRemoval],
+            writes: &'a [crate::store::BoardWrite],
+        ) -> Result<Vec<Option<i64>>, StoreError> {
+            self.0.update_leaderboards(removals, writes).await
+        }
+        async fn leaderboard_top<'a>(
+            &'a self,
+            bucket: &'a LeaderboardBucket,
+            limit: usize,
+        ) -> Result<Vec<RankedEntry>, StoreError> {
+            self.0.leaderboard_top(bucket, limit).await
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            self.0.ping().await
+        }
+        async fn outbox_append<'a>(
+            &'a self,
+            _: &'a [crate::store::OutboxAppend],
+        ) -> Result<(), StoreError> {
+            Err(StoreError::Unavailable("outbox down".into()))
+        }
+    }
+
+    fn outbox(max_len: u64) -> Arc<Outbox> {
+        let config = crate::config::KafkaConfig {
+            outbox_max_len: max_len,
+            ..Default::default()
+        };
+        Arc::new(Outbox::with_source(&config, "test".into()))
+    }
+
+    #[tokio::test]
+    async fn an_increment_is_answered_only_once_its_event_is_in_the_outbox() {
+        let store = Arc::new(MemoryStore::new());
+        let (engine, tasks) = LocalCounter::start_with_outbox(
+            store.clone(),
+            EngineSettings::from_config(&Config::default()),
+            Some(outbox(1_000)),
+        );
+        let key = CounterKey::new("like", "a");
+        for expected in 1..=3 {
+            let ack = engine
+                .increment(key.clone(), 1, Some("u"), None)
+                .await
+                .unwrap();
+            assert_eq!(ack.current_value, expected);
+        }
+        let totals = store.outbox_totals(8).await.unwrap();
+        assert_eq!(totals.iter().map(|t| t.appended).sum::<u64>(), 3);
+        tasks.finish().await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_outbox_write_answers_unavailable_though_the_count_applied() {
+        let store = Arc::new(OutboxDown(MemoryStore::new()));
+        let (engine, tasks) = LocalCounter::start_with_outbox(
+            store.clone(),
+            EngineSettings::from_config(&Config::default()),
+            Some(outbox(1_000)),
+        );
+        let key = CounterKey::new("like", "a");
+        let answer = engine.increment(key.clone(), 1, Some("u"), None).await;
+        assert_eq!(answer, Err(CounterError::Unavailable));
+        // Applied without its event: the caller was told the outcome is unknown.
+        assert_eq!(store.0.get_many(&[&key]).await.unwrap(), vec![1]);
+        tasks.finish().await;
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_refuses_increments_before_anything_is_written() {
+        let store = Arc::new(MemoryStore::new());
+        let (engine, tasks) = LocalCounter::start_with_outbox(
+            store.clone(),
+            EngineSettings::from_config(&Config::default()),
+            Some(outbox(2)),
+        );
+        let key = CounterKey::new("like", "a");
+        let answers = [
+            engine
+                .increment(key.clone(), 1, Some("u"), None)
+                .await
+                .is_ok(),
+            engine
+                .increment(key.clone(), 1, Some("u"), None)
+                .await
+                .is_ok(),
+        ];
+        assert_eq!(answers, [true, true]);
+        assert_eq!(
+            engine.increment(key.clone(), 1, Some("u"), None).await,
+            Err(CounterError::Overloaded)
+        );
+        assert_eq!(store.get_many(&[&key]).await.unwrap(), vec![2]);
+        tasks.finish().await;
+    }
 }
