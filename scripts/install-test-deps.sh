@@ -146,6 +146,45 @@ EOF
 fi
 # --- end of Apache Kafka ----------------------------------------------------------------------
 
+# --- Jaeger v2: the trace store and query API of the trace tests -----------------------------
+# `cmd/jaeger` of the Go module $JAEGER_MODULE at the tag $JAEGER_VERSION (pinned in
+# scripts/jaeger.sh, which runs it), built like the control plane below: in a scratch module
+# that requires it as a tool (`go get -tool`), with one `go build` (CGO off, trimmed paths,
+# stripped), into $HIGHPRESS_TOOLS_DIR/bin/jaeger. About 85 MB and 6 minutes of CPU on a new
+# machine, downloads included; Go's module and build caches (~/go/pkg/mod, ~/.cache/go-build)
+# make a rebuild quick. Skipped when the stamp $HIGHPRESS_TOOLS_DIR/bin/.jaeger-version names the
+# pinned version. Built without the `ui` tag, so without the web UI's assets: the tests use the
+# query API.
+# shellcheck source=scripts/jaeger.sh
+source "$(dirname "$0")/jaeger.sh"
+jaeger_stamp="$JAEGER_MODULE/cmd/jaeger $JAEGER_VERSION"
+if [ -x "$tools_bin/jaeger" ] && [ "$(cat "$tools_bin/.jaeger-version" 2>/dev/null)" = "$jaeger_stamp" ]; then
+    :
+else
+    command -v go >/dev/null 2>&1 || {
+        echo "install-test-deps: go is needed to build Jaeger" >&2
+        exit 1
+    }
+    jaeger_started=$(date +%s)
+    jaeger_tmp=$(mktemp -d "${TMPDIR:-/tmp}/highpress-jaeger-build.XXXXXX")
+    trap 'rm -rf "$jaeger_tmp"' EXIT
+    (
+        cd "$jaeger_tmp"
+        export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+        go mod init highpress.test/jaeger-build >/dev/null 2>&1
+        go get -tool "$JAEGER_MODULE/cmd/jaeger@$JAEGER_VERSION"
+        go build -trimpath -ldflags "-s -w" -o "$jaeger_tmp/jaeger" "$JAEGER_MODULE/cmd/jaeger"
+    )
+    mkdir -p "$tools_bin"
+    install -m 0755 "$jaeger_tmp/jaeger" "$tools_bin/jaeger"
+    echo "$jaeger_stamp" >"$tools_bin/.jaeger-version"
+    rm -rf "$jaeger_tmp"
+    trap - EXIT
+    echo "install-test-deps: built Jaeger $JAEGER_VERSION into $tools_bin" \
+        "($(du -h "$tools_bin/jaeger" | cut -f1), $(($(date +%s) - jaeger_started)) s)"
+fi
+# --- end of Jaeger ----------------------------------------------------------------------------
+
 # --- The Kubernetes control plane and kubectl, from their Go modules (about 8 minutes once) ----
 HIGHPRESS_TOOLS_DIR=$HIGHPRESS_TOOLS_DIR bash "$(dirname "$0")/build-control-plane.sh"
 

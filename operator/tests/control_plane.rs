@@ -43,6 +43,7 @@ use support::control_plane::{
     ControlPlane, OperatorProcess, free_port, http_get, http_request, log_tail, metric_sum, tool,
     tools_dir, wait_until,
 };
+use support::jaeger::{Jaeger, span_names};
 use support::{cel_counterexamples, example_names, repo_root};
 
 const OPERATOR_NAMESPACE: &str = "highpress-system";
@@ -1223,9 +1224,24 @@ fn conflicts_and_hpa(suite: &mut Suite) {
 /// Service name in the config is checked against the Service of that name (its port, and a
 /// selector that matches the pods), then mapped to the loopback address of the process behind
 /// it. Each process must pass the readiness probe its pod declares, and an increment through
-/// the gateway must be counted in Redis.
+/// the gateway must be counted in Redis. With `spec.observability.tracing` pointed at a real
+/// Jaeger, the increment's trace must be there, from the gateway to the counter's flush.
 fn pod_wiring(suite: &mut Suite) {
     let namespace = "apps";
+    let work = suite.cluster.dir().join("pod-wiring");
+    std::fs::create_dir_all(work.join("jaeger")).expect("a scratch dir");
+    // Tracing on, into a real Jaeger: the rendered endpoint must be one Jaeger accepts.
+    let jaeger = Jaeger::start(work.join("jaeger"));
+    suite.patch_spec(
+        namespace,
+        "likes",
+        json!({"observability": {"tracing": {
+            "enabled": true,
+            "otlpEndpoint": format!("http://127.0.0.1:{}", jaeger.otlp_port),
+            "samplingRatio": 1.0,
+        }}}),
+    );
+    suite.wait_ready(namespace, "likes");
     let config_map = suite
         .get::<ConfigMap>(namespace, "likes-config")
         .expect("the ConfigMap");
@@ -1241,8 +1257,6 @@ fn pod_wiring(suite: &mut Suite) {
     let gateway = suite
         .get::<Deployment>(namespace, "likes-gateway")
         .expect("the gateway");
-    let work = suite.cluster.dir().join("pod-wiring");
-    std::fs::create_dir_all(&work).expect("a scratch dir");
 
     // Redis, as its StatefulSet says.
     let redis_spec = statefulset.spec.as_ref().expect("a spec");
@@ -1438,7 +1452,41 @@ fn pod_wiring(suite: &mut Suite) {
         .next()
         .unwrap_or_else(|| panic!("the increment is in Redis: {keys:?}"));
     assert_eq!(redis_cli(&["get", key]), "3");
+
+    // Its trace in Jaeger: the gateway's HTTP and gRPC client spans, the counter's gRPC server
+    // span, its flush and the Redis pipeline.
+    let expected = [
+        ("highpress-gateway", "POST /api/v1/counter/increment"),
+        ("highpress-gateway", INCREMENT_BATCH),
+        ("highpress-counter", INCREMENT_BATCH),
+        ("highpress-counter", "coalescer.flush"),
+        ("highpress-counter", "store.pipeline"),
+    ];
+    wait_until(
+        Duration::from_secs(60),
+        "the increment's trace in Jaeger",
+        || {
+            jaeger
+                .traces("highpress-gateway", "POST /api/v1/counter/increment")
+                .iter()
+                .map(span_names)
+                .find(|names| {
+                    expected.iter().all(|(service, op)| {
+                        names.contains(&((*service).to_owned(), (*op).to_owned()))
+                    })
+                })
+        },
+    );
+    drop(processes);
+    suite.patch_spec(
+        namespace,
+        "likes",
+        json!({"observability": {"tracing": null}}),
+    );
+    suite.wait_ready(namespace, "likes");
 }
+
+const INCREMENT_BATCH: &str = "highpress.counter.v1.CounterService/IncrementBatch";
 
 /// The name of the Secret that a managed Redis StatefulSet's `REDIS_PASSWORD` reads.
 fn redis_secret_name(statefulset: &StatefulSet) -> String {

@@ -51,6 +51,8 @@ pub struct Metrics {
     pub events_relay_lag: prometheus::Gauge,
     pub events_relay_partitions: IntGauge,
     pub events_outbox_max_len: IntGauge,
+    pub trace_spans_exported: IntCounter,
+    pub trace_spans_dropped: IntCounterVec,
 }
 
 /// The gRPC methods a metric may name; anything else is `other`.
@@ -69,6 +71,9 @@ pub const GRPC_METHODS: [&str; 9] = [
 /// The `reason` labels of `highpress_events_dropped_total`, registered up front so every series
 /// exists from the start; `events::DropReason` names the same set (tested there).
 pub const EVENT_DROP_REASONS: [&str; 1] = ["outbox_full"];
+
+/// The `reason` labels of `highpress_trace_spans_dropped_total`.
+pub const SPAN_DROP_REASONS: [&str; 2] = ["queue_full", "export_failed"];
 
 /// `2xx`, `4xx`, `5xx` (or `1xx`, `3xx`): the class of an HTTP status code.
 pub fn http_status_class(code: u16) -> &'static str {
@@ -350,6 +355,19 @@ impl Metrics {
             "The outbox's bound in events (kafka.outbox_max_len); 0 when events are off.",
         )
         .expect("valid metric");
+        let trace_spans_exported = IntCounter::new(
+            "highpress_trace_spans_exported_total",
+            "Sampled spans the trace collector accepted (tracing.enabled).",
+        )
+        .expect("valid metric");
+        let trace_spans_dropped = IntCounterVec::new(
+            Opts::new(
+                "highpress_trace_spans_dropped_total",
+                "Sampled spans not exported, by reason: queue_full (the export queue held its bound while the collector was slow or away) or export_failed (the collector did not accept their batch).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
 
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -385,6 +403,8 @@ impl Metrics {
             Box::new(events_relay_lag.clone()),
             Box::new(events_relay_partitions.clone()),
             Box::new(events_outbox_max_len.clone()),
+            Box::new(trace_spans_exported.clone()),
+            Box::new(trace_spans_dropped.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -410,6 +430,9 @@ impl Metrics {
         }
         for reason in EVENT_DROP_REASONS {
             events_dropped.with_label_values(&[reason]);
+        }
+        for reason in SPAN_DROP_REASONS {
+            trace_spans_dropped.with_label_values(&[reason]);
         }
         #[cfg(target_os = "linux")]
         registry
@@ -458,6 +481,8 @@ impl Metrics {
             events_relay_lag,
             events_relay_partitions,
             events_outbox_max_len,
+            trace_spans_exported,
+            trace_spans_dropped,
         }
     }
 
@@ -529,6 +554,9 @@ mod tests {
             "highpress_events_queued",
             "highpress_events_relay_lag_seconds",
             "highpress_events_relay_partitions",
+            r#"highpress_trace_spans_dropped_total{reason="queue_full"}"#,
+            r#"highpress_trace_spans_dropped_total{reason="export_failed"}"#,
+            "highpress_trace_spans_exported_total",
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(&format!("{series} "))),

@@ -1,7 +1,8 @@
 //! Logs and traces. [`init`] installs one `tracing` subscriber: the log layer (`log.level`,
 //! `log.format`, on stderr) and, when `tracing.enabled`, an OpenTelemetry layer exporting spans
 //! over OTLP/gRPC through a batch processor with a bounded queue, so an unreachable collector
-//! drops spans instead of slowing or failing requests.
+//! drops spans (counted in `highpress_trace_spans_dropped_total`) instead of slowing or failing
+//! requests.
 //!
 //! W3C trace context travels in HTTP headers and gRPC metadata: [`extract_http`] continues a
 //! caller's trace, [`inject_grpc`] hands ours to a counter. Root spans carry a `trace_id` field,
@@ -9,22 +10,26 @@
 //!
 //! When tracing is off, [`enabled`] is false and the request paths build no spans at all.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, TraceContextExt, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use opentelemetry_sdk::trace::{BatchConfigBuilder, Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter, SpanProcessor};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{Config, LogFormat};
+use crate::metrics::METRICS;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -129,9 +134,17 @@ fn provider(config: &Config, mode: &str) -> Result<SdkTracerProvider, TelemetryE
         .with_max_export_batch_size(512)
         .with_scheduled_delay(Duration::from_secs(1))
         .build();
-    let processor = BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio)
-        .with_batch_config(batch)
-        .build();
+    let pending = Arc::new(AtomicUsize::new(0));
+    let exporter = CountingExporter {
+        inner: exporter,
+        pending: pending.clone(),
+    };
+    let processor = BoundedQueue {
+        inner: BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio)
+            .with_batch_config(batch)
+            .build(),
+        pending,
+    };
     let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
         config.tracing.sampling_ratio,
     )));
@@ -140,6 +153,84 @@ fn provider(config: &Config, mode: &str) -> Result<SdkTracerProvider, TelemetryE
         .with_sampler(sampler)
         .with_resource(resource(mode))
         .build())
+}
+
+/// Bounds the spans waiting for export (queued or in an export under way) to
+/// [`MAX_QUEUED_SPANS`], counting what it drops, in front of the batch processor (which drops
+/// silently once its own queue of the same size is full, a bound this one reaches first).
+#[derive(Debug)]
+struct BoundedQueue<P> {
+    inner: P,
+    pending: Arc<AtomicUsize>,
+}
+
+impl<P: SpanProcessor> SpanProcessor for BoundedQueue<P> {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        if !span.span_context.is_sampled() {
+            return;
+        }
+        if self.pending.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED_SPANS {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            METRICS
+                .trace_spans_dropped
+                .with_label_values(&["queue_full"])
+                .inc();
+            return;
+        }
+        self.inner.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// The OTLP exporter, counting each batch's spans as exported or dropped once the collector
+/// answered (or the export timed out), and releasing them from [`BoundedQueue`]'s bound.
+#[derive(Debug)]
+struct CountingExporter<E> {
+    inner: E,
+    pending: Arc<AtomicUsize>,
+}
+
+impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len();
+        let result = self.inner.export(batch).await;
+        self.pending.fetch_sub(spans, Ordering::Relaxed);
+        match &result {
+            Ok(()) => METRICS.trace_spans_exported.inc_by(spans as u64),
+            Err(_) => METRICS
+                .trace_spans_dropped
+                .with_label_values(&["export_failed"])
+                .inc_by(spans as u64),
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
 }
 
 /// `service.name` = `highpress-<mode>`, plus the pod's name and namespace when the downward API
@@ -190,25 +281,54 @@ pub fn add_link(span: &tracing::Span, other: SpanContext) {
 }
 
 /// Makes `span` serve the requests whose span contexts are `contexts`: a child of the first
-/// sampled one and linked to at most `max_links` distinct ones. Returns the number of links.
+/// sampled one, and linked to at most `max_links` distinct others. Returns the number of links.
+///
+/// The parent is not linked as well: Jaeger folds a link to a span's own parent into that
+/// parent reference and shows it as `FOLLOWS_FROM`, no longer as the parent.
+///
+/// When none of them is sampled, `span` becomes the child of the first (unsampled) one, so the
+/// parent-based sampler drops it: work done only for unsampled requests starts no trace of its
+/// own, and the share of traces in the backend stays the configured ratio.
 pub fn adopt<'a>(
     span: &tracing::Span,
     contexts: impl Iterator<Item = &'a SpanContext>,
     max_links: usize,
 ) -> usize {
-    let mut parent = false;
-    let mut linked: Vec<opentelemetry::trace::SpanId> = Vec::new();
-    for sc in contexts.filter(|sc| sc.is_valid()) {
-        if !parent && sc.is_sampled() {
-            set_parent(span, sc);
-            parent = true;
+    let valid: Vec<&SpanContext> = contexts.filter(|sc| sc.is_valid()).collect();
+    let Some(parent) = valid
+        .iter()
+        .find(|sc| sc.is_sampled())
+        .or_else(|| valid.first())
+        .copied()
+    else {
+        return 0;
+    };
+    set_parent(span, parent);
+    let mut linked: Vec<&SpanContext> = Vec::new();
+    for sc in valid {
+        if linked.len() == max_links {
+            break;
         }
-        if linked.len() < max_links && !linked.contains(&sc.span_id()) {
-            linked.push(sc.span_id());
+        if sc.span_id() != parent.span_id() && !linked.iter().any(|l| l.span_id() == sc.span_id()) {
+            linked.push(sc);
             add_link(span, sc.clone());
         }
     }
     linked.len()
+}
+
+/// Marks `span` as failed (OpenTelemetry status `ERROR`, which Jaeger shows as `error=true`);
+/// the span must declare an `otel.status_code` field.
+pub fn mark_error(span: &tracing::Span) {
+    span.record("otel.status_code", "ERROR");
+}
+
+/// Tags the current span (a request's) with the counter type it is about, so traces can be
+/// searched by it. Nothing when tracing is off.
+pub fn record_counter_type(counter_type: &str) {
+    if enabled() {
+        tracing::Span::current().record("highpress.counter_type", counter_type);
+    }
 }
 
 fn propagator() -> &'static TraceContextPropagator {

@@ -1,10 +1,11 @@
 //! Shared fixtures of the operator's integration tests: paths, the examples in
-//! `deploy/examples/`, and a CounterCluster builder for edge cases.
+//! `deploy/examples/`, a CounterCluster builder for edge cases, the control plane and a Jaeger.
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
 pub mod control_plane;
 pub mod fake_api;
+pub mod jaeger;
 
 use std::path::PathBuf;
 

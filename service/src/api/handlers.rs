@@ -15,6 +15,7 @@ use crate::counter::CounterBackend;
 use crate::domain::rules as validate;
 use crate::domain::{CounterKey, Period};
 use crate::metrics::METRICS;
+use crate::telemetry;
 
 #[derive(Deserialize)]
 struct IncrementRequest<'a> {
@@ -95,6 +96,7 @@ pub async fn increment<B: CounterBackend>(
     validate::resource_id("resource_id", resource_id)?;
     let counter_type = required(&req.counter_type, "counter_type")?;
     validate::counter_type("counter_type", counter_type)?;
+    telemetry::record_counter_type(counter_type);
     let user_id = req.user_id.as_deref();
     validate::user_id(counter_type, user_id, &state.policies)?;
     let delta = req.increment.unwrap_or(1);
@@ -174,6 +176,7 @@ fn counter_path(
     })?;
     validate::resource_id("resource_id", &resource_id)?;
     validate::counter_type("counter_type", &counter_type)?;
+    telemetry::record_counter_type(&counter_type);
     Ok((resource_id, counter_type))
 }
 
@@ -282,6 +285,7 @@ pub async fn leaderboard<B: CounterBackend>(
         )
     })?;
     validate::counter_type("counter_type", &counter_type)?;
+    telemetry::record_counter_type(&counter_type);
     let params: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|_| ApiError::invalid("query", "the query string is malformed"))?;
     let param = |name: &str| {

@@ -134,6 +134,8 @@ fn request_span(route: &'static str, mode: &'static str, request: &Request) -> S
         http.route = route,
         http.request.method = method,
         http.response.status_code = tracing::field::Empty,
+        highpress.counter_type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
         mode,
         trace_id = tracing::field::Empty,
     );
@@ -169,7 +171,10 @@ where
         let elapsed = this.started.elapsed();
         latency.observe(elapsed.as_secs_f64());
         this.span
-            .record("http.response.status_code", status.as_u16());
+            .record("http.response.status_code", i64::from(status.as_u16()));
+        if status.is_server_error() {
+            crate::telemetry::mark_error(this.span);
+        }
         tracing::debug!(
             route = this.meter.route,
             method = METHODS[*this.method],

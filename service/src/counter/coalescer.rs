@@ -27,8 +27,8 @@
 //! into the read cache after the reset cleared it.
 //!
 //! Traced (when tracing is enabled): each queued increment remembers its caller's span; a flush
-//! runs in a `coalescer.flush` span linked to every distinct caller span it served (a child of
-//! the first sampled one), and each store round trip gets a `store.pipeline` child span.
+//! runs in a `coalescer.flush` span, the child of the first sampled caller span it served and
+//! linked to every other one, and each store round trip gets a `store.pipeline` child span.
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -328,8 +328,9 @@ impl<S: Store> Flusher<S> {
                 "store.pipeline",
                 otel.kind = "client",
                 db.operation.name = "INCRBY",
-                db.operation.batch.size = batch.increments.len(),
-                error = tracing::field::Empty,
+                db.operation.batch.size = batch.increments.len() as i64,
+                error.message = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
             )
         } else {
             Span::none()
@@ -338,7 +339,8 @@ impl<S: Store> Flusher<S> {
         match &result {
             Ok(_) => self.effects.health.mark_up(),
             Err(e) => {
-                span.record("error", tracing::field::display(e));
+                span.record("error.message", tracing::field::display(e));
+                telemetry::mark_error(&span);
                 self.effects.health.record_error(e);
             }
         }
@@ -413,12 +415,12 @@ impl FlushEffects {
     }
 }
 
-/// The `coalescer.flush` span of `batch`: linked to each distinct request span it serves, and a
-/// child of the first sampled one, so a sampled request's trace shows the flush that answered it.
+/// The `coalescer.flush` span of `batch`: a child of the first sampled request span it serves, so
+/// a sampled request's trace shows the flush that answered it, and linked to each other one.
 fn flush_span(batch: &[PendingIncrement]) -> Span {
     let span = tracing::info_span!(
         "coalescer.flush",
-        batch_size = batch.len(),
+        batch_size = batch.len() as i64,
         links = tracing::field::Empty,
         trace_id = tracing::field::Empty,
     );
@@ -427,7 +429,7 @@ fn flush_span(batch: &[PendingIncrement]) -> Span {
         batch.iter().filter_map(|p| p.trace.as_ref()),
         MAX_FLUSH_LINKS,
     );
-    span.record("links", links);
+    span.record("links", links as i64);
     telemetry::record_trace_id(&span);
     span
 }

@@ -125,9 +125,9 @@ async fn send_batches(
                 crate::telemetry::inject_grpc(&span, call.metadata_mut());
             }
             let answer = tokio::time::timeout(deadline, client.increment_batch(call))
-                .instrument(span)
+                .instrument(span.clone())
                 .await;
-            super::record_call(&endpoint, "IncrementBatch", &answer);
+            super::record_call(&span, &endpoint, "IncrementBatch", &answer);
             let result = match answer {
                 Ok(Ok(response)) => Ok(response.into_inner().outcomes),
                 Ok(Err(status)) => Err(status.code()),
@@ -175,7 +175,7 @@ async fn send_batches(
 }
 
 /// The `grpc.client` span of one batch call: a child of the first sampled request it carries,
-/// linked to every distinct request span in it.
+/// linked to every other distinct request span in it.
 fn batch_span(endpoint: &str, batch: &[Pending]) -> Span {
     let span = super::client_span("IncrementBatch", endpoint);
     if span.is_none() {

@@ -214,9 +214,9 @@ impl GatewayBackend {
                 call(endpoint.client())
             };
             let answer = tokio::time::timeout(self.deadline, pending)
-                .instrument(span)
+                .instrument(span.clone())
                 .await;
-            record_call(&endpoint.name, method, &answer);
+            record_call(&span, &endpoint.name, method, &answer);
             match answer {
                 Ok(Ok(response)) => {
                     endpoint.breaker.record_success();
@@ -246,14 +246,17 @@ pub(crate) fn client_span(method: &'static str, endpoint: &str) -> Span {
         rpc.method = method,
         server.address = endpoint,
         rpc.grpc.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
     );
     span
 }
 
 /// Counts a call to `endpoint` and, if it failed, its error kind: `deadline` (our timeout or
 /// DEADLINE_EXCEEDED), `transport` (the endpoint failed; the breaker counts it) or `rejected`
-/// (the counter answered an error status).
+/// (the counter answered an error status). Its client `span` gets the gRPC code, and is marked
+/// as an error when the call failed.
 pub(crate) fn record_call<T>(
+    span: &Span,
     endpoint: &str,
     method: &'static str,
     answer: &Result<Result<T, tonic::Status>, tokio::time::error::Elapsed>,
@@ -262,6 +265,12 @@ pub(crate) fn record_call<T>(
         .gateway_calls
         .with_label_values(&[endpoint, method])
         .inc();
+    let code = match answer {
+        Ok(Ok(_)) => tonic::Code::Ok,
+        Ok(Err(status)) => status.code(),
+        Err(_) => tonic::Code::DeadlineExceeded,
+    };
+    span.record("rpc.grpc.status_code", code as i32);
     let kind = match answer {
         Ok(Ok(_)) => return,
         Err(_) => "deadline",
@@ -269,6 +278,7 @@ pub(crate) fn record_call<T>(
         Ok(Err(status)) if is_transport_failure(status.code()) => "transport",
         Ok(Err(_)) => "rejected",
     };
+    telemetry::mark_error(span);
     METRICS
         .gateway_errors
         .with_label_values(&[endpoint, method, kind])

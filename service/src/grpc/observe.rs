@@ -1,7 +1,8 @@
 //! The counter's gRPC server observation, as a tower layer around every gRPC service: per call
 //! `highpress_grpc_server_requests_total` and `highpress_grpc_server_request_duration_seconds`
 //! (method from a closed set, code and code class), and, when tracing is enabled, a `grpc.server`
-//! span that continues the gateway's W3C trace context from the call's metadata.
+//! span that continues the gateway's W3C trace context from the call's metadata (an error when
+//! the code is a server error).
 //!
 //! The code is read from the response headers: a failed unary call answers trailers-only with
 //! `grpc-status` there; a unary success carries no `grpc-status` header and counts as OK.
@@ -79,6 +80,7 @@ where
                 rpc.system = "grpc",
                 rpc.method = method,
                 rpc.grpc.status_code = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
                 trace_id = tracing::field::Empty,
             );
             crate::telemetry::set_parent(&span, &crate::telemetry::extract_http(request.headers()));
@@ -139,6 +141,9 @@ where
             .with_label_values(&[*this.method, class, *this.mode])
             .observe(this.started.elapsed().as_secs_f64());
         this.span.record("rpc.grpc.status_code", code as i32);
+        if class == "server_error" {
+            crate::telemetry::mark_error(this.span);
+        }
         tracing::debug!(
             method = *this.method,
             code = grpc_code_name(code),

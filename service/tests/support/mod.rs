@@ -1,14 +1,15 @@
 //! Shared fixtures for integration tests, one file per component: real `redis-server`
 //! processes (`redis`), `highpress` deployments in every topology (`highpress`), an Apache Kafka
-//! broker and an event collector (`kafka`), a per-key load for fault tests (`load`), and the HTTP
-//! client and assertions (`http`). Every process is owned by a guard that kills it on drop, panic
-//! included. A missing tool fails the test (run `scripts/install-test-deps.sh`); nothing is
-//! skipped.
+//! broker and an event collector (`kafka`), a Jaeger v2 and its query API (`jaeger`), a per-key
+//! load for fault tests (`load`), and the HTTP client and assertions (`http`). Every process is
+//! owned by a guard that kills it on drop, panic included. A missing tool fails the test (run
+//! `scripts/install-test-deps.sh`); nothing is skipped.
 
 #![allow(dead_code)]
 
 mod highpress;
 mod http;
+mod jaeger;
 mod kafka;
 mod load;
 mod redis;
@@ -18,6 +19,8 @@ mod redis;
 pub use highpress::*;
 #[allow(unused_imports)]
 pub use http::*;
+#[allow(unused_imports)]
+pub use jaeger::*;
 #[allow(unused_imports)]
 pub use kafka::*;
 #[allow(unused_imports)]
