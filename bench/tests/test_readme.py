@@ -58,20 +58,22 @@ class RenderTest(unittest.TestCase):
         self.assertEqual(lines[2], "| P1 | standalone increments/s ÷ ceiling, c=500, hot key "
                                    "| 0.86 | ≥ 0.95 | no |")
         self.assertIn("| P5b-lb | the same with leaderboards on (informational) "
-                      "| 0.640 cmd/inc, 1.00 × limit | – | – |", lines)
+                      "| 0.641 cmd/inc, 1.00 × limit | – | – |", lines)
         self.assertIn("| P8 | errors and lost acknowledged increments, all runs, both "
                       "topologies | 0 | 0 | yes |", lines)
         self.assertIn("| H3 | Redis bytes per counter, leaderboards on, after that load "
-                      "| 74 B (1,819,936 counters; off 73 B) | ≤ 80 B | yes |", lines)
+                      "| 73 B (1,982,778 counters; off 72 B) | ≤ 80 B | yes |", lines)
 
     def test_peers_rows_leave_out_the_plain_sides_of_e1_and_u1(self):
         table = readme.peers_table(load_fixture())
-        self.assertIn("| redis-benchmark `INCR -c 50` | 86,498 | 0.7 ms | 1 | – |", table)
-        self.assertIn("| naive: axum + one `INCRBY` per request | 40,921 | 19.9 ms | 1.001 "
-                      "| 34.4 |", table)
-        self.assertNotIn("43,658", table)  # events off
-        self.assertNotIn("41,154", table)  # unique off
-        self.assertEqual(len(table.splitlines()), 2 + 13)
+        self.assertIn("| redis-benchmark `INCR -c 50` | 156,177 | 0.3 ms | 1 | – |", table)
+        self.assertIn("| naive: axum + one `INCRBY` per request | 100,217 | 9.2 ms | 1.000 "
+                      "| 13.5 |", table)
+        self.assertNotIn("106,510", table)  # events off
+        self.assertNotIn("103,128", table)  # unique off
+        self.assertNotIn("102,701", table)  # min_replicas_ack 0
+        self.assertNotIn("95,323", table)  # appendfsync everysec
+        self.assertEqual(len(table.splitlines()), 2 + 15)
 
     def test_unmeasured_rows(self):
         bench = copy.deepcopy(load_fixture())
@@ -88,35 +90,38 @@ class RenderTest(unittest.TestCase):
         self.assertNotIn("gateway + 1 counter, hot", readme.peers_table(bench))
 
     def test_r1_and_r2_rows_and_peers(self):
-        # The fixture's run predates R1 and R2: they are absent from its tables (test below);
-        # a run that measured them renders them like E1 and U1.
-        bench = copy.deepcopy(load_fixture())
-        self.assertNotIn("R1", [r["row"] for r in bench["targets"]])
-        u1 = next(i for i, r in enumerate(bench["targets"]) if r["row"] == "U1")
-        bench["targets"][u1 + 1:u1 + 1] = [
-            {"row": "R1", "measured": 0.881, "target": "n/a (informational)", "met": None,
-             "informational": True, "ack1": 37_000.0, "ack0": 42_000.0, "ack1_p99_ms": 32.04,
-             "ack0_p99_ms": 20.0, "ack1_cmds_per_inc": 0.97, "ack0_cmds_per_inc": 0.95},
-            {"row": "R2", "measured": 0.927, "target": "n/a (informational)", "met": None,
-             "informational": True, "always": 38_000.0, "everysec": 41_000.0,
-             "always_p99_ms": 26.0, "everysec_p99_ms": None}]
-        bench["peers"].append({"scenario": "highpress_post_uniform_ack1", "median": 37_000.0,
-                               "p99_ms": 32.04, "cmds_per_inc": 0.97,
-                               "cpu_s_per_million": 40.0})
+        bench = load_fixture()
         lines = readme.targets_table(bench).splitlines()
         i = lines.index(next(line for line in lines if line.startswith("| R1 |")))
         self.assertTrue(lines[i - 1].startswith("| U1 |"))
         self.assertEqual(lines[i], "| R1 | increments/s with `redis.min_replicas_ack: 1` ÷ 0 "
                                    "(a `WAIT` per flush), one replica, uniform 1,000 "
-                                   "(informational) | 0.88 (37,000 ÷ 42,000; p99 32.0 ms ÷ "
-                                   "20.0 ms; 0.970 ÷ 0.950 cmd/inc) | – | – |")
+                                   "(informational) | 0.99 (101,904 ÷ 102,701; p99 8.8 ms ÷ "
+                                   "8.7 ms; 0.973 ÷ 0.965 cmd/inc) | – | – |")
         self.assertEqual(lines[i + 1], "| R2 | increments/s with Redis AOF `appendfsync always` "
-                                       "÷ `everysec`, uniform 1,000 (informational) | 0.93 "
-                                       "(38,000 ÷ 41,000; p99 26.0 ms ÷ –) | – | – |")
+                                       "÷ `everysec`, uniform 1,000 (informational) | 0.96 "
+                                       "(91,530 ÷ 95,323; p99 9.3 ms ÷ 11.4 ms) | – | – |")
         table = readme.peers_table(bench)
         self.assertIn("| **highpress** standalone, uniform 1,000, `WAIT` for 1 replica "
-                      "| 37,000 | 32.0 ms | 0.970 | 40.0 |", table)
-        self.assertNotIn("AOF fsync always", table)  # not in this run's peers
+                      "| 101,904 | 8.8 ms | 0.973 | 13.2 |", table)
+        self.assertIn("| **highpress** standalone, uniform 1,000, AOF fsync always "
+                      "| 91,530 | 9.3 ms | 0.957 | 13.8 |", table)
+
+    def test_r2_without_a_p99_and_a_run_without_r1_or_r2(self):
+        bench = copy.deepcopy(load_fixture())
+        r2 = next(r for r in bench["targets"] if r["row"] == "R2")
+        r2["everysec_p99_ms"] = None
+        lines = readme.targets_table(bench).splitlines()
+        self.assertIn("| R2 | increments/s with Redis AOF `appendfsync always` ÷ `everysec`, "
+                      "uniform 1,000 (informational) | 0.96 (91,530 ÷ 95,323; p99 9.3 ms ÷ –) "
+                      "| – | – |", lines)
+        bench["targets"] = [r for r in bench["targets"] if r["row"] not in ("R1", "R2")]
+        bench["peers"] = [p for p in bench["peers"]
+                          if p["scenario"] not in ("highpress_post_uniform_ack1",
+                                                   "highpress_post_uniform_fsall")]
+        self.assertFalse(any(line.startswith(("| R1", "| R2"))
+                             for line in readme.targets_table(bench).splitlines()))
+        self.assertNotIn("`WAIT` for 1 replica", readme.peers_table(bench))
 
     def test_readme_tables_are_the_fixtures_rendering(self):
         # README.md's two benchmark tables are this renderer's output for the run's JSON
