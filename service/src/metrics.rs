@@ -53,6 +53,10 @@ pub struct Metrics {
     pub events_outbox_max_len: IntGauge,
     pub trace_spans_exported: IntCounter,
     pub trace_spans_dropped: IntCounterVec,
+    pub connections: IntGaugeVec,
+    pub connections_rejected: IntCounterVec,
+    pub connections_idle_closed: IntCounterVec,
+    pub http_request_timeouts: IntCounter,
 }
 
 /// The gRPC methods a metric may name; anything else is `other`.
@@ -368,6 +372,35 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let connections = IntGaugeVec::new(
+            Opts::new(
+                "highpress_connections",
+                "Open client connections, by server: http (REST, or the counter's probes) or grpc (the counter's gRPC).",
+            ),
+            &["server"],
+        )
+        .expect("valid metric");
+        let connections_rejected = IntCounterVec::new(
+            Opts::new(
+                "highpress_connections_rejected_total",
+                "Connections closed as soon as they were accepted because server.max_connections were open, by server.",
+            ),
+            &["server"],
+        )
+        .expect("valid metric");
+        let connections_idle_closed = IntCounterVec::new(
+            Opts::new(
+                "highpress_connections_idle_closed_total",
+                "Connections closed after server.idle_timeout_ms without a byte either way, by server.",
+            ),
+            &["server"],
+        )
+        .expect("valid metric");
+        let http_request_timeouts = IntCounter::new(
+            "highpress_http_request_timeouts_total",
+            "REST requests answered 503 because they did not complete within server.request_timeout_ms (body read included).",
+        )
+        .expect("valid metric");
 
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -405,6 +438,10 @@ impl Metrics {
             Box::new(events_outbox_max_len.clone()),
             Box::new(trace_spans_exported.clone()),
             Box::new(trace_spans_dropped.clone()),
+            Box::new(connections.clone()),
+            Box::new(connections_rejected.clone()),
+            Box::new(connections_idle_closed.clone()),
+            Box::new(http_request_timeouts.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -433,6 +470,11 @@ impl Metrics {
         }
         for reason in SPAN_DROP_REASONS {
             trace_spans_dropped.with_label_values(&[reason]);
+        }
+        for server in ["http", "grpc"] {
+            connections.with_label_values(&[server]);
+            connections_rejected.with_label_values(&[server]);
+            connections_idle_closed.with_label_values(&[server]);
         }
         #[cfg(target_os = "linux")]
         registry
@@ -483,6 +525,10 @@ impl Metrics {
             events_outbox_max_len,
             trace_spans_exported,
             trace_spans_dropped,
+            connections,
+            connections_rejected,
+            connections_idle_closed,
+            http_request_timeouts,
         }
     }
 

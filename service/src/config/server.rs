@@ -1,5 +1,5 @@
-//! The process's own sections: where it listens and how it shuts down (`server`), the REST
-//! switches (`api`) and the profiling routes (`pprof`).
+//! The process's own sections: where it listens, what a connection may cost it and how it shuts
+//! down (`server`), the REST switches (`api`) and the profiling routes (`pprof`).
 
 use std::time::Duration;
 
@@ -21,6 +21,27 @@ pub struct ServerConfig {
     /// SIGTERM, so gateways move its keys before it stops taking calls.
     #[serde(rename = "drain_delay_ms", with = "forms::millis")]
     pub drain_delay: Duration,
+    /// HTTP/1: how long a client has to send a request's headers, counted from when the server
+    /// waits for them (so it also closes an idle keep-alive connection).
+    #[serde(rename = "header_read_timeout_ms", with = "forms::millis")]
+    pub header_read_timeout: Duration,
+    /// A connection with no byte read or written for this long is closed (HTTP/1 and HTTP/2,
+    /// REST and gRPC). Longer than `request_timeout_ms`, so it never cuts a request short.
+    #[serde(rename = "idle_timeout_ms", with = "forms::millis")]
+    pub idle_timeout: Duration,
+    /// The whole request, body read included: past it the answer is 503 `unavailable` (REST) or
+    /// `CANCELLED` (gRPC), outcome unknown.
+    #[serde(rename = "request_timeout_ms", with = "forms::millis")]
+    pub request_timeout: Duration,
+    /// Open connections per server (REST, and the counter's gRPC); beyond it, a new connection
+    /// is closed at once.
+    pub max_connections: usize,
+    /// HTTP/2: concurrent streams (requests) per connection.
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2: largest frame a client may send, in bytes (16,384 to 16,777,215).
+    pub http2_max_frame_size: u32,
+    /// HTTP/2: largest header list a client may send, in bytes (decoded).
+    pub http2_max_header_list_bytes: u32,
 }
 
 impl ServerConfig {
@@ -32,6 +53,44 @@ impl ServerConfig {
             return Err(ConfigError::invalid(
                 "server.max_body_bytes",
                 "must be at least 1",
+            ));
+        }
+        for (field, value) in [
+            ("server.header_read_timeout_ms", self.header_read_timeout),
+            ("server.request_timeout_ms", self.request_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::invalid(field, "must be at least 1"));
+            }
+        }
+        if self.idle_timeout <= self.request_timeout {
+            return Err(ConfigError::invalid(
+                "server.idle_timeout_ms",
+                "must be longer than server.request_timeout_ms",
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "server.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.http2_max_concurrent_streams == 0 {
+            return Err(ConfigError::invalid(
+                "server.http2_max_concurrent_streams",
+                "must be at least 1",
+            ));
+        }
+        if !(16_384..=16_777_215).contains(&self.http2_max_frame_size) {
+            return Err(ConfigError::invalid(
+                "server.http2_max_frame_size",
+                "must be within 16384..=16777215 (RFC 9113)",
+            ));
+        }
+        if self.http2_max_header_list_bytes < 1024 {
+            return Err(ConfigError::invalid(
+                "server.http2_max_header_list_bytes",
+                "must be at least 1024",
             ));
         }
         Ok(())
@@ -46,6 +105,13 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             shutdown_timeout: Duration::from_secs(25),
             drain_delay: Duration::from_secs(2),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            http2_max_concurrent_streams: 256,
+            http2_max_frame_size: 16_384,
+            http2_max_header_list_bytes: 16 * 1024,
         }
     }
 }

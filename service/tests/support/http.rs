@@ -11,6 +11,9 @@ pub fn client() -> reqwest::Client {
             reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .pool_max_idle_per_host(64)
+                // Below the server's header-read and idle timeouts, as a client's should be:
+                // a pooled connection is never reused just as the server closes it.
+                .pool_idle_timeout(Duration::from_secs(5))
                 .build()
                 .expect("HTTP client")
         })

@@ -2,7 +2,9 @@
 //! SIGTERM or ctrl-c shuts down in order: stop accepting (gRPC health turns NOT_SERVING), finish
 //! in-flight requests, flush the coalescer, write the last leaderboard deltas, hand the last
 //! events to Kafka (bounded by `kafka.flush_timeout_ms`), exit. No acknowledged increment is
-//! lost on the way.
+//! lost on the way. What one connection may cost a server is bounded in [`connections`].
+
+pub mod connections;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use crate::profiling;
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::{RedisClusterStore, RedisStore};
+use connections::{Acceptor, ServerKind};
 
 /// The process mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,7 +223,12 @@ async fn run_engine<S: Store>(
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     let grpc_stop = CancellationToken::new();
+    let server = &config.server;
     let grpc = tonic::transport::Server::builder()
+        .timeout(server.request_timeout)
+        .max_concurrent_streams(server.http2_max_concurrent_streams)
+        .max_frame_size(server.http2_max_frame_size)
+        .http2_max_header_list_size(server.http2_max_header_list_bytes)
         .layer(GrpcObserveLayer::new(mode.as_str()))
         .add_service(health_service)
         .add_service(CounterServiceServer::new(CounterGrpcService::new(
@@ -229,7 +237,7 @@ async fn run_engine<S: Store>(
             policies,
         )))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            Acceptor::new(grpc, server, ServerKind::Grpc).into_stream(),
             grpc_stop.clone().cancelled_owned(),
         );
     let grpc = tokio::spawn(grpc);
@@ -317,8 +325,8 @@ async fn run_gateway(
     served
 }
 
-/// Serves `app` on `listener` until `shutdown`, then lets in-flight requests finish within
-/// `server.shutdown_timeout_ms`.
+/// Serves `app` on `listener` within the `server.*` connection limits until `shutdown`, then
+/// lets in-flight requests finish within `server.shutdown_timeout_ms`.
 async fn serve_http(
     app: Router,
     listener: TcpListener,
@@ -327,18 +335,15 @@ async fn serve_http(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving HTTP");
-    let signal = shutdown.clone();
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(async move { signal.cancelled().await });
-    let serving = tokio::spawn(async move { server.await });
-    shutdown.cancelled().await;
-    tracing::info!("shutting down: finishing in-flight requests");
-    match tokio::time::timeout(config.server.shutdown_timeout, serving).await {
-        Ok(result) => result.context("HTTP server task")?.context("HTTP server")?,
-        Err(_) => {
-            tracing::warn!("in-flight requests did not finish within server.shutdown_timeout_ms")
-        }
-    }
+    let acceptor = Acceptor::new(listener, &config.server, ServerKind::Http);
+    connections::serve_http(
+        app,
+        acceptor,
+        &config.server,
+        shutdown,
+        config.server.shutdown_timeout,
+    )
+    .await;
     Ok(())
 }
 
