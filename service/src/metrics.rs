@@ -56,7 +56,6 @@ pub struct Metrics {
     pub connections: IntGaugeVec,
     pub connections_rejected: IntCounterVec,
     pub connections_idle_closed: IntCounterVec,
-    pub http_request_timeouts: IntCounter,
 }
 
 /// The gRPC methods a metric may name; anything else is `other`.
@@ -396,11 +395,6 @@ impl Metrics {
             &["server"],
         )
         .expect("valid metric");
-        let http_request_timeouts = IntCounter::new(
-            "highpress_http_request_timeouts_total",
-            "REST requests answered 503 because they did not complete within server.request_timeout_ms (body read included).",
-        )
-        .expect("valid metric");
 
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -441,7 +435,6 @@ impl Metrics {
             Box::new(connections.clone()),
             Box::new(connections_rejected.clone()),
             Box::new(connections_idle_closed.clone()),
-            Box::new(http_request_timeouts.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -528,7 +521,6 @@ impl Metrics {
             connections,
             connections_rejected,
             connections_idle_closed,
-            http_request_timeouts,
         }
     }
 

@@ -208,15 +208,15 @@ struct CountingExporter<E> {
 impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let spans = batch.len();
+        // Released however the export ends: the batch processor drops an export that outlives
+        // its own timeout, and those spans are lost like a failed export's.
+        let mut outcome = ExportOutcome {
+            pending: &self.pending,
+            spans,
+            exported: false,
+        };
         let result = self.inner.export(batch).await;
-        self.pending.fetch_sub(spans, Ordering::Relaxed);
-        match &result {
-            Ok(()) => METRICS.trace_spans_exported.inc_by(spans as u64),
-            Err(_) => METRICS
-                .trace_spans_dropped
-                .with_label_values(&["export_failed"])
-                .inc_by(spans as u64),
-        }
+        outcome.exported = result.is_ok();
         result
     }
 
@@ -230,6 +230,28 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
 
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
+    }
+}
+
+/// One export's spans: released from the bound and counted as exported or dropped when the
+/// export ends, finished or abandoned.
+struct ExportOutcome<'a> {
+    pending: &'a AtomicUsize,
+    spans: usize,
+    exported: bool,
+}
+
+impl Drop for ExportOutcome<'_> {
+    fn drop(&mut self) {
+        self.pending.fetch_sub(self.spans, Ordering::Relaxed);
+        if self.exported {
+            METRICS.trace_spans_exported.inc_by(self.spans as u64);
+        } else {
+            METRICS
+                .trace_spans_dropped
+                .with_label_values(&["export_failed"])
+                .inc_by(self.spans as u64);
+        }
     }
 }
 

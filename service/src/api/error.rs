@@ -21,6 +21,7 @@ pub enum ErrorCode {
     Overflow,
     IdempotencyKeyReused,
     ResetDisabled,
+    RequestTimeout,
     Overloaded,
     Unavailable,
     Internal,
@@ -36,6 +37,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Overflow | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::ResetDisabled => StatusCode::FORBIDDEN,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Overloaded | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -48,31 +48,45 @@ impl<B: CounterBackend> FromRequest<AppState<B>> for JsonBody {
         // Read up to the limit. An oversized body is drained (up to DRAIN_LIMIT) before the 413
         // is sent, so the client reads the answer instead of a connection reset. A body that
         // arrives in one frame (the usual case) is kept as it is, without a copy.
+        // The whole body must arrive within `server.body_read_timeout_ms`. Its timer is only
+        // registered if the body is not all there at the first poll.
         let mut body = req.into_body();
         let mut whole = Bytes::new();
         let mut joined: Option<BytesMut> = None;
         let mut seen = 0usize;
-        while let Some(frame) = body.frame().await {
-            let frame = frame
-                .map_err(|_| ApiError::invalid("body", "the request body could not be read"))?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            seen += data.len();
-            if seen > DRAIN_LIMIT {
-                break;
+        let read = async {
+            while let Some(frame) = body.frame().await {
+                let frame = frame
+                    .map_err(|_| ApiError::invalid("body", "the request body could not be read"))?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                seen += data.len();
+                if seen > DRAIN_LIMIT {
+                    break;
+                }
+                if seen > limit || data.is_empty() {
+                    continue;
+                }
+                if whole.is_empty() {
+                    whole = data;
+                } else {
+                    joined
+                        .get_or_insert_with(|| BytesMut::from(&whole[..]))
+                        .extend_from_slice(&data);
+                }
             }
-            if seen > limit || data.is_empty() {
-                continue;
-            }
-            if whole.is_empty() {
-                whole = data;
-            } else {
-                joined
-                    .get_or_insert_with(|| BytesMut::from(&whole[..]))
-                    .extend_from_slice(&data);
-            }
-        }
+            Ok::<(), ApiError>(())
+        };
+        tokio::time::timeout(state.limits.body_read_timeout, read)
+            .await
+            .map_err(|_| ApiError {
+                code: ErrorCode::RequestTimeout,
+                message: "the request body did not arrive within \
+                              server.body_read_timeout_ms; nothing was written"
+                    .into(),
+                field: Some("body".into()),
+            })??;
         if seen > limit {
             return Err(too_large());
         }

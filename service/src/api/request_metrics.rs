@@ -26,7 +26,7 @@ use crate::metrics::METRICS;
 const METHODS: [&str; 8] = [
     "GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS", "other",
 ];
-const STATUSES: [u16; 11] = [200, 400, 404, 405, 413, 415, 422, 429, 500, 503, 0];
+const STATUSES: [u16; 12] = [200, 400, 404, 405, 408, 413, 415, 422, 429, 500, 503, 0];
 
 type Handles = (IntCounter, Histogram);
 

@@ -25,14 +25,14 @@ pub struct ServerConfig {
     /// waits for them (so it also closes an idle keep-alive connection).
     #[serde(rename = "header_read_timeout_ms", with = "forms::millis")]
     pub header_read_timeout: Duration,
-    /// A connection with no byte read or written for this long is closed (HTTP/1 and HTTP/2,
-    /// REST and gRPC). Longer than `request_timeout_ms`, so it never cuts a request short.
+    /// A connection with no byte read or written for a whole period of this length is closed
+    /// (HTTP/1 and HTTP/2, REST and gRPC): between this and twice this after its last byte.
     #[serde(rename = "idle_timeout_ms", with = "forms::millis")]
     pub idle_timeout: Duration,
-    /// The whole request, body read included: past it the answer is 503 `unavailable` (REST) or
-    /// `CANCELLED` (gRPC), outcome unknown.
-    #[serde(rename = "request_timeout_ms", with = "forms::millis")]
-    pub request_timeout: Duration,
+    /// REST: how long a client has to send a request's body once its headers are in; past it
+    /// the answer is 408 `request_timeout` and nothing is written.
+    #[serde(rename = "body_read_timeout_ms", with = "forms::millis")]
+    pub body_read_timeout: Duration,
     /// Open connections per server (REST, and the counter's gRPC); beyond it, a new connection
     /// is closed at once.
     pub max_connections: usize,
@@ -57,17 +57,12 @@ impl ServerConfig {
         }
         for (field, value) in [
             ("server.header_read_timeout_ms", self.header_read_timeout),
-            ("server.request_timeout_ms", self.request_timeout),
+            ("server.idle_timeout_ms", self.idle_timeout),
+            ("server.body_read_timeout_ms", self.body_read_timeout),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::invalid(field, "must be at least 1"));
             }
-        }
-        if self.idle_timeout <= self.request_timeout {
-            return Err(ConfigError::invalid(
-                "server.idle_timeout_ms",
-                "must be longer than server.request_timeout_ms",
-            ));
         }
         if self.max_connections == 0 {
             return Err(ConfigError::invalid(
@@ -107,7 +102,7 @@ impl Default for ServerConfig {
             drain_delay: Duration::from_secs(2),
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
-            request_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             http2_max_concurrent_streams: 256,
             http2_max_frame_size: 16_384,

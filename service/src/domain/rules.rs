@@ -77,6 +77,8 @@ pub struct Limits {
     pub max_increment: i64,
     pub max_batch_queries: usize,
     pub max_body_bytes: usize,
+    /// How long a client has to send a request's body once its headers are in.
+    pub body_read_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -85,6 +87,7 @@ impl Default for Limits {
             max_increment: 1_000_000,
             max_batch_queries: 1_000,
             max_body_bytes: 64 * 1024,
+            body_read_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -1,13 +1,11 @@
 //! What one client connection may cost a server (the `server.*` limits), for the REST server
 //! and the counter's gRPC server alike: at most `max_connections` open at once (a connection
 //! beyond them is closed as soon as it is accepted), none kept without a byte either way for
-//! `idle_timeout`, HTTP/1 request headers within `header_read_timeout`, every REST request
-//! answered within `request_timeout`, and HTTP/2 bounded in concurrent streams, frame size and
-//! header-list size. So a client that opens connections and sends nothing, or half a header,
+//! `idle_timeout`, HTTP/1 request headers within `header_read_timeout` (a REST body within
+//! `body_read_timeout` is the body extractor's, `api::json`), and HTTP/2 bounded in concurrent
+//! streams, frame size and header-list size. So a client that opens connections and sends nothing, or half a header,
 //! holds a bounded number of descriptors for a bounded time.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,9 +13,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
-use axum::routing::future::RouteFuture;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -29,7 +24,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::error::{ApiError, ErrorCode};
 use crate::config::ServerConfig;
 use crate::metrics::METRICS;
 
@@ -116,13 +110,19 @@ impl Drop for Slot {
 }
 
 /// An accepted connection that holds its slot until dropped and ends itself (reads as end of
-/// stream) once no byte has gone either way for the idle timeout. The clock is read on each
-/// read and write; the timer is re-armed only when it fires, so I/O costs no timer operation.
+/// stream) once a whole idle period passed with no byte either way: between `idle_timeout` and
+/// twice that after the last one. I/O only bumps a counter; the timer is looked at when a read
+/// finds nothing to read, and re-armed only when it fired after activity, so the request path
+/// reads no clock and touches no timer.
 pub struct Guarded {
     stream: TcpStream,
     idle_check: Pin<Box<Sleep>>,
     idle_timeout: Duration,
-    last_activity: Instant,
+    /// Reads and writes done, and their number when the timer was last armed.
+    activity: u64,
+    activity_at_arm: u64,
+    /// Whether the timer has been polled since it was last armed, so it will wake this task.
+    armed: bool,
     kind: ServerKind,
     _slot: Slot,
 }
@@ -136,12 +136,13 @@ impl Guarded {
     ) -> Self {
         let open = METRICS.connections.with_label_values(&[kind.label()]);
         open.inc();
-        let now = Instant::now();
         Self {
             stream,
-            idle_check: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
+            idle_check: Box::pin(tokio::time::sleep(idle_timeout)),
             idle_timeout,
-            last_activity: now,
+            activity: 0,
+            activity_at_arm: 0,
+            armed: false,
             kind,
             _slot: Slot {
                 _permit: permit,
@@ -150,23 +151,31 @@ impl Guarded {
         }
     }
 
-    /// Whether the idle timeout has passed; otherwise the timer is armed to wake `cx` then.
+    /// Whether a whole idle period passed without I/O; otherwise the timer is armed to wake
+    /// `cx`'s task when the current period ends.
     fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        loop {
-            if self.idle_check.as_mut().poll(cx).is_pending() {
-                return false;
-            }
-            let deadline = self.last_activity + self.idle_timeout;
-            if Instant::now() >= deadline {
+        if self.idle_check.is_elapsed() {
+            if self.activity == self.activity_at_arm {
                 return true;
             }
-            self.idle_check.as_mut().reset(deadline);
+            self.activity_at_arm = self.activity;
+            let next = Instant::now() + self.idle_timeout;
+            self.idle_check.as_mut().reset(next);
+            self.armed = false;
         }
+        if !self.armed {
+            // Registers this task's waker; a connection is polled by one task only.
+            if self.idle_check.as_mut().poll(cx).is_ready() {
+                return self.activity == self.activity_at_arm;
+            }
+            self.armed = true;
+        }
+        false
     }
 
     fn touched<T>(&mut self, io: Poll<T>) -> Poll<T> {
         if io.is_ready() {
-            self.last_activity = Instant::now();
+            self.activity = self.activity.wrapping_add(1);
         }
         io
     }
@@ -254,10 +263,6 @@ pub async fn serve_http(
         .max_concurrent_streams(config.http2_max_concurrent_streams)
         .max_frame_size(config.http2_max_frame_size)
         .max_header_list_size(config.http2_max_header_list_bytes);
-    let service = Deadline {
-        router: app,
-        timeout: config.request_timeout,
-    };
     let graceful = GracefulShutdown::new();
     loop {
         let connection = tokio::select! {
@@ -267,7 +272,7 @@ pub async fn serve_http(
         let serving = builder
             .serve_connection_with_upgrades(
                 TokioIo::new(connection),
-                TowerToHyperService::new(service.clone()),
+                TowerToHyperService::new(app.clone()),
             )
             .into_owned();
         let serving = graceful.watch(serving);
@@ -283,61 +288,5 @@ pub async fn serve_http(
         .is_err()
     {
         tracing::warn!("in-flight requests did not finish within server.shutdown_timeout_ms");
-    }
-}
-
-/// The router, with `server.request_timeout_ms` on every request.
-#[derive(Clone)]
-struct Deadline {
-    router: Router,
-    timeout: Duration,
-}
-
-impl tower::Service<Request<hyper::body::Incoming>> for Deadline {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = DeadlineFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<hyper::body::Incoming>) -> DeadlineFuture {
-        DeadlineFuture {
-            inner: tower::Service::call(&mut self.router, request),
-            deadline: tokio::time::sleep(self.timeout),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A request's answer, or 503 `unavailable` once the deadline passed. The deadline's timer
-    /// is registered only if the answer is not ready at the first poll.
-    pub struct DeadlineFuture {
-        #[pin]
-        inner: RouteFuture<Infallible>,
-        #[pin]
-        deadline: Sleep,
-    }
-}
-
-impl Future for DeadlineFuture {
-    type Output = Result<Response, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Poll::Ready(answer) = this.inner.poll(cx) {
-            return Poll::Ready(answer);
-        }
-        if this.deadline.poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        METRICS.http_request_timeouts.inc();
-        Poll::Ready(Ok(ApiError::new(
-            ErrorCode::Unavailable,
-            "the request did not complete within server.request_timeout_ms; its outcome is \
-             unknown (retry with the same Idempotency-Key)",
-        )
-        .into_response()))
     }
 }

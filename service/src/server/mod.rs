@@ -225,7 +225,7 @@ async fn run_engine<S: Store>(
     let grpc_stop = CancellationToken::new();
     let server = &config.server;
     let grpc = tonic::transport::Server::builder()
-        .timeout(server.request_timeout)
+        .timeout(config.grpc.deadline)
         .max_concurrent_streams(server.http2_max_concurrent_streams)
         .max_frame_size(server.http2_max_frame_size)
         .http2_max_header_list_size(server.http2_max_header_list_bytes)
@@ -353,6 +353,7 @@ pub fn limits(config: &Config) -> Limits {
         max_increment: config.limits.max_increment,
         max_batch_queries: config.limits.max_batch_queries,
         max_body_bytes: config.server.max_body_bytes,
+        body_read_timeout: config.server.body_read_timeout,
     }
 }
 
