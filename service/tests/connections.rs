@@ -9,7 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Backing, Highpress, Topology, metric};
+use support::{Backing, Highpress, Topology, eventually, metric, metric_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -18,20 +18,6 @@ fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("the process's /proc fd dir")
         .count()
-}
-
-/// Polls `check` every 100 ms until it holds, for at most `within`; false if it never did.
-async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Whether the server closes `stream` within `within`: reads (discarding what the server says
@@ -73,13 +59,13 @@ async fn half_sent_headers_are_closed_at_the_header_timeout_while_others_are_ser
         stream.write_all(HALF_A_HEADER).await.expect("write");
         attackers.push(stream);
     }
-    assert!(
-        eventually(Duration::from_secs(10), || fd_count(hp.pid())
-            >= baseline + ATTACKERS * 9 / 10)
-        .await,
-        "the server took the attacking connections ({} fds, baseline {baseline})",
-        fd_count(hp.pid())
-    );
+    let pid = hp.pid();
+    eventually(
+        &format!("the server holding the attacking connections (baseline {baseline} fds)"),
+        Duration::from_secs(10),
+        || async move { fd_count(pid) >= baseline + ATTACKERS * 9 / 10 },
+    )
+    .await;
     let held = fd_count(hp.pid());
 
     // Everyone else is answered meanwhile.
@@ -106,13 +92,12 @@ async fn half_sent_headers_are_closed_at_the_header_timeout_while_others_are_ser
          {:?} after the load",
         started.elapsed()
     );
-    assert!(
-        eventually(Duration::from_secs(10), || fd_count(hp.pid())
-            <= baseline + 10)
-        .await,
-        "descriptors back to the baseline ({} fds, baseline {baseline})",
-        fd_count(hp.pid())
-    );
+    eventually(
+        &format!("descriptors back to the baseline of {baseline}"),
+        Duration::from_secs(10),
+        || async move { fd_count(pid) <= baseline + 10 },
+    )
+    .await;
     assert_eq!(hp.value("served", "like").await, 20);
 }
 
@@ -153,17 +138,18 @@ async fn connections_beyond_the_bound_are_closed_at_once_and_counted() {
     drop(kept);
 
     // Slots come back as connections close: a new client is served, and the refusals counted.
-    assert!(
-        eventually_async(Duration::from_secs(20), || async {
+    eventually(
+        "a client served once the held connections are gone",
+        Duration::from_secs(20),
+        || async {
             support::client()
                 .get(hp.url("/readyz"))
                 .send()
                 .await
                 .is_ok_and(|r| r.status() == 200)
-        })
-        .await,
-        "a client is served once the held connections are gone"
-    );
+        },
+    )
+    .await;
     let rejected = metric(
         &hp.url("/metrics"),
         r#"highpress_connections_rejected_total{server="http"}"#,
@@ -181,24 +167,6 @@ async fn closed_by_server_or_keep(mut stream: TcpStream) -> Option<TcpStream> {
     match tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf)).await {
         Ok(Ok(0) | Err(_)) => None,
         Ok(Ok(_)) | Err(_) => Some(stream),
-    }
-}
-
-/// Polls the async `check` every 100 ms until it holds, for at most `within`.
-async fn eventually_async<F, Fut>(within: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -227,26 +195,18 @@ async fn connections_that_say_nothing_are_closed_at_the_idle_timeout_over_http1_
     assert!(silent, "a silent HTTP/1 connection is closed");
     assert!(h2, "a silent HTTP/2 connection is closed");
     // On a new connection: the shared client's pooled ones idle longer than this server allows.
-    let metrics = reqwest::Client::builder()
+    let unpooled = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(10))
         .build()
-        .expect("HTTP client")
-        .get(hp.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("body");
-    let series = r#"highpress_connections_idle_closed_total{server="http"} "#;
-    let idle_closed: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series))
-        .expect("the idle-close series")
-        .parse()
-        .expect("a number");
-    assert!(idle_closed >= 2.0, "{idle_closed} idle closes counted");
+        .expect("HTTP client");
+    let idle_closed = metric_with(
+        &unpooled,
+        &hp.url("/metrics"),
+        r#"highpress_connections_idle_closed_total{server="http"}"#,
+    )
+    .await;
+    assert!(idle_closed >= 2, "{idle_closed} idle closes counted");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -73,16 +73,9 @@ async fn dropped(hp: &Highpress) -> u64 {
     .await
 }
 
-/// Waits (bounded) until `done` returns true.
-async fn eventually<F: std::future::Future<Output = bool>>(
-    what: &str,
-    mut done: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !done().await {
-        assert!(Instant::now() < deadline, "{what}: not reached");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Waits (bounded by 90 s) until `done` returns true.
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, done: impl FnMut() -> F) {
+    support::eventually(what, Duration::from_secs(90), done).await;
 }
 
 /// Events waiting in the outbox, read from Redis: appended minus relayed, every partition.

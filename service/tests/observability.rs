@@ -183,6 +183,15 @@ const INCREMENT_BATCH: &str = "highpress.counter.v1.CounterService/IncrementBatc
 const FLUSH: &str = "coalescer.flush";
 const PIPELINE: &str = "store.pipeline";
 
+/// The spans of one increment's trace through the split, from the HTTP request to Redis.
+const INCREMENT_TRACE: [(&str, &str); 5] = [
+    (GATEWAY, INCREMENT),
+    (GATEWAY, INCREMENT_BATCH),
+    (COUNTER, INCREMENT_BATCH),
+    (COUNTER, FLUSH),
+    (COUNTER, PIPELINE),
+];
+
 /// Values a trace must never carry: the user id of the requests and the Redis password.
 const USER_ID: &str = "user-7f3a9c41";
 const REDIS_PASSWORD: &str = "pw-5d1e88b2";
@@ -330,15 +339,9 @@ async fn one_increment_is_one_trace_in_jaeger_from_the_gateway_to_the_flush() {
 
     // The increment's trace, found as a person finds it: service and operation.
     let complete = |t: &Trace| {
-        [
-            (GATEWAY, INCREMENT),
-            (GATEWAY, INCREMENT_BATCH),
-            (COUNTER, INCREMENT_BATCH),
-            (COUNTER, FLUSH),
-            (COUNTER, PIPELINE),
-        ]
-        .iter()
-        .all(|(service, op)| !t.spans_named(service, op).is_empty())
+        INCREMENT_TRACE
+            .iter()
+            .all(|(service, op)| !t.spans_named(service, op).is_empty())
     };
     let found = jaeger
         .wait_find(&Search::service(GATEWAY).operation(INCREMENT), |t| {
@@ -796,15 +799,9 @@ async fn at_the_default_ratio_jaeger_holds_that_share_of_requests_and_every_samp
     for id in &sampled {
         let trace = jaeger
             .wait_trace(id, |t| {
-                [
-                    (GATEWAY, INCREMENT),
-                    (GATEWAY, INCREMENT_BATCH),
-                    (COUNTER, INCREMENT_BATCH),
-                    (COUNTER, FLUSH),
-                    (COUNTER, PIPELINE),
-                ]
-                .iter()
-                .all(|(service, op)| t.spans_named(service, op).len() == 1)
+                INCREMENT_TRACE
+                    .iter()
+                    .all(|(service, op)| t.spans_named(service, op).len() == 1)
             })
             .await;
         let http = trace.span(GATEWAY, INCREMENT);

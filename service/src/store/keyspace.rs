@@ -1,6 +1,7 @@
 //! Raw keyspace access for one-shot tools that walk every key (the key migration,
 //! `highpress migrate-keys`): `SCAN` per node, and batches of commands, each sent to the node
-//! that owns its key. The counter engine never uses it.
+//! that owns its key. The counter engine uses only `run_keyed`, for the events relay's outbox
+//! commands (`redis/outbox.rs`).
 
 use std::future::Future;
 

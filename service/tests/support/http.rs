@@ -88,7 +88,12 @@ async fn read(r: reqwest::Response) -> (u16, Value) {
 
 /// The value of an unlabelled metric (`name value` line) at a `/metrics` URL, 0 if absent.
 pub async fn metric(url: &str, name: &str) -> u64 {
-    let text = client()
+    metric_with(&client(), url, name).await
+}
+
+/// [`metric`], read with `client`.
+pub async fn metric_with(client: &reqwest::Client, url: &str, name: &str) -> u64 {
+    let text = client
         .get(url)
         .send()
         .await

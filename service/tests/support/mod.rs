@@ -52,6 +52,19 @@ fn kill_and_reap(child: &mut Option<Child>) {
 }
 
 /// A free TCP port on 127.0.0.1, never the same one twice in this process.
+/// Polls `done` every 50 ms until it holds; fails the test naming `what` after `within`.
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    within: Duration,
+    mut done: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + within;
+    while !done().await {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);

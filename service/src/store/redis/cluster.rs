@@ -30,7 +30,7 @@ use crate::store::{
     BoardWrite, CounterKey, GroupOutcome, IncrOutcome, KeyLayout, LeaderboardBucket,
     LeaderboardRemoval, RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
 };
-use crate::store::{OutboxAppend, OutboxEntry, OutboxTotals, next_outbox_id};
+use crate::store::{OutboxAppend, OutboxEntry, OutboxTotals};
 
 const SLOTS: usize = 16_384;
 
@@ -86,14 +86,6 @@ struct Routed {
 }
 
 impl RedisClusterStore {
-    /// Runs one keyed command of the outbox (not a write a waiter depends on: no `WAIT`).
-    async fn run_one(&self, command: outbox::KeyedCmd) -> Result<Value, StoreError> {
-        self.run_keyed(vec![command])
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(StoreError::Internal("no reply".into())))
-    }
-
     /// Prepares the store from seed URLs without connecting: highpress starts while the cluster
     /// is down and connects on first use.
     pub fn new(
@@ -668,10 +660,7 @@ impl Store for RedisClusterStore {
         owner: &'a str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let reply = self
-            .run_one(outbox::lease_command(partition, owner, ttl))
-            .await?;
-        outbox::parse_lease(reply)
+        outbox::lease(self, partition, owner, ttl).await
     }
 
     async fn outbox_read<'a>(
@@ -680,10 +669,7 @@ impl Store for RedisClusterStore {
         after: Option<&'a str>,
         count: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let reply = self
-            .run_one(outbox::read_command(partition, after, count))
-            .await?;
-        outbox::parse_entries(reply)
+        outbox::read(self, partition, after, count).await
     }
 
     async fn outbox_trim<'a>(
@@ -692,16 +678,11 @@ impl Store for RedisClusterStore {
         through: &'a str,
         total: u64,
     ) -> Result<(), StoreError> {
-        let keep_from = next_outbox_id(through)
-            .ok_or_else(|| StoreError::Internal(format!("outbox id {through:?}")))?;
-        let reply = self
-            .run_one(outbox::trim_command(partition, &keep_from, total))
-            .await;
-        outbox::all_ok(vec![reply])
+        outbox::trim(self, partition, through, total).await
     }
 
     async fn outbox_totals(&self, partitions: u32) -> Result<Vec<OutboxTotals>, StoreError> {
-        outbox::parse_totals(self.run_keyed(outbox::totals_commands(partitions)).await)
+        outbox::totals(self, partitions).await
     }
 }
 

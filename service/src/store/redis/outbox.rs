@@ -3,15 +3,17 @@
 //! lease (`outbox:{p}:lease`). The hash tag `{p}` keeps a partition's keys in one slot of a
 //! Redis Cluster, and spreads the partitions over the masters.
 //!
-//! The commands here are shared by the single-server and the cluster store; each sends them
-//! its own way (one pipeline, or one per master).
+//! The commands here are shared by the single-server and the cluster store. Appends are sent
+//! each store's own way (with the flush's `WAIT`); the relay's operations ([`lease`], [`read`],
+//! [`trim`], [`totals`]) are written once here over [`Keyspace::run_keyed`].
 
 use std::time::Duration;
 
 use redis::{Cmd, Value};
 
 use super::scripts::{OUTBOX_APPEND_SCRIPT, OUTBOX_LEASE_SCRIPT, OUTBOX_TRIM_SCRIPT};
-use crate::store::{OutboxAppend, OutboxEntry, OutboxTotals, StoreError};
+use crate::store::keyspace::Keyspace;
+use crate::store::{OutboxAppend, OutboxEntry, OutboxTotals, StoreError, next_outbox_id};
 
 /// A command and the key that routes it on a Redis Cluster.
 pub type KeyedCmd = (String, Cmd);
@@ -45,14 +47,14 @@ pub fn append_commands(appends: &[OutboxAppend]) -> Vec<KeyedCmd> {
         .collect()
 }
 
-pub fn lease_command(partition: u32, owner: &str, ttl: Duration) -> KeyedCmd {
+fn lease_command(partition: u32, owner: &str, ttl: Duration) -> KeyedCmd {
     let stream = stream(partition);
     let mut cmd = eval(&OUTBOX_LEASE_SCRIPT, &[format!("{stream}:lease")]);
     cmd.arg(owner).arg(ttl.as_millis() as u64);
     (stream, cmd)
 }
 
-pub fn parse_lease(reply: Value) -> Result<bool, StoreError> {
+fn parse_lease(reply: Value) -> Result<bool, StoreError> {
     match reply {
         Value::Int(n) => Ok(n == 1),
         other => Err(unexpected("lease", &other)),
@@ -60,7 +62,7 @@ pub fn parse_lease(reply: Value) -> Result<bool, StoreError> {
 }
 
 /// `XRANGE outbox:{p} (after + COUNT count`.
-pub fn read_command(partition: u32, after: Option<&str>, count: usize) -> KeyedCmd {
+fn read_command(partition: u32, after: Option<&str>, count: usize) -> KeyedCmd {
     let stream = stream(partition);
     let mut cmd = redis::cmd("XRANGE");
     cmd.arg(&stream);
@@ -73,7 +75,7 @@ pub fn read_command(partition: u32, after: Option<&str>, count: usize) -> KeyedC
 }
 
 /// An `XRANGE` reply: `[[id, [field, value, ...]], ...]` with fields `c` and `e`.
-pub fn parse_entries(reply: Value) -> Result<Vec<OutboxEntry>, StoreError> {
+fn parse_entries(reply: Value) -> Result<Vec<OutboxEntry>, StoreError> {
     let Value::Array(entries) = reply else {
         return Err(unexpected("XRANGE", &reply));
     };
@@ -113,7 +115,7 @@ pub fn parse_entries(reply: Value) -> Result<Vec<OutboxEntry>, StoreError> {
         .collect()
 }
 
-pub fn trim_command(partition: u32, keep_from: &str, total: u64) -> KeyedCmd {
+fn trim_command(partition: u32, keep_from: &str, total: u64) -> KeyedCmd {
     let stream = stream(partition);
     let mut cmd = eval(
         &OUTBOX_TRIM_SCRIPT,
@@ -124,7 +126,7 @@ pub fn trim_command(partition: u32, keep_from: &str, total: u64) -> KeyedCmd {
 }
 
 /// One `GET` of each total of each partition: appended, then relayed, per partition.
-pub fn totals_commands(partitions: u32) -> Vec<KeyedCmd> {
+fn totals_commands(partitions: u32) -> Vec<KeyedCmd> {
     (0..partitions)
         .flat_map(|p| {
             let stream = stream(p);
@@ -137,9 +139,7 @@ pub fn totals_commands(partitions: u32) -> Vec<KeyedCmd> {
         .collect()
 }
 
-pub fn parse_totals(
-    replies: Vec<Result<Value, StoreError>>,
-) -> Result<Vec<OutboxTotals>, StoreError> {
+fn parse_totals(replies: Vec<Result<Value, StoreError>>) -> Result<Vec<OutboxTotals>, StoreError> {
     let counts = replies
         .into_iter()
         .map(|r| match r? {
@@ -156,6 +156,57 @@ pub fn parse_totals(
             relayed: c.get(1).copied().unwrap_or(0),
         })
         .collect())
+}
+
+/// Takes, renews (`ttl` > 0) or gives up (`ttl` 0) `owner`'s lease on `partition`: true while
+/// `owner` holds it.
+pub async fn lease(
+    store: &impl Keyspace,
+    partition: u32,
+    owner: &str,
+    ttl: Duration,
+) -> Result<bool, StoreError> {
+    parse_lease(run_one(store, lease_command(partition, owner, ttl)).await?)
+}
+
+/// Up to `count` entries of `partition` after the id `after` (from the start without one).
+pub async fn read(
+    store: &impl Keyspace,
+    partition: u32,
+    after: Option<&str>,
+    count: usize,
+) -> Result<Vec<OutboxEntry>, StoreError> {
+    parse_entries(run_one(store, read_command(partition, after, count)).await?)
+}
+
+/// Drops `partition`'s entries through the id `through` and records `total` events relayed.
+pub async fn trim(
+    store: &impl Keyspace,
+    partition: u32,
+    through: &str,
+    total: u64,
+) -> Result<(), StoreError> {
+    let keep_from = next_outbox_id(through)
+        .ok_or_else(|| StoreError::Internal(format!("outbox id {through:?}")))?;
+    all_ok(vec![
+        run_one(store, trim_command(partition, &keep_from, total)).await,
+    ])
+}
+
+/// The appended and relayed totals of partitions `0..partitions`.
+pub async fn totals(
+    store: &impl Keyspace,
+    partitions: u32,
+) -> Result<Vec<OutboxTotals>, StoreError> {
+    parse_totals(store.run_keyed(totals_commands(partitions)).await)
+}
+
+async fn run_one(store: &impl Keyspace, command: KeyedCmd) -> Result<Value, StoreError> {
+    store
+        .run_keyed(vec![command])
+        .await
+        .pop()
+        .unwrap_or_else(|| Err(StoreError::Internal("no reply".into())))
 }
 
 /// The replies of commands whose answers carry nothing (appends, trims): the first error.

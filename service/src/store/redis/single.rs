@@ -39,7 +39,7 @@ use crate::store::{
     BoardWrite, CounterKey, GroupOutcome, GuardedGroup, IncrOutcome, KeyLayout, LeaderboardBucket,
     LeaderboardRemoval, RankedEntry, Store, StoreError, WriteBatch, WriteOutcome,
 };
-use crate::store::{OutboxAppend, OutboxEntry, OutboxTotals, next_outbox_id};
+use crate::store::{OutboxAppend, OutboxEntry, OutboxTotals};
 
 /// How often the sentinels are asked while nothing suggests a failover.
 const RECHECK: Duration = Duration::from_secs(5);
@@ -97,14 +97,6 @@ fn manager_config(timeout: Duration, connect_timeout: Duration) -> ConnectionMan
 }
 
 impl RedisStore {
-    /// Runs one keyed command of the outbox (not a write a waiter depends on: no `WAIT`).
-    async fn run_one(&self, command: outbox::KeyedCmd) -> Result<Value, StoreError> {
-        self.run_keyed(vec![command])
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(StoreError::Internal("no reply".into())))
-    }
-
     /// Prepares a connection to `url` without waiting for Redis: highpress starts (not ready)
     /// while Redis is down, and connects when it comes up.
     pub fn connect_lazy(
@@ -547,10 +539,7 @@ impl Store for RedisStore {
         owner: &'a str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let reply = self
-            .run_one(outbox::lease_command(partition, owner, ttl))
-            .await?;
-        outbox::parse_lease(reply)
+        outbox::lease(self, partition, owner, ttl).await
     }
 
     async fn outbox_read<'a>(
@@ -559,10 +548,7 @@ impl Store for RedisStore {
         after: Option<&'a str>,
         count: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let reply = self
-            .run_one(outbox::read_command(partition, after, count))
-            .await?;
-        outbox::parse_entries(reply)
+        outbox::read(self, partition, after, count).await
     }
 
     async fn outbox_trim<'a>(
@@ -571,16 +557,11 @@ impl Store for RedisStore {
         through: &'a str,
         total: u64,
     ) -> Result<(), StoreError> {
-        let keep_from = next_outbox_id(through)
-            .ok_or_else(|| StoreError::Internal(format!("outbox id {through:?}")))?;
-        let reply = self
-            .run_one(outbox::trim_command(partition, &keep_from, total))
-            .await;
-        outbox::all_ok(vec![reply])
+        outbox::trim(self, partition, through, total).await
     }
 
     async fn outbox_totals(&self, partitions: u32) -> Result<Vec<OutboxTotals>, StoreError> {
-        outbox::parse_totals(self.run_keyed(outbox::totals_commands(partitions)).await)
+        outbox::totals(self, partitions).await
     }
 }
 
