@@ -67,6 +67,13 @@ pub const VERSION: &str = "v1alpha1";
         description = "Redis state: Ready, NotReady or External"
     ),
     printcolumn(
+        name = "Primary",
+        type_ = "string",
+        json_path = ".status.redis.primary",
+        description = "The replicated managed Redis's primary pod",
+        priority = 1
+    ),
+    printcolumn(
         name = "Endpoint",
         type_ = "string",
         json_path = ".status.endpoint",
@@ -829,7 +836,7 @@ pub struct ComponentStatus {
 }
 
 /// State of Redis.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RedisStatus {
     /// Ready, NotReady (managed Redis), or External (not checked by the operator).
@@ -837,8 +844,7 @@ pub struct RedisStatus {
     /// Replicated managed Redis only: desired Redis pods (primary and replicas).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,
-    /// Replicated managed Redis only: Redis pods passing their readiness probe. Which pod is
-    /// the primary is known to the sentinels, not reported here.
+    /// Replicated managed Redis only: Redis pods passing their readiness probe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_replicas: Option<i32>,
     /// Replicated managed Redis only: desired sentinels.
@@ -847,6 +853,19 @@ pub struct RedisStatus {
     /// Replicated managed Redis only: sentinels passing their readiness probe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_sentinels: Option<i32>,
+    /// Replicated managed Redis only: the primary's pod, as a quorum of the sentinels name it
+    /// when the operator last asked them. Absent while unknown (see `message`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    /// Replicated managed Redis only: replicas that the sentinels see replicating from the
+    /// primary with their link up (the sentinels refresh this every 10 seconds). Fewer than
+    /// `minReplicasAck` makes Redis NotReady, since every increment is then answered 503.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_sync_replicas: Option<i32>,
+    /// Replicated managed Redis only: why the primary is unknown, or why too few replicas are
+    /// in sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 fn resources(cpu_request: &str, memory_request: &str, memory_limit: &str) -> ResourceRequirements {

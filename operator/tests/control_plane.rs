@@ -1717,7 +1717,7 @@ impl Drop for Processes {
 /// Service `likes-redis`, whose clusterIP cannot change, is replaced by a headless one; the
 /// StatefulSet keeps pod 0's claim and gains two; the sentinels, their Service and both PDBs
 /// appear; the config points at the sentinels; the status counts ready Redis pods and
-/// sentinels. Back to one, the sentinels go.
+/// sentinels, and says why the primary is unknown. Back to one, the sentinels go.
 fn redis_replicas_one_to_three_and_back(suite: &mut Suite) {
     let ns = "apps";
     let claim = |suite: &Suite, i: i32| {
@@ -1740,6 +1740,15 @@ fn redis_replicas_one_to_three_and_back(suite: &mut Suite) {
             redis.ready_sentinels
         ),
         ("Ready", Some(3), Some(3))
+    );
+    // The Redis pods here are kwok's, with no process behind them and no DNS: the operator
+    // asks the sentinels, finds none, and says so without holding readiness back (the set
+    // itself is read in sentinel_wiring.rs, against real sentinels).
+    assert_eq!(redis.primary, None);
+    let message = redis.message.unwrap_or_default();
+    assert!(
+        message.starts_with("primary unknown: 0 of 3 sentinels named a primary"),
+        "{message}"
     );
     let service = suite
         .get::<Service>(ns, "likes-redis")

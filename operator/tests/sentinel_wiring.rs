@@ -8,7 +8,9 @@
 //! are mapped to this machine. They must form a working set: one primary with two connected
 //! replicas, three sentinels that agree on it and know one another; and after the primary is
 //! killed, the sentinels promote a replica, and the old primary's pod, started again by its
-//! script, comes back as a replica of the new primary.
+//! script, comes back as a replica of the new primary. Throughout, the operator's own reading
+//! of the set ([`replication::observe`], as the read-only sentinel user) names the primary's
+//! pod and counts the replicas in sync, as `status.redis` reports them.
 //!
 //! Every process runs in its own process group, killed when the test ends, pass or fail.
 
@@ -23,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use highpress_operator::reconcile::build::sentinel::{REDIS_START_SCRIPT, SENTINEL_START_SCRIPT};
 use highpress_operator::reconcile::build::{BuildContext, build_all};
+use highpress_operator::reconcile::replication::{self, OBSERVER_USER, RedisPod, Replication};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Container;
 use support::{CounterClusterFixture, cluster};
@@ -403,6 +406,57 @@ fn three_redis_pods_and_three_sentinels_form_a_set_that_fails_over() {
         },
     );
 
+    // The operator's reading: pod 0 is the primary, with both replicas in sync.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let sentinel_addrs: Vec<String> = sentinel_pods
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.port))
+        .collect();
+    let announced: Vec<RedisPod> = redis_pods
+        .iter()
+        .map(|p| RedisPod {
+            name: p.name.clone(),
+            addr: format!("127.0.0.1:{}", p.port),
+        })
+        .collect();
+    let observed = || runtime.block_on(replication::observe(&sentinel_addrs, "likes", &announced));
+    let reported = |primary: &str, in_sync: i32| Replication::Known {
+        primary: primary.to_owned(),
+        in_sync,
+    };
+    wait_until(
+        &processes,
+        Duration::from_secs(30),
+        "the operator to read pod 0 as the primary with 2 replicas in sync",
+        || (observed() == reported("likes-redis-0", 2)).then_some(()),
+    );
+    // The operator's user reads the topology and can do nothing else.
+    let as_observer = |args: &[&str]| {
+        let output = Command::new("redis-cli")
+            .args(["--no-auth-warning", "-h", "127.0.0.1", "-p"])
+            .arg(sentinel_pods[0].port.to_string())
+            .args(["--user", OBSERVER_USER, "--pass", "anything"])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    for refused in [
+        &["sentinel", "failover", "likes"][..],
+        &["sentinel", "set", "likes", "quorum", "1"],
+        &["sentinel", "remove", "likes"],
+        &["sentinel", "config", "get", "*"],
+    ] {
+        let answer = as_observer(refused);
+        assert!(
+            answer.contains("NOPERM"),
+            "{refused:?} as the observer: {answer}"
+        );
+    }
+
     // A write on the primary reaches both replicas.
     assert_eq!(
         redis_cli(primary_port, &["set", "c:like:1", "7"]).trim(),
@@ -440,6 +494,18 @@ fn three_redis_pods_and_three_sentinels_form_a_set_that_fails_over() {
         },
     );
     assert_eq!(redis_cli(new_port, &["get", "c:like:1"]).trim(), "7");
+    let new_pod = redis_pods
+        .iter()
+        .find(|p| p.port == new_port)
+        .map(|p| p.name.clone())
+        .expect("the promoted pod");
+    // The operator names the promoted pod; with pod 0 down, one replica is in sync.
+    wait_until(
+        &processes,
+        Duration::from_secs(30),
+        "the operator to read the promoted pod with 1 replica in sync",
+        || (observed() == reported(&new_pod, 1)).then_some(()),
+    );
 
     // Pod 0 restarts: its script asks the sentinels and it comes back as a replica.
     start_redis(&mut processes, 0);
@@ -467,6 +533,24 @@ fn three_redis_pods_and_three_sentinels_form_a_set_that_fails_over() {
         "the new primary to have two online replicas",
         || replicas_online(new_port),
     );
+    wait_until(
+        &processes,
+        Duration::from_secs(30),
+        "the operator to read 2 replicas in sync again",
+        || (observed() == reported(&new_pod, 2)).then_some(()),
+    );
+
+    // Sentinels that are gone leave the primary unknown, with the reason, within the timeout.
+    for pod in &sentinel_pods {
+        processes.kill(&pod.name);
+    }
+    let started = Instant::now();
+    let unknown = observed();
+    assert!(
+        matches!(&unknown, Replication::Unknown(why) if why.contains("0 of 3 sentinels")),
+        "{unknown:?}"
+    );
+    assert!(started.elapsed() < replication::OBSERVE_TIMEOUT + Duration::from_secs(1));
 
     drop(processes);
     let _ = std::fs::remove_dir_all(&work);

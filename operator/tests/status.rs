@@ -9,6 +9,7 @@ use highpress_operator::reconcile::conditions::{
     REASON_AS_EXPECTED, REASON_COMPONENTS_NOT_READY, REASON_INVALID_SPEC, REASON_PAUSED,
     REASON_ROLLING_OUT, REASON_ROLLOUT_COMPLETE, STATUS_FALSE, STATUS_TRUE, STATUS_UNKNOWN,
 };
+use highpress_operator::reconcile::replication::Replication;
 use highpress_operator::reconcile::status::{
     ComponentReadiness, Observed, RedisObserved, compute_status,
 };
@@ -384,6 +385,10 @@ fn replicated_redis_reports_ready_pods_and_sentinels_and_waits_for_both() {
                 desired: 3,
                 ready: sentinels,
             },
+            replication: Replication::Known {
+                primary: "test-redis-0".to_owned(),
+                in_sync: 2,
+            },
         },
         ..all_ready()
     };
@@ -429,4 +434,104 @@ fn replicated_redis_reports_ready_pods_and_sentinels_and_waits_for_both() {
     let status = compute_status(&generation(cluster(), 1), &all_ready(), None, t0());
     let redis = status.redis.expect("redis");
     assert_eq!((redis.replicas, redis.sentinels), (None, None));
+}
+
+fn replicated(replication: Replication) -> Observed {
+    Observed {
+        redis: RedisObserved::Replicated {
+            redis: ready(3),
+            sentinels: ready(3),
+            replication,
+        },
+        ..all_ready()
+    }
+}
+
+#[test]
+fn replicated_redis_reports_the_primary_and_its_in_sync_replicas() {
+    let mut cc = generation(cluster(), 1);
+    cc.spec.redis.managed.replicas = 3;
+    let status = compute_status(
+        &cc,
+        &replicated(Replication::Known {
+            primary: "test-redis-2".to_owned(),
+            in_sync: 2,
+        }),
+        None,
+        t0(),
+    );
+    let redis = status.redis.as_ref().expect("redis status");
+    assert_eq!(
+        (
+            redis.state.as_str(),
+            redis.primary.as_deref(),
+            redis.in_sync_replicas,
+            redis.message.as_deref()
+        ),
+        ("Ready", Some("test-redis-2"), Some(2), None)
+    );
+    let json = serde_json::to_value(&status).expect("status serializes");
+    assert_eq!(json["redis"]["primary"], "test-redis-2");
+    assert_eq!(json["redis"]["inSyncReplicas"], 2);
+
+    // Below minReplicasAck (1 by default with three pods), every increment fails: NotReady.
+    let status = compute_status(
+        &cc,
+        &replicated(Replication::Known {
+            primary: "test-redis-2".to_owned(),
+            in_sync: 0,
+        }),
+        None,
+        t0(),
+    );
+    let redis = status.redis.as_ref().expect("redis status");
+    let why = "0 of 2 replicas in sync, fewer than minReplicasAck 1: increments are answered 503";
+    assert_eq!(
+        (redis.state.as_str(), redis.message.as_deref()),
+        ("NotReady", Some(why))
+    );
+    assert_eq!(
+        condition(&status, READY).message,
+        format!("not ready: redis replication ({why})")
+    );
+
+    // With minReplicasAck 0 the same set is ready.
+    cc.spec.redis.managed.min_replicas_ack = Some(0);
+    let status = compute_status(
+        &cc,
+        &replicated(Replication::Known {
+            primary: "test-redis-2".to_owned(),
+            in_sync: 0,
+        }),
+        None,
+        t0(),
+    );
+    assert_eq!(
+        state(&status, READY),
+        (STATUS_TRUE, REASON_ALL_COMPONENTS_READY)
+    );
+
+    // An unknown primary is reported with its reason and leaves readiness to the pods: the
+    // operator may be the one that cannot reach the sentinels.
+    let status = compute_status(
+        &cc,
+        &replicated(Replication::Unknown("0 of 3 sentinels answered".to_owned())),
+        None,
+        t0(),
+    );
+    let redis = status.redis.as_ref().expect("redis status");
+    assert_eq!(
+        (
+            redis.state.as_str(),
+            redis.primary.as_deref(),
+            redis.in_sync_replicas,
+            redis.message.as_deref()
+        ),
+        (
+            "Ready",
+            None,
+            None,
+            Some("primary unknown: 0 of 3 sentinels answered")
+        )
+    );
 }

@@ -1,7 +1,8 @@
 //! Apply: the child objects of one valid CounterCluster on the API server. Ensures the Redis
 //! password Secret, applies everything [`build_all`] returns (through [`super::ssa`]), deletes
 //! what disabled features left behind, and reads the replica counts back from the apply
-//! responses as the [`Observed`] that [`super::status`] computes the status from.
+//! responses (and, for a replicated Redis, asks the sentinels through [`replication`]) as the
+//! [`Observed`] that [`super::status`] computes the status from.
 //!
 //! Order (the first failure stops the rest, so a half-configured tier never starts talking to
 //! a Redis that does not exist yet):
@@ -37,6 +38,7 @@ use super::build::service_monitor::{
     SERVICE_MONITOR_GROUP, SERVICE_MONITOR_VERSION, service_monitor_resource,
 };
 use super::build::{Child, ChildObjects, build_all, build_redis_secret, child_name, namespace};
+use super::replication;
 use super::ssa::{WriteError, apply, delete_owned};
 use super::status::{ComponentReadiness, Observed, RedisObserved};
 use super::validate::ValidCounterCluster;
@@ -103,7 +105,11 @@ pub async fn apply_children(
     };
     let redis = match (cc.spec.redis.mode, sentinels) {
         (RedisMode::External, _) => RedisObserved::External,
-        (RedisMode::Managed, Some(sentinels)) => RedisObserved::Replicated { redis, sentinels },
+        (RedisMode::Managed, Some(sentinels)) => RedisObserved::Replicated {
+            redis,
+            sentinels,
+            replication: replication::observe_counter_cluster(cc).await,
+        },
         (RedisMode::Managed, None) => RedisObserved::Managed(redis),
     };
 

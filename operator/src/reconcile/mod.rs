@@ -19,6 +19,7 @@
 pub mod apply;
 pub mod build;
 pub mod conditions;
+pub mod replication;
 pub mod ssa;
 pub mod status;
 pub mod validate;
@@ -51,6 +52,11 @@ pub use ssa::FIELD_MANAGER;
 /// for drift that no watch reports (the Redis Secret, which the operator may not read, and any
 /// watch event lost while the operator was down).
 pub const RESYNC_PERIOD: Duration = Duration::from_secs(300);
+
+/// How often a CounterCluster with a replicated managed Redis is reconciled again, so that
+/// `status.redis.primary` follows a failover the watches do not report (a failover changes no
+/// Kubernetes object; a killed primary's pod going unready and ready again does, sooner).
+pub const REPLICATION_RESYNC_PERIOD: Duration = Duration::from_secs(30);
 
 /// Shared state of every reconcile.
 pub struct Context {
@@ -153,9 +159,16 @@ pub async fn reconcile(
     let result = outcome?;
     ctx.backoff.reset(&object_key(cc));
     Ok(match result {
+        ReconcileResult::Success if replicated_managed_redis(cc) => {
+            Action::requeue(REPLICATION_RESYNC_PERIOD)
+        }
         ReconcileResult::Success => Action::requeue(RESYNC_PERIOD),
         _ => Action::await_change(),
     })
+}
+
+fn replicated_managed_redis(cc: &CounterCluster) -> bool {
+    cc.spec.redis.mode == crate::crd::RedisMode::Managed && cc.spec.redis.managed.replicated()
 }
 
 /// What the runtime does after a failed reconcile: log it and requeue after the next backoff.

@@ -30,6 +30,7 @@ use super::conditions::{
     REASON_AS_EXPECTED, REASON_COMPONENTS_NOT_READY, REASON_INVALID_SPEC, REASON_PAUSED,
     REASON_ROLLING_OUT, REASON_ROLLOUT_COMPLETE, STATUS_FALSE, STATUS_TRUE, STATUS_UNKNOWN,
 };
+use super::replication::Replication;
 use crate::crd::{ComponentStatus, CounterCluster, CounterClusterStatus, RedisStatus};
 
 /// `status.redis.state` of a managed Redis with its desired ready replicas.
@@ -64,17 +65,23 @@ impl ComponentReadiness {
 }
 
 /// What is known of Redis.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RedisObserved {
     /// The operator's Redis StatefulSet, one Redis.
     Managed(ComponentReadiness),
-    /// The operator's replicated Redis: the Redis StatefulSet (primary and replicas) and the
-    /// sentinel StatefulSet. Ready when both have their desired ready pods.
+    /// The operator's replicated Redis: the Redis StatefulSet (primary and replicas), the
+    /// sentinel StatefulSet, and what the sentinels say. Ready when both StatefulSets have
+    /// their desired ready pods and, if the sentinels answered, at least `minReplicasAck`
+    /// replicas are in sync (with fewer, every increment is answered 503). A primary the
+    /// operator cannot learn does not change readiness: the operator may be the one that
+    /// cannot reach the sentinels.
     Replicated {
         /// The Redis StatefulSet.
         redis: ComponentReadiness,
         /// The sentinel StatefulSet.
         sentinels: ComponentReadiness,
+        /// The primary and its in-sync replicas, as the sentinels see them.
+        replication: Replication,
     },
     /// A Redis the operator does not run and does not check; never blocks `Ready`.
     External,
@@ -138,11 +145,14 @@ pub fn compute_status(
         generation,
         now,
     };
-    let redis_state = match observed.redis {
+    let redis_state = match &observed.redis {
         RedisObserved::Managed(readiness) if readiness.is_ready() => REDIS_STATE_READY,
         RedisObserved::Managed(_) => REDIS_STATE_NOT_READY,
-        RedisObserved::Replicated { redis, sentinels }
-            if redis.is_ready() && sentinels.is_ready() =>
+        RedisObserved::Replicated {
+            redis, sentinels, ..
+        } if redis.is_ready()
+            && sentinels.is_ready()
+            && too_few_in_sync(cc, observed).is_none() =>
         {
             REDIS_STATE_READY
         }
@@ -163,23 +173,62 @@ pub fn compute_status(
         conditions,
         gateway: Some(observed.gateway.to_status()),
         counter: Some(observed.counter.to_status()),
-        redis: Some(redis_status(redis_state, observed.redis)),
+        redis: Some(redis_status(cc, redis_state, observed)),
         endpoint: Some(endpoint(cc)),
     }
 }
 
-fn redis_status(state: &str, observed: RedisObserved) -> RedisStatus {
-    let (redis, sentinels) = match observed {
-        RedisObserved::Replicated { redis, sentinels } => (Some(redis), Some(sentinels)),
-        RedisObserved::Managed(_) | RedisObserved::External => (None, None),
+fn redis_status(cc: &CounterCluster, state: &str, observed: &Observed) -> RedisStatus {
+    let RedisObserved::Replicated {
+        redis,
+        sentinels,
+        replication,
+    } = &observed.redis
+    else {
+        return RedisStatus {
+            state: state.to_owned(),
+            ..RedisStatus::default()
+        };
+    };
+    let (primary, in_sync_replicas, message) = match replication {
+        Replication::Known { primary, in_sync } => (
+            Some(primary.clone()),
+            Some(*in_sync),
+            too_few_in_sync(cc, observed),
+        ),
+        Replication::Unknown(why) => (None, None, Some(format!("primary unknown: {why}"))),
     };
     RedisStatus {
         state: state.to_owned(),
-        replicas: redis.map(|r| r.desired),
-        ready_replicas: redis.map(|r| r.ready),
-        sentinels: sentinels.map(|s| s.desired),
-        ready_sentinels: sentinels.map(|s| s.ready),
+        replicas: Some(redis.desired),
+        ready_replicas: Some(redis.ready),
+        sentinels: Some(sentinels.desired),
+        ready_sentinels: Some(sentinels.ready),
+        primary,
+        in_sync_replicas,
+        message,
     }
+}
+
+/// `"<n> of <replicas> replicas in sync, fewer than minReplicasAck <m>"` when the sentinels
+/// report fewer in-sync replicas than each flush waits for.
+fn too_few_in_sync(cc: &CounterCluster, observed: &Observed) -> Option<String> {
+    let RedisObserved::Replicated {
+        replication: Replication::Known { in_sync, .. },
+        redis,
+        ..
+    } = &observed.redis
+    else {
+        return None;
+    };
+    let wanted = cc.spec.redis.managed.min_replicas_ack();
+    (*in_sync < wanted).then(|| {
+        format!(
+            "{in_sync} of {} replicas in sync, fewer than minReplicasAck {wanted}: increments are \
+             answered 503",
+            redis.desired - 1
+        )
+    })
 }
 
 fn compute_conditions(
@@ -228,7 +277,7 @@ fn compute_conditions(
         ];
     }
 
-    let not_ready = not_ready_components(observed);
+    let not_ready = not_ready_components(cc, observed);
     let mut degraded_message = "the spec is valid and applied".to_owned();
     for skipped in &observed.skipped {
         degraded_message.push_str("; ");
@@ -277,14 +326,17 @@ fn compute_conditions(
 }
 
 /// `"<component> (<ready>/<desired> ready)"` for each component short of ready replicas, in
-/// the order gateway, counter, redis.
-fn not_ready_components(observed: &Observed) -> Vec<String> {
-    let (redis, sentinels) = match observed.redis {
-        RedisObserved::Managed(readiness) => (Some(readiness), None),
-        RedisObserved::Replicated { redis, sentinels } => (Some(redis), Some(sentinels)),
+/// the order gateway, counter, redis, sentinels; then Redis replication short of
+/// `minReplicasAck`.
+fn not_ready_components(cc: &CounterCluster, observed: &Observed) -> Vec<String> {
+    let (redis, sentinels) = match &observed.redis {
+        RedisObserved::Managed(readiness) => (Some(*readiness), None),
+        RedisObserved::Replicated {
+            redis, sentinels, ..
+        } => (Some(*redis), Some(*sentinels)),
         RedisObserved::External => (None, None),
     };
-    [
+    let mut not_ready: Vec<String> = [
         ("gateway", Some(observed.gateway)),
         ("counter", Some(observed.counter)),
         ("redis", redis),
@@ -296,7 +348,11 @@ fn not_ready_components(observed: &Observed) -> Vec<String> {
         (!readiness.is_ready())
             .then(|| format!("{name} ({}/{} ready)", readiness.ready, readiness.desired))
     })
-    .collect()
+    .collect();
+    if let Some(why) = too_few_in_sync(cc, observed) {
+        not_ready.push(format!("redis replication ({why})"));
+    }
+    not_ready
 }
 
 /// Writes conditions for one generation at one instant, keeping transition times from the

@@ -3,7 +3,8 @@
 //! Contract: `<name>-counter` admits the gRPC port only from this cluster's gateway pods, and
 //! `<name>-redis` (managed Redis only) admits the Redis port only from its counter pods (and,
 //! replicated, from its Redis and sentinel pods; `<name>-redis-sentinel` then admits the
-//! sentinel port from the same three). The
+//! sentinel port from the same three and from the operator's pods in any namespace, which
+//! read the primary as a read-only sentinel user). The
 //! highpress HTTP port (probes, metrics) stays open to every pod, so Prometheus can scrape;
 //! so does the redis_exporter's metrics port on the Redis pod when the sidecar runs.
 //! The gateway gets no policy: it is the public API.
@@ -65,20 +66,21 @@ pub fn build_network_policies(cc: &ValidCounterCluster) -> Vec<NetworkPolicy> {
         policies.push(policy(cc, Component::Redis, ingress));
     }
     if replicated(cc) {
-        // Counters find the primary, Redis pods ask at start, sentinels talk to one another.
-        policies.push(policy(
+        // Counters find the primary, Redis pods ask at start, sentinels talk to one another,
+        // and the operator reads the primary and the replicas for the status.
+        let mut from_peers = only_from_any(
             cc,
-            Component::RedisSentinel,
-            vec![only_from_any(
-                cc,
-                &[
-                    Component::Counter,
-                    Component::Redis,
-                    Component::RedisSentinel,
-                ],
-                SENTINEL_PORT,
-            )],
-        ));
+            &[
+                Component::Counter,
+                Component::Redis,
+                Component::RedisSentinel,
+            ],
+            SENTINEL_PORT,
+        );
+        if let Some(from) = from_peers.from.as_mut() {
+            from.push(operator_pods());
+        }
+        policies.push(policy(cc, Component::RedisSentinel, vec![from_peers]));
     }
     policies
 }
@@ -129,6 +131,27 @@ fn only_from_any(cc: &CounterCluster, peers: &[Component], port: i32) -> Network
                 .collect(),
         ),
         ports: Some(vec![tcp_port(port)]),
+    }
+}
+
+/// The operator's pods, in any namespace: `app.kubernetes.io/name: highpress` and
+/// `app.kubernetes.io/component: operator`, as the chart labels them.
+fn operator_pods() -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector::default()),
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(
+                [
+                    ("app.kubernetes.io/name", "highpress"),
+                    ("app.kubernetes.io/component", "operator"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            ),
+            match_expressions: None,
+        }),
+        ip_block: None,
     }
 }
 

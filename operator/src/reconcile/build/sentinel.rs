@@ -8,7 +8,8 @@
 //! a new IP keeps its identity. Sentinel rewrites its config file, so each sentinel generates
 //! it at start in an emptyDir ([`SENTINEL_START_SCRIPT`]) from the environment set here; the
 //! Redis password from the Secret `<name>-redis-auth-<uid8>` is both the sentinels' own
-//! (`requirepass`) and the one they use for Redis (`auth-pass`). Quorum is 2 of 3.
+//! (`requirepass`) and the one they use for Redis (`auth-pass`). The operator reads the
+//! topology as a passwordless user with read-only rights ([`OBSERVER_USER`]). Quorum is 2 of 3.
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
@@ -29,6 +30,7 @@ use super::pod::{
 };
 use super::{Component, child_name, namespace, object_meta, selector_labels};
 use crate::crd::CounterCluster;
+use crate::reconcile::replication::{OBSERVER_RULES, OBSERVER_USER};
 use crate::reconcile::validate::ValidCounterCluster;
 
 /// Port every sentinel listens on, named `sentinel`.
@@ -204,6 +206,8 @@ pub fn build_sentinel_statefulset(cc: &ValidCounterCluster) -> StatefulSet {
         ),
         env_value("SENTINEL_ADDRS", sentinel_addrs(cc).join(" ")),
         env_value("REDIS_ADDRS", redis_addrs(cc).join(" ")),
+        env_value("OBSERVER_USER", OBSERVER_USER),
+        env_value("OBSERVER_RULES", OBSERVER_RULES),
         env_value("QUORUM", SENTINEL_QUORUM.to_string()),
         env_value("DOWN_AFTER_MS", SENTINEL_DOWN_AFTER_MS.to_string()),
         env_value(

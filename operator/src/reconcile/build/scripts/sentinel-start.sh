@@ -18,6 +18,9 @@
 #   QUORUM, DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS
 #   REDIS_PASSWORD       the Redis password: the sentinels' own and the one they use for Redis
 #   REDISCLI_AUTH        the same, for redis-cli
+#   OBSERVER_USER, OBSERVER_RULES
+#                        the read-only user the operator asks about the primary and the
+#                        replicas, and its ACL rules (no password, topology reads only)
 set -eu
 
 if [ -s "$SENTINEL_CONFIG" ]; then
@@ -75,6 +78,7 @@ sentinel resolve-hostnames yes
 sentinel announce-hostnames yes
 sentinel announce-ip $SELF_HOST
 requirepass $REDIS_PASSWORD
+user $OBSERVER_USER $OBSERVER_RULES
 sentinel monitor $MASTER_NAME ${primary%:*} ${primary##*:} $QUORUM
 sentinel auth-pass $MASTER_NAME $REDIS_PASSWORD
 sentinel down-after-milliseconds $MASTER_NAME $DOWN_AFTER_MS
