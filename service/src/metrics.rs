@@ -56,6 +56,10 @@ pub struct Metrics {
     pub connections: IntGaugeVec,
     pub connections_rejected: IntCounterVec,
     pub connections_idle_closed: IntCounterVec,
+    pub auth_requests: IntCounterVec,
+    pub auth_rejected_missing: IntCounter,
+    pub auth_rejected_unknown: IntCounter,
+    pub auth_reloads: IntCounterVec,
 }
 
 /// The gRPC methods a metric may name; anything else is `other`.
@@ -395,6 +399,30 @@ impl Metrics {
             &["server"],
         )
         .expect("valid metric");
+        let auth_requests = IntCounterVec::new(
+            Opts::new(
+                "highpress_auth_requests_total",
+                "Requests to guarded routes that presented a known API token, by token name and result: allowed, or forbidden (the token lacks the route's scope).",
+            ),
+            &["token", "result"],
+        )
+        .expect("valid metric");
+        let auth_rejected = IntCounterVec::new(
+            Opts::new(
+                "highpress_auth_rejected_total",
+                "Requests to guarded routes answered 401, by reason: missing (no bearer token) or unknown (a token that matches none).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let auth_reloads = IntCounterVec::new(
+            Opts::new(
+                "highpress_auth_reloads_total",
+                "Reads of a changed api.auth.tokens_file, by result: loaded, or failed (the previous tokens stay).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
 
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -435,6 +463,9 @@ impl Metrics {
             Box::new(connections.clone()),
             Box::new(connections_rejected.clone()),
             Box::new(connections_idle_closed.clone()),
+            Box::new(auth_requests.clone()),
+            Box::new(auth_rejected.clone()),
+            Box::new(auth_reloads.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -468,6 +499,9 @@ impl Metrics {
             connections.with_label_values(&[server]);
             connections_rejected.with_label_values(&[server]);
             connections_idle_closed.with_label_values(&[server]);
+        }
+        for result in ["loaded", "failed"] {
+            auth_reloads.with_label_values(&[result]);
         }
         #[cfg(target_os = "linux")]
         registry
@@ -521,6 +555,10 @@ impl Metrics {
             connections,
             connections_rejected,
             connections_idle_closed,
+            auth_requests,
+            auth_rejected_missing: auth_rejected.with_label_values(&["missing"]),
+            auth_rejected_unknown: auth_rejected.with_label_values(&["unknown"]),
+            auth_reloads,
         }
     }
 

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
+use crate::api::auth::{Auth, Scope};
 use crate::api::error::ApiError;
 use crate::api::request_metrics::RouteMeter;
 
@@ -29,26 +30,27 @@ const PROFILE_FREQUENCY: i32 = 99;
 
 static CPU_PROFILE_RUNNING: AtomicBool = AtomicBool::new(false);
 
-/// The profiling routes, each with request metrics labelled by its template.
-pub fn router<S: Clone + Send + Sync + 'static>(mode: &'static str) -> Router<S> {
-    let profile = RouteMeter::new("/debug/pprof/profile", mode);
-    let heap = RouteMeter::new("/debug/pprof/heap", mode);
+/// The profiling routes, each with request metrics labelled by its template; with `api.auth`
+/// on, they need the `admin` scope.
+pub fn router<S: Clone + Send + Sync + 'static>(mode: &'static str, auth: &Auth) -> Router<S> {
+    let profile = RouteMeter::with_auth("/debug/pprof/profile", mode, auth.clone());
+    let heap = RouteMeter::with_auth("/debug/pprof/heap", mode, auth.clone());
     let not_allowed = crate::api::handlers::method_not_allowed;
     Router::new()
         .route(
             "/debug/pprof/profile",
-            get(profile.wrap(cpu_profile)).fallback(profile.wrap(not_allowed)),
+            get(profile.guard(Scope::Admin, cpu_profile)).fallback(profile.wrap(not_allowed)),
         )
         .route(
             "/debug/pprof/heap",
-            get(heap.wrap(heap_profile)).fallback(heap.wrap(not_allowed)),
+            get(heap.guard(Scope::Admin, heap_profile)).fallback(heap.wrap(not_allowed)),
         )
 }
 
 /// `app` plus the profiling routes when `enabled`.
-pub fn with_routes(app: Router, enabled: bool, mode: &'static str) -> Router {
+pub fn with_routes(app: Router, enabled: bool, mode: &'static str, auth: &Auth) -> Router {
     if enabled {
-        app.merge(router(mode))
+        app.merge(router(mode, auth))
     } else {
         app
     }

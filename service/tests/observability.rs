@@ -203,6 +203,15 @@ fn rpc(method: &str) -> String {
 /// A gateway and two counters on a password-protected Redis, exporting to `jaeger` at
 /// `ratio` (`None`: the default ratio). The Redis is returned so a test can stop it.
 async fn split_traced_into(jaeger: &Jaeger, ratio: Option<&str>) -> (Highpress, RedisServer) {
+    split_traced_with(jaeger, ratio, &[]).await
+}
+
+/// [`split_traced_into`] with `extra` settings for every process.
+async fn split_traced_with(
+    jaeger: &Jaeger,
+    ratio: Option<&str>,
+    extra: &[(&str, &str)],
+) -> (Highpress, RedisServer) {
     let redis = RedisServer::start();
     assert_eq!(
         redis.cmd(&["CONFIG", "SET", "requirepass", REDIS_PASSWORD]),
@@ -217,7 +226,8 @@ async fn split_traced_into(jaeger: &Jaeger, ratio: Option<&str>) -> (Highpress, 
         ),
     ];
     let env = jaeger.tracing_env(ratio);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.extend_from_slice(extra);
     (Highpress::on_store(true, &store, &env).await, redis)
 }
 
@@ -690,6 +700,67 @@ impl Followed for Reference {
             ..self.clone()
         }
     }
+}
+
+/// With `api.auth` on, the token's name (never the token) is `enduser.id` on the gateway's
+/// HTTP span and, forwarded in the call's metadata, on the counter's gRPC span of a read.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_token_name_is_on_the_gateway_and_counter_spans() {
+    const TOKEN: &str = "dashboard-token-2c9e7a41b8";
+    let dir = std::env::temp_dir().join(format!("highpress-obs-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch dir");
+    let file = dir.join("tokens.yaml");
+    std::fs::write(
+        &file,
+        format!("tokens:\n- {{name: dashboard, token: {TOKEN}, scopes: [read]}}\n"),
+    )
+    .expect("write the tokens file");
+    let jaeger = Jaeger::start().await;
+    let (hp, _redis) = split_traced_with(
+        &jaeger,
+        Some("1"),
+        &[
+            ("HIGHPRESS_API__AUTH__ENABLED", "true"),
+            (
+                "HIGHPRESS_API__AUTH__TOKENS_FILE",
+                file.to_str().expect("UTF-8"),
+            ),
+        ],
+    )
+    .await;
+    let trace_id = caller_trace_id(0);
+    let status = client()
+        .get(hp.url("/api/v1/counter/named/like"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
+        .send()
+        .await
+        .expect("request sent")
+        .status();
+    assert_eq!(status, 200);
+    let trace = jaeger
+        .wait_trace(&trace_id, |t| {
+            !t.spans_named(COUNTER, &rpc("Get")).is_empty()
+                && !t.spans_named(GATEWAY, GET_COUNTER).is_empty()
+        })
+        .await;
+    assert_tag(
+        trace.span(GATEWAY, GET_COUNTER),
+        "enduser.id",
+        "string",
+        json!("dashboard"),
+    );
+    assert_tag(
+        trace.span(COUNTER, &rpc("Get")),
+        "enduser.id",
+        "string",
+        json!("dashboard"),
+    );
+    let all = serde_json::to_string(&trace.spans.iter().map(|s| &s.tags).collect::<Vec<_>>())
+        .expect("tags serialize");
+    assert!(!all.contains(TOKEN), "the token in a span: {all}");
+    drop(hp);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread")]

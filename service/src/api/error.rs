@@ -21,6 +21,8 @@ pub enum ErrorCode {
     Overflow,
     IdempotencyKeyReused,
     ResetDisabled,
+    Unauthorized,
+    Forbidden,
     RequestTimeout,
     Overloaded,
     Unavailable,
@@ -36,7 +38,8 @@ impl ErrorCode {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Overflow | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::ResetDisabled => StatusCode::FORBIDDEN,
+            Self::ResetDisabled | Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Overloaded | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -147,6 +150,12 @@ impl IntoResponse for ApiError {
         );
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"highpress\""),
+            );
         }
         response
     }

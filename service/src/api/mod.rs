@@ -1,7 +1,11 @@
 //! The REST API: one router, [`app`], over any [`CounterBackend`], so the standalone and gateway
 //! modes serve the same contract from the same handlers. Every response, errors included, goes
-//! through the request metrics middleware.
+//! through the request metrics middleware; with `api.auth` on, the API routes are guarded by
+//! scope ([`auth`]): increments need `write`, reads (batch reads too) `read`, resets `reset`,
+//! and `/metrics`
+//! `metrics` when protected. Probes, `/health` and `/openapi.json` stay open.
 
+pub mod auth;
 pub mod error;
 pub mod handlers;
 pub mod json;
@@ -12,6 +16,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{MethodRouter, get, post};
 
+use self::auth::{Auth, Scope};
 use crate::counter::CounterBackend;
 use crate::domain::policy::CounterPolicies;
 pub use crate::domain::rules::Limits;
@@ -25,6 +30,8 @@ pub struct AppState<B> {
     pub policies: Arc<CounterPolicies>,
     /// The process mode, a metrics label: `standalone`, `gateway` or `counter`.
     pub mode: &'static str,
+    /// Who may call which route (`api.auth`).
+    pub auth: Auth,
 }
 
 impl<B> Clone for AppState<B> {
@@ -34,6 +41,7 @@ impl<B> Clone for AppState<B> {
             limits: self.limits,
             policies: self.policies.clone(),
             mode: self.mode,
+            auth: self.auth.clone(),
         }
     }
 }
@@ -44,39 +52,43 @@ type RouteSpec<B> = (&'static str, fn(&RouteMeter) -> MethodRouter<AppState<B>>)
 
 /// The REST router. Each route's handlers are measured, labelled with its template.
 pub fn app<B: CounterBackend>(state: AppState<B>) -> Router {
-    let mode = state.mode;
     let routes: [RouteSpec<B>; 10] = [
         ("/api/v1/counter/increment", |m| {
-            post(m.wrap(handlers::increment::<B>))
+            post(m.guard(Scope::Write, handlers::increment::<B>))
         }),
         ("/api/v1/counter/batch", |m| {
-            post(m.wrap(handlers::batch::<B>))
+            post(m.guard(Scope::Read, handlers::batch::<B>))
         }),
         ("/api/v1/counter/{resource_id}/{counter_type}", |m| {
-            get(m.wrap(handlers::get_counter::<B>)).delete(m.wrap(handlers::reset_counter::<B>))
+            get(m.guard(Scope::Read, handlers::get_counter::<B>))
+                .delete(m.guard(Scope::Reset, handlers::reset_counter::<B>))
         }),
         ("/api/v1/leaderboard/{counter_type}", |m| {
-            get(m.wrap(handlers::leaderboard::<B>))
+            get(m.guard(Scope::Read, handlers::leaderboard::<B>))
         }),
         ("/health", |m| get(m.wrap(handlers::health::<B>))),
         ("/api/v1/health", |m| get(m.wrap(handlers::api_health::<B>))),
         ("/livez", |m| get(m.wrap(handlers::livez))),
         ("/readyz", |m| get(m.wrap(handlers::readyz::<B>))),
-        ("/metrics", |m| get(m.wrap(handlers::metrics))),
+        ("/metrics", |m| {
+            get(m.guard_if(m.metrics_scope(), handlers::metrics))
+        }),
         ("/openapi.json", |m| get(m.wrap(handlers::openapi))),
     ];
-    with_routes(routes, mode).with_state(state)
+    let router = with_routes(routes, state.mode, &state.auth);
+    router.with_state(state)
 }
 
 /// A router of `routes`, each with a measured 405 fallback, plus a measured 404 fallback.
 fn with_routes<B: CounterBackend, const N: usize>(
     routes: [RouteSpec<B>; N],
     mode: &'static str,
+    auth: &Auth,
 ) -> Router<AppState<B>> {
     routes
         .into_iter()
         .fold(Router::new(), |router, (path, build)| {
-            let meter = RouteMeter::new(path, mode);
+            let meter = RouteMeter::with_auth(path, mode, auth.clone());
             router.route(
                 path,
                 build(&meter).fallback(meter.wrap(handlers::method_not_allowed)),
@@ -87,12 +99,14 @@ fn with_routes<B: CounterBackend, const N: usize>(
 
 /// The probe and metrics routes alone, for counter processes, whose API is gRPC.
 pub fn probe_app<B: CounterBackend>(state: AppState<B>) -> Router {
-    let mode = state.mode;
     let routes: [RouteSpec<B>; 4] = [
         ("/health", |m| get(m.wrap(handlers::health::<B>))),
         ("/livez", |m| get(m.wrap(handlers::livez))),
         ("/readyz", |m| get(m.wrap(handlers::readyz::<B>))),
-        ("/metrics", |m| get(m.wrap(handlers::metrics))),
+        ("/metrics", |m| {
+            get(m.guard_if(m.metrics_scope(), handlers::metrics))
+        }),
     ];
-    with_routes(routes, mode).with_state(state)
+    let router = with_routes(routes, state.mode, &state.auth);
+    router.with_state(state)
 }

@@ -4,43 +4,59 @@
 //! once and reuses them. It wraps the handlers rather than layering the route: a layer would be
 //! one more boxed service, cloned and boxing a future on every request.
 //!
+//! A handler wrapped with [`RouteMeter::guard`] runs only for a caller whose API token has the
+//! handler's scope ([`super::auth`]); a refused request is measured and answered 401 or 403
+//! without calling it. The caller's name is the handler's [`CALLER`] while it runs.
+//!
 //! When tracing is enabled each request also gets an `http.request` server span (continuing a
 //! caller's W3C `traceparent`), entered while the handler runs; otherwise no span is built. Each
-//! completed request is logged at debug level.
+//! completed request is logged at debug level, with the caller's name when auth named one.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
+use tokio::task::futures::TaskLocalFuture;
 
 use axum::extract::Request;
 use axum::handler::Handler;
 use axum::http::{Method, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use prometheus::{Histogram, IntCounter};
 use tracing::Span;
 
+use super::auth::{Auth, CALLER, Scope};
 use crate::metrics::METRICS;
 
 const METHODS: [&str; 8] = [
     "GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS", "other",
 ];
-const STATUSES: [u16; 12] = [200, 400, 404, 405, 408, 413, 415, 422, 429, 500, 503, 0];
+const STATUSES: [u16; 14] = [
+    200, 400, 401, 403, 404, 405, 408, 413, 415, 422, 429, 500, 503, 0,
+];
 
 type Handles = (IntCounter, Histogram);
 
 /// Records `highpress_http_requests_total` and `highpress_http_request_duration_seconds` for one
-/// route template, around each handler it [wraps](RouteMeter::wrap).
+/// route template, around each handler it [wraps](RouteMeter::wrap) or
+/// [guards](RouteMeter::guard).
 #[derive(Clone)]
 pub struct RouteMeter {
     route: &'static str,
     mode: &'static str,
     handles: Arc<[OnceLock<Handles>]>,
+    auth: Auth,
 }
 
 impl RouteMeter {
+    /// A meter of an open route.
     pub fn new(route: &'static str, mode: &'static str) -> Self {
+        Self::with_auth(route, mode, Auth::off())
+    }
+
+    /// A meter whose [guarded](RouteMeter::guard) handlers check `auth`.
+    pub fn with_auth(route: &'static str, mode: &'static str, auth: Auth) -> Self {
         let handles = (0..METHODS.len() * STATUSES.len())
             .map(|_| OnceLock::new())
             .collect();
@@ -48,14 +64,38 @@ impl RouteMeter {
             route,
             mode,
             handles,
+            auth,
         }
     }
 
-    /// `handler`, measured as a request to this route.
+    /// `handler`, measured as a request to this route, open to anyone.
     pub fn wrap<H>(&self, handler: H) -> Metered<H> {
         Metered {
             handler,
             meter: self.clone(),
+            scope: None,
+        }
+    }
+
+    /// `handler`, measured, for callers whose token has `scope` (when auth is on).
+    pub fn guard<H>(&self, scope: Scope, handler: H) -> Metered<H> {
+        Metered {
+            handler,
+            meter: self.clone(),
+            scope: self.auth.is_on().then_some(scope),
+        }
+    }
+
+    /// The scope `/metrics` needs here, if any (`api.auth.protect_metrics`).
+    pub fn metrics_scope(&self) -> Option<Scope> {
+        self.auth.metrics_scope()
+    }
+
+    /// `handler` guarded by `scope` when there is one, else open.
+    pub fn guard_if<H>(&self, scope: Option<Scope>, handler: H) -> Metered<H> {
+        match scope {
+            Some(scope) => self.guard(scope, handler),
+            None => self.wrap(handler),
         }
     }
 
@@ -90,11 +130,13 @@ fn method_index(method: &Method) -> usize {
     }
 }
 
-/// A handler measured by its route's [`RouteMeter`].
+/// A handler measured by its route's [`RouteMeter`], and guarded when it has a scope.
 #[derive(Clone)]
 pub struct Metered<H> {
     handler: H,
     meter: RouteMeter,
+    /// The scope a caller's token needs; `None` when the route is open or auth is off.
+    scope: Option<Scope>,
 }
 
 impl<H, T, S> Handler<T, S> for Metered<H>
@@ -110,9 +152,31 @@ where
         } else {
             Span::none()
         };
-        let inner = {
-            let _entered = span.enter();
-            self.handler.call(request, state)
+        let caller = match self.scope {
+            None => Ok(None),
+            Some(scope) => self.meter.auth.check(request.headers(), scope),
+        };
+        let (inner, caller) = match caller {
+            Err(refused) => (
+                Call::Refused {
+                    response: Some(refused.into_response()),
+                },
+                None,
+            ),
+            Ok(None) => {
+                let _entered = span.enter();
+                let future = self.handler.call(request, state);
+                (Call::Open { future }, None)
+            }
+            Ok(Some(name)) => {
+                span.record("enduser.id", &*name);
+                let future = {
+                    let _entered = span.enter();
+                    self.handler.call(request, state)
+                };
+                let future = CALLER.scope(name.clone(), future);
+                (Call::AsCaller { future }, Some(name))
+            }
         };
         RecordOnCompletion {
             inner,
@@ -120,6 +184,31 @@ where
             method,
             started: Instant::now(),
             span,
+            caller,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A handler's future: open, run as an authenticated caller, or refused without running.
+    #[project = CallProjection]
+    pub enum Call<F> {
+        Open { #[pin] future: F },
+        AsCaller { #[pin] future: TaskLocalFuture<Arc<str>, F> },
+        Refused { response: Option<Response> },
+    }
+}
+
+impl<F: Future<Output = Response>> Future for Call<F> {
+    type Output = Response;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        match self.project() {
+            CallProjection::Open { future } => future.poll(cx),
+            CallProjection::AsCaller { future } => future.poll(cx),
+            CallProjection::Refused { response } => {
+                Poll::Ready(response.take().expect("a refused call is polled once"))
+            }
         }
     }
 }
@@ -135,6 +224,7 @@ fn request_span(route: &'static str, mode: &'static str, request: &Request) -> S
         http.request.method = method,
         http.response.status_code = tracing::field::Empty,
         highpress.counter_type = tracing::field::Empty,
+        enduser.id = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
         mode,
         trace_id = tracing::field::Empty,
@@ -147,11 +237,12 @@ fn request_span(route: &'static str, mode: &'static str, request: &Request) -> S
 pin_project_lite::pin_project! {
     pub struct RecordOnCompletion<F> {
         #[pin]
-        inner: F,
+        inner: Call<F>,
         meter: RouteMeter,
         method: usize,
         started: Instant,
         span: Span,
+        caller: Option<Arc<str>>,
     }
 }
 
@@ -180,6 +271,7 @@ where
             method = METHODS[*this.method],
             status = status.as_u16(),
             elapsed_us = elapsed.as_micros() as u64,
+            caller = this.caller.as_deref(),
             "request"
         );
         Poll::Ready(response)

@@ -32,7 +32,7 @@ pub use gateway::{
     BreakerConfig, CounterServiceConfig, DiscoveryConfig, GatewayConfig, GrpcConfig,
 };
 pub use kafka::{KafkaAcks, KafkaConfig, OutboxFullPolicy};
-pub use server::{ApiConfig, PprofConfig, ServerConfig};
+pub use server::{ApiConfig, AuthConfig, PprofConfig, ServerConfig};
 pub use store::{RedisConfig, SentinelConfig, StoreConfig, StoreKind};
 pub use telemetry::{LogConfig, LogFormat, TracingConfig};
 
@@ -175,6 +175,7 @@ impl Config {
     /// Every section's own checks, then those that span sections.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate()?;
+        self.api.validate()?;
         self.redis.validate(self.store.kind)?;
         self.log.validate()?;
         self.coalescing.validate()?;

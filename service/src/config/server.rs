@@ -126,4 +126,56 @@ pub struct ApiConfig {
     /// Serve `DELETE /api/v1/counter/{resource_id}/{counter_type}` (reset a counter to 0).
     /// Off: the route answers `403 reset_disabled`.
     pub allow_reset: bool,
+    /// API tokens with scopes.
+    pub auth: AuthConfig,
+}
+
+impl ApiConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        self.auth.validate()
+    }
+}
+
+/// API tokens (`api.auth`): every API route needs `Authorization: Bearer <token>` with the
+/// route's scope; probes, `/health`, `/openapi.json` (and `/metrics` unless protected) stay open.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub enabled: bool,
+    /// YAML file of `tokens: [{name, scopes, token | sha256}]`, e.g. a mounted Secret.
+    pub tokens_file: String,
+    /// How often the tokens file is read again; a changed file that parses replaces the tokens.
+    #[serde(rename = "reload_interval_ms", with = "forms::millis")]
+    pub reload_interval: Duration,
+    /// `/metrics` needs a token with the `metrics` scope.
+    pub protect_metrics: bool,
+}
+
+impl AuthConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.enabled && self.tokens_file.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "api.auth.tokens_file",
+                "must name the tokens file when api.auth.enabled is true",
+            ));
+        }
+        if self.reload_interval.is_zero() {
+            return Err(ConfigError::invalid(
+                "api.auth.reload_interval_ms",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            tokens_file: String::new(),
+            reload_interval: Duration::from_secs(2),
+            protect_metrics: false,
+        }
+    }
 }

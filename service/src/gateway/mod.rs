@@ -8,7 +8,8 @@
 //!
 //! Every call is counted per endpoint and method (`highpress_gateway_endpoint_calls_total`,
 //! `..._errors_total`); when tracing is enabled it runs in a `grpc.client` span whose W3C trace
-//! context travels to the counter in the call's metadata.
+//! context travels to the counter in the call's metadata. Reads and resets carry the REST
+//! caller's name too (`api.auth`); batched increments mix callers, so they carry none.
 
 pub mod batcher;
 pub mod breaker;
@@ -21,11 +22,12 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint as ChannelEndpoint};
 
+use crate::api::auth::current_caller;
 use crate::config::Config;
 use crate::counter::{Acknowledged, CounterBackend, CounterError, ResetOutcome};
 use crate::domain::{CounterKey, Period, RankedEntry};
 use crate::grpc::pb::{self, counter_service_client::CounterServiceClient};
-use crate::grpc::{counter_error_from_code, period_to_pb};
+use crate::grpc::{CALLER_METADATA, counter_error_from_code, period_to_pb};
 use crate::metrics::METRICS;
 use crate::telemetry;
 use batcher::{IncrementBatcher, is_transport_failure};
@@ -183,12 +185,18 @@ impl GatewayBackend {
             .collect()
     }
 
-    /// A call with the deadline, carrying the current (client) span's trace context.
+    /// A call with the deadline, carrying the current (client) span's trace context and the
+    /// REST caller's name (`api.auth`) as [`CALLER_METADATA`].
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         request.set_timeout(self.deadline);
         if telemetry::enabled() {
             telemetry::inject_grpc(&Span::current(), request.metadata_mut());
+        }
+        if let Some(caller) = current_caller()
+            && let Ok(value) = caller.parse()
+        {
+            request.metadata_mut().insert(CALLER_METADATA, value);
         }
         request
     }

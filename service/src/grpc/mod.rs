@@ -11,6 +11,11 @@ use crate::counter::CounterError;
 use crate::domain::Period;
 use crate::domain::rules::InvalidField;
 
+/// Call metadata naming the REST caller (its API token's name) on whose behalf a gateway
+/// calls a counter; the counter records it on its span. Only the gateway can set it: with
+/// mTLS on the hop, counters accept no other client.
+pub const CALLER_METADATA: &str = "x-highpress-caller";
+
 /// Generated protobuf and tonic code.
 pub mod pb {
     #![allow(clippy::all, missing_docs)]

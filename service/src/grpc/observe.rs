@@ -2,7 +2,7 @@
 //! `highpress_grpc_server_requests_total` and `highpress_grpc_server_request_duration_seconds`
 //! (method from a closed set, code and code class), and, when tracing is enabled, a `grpc.server`
 //! span that continues the gateway's W3C trace context from the call's metadata (an error when
-//! the code is a server error).
+//! the code is a server error), with the REST caller the gateway names (`enduser.id`).
 //!
 //! The code is read from the response headers: a failed unary call answers trailers-only with
 //! `grpc-status` there; a unary success carries no `grpc-status` header and counts as OK.
@@ -81,8 +81,16 @@ where
                 rpc.method = method,
                 rpc.grpc.status_code = tracing::field::Empty,
                 otel.status_code = tracing::field::Empty,
+                enduser.id = tracing::field::Empty,
                 trace_id = tracing::field::Empty,
             );
+            if let Some(caller) = request
+                .headers()
+                .get(super::CALLER_METADATA)
+                .and_then(|v| v.to_str().ok())
+            {
+                span.record("enduser.id", caller);
+            }
             crate::telemetry::set_parent(&span, &crate::telemetry::extract_http(request.headers()));
             crate::telemetry::record_trace_id(&span);
             span

@@ -14,6 +14,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::auth::Auth;
 use crate::api::{self, AppState, Limits};
 use crate::config::{Config, StoreKind};
 use crate::counter::{CounterTasks, EngineSettings, LocalCounter};
@@ -98,8 +99,10 @@ pub async fn run(
         crate::profiling::activate().await;
     }
     log_configuration_choices(mode, &config);
+    let auth = Auth::from_config(&config.api.auth).map_err(anyhow::Error::msg)?;
+    tokio::spawn(auth.clone().watch(shutdown.child_token()));
     match mode {
-        Mode::Gateway => run_gateway(config, listeners.http, shutdown).await,
+        Mode::Gateway => run_gateway(config, listeners.http, shutdown, auth).await,
         Mode::Standalone | Mode::Counter => match config.store.kind {
             StoreKind::Memory => {
                 if config.store.key_layout != KeyLayout::default() {
@@ -107,22 +110,16 @@ pub async fn run(
                         "store.key_layout applies to Redis only; the memory store ignores it"
                     );
                 }
-                run_engine(
-                    mode,
-                    Arc::new(MemoryStore::new()),
-                    &config,
-                    listeners,
-                    shutdown,
-                )
-                .await
+                let store = Arc::new(MemoryStore::new());
+                run_engine(mode, store, &config, listeners, shutdown, auth).await
             }
             StoreKind::Redis if config.redis.cluster => {
                 let store = RedisClusterStore::open(&config.redis, config.store.key_layout)?;
-                run_engine(mode, Arc::new(store), &config, listeners, shutdown).await
+                run_engine(mode, Arc::new(store), &config, listeners, shutdown, auth).await
             }
             StoreKind::Redis => {
                 let store = RedisStore::open(&config.redis, config.store.key_layout)?;
-                run_engine(mode, Arc::new(store), &config, listeners, shutdown).await
+                run_engine(mode, Arc::new(store), &config, listeners, shutdown, auth).await
             }
         },
     }
@@ -180,6 +177,7 @@ async fn run_engine<S: Store>(
     config: &Config,
     listeners: Listeners,
     shutdown: CancellationToken,
+    auth: Auth,
 ) -> anyhow::Result<()> {
     let Listeners { http, grpc } = listeners;
     let (outbox, relay) = if config.kafka.enabled {
@@ -203,9 +201,11 @@ async fn run_engine<S: Store>(
         limits: limits(config),
         policies: policies.clone(),
         mode: mode.as_str(),
+        auth: auth.clone(),
     };
     if mode == Mode::Standalone {
-        let app = profiling::with_routes(api::app(state), config.pprof.enabled, mode.as_str());
+        let app = api::app(state);
+        let app = profiling::with_routes(app, config.pprof.enabled, mode.as_str(), &auth);
         serve_http(app, http, config, &shutdown).await?;
         return finish(tasks, relay).await;
     }
@@ -243,7 +243,8 @@ async fn run_engine<S: Store>(
     let grpc = tokio::spawn(grpc);
     tracing::info!(%grpc_addr, "counter serving gRPC");
 
-    let app = profiling::with_routes(api::probe_app(state), config.pprof.enabled, mode.as_str());
+    let app = api::probe_app(state);
+    let app = profiling::with_routes(app, config.pprof.enabled, mode.as_str(), &auth);
     let http = serve_http(app, http, config, &shutdown);
     let http_result = http.await;
     // Tell gateways first and give them `server.drain_delay_ms` to move this counter's keys,
@@ -285,6 +286,7 @@ async fn run_gateway(
     config: Config,
     http: TcpListener,
     shutdown: CancellationToken,
+    auth: Auth,
 ) -> anyhow::Result<()> {
     if config.discovery.dns.is_empty() && config.static_endpoints().is_empty() {
         anyhow::bail!(
@@ -311,11 +313,13 @@ async fn run_gateway(
         limits: limits(&config),
         policies: Arc::new(CounterPolicies::new(&config.counter_types)),
         mode: Mode::Gateway.as_str(),
+        auth: auth.clone(),
     };
     let app = profiling::with_routes(
         api::app(state),
         config.pprof.enabled,
         Mode::Gateway.as_str(),
+        &auth,
     );
     let served = serve_http(app, http, &config, &shutdown).await;
     stop.cancel();

@@ -1,0 +1,406 @@
+//! API tokens (`api.auth`): who may call which route.
+//!
+//! Contract:
+//! - Tokens come from `api.auth.tokens_file`, a YAML list of `{name, scopes, token | sha256}`
+//!   (a mounted Kubernetes Secret in a cluster). Only the SHA-256 of each token is kept; a
+//!   plain `token` is hashed on load and dropped.
+//! - The file is read again every `api.auth.reload_interval_ms` and swapped in whole when its
+//!   content changed and parses; a file that does not parse keeps the previous tokens, is
+//!   logged and counted (`highpress_auth_reloads_total{result="failed"}`).
+//! - A request to a guarded route must carry `Authorization: Bearer <token>`. The token's hash
+//!   is compared with every known hash in constant time; no match is 401 `unauthorized`
+//!   (`WWW-Authenticate: Bearer`), a match without the route's [`Scope`] is 403 `forbidden`,
+//!   and either way the handler does not run, so nothing is written.
+//! - The caller's name (never the token) goes to the request span (`enduser.id`), the request
+//!   log, `highpress_auth_requests_total{token,result}`, and, through [`CALLER`], to the
+//!   counters the gateway calls for the request.
+//!
+//! With auth off, [`Auth::check`] allows everything and costs one branch.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::http::{HeaderMap, header};
+use prometheus::IntCounter;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
+
+use super::error::{ApiError, ErrorCode};
+use crate::config::AuthConfig;
+use crate::metrics::METRICS;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Read counters and leaderboards.
+    Read,
+    /// Increment counters (single and batch).
+    Write,
+    /// Reset a counter to 0.
+    Reset,
+    /// Profiles (`/debug/pprof/*`) and any future admin route.
+    Admin,
+    /// `/metrics`, when `api.auth.protect_metrics` is on.
+    Metrics,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Reset => "reset",
+            Self::Admin => "admin",
+            Self::Metrics => "metrics",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+tokio::task_local! {
+    /// The authenticated caller of the request being handled, for calls made on its behalf
+    /// (the gateway forwards it to the counters).
+    pub static CALLER: Arc<str>;
+}
+
+/// The caller of the request this task is handling, if auth named one.
+pub fn current_caller() -> Option<Arc<str>> {
+    CALLER.try_with(Arc::clone).ok()
+}
+
+/// One line of the tokens file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenLine {
+    name: String,
+    scopes: Vec<Scope>,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    sha256: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenFile {
+    tokens: Vec<TokenLine>,
+}
+
+/// One known token: its name, hash, scopes and metric handles.
+struct Token {
+    name: Arc<str>,
+    hash: [u8; 32],
+    scopes: u8,
+    allowed: IntCounter,
+    forbidden: IntCounter,
+}
+
+/// Every known token.
+#[derive(Default)]
+pub struct Tokens(Vec<Token>);
+
+/// Shortest plain token accepted: 16 bytes, so guessing one is out of reach.
+pub const MIN_TOKEN_BYTES: usize = 16;
+
+impl Tokens {
+    /// Parses the tokens file's text. Names must be unique, `[A-Za-z0-9_.-]{1,64}` (they are
+    /// metric labels), each line needs scopes and exactly one of `token` and `sha256`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let file: TokenFile = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+        let mut tokens: Vec<Token> = Vec::with_capacity(file.tokens.len());
+        for (i, line) in file.tokens.into_iter().enumerate() {
+            let at = format!("tokens[{i}]");
+            let valid_name = !line.name.is_empty()
+                && line.name.len() <= 64
+                && line
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            if !valid_name {
+                return Err(format!("{at}.name must match [A-Za-z0-9_.-]{{1,64}}"));
+            }
+            if tokens.iter().any(|t| *t.name == *line.name) {
+                return Err(format!("{at}.name {:?} is used twice", line.name));
+            }
+            if line.scopes.is_empty() {
+                return Err(format!("{at}.scopes must name at least one scope"));
+            }
+            let hash = match (&line.token, &line.sha256) {
+                (Some(token), None) if token.len() >= MIN_TOKEN_BYTES => hash(token.as_bytes()),
+                (Some(_), None) => {
+                    return Err(format!(
+                        "{at}.token must be at least {MIN_TOKEN_BYTES} bytes"
+                    ));
+                }
+                (None, Some(hex)) => parse_sha256(hex)
+                    .ok_or_else(|| format!("{at}.sha256 must be 64 hexadecimal digits"))?,
+                _ => return Err(format!("{at} needs exactly one of token and sha256")),
+            };
+            let name: Arc<str> = Arc::from(line.name.as_str());
+            tokens.push(Token {
+                hash,
+                scopes: line.scopes.iter().fold(0, |bits, s| bits | s.bit()),
+                allowed: METRICS.auth_requests.with_label_values(&[&name, "allowed"]),
+                forbidden: METRICS
+                    .auth_requests
+                    .with_label_values(&[&name, "forbidden"]),
+                name,
+            });
+        }
+        Ok(Self(tokens))
+    }
+
+    /// Names of the known tokens, in file order.
+    pub fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|t| &*t.name).collect()
+    }
+
+    /// The token whose hash is `presented`'s, comparing with every one in constant time.
+    fn find(&self, presented: &[u8]) -> Option<&Token> {
+        let presented = hash(presented);
+        let mut found = None;
+        for token in &self.0 {
+            if bool::from(token.hash.ct_eq(&presented)) {
+                found = Some(token);
+            }
+        }
+        found
+    }
+}
+
+fn hash(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim().as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let digit = |b: u8| (b as char).to_digit(16);
+        out[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
+    }
+    Some(out)
+}
+
+/// The API's token check: off, or the current tokens.
+#[derive(Clone, Default)]
+pub struct Auth(Option<Arc<Inner>>);
+
+struct Inner {
+    tokens: ArcSwap<Tokens>,
+    protect_metrics: bool,
+    file: PathBuf,
+    reload_interval: Duration,
+}
+
+impl Auth {
+    /// Auth off: every route is open.
+    pub fn off() -> Self {
+        Self(None)
+    }
+
+    /// Auth as `config` says; reads the tokens file once when it is on.
+    pub fn from_config(config: &AuthConfig) -> Result<Self, String> {
+        if !config.enabled {
+            return Ok(Self::off());
+        }
+        let file = PathBuf::from(&config.tokens_file);
+        let tokens = load(&file)?;
+        Ok(Self(Some(Arc::new(Inner {
+            tokens: ArcSwap::from_pointee(tokens),
+            protect_metrics: config.protect_metrics,
+            file,
+            reload_interval: config.reload_interval,
+        }))))
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The scope `/metrics` needs: `metrics` when `api.auth.protect_metrics`, else none.
+    pub fn metrics_scope(&self) -> Option<Scope> {
+        self.0
+            .as_ref()
+            .is_some_and(|inner| inner.protect_metrics)
+            .then_some(Scope::Metrics)
+    }
+
+    /// Whether `headers` may call a route that needs `scope`: the caller's name when auth is
+    /// on, `None` when it is off, or the 401/403 answer.
+    pub fn check(&self, headers: &HeaderMap, scope: Scope) -> Result<Option<Arc<str>>, ApiError> {
+        let Some(inner) = &self.0 else {
+            return Ok(None);
+        };
+        let Some(presented) = bearer(headers) else {
+            METRICS.auth_rejected_missing.inc();
+            return Err(unauthorized(
+                "an Authorization: Bearer <token> header is required",
+            ));
+        };
+        let tokens = inner.tokens.load();
+        let Some(token) = tokens.find(presented) else {
+            METRICS.auth_rejected_unknown.inc();
+            return Err(unauthorized("the bearer token is not known"));
+        };
+        if token.scopes & scope.bit() == 0 {
+            token.forbidden.inc();
+            return Err(ApiError {
+                code: ErrorCode::Forbidden,
+                message: format!(
+                    "token {:?} lacks the {:?} scope this route needs",
+                    &*token.name,
+                    scope.as_str()
+                ),
+                field: Some("Authorization".into()),
+            });
+        }
+        token.allowed.inc();
+        Ok(Some(token.name.clone()))
+    }
+
+    /// Reads the tokens file every `reload_interval` until `stop`, swapping in a changed file
+    /// that parses. Returns at once when auth is off.
+    pub async fn watch(self, stop: CancellationToken) {
+        let Some(inner) = self.0 else { return };
+        let mut last = std::fs::read(&inner.file).ok();
+        let mut tick = tokio::time::interval(inner.reload_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let current = std::fs::read(&inner.file).ok();
+            if current.is_none() || current == last {
+                if current.is_none() && last.is_some() {
+                    tracing::warn!(file = %inner.file.display(), "the tokens file is gone; keeping the tokens loaded before");
+                    METRICS.auth_reloads.with_label_values(&["failed"]).inc();
+                    last = None;
+                }
+                continue;
+            }
+            last = current;
+            match load(&inner.file) {
+                Ok(tokens) => {
+                    tracing::info!(file = %inner.file.display(), tokens = ?tokens.names(), "reloaded the API tokens");
+                    inner.tokens.store(Arc::new(tokens));
+                    METRICS.auth_reloads.with_label_values(&["loaded"]).inc();
+                }
+                Err(e) => {
+                    tracing::error!(file = %inner.file.display(), error = %e, "the tokens file does not parse; keeping the tokens loaded before");
+                    METRICS.auth_reloads.with_label_values(&["failed"]).inc();
+                }
+            }
+        }
+    }
+}
+
+fn load(file: &Path) -> Result<Tokens, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("api.auth.tokens_file {}: {e}", file.display()))?;
+    Tokens::parse(&text).map_err(|e| format!("api.auth.tokens_file {}: {e}", file.display()))
+}
+
+/// The token of `Authorization: Bearer <token>` (the scheme case-insensitive, RFC 6750).
+fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, token) = value.split_at_checked(7)?;
+    (scheme.eq_ignore_ascii_case(b"bearer ") && !token.is_empty()).then_some(token)
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError {
+        code: ErrorCode::Unauthorized,
+        message: message.into(),
+        field: Some("Authorization".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(authorization: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(authorization).expect("a header value"),
+        );
+        headers
+    }
+
+    #[test]
+    fn a_plain_token_and_a_hash_find_the_same_entry_and_nothing_else_matches() {
+        let sha = format!("{:x}", Sha256::digest(b"reader-token-0123456789"));
+        let tokens = Tokens::parse(&format!(
+            "tokens:\n- name: writer\n  token: writer-token-0123456789\n  scopes: [write]\n\
+             - name: reader\n  sha256: {sha}\n  scopes: [read]\n"
+        ))
+        .expect("a valid file");
+        assert_eq!(tokens.names(), ["writer", "reader"]);
+        let found = |t: &[u8]| tokens.find(t).map(|t| t.name.to_string());
+        assert_eq!(found(b"writer-token-0123456789").as_deref(), Some("writer"));
+        assert_eq!(found(b"reader-token-0123456789").as_deref(), Some("reader"));
+        assert_eq!(found(b"reader-token-012345678"), None);
+        assert_eq!(found(b""), None);
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_line_at_fault() {
+        for (text, error) in [
+            (
+                "tokens:\n- name: a\n  scopes: [read]\n",
+                "tokens[0] needs exactly one",
+            ),
+            (
+                "tokens:\n- name: a\n  token: short\n  scopes: [read]\n",
+                "tokens[0].token must be at least 16",
+            ),
+            (
+                "tokens:\n- name: a b\n  token: 0123456789abcdef\n  scopes: [read]\n",
+                "tokens[0].name",
+            ),
+            (
+                "tokens:\n- name: a\n  token: 0123456789abcdef\n  scopes: []\n",
+                "tokens[0].scopes",
+            ),
+            (
+                "tokens:\n- name: a\n  sha256: abc\n  scopes: [read]\n",
+                "tokens[0].sha256",
+            ),
+            (
+                "tokens:\n- name: a\n  token: 0123456789abcdef\n  scopes: [read]\n- name: a\n  token: 0123456789abcdeg\n  scopes: [read]\n",
+                "tokens[1].name \"a\" is used twice",
+            ),
+            (
+                "tokens:\n- name: a\n  token: 0123456789abcdef\n  scopes: [root]\n",
+                "unknown variant",
+            ),
+        ] {
+            let got = Tokens::parse(text).err().unwrap_or_default();
+            assert!(got.contains(error), "{text:?}: {got}");
+        }
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_must_carry_a_token() {
+        assert_eq!(bearer(&headers("Bearer abc")), Some(&b"abc"[..]));
+        assert_eq!(bearer(&headers("bearer abc")), Some(&b"abc"[..]));
+        assert_eq!(bearer(&headers("Bearer ")), None);
+        assert_eq!(bearer(&headers("Basic abc")), None);
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+}
