@@ -60,6 +60,8 @@ pub struct Metrics {
     pub auth_rejected_missing: IntCounter,
     pub auth_rejected_unknown: IntCounter,
     pub auth_reloads: IntCounterVec,
+    pub rate_limited: IntCounterVec,
+    pub rate_limit_untracked: IntCounter,
 }
 
 /// The gRPC methods a metric may name; anything else is `other`.
@@ -423,6 +425,19 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "highpress_rate_limited_total",
+                "Requests answered 429 rate_limited (api.rate_limit), by client: the API token's name, or address when limiting by client address.",
+            ),
+            &["client"],
+        )
+        .expect("valid metric");
+        let rate_limit_untracked = IntCounter::new(
+            "highpress_rate_limit_untracked_total",
+            "Requests let through without a bucket because api.rate_limit.max_clients addresses were all mid-bucket.",
+        )
+        .expect("valid metric");
 
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -466,6 +481,8 @@ impl Metrics {
             Box::new(auth_requests.clone()),
             Box::new(auth_rejected.clone()),
             Box::new(auth_reloads.clone()),
+            Box::new(rate_limited.clone()),
+            Box::new(rate_limit_untracked.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -559,6 +576,8 @@ impl Metrics {
             auth_rejected_missing: auth_rejected.with_label_values(&["missing"]),
             auth_rejected_unknown: auth_rejected.with_label_values(&["unknown"]),
             auth_reloads,
+            rate_limited,
+            rate_limit_untracked,
         }
     }
 

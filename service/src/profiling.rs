@@ -18,8 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::api::auth::{Auth, Scope};
+use crate::api::auth::Scope;
 use crate::api::error::ApiError;
+use crate::api::gate::Gate;
 use crate::api::request_metrics::RouteMeter;
 
 /// Longest CPU profile one request may ask for, in seconds.
@@ -32,9 +33,9 @@ static CPU_PROFILE_RUNNING: AtomicBool = AtomicBool::new(false);
 
 /// The profiling routes, each with request metrics labelled by its template; with `api.auth`
 /// on, they need the `admin` scope.
-pub fn router<S: Clone + Send + Sync + 'static>(mode: &'static str, auth: &Auth) -> Router<S> {
-    let profile = RouteMeter::with_auth("/debug/pprof/profile", mode, auth.clone());
-    let heap = RouteMeter::with_auth("/debug/pprof/heap", mode, auth.clone());
+pub fn router<S: Clone + Send + Sync + 'static>(mode: &'static str, gate: &Gate) -> Router<S> {
+    let profile = RouteMeter::with_gate("/debug/pprof/profile", mode, gate.clone());
+    let heap = RouteMeter::with_gate("/debug/pprof/heap", mode, gate.clone());
     let not_allowed = crate::api::handlers::method_not_allowed;
     Router::new()
         .route(
@@ -48,9 +49,9 @@ pub fn router<S: Clone + Send + Sync + 'static>(mode: &'static str, auth: &Auth)
 }
 
 /// `app` plus the profiling routes when `enabled`.
-pub fn with_routes(app: Router, enabled: bool, mode: &'static str, auth: &Auth) -> Router {
+pub fn with_routes(app: Router, enabled: bool, mode: &'static str, gate: &Gate) -> Router {
     if enabled {
-        app.merge(router(mode, auth))
+        app.merge(router(mode, gate))
     } else {
         app
     }

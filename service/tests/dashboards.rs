@@ -51,7 +51,7 @@ const OPERATOR_NOT_RUN: &str = "this test does not start the operator (the opera
      on a real control plane and cover its metrics)";
 
 /// The alerts the chart must ship.
-const REQUIRED_ALERTS: [&str; 9] = [
+const REQUIRED_ALERTS: [&str; 10] = [
     "HighpressHighErrorRate",
     "HighpressHighLatencyP99",
     "HighpressStoreUnavailable",
@@ -61,6 +61,7 @@ const REQUIRED_ALERTS: [&str; 9] = [
     "HighpressEventsDropping",
     "HighpressEventsOutboxFilling",
     "HighpressEventsRelayLagging",
+    "HighpressRateLimiting",
 ];
 
 /// The overview's events panels, each with the metric it must query.

@@ -27,7 +27,7 @@ fn router() -> (tokio::runtime::Runtime, axum::Router) {
             limits: Limits::default(),
             policies: Default::default(),
             mode: "standalone",
-            auth: Default::default(),
+            gate: Default::default(),
         })
     });
     (rt, app)

@@ -1,8 +1,8 @@
 //! API tokens (`api.auth`): who may call which route.
 //!
 //! Contract:
-//! - Tokens come from `api.auth.tokens_file`, a YAML list of `{name, scopes, token | sha256}`
-//!   (a mounted Kubernetes Secret in a cluster). Only the SHA-256 of each token is kept; a
+//! - Tokens come from `api.auth.tokens_file`, a YAML list of `{name, scopes, token | sha256,
+//!   rate_limit?}` (a mounted Kubernetes Secret in a cluster). Only the SHA-256 of each token is kept; a
 //!   plain `token` is hashed on load and dropped.
 //! - The file is read again every `api.auth.reload_interval_ms` and swapped in whole when its
 //!   content changed and parses; a file that does not parse keeps the previous tokens, is
@@ -30,6 +30,7 @@ use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{ApiError, ErrorCode};
+use super::rate_limit::{Bucket, Rate};
 use crate::config::AuthConfig;
 use crate::metrics::METRICS;
 
@@ -86,6 +87,16 @@ struct TokenLine {
     token: Option<String>,
     #[serde(default)]
     sha256: Option<String>,
+    /// This token's own rate limit, instead of `api.rate_limit`'s.
+    #[serde(default)]
+    rate_limit: Option<TokenRate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRate {
+    requests_per_second: f64,
+    burst: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,18 +105,37 @@ struct TokenFile {
     tokens: Vec<TokenLine>,
 }
 
-/// One known token: its name, hash, scopes and metric handles.
-struct Token {
+/// One known token: its name, hash, scopes, rate-limit bucket and metric handles.
+pub struct Token {
     name: Arc<str>,
     hash: [u8; 32],
     scopes: u8,
+    /// Its own rate, if the file gives one.
+    rate: Option<Rate>,
+    /// Kept across reloads of the file, by name.
+    bucket: Arc<Bucket>,
     allowed: IntCounter,
     forbidden: IntCounter,
 }
 
+impl Token {
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// Its own rate, if the tokens file gives one.
+    pub fn rate(&self) -> Option<Rate> {
+        self.rate
+    }
+
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+}
+
 /// Every known token.
 #[derive(Default)]
-pub struct Tokens(Vec<Token>);
+pub struct Tokens(Vec<Arc<Token>>);
 
 /// Shortest plain token accepted: 16 bytes, so guessing one is out of reach.
 pub const MIN_TOKEN_BYTES: usize = 16;
@@ -115,7 +145,7 @@ impl Tokens {
     /// metric labels), each line needs scopes and exactly one of `token` and `sha256`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let file: TokenFile = serde_norway::from_str(text).map_err(|e| e.to_string())?;
-        let mut tokens: Vec<Token> = Vec::with_capacity(file.tokens.len());
+        let mut tokens: Vec<Arc<Token>> = Vec::with_capacity(file.tokens.len());
         for (i, line) in file.tokens.into_iter().enumerate() {
             let at = format!("tokens[{i}]");
             let valid_name = !line.name.is_empty()
@@ -144,18 +174,48 @@ impl Tokens {
                     .ok_or_else(|| format!("{at}.sha256 must be 64 hexadecimal digits"))?,
                 _ => return Err(format!("{at} needs exactly one of token and sha256")),
             };
+            let rate = match line.rate_limit {
+                None => None,
+                Some(r)
+                    if r.requests_per_second.is_finite()
+                        && r.requests_per_second > 0.0
+                        && r.burst > 0 =>
+                {
+                    Some(Rate::new(r.requests_per_second, r.burst))
+                }
+                Some(_) => {
+                    return Err(format!(
+                        "{at}.rate_limit needs requests_per_second above 0 and burst at least 1"
+                    ));
+                }
+            };
             let name: Arc<str> = Arc::from(line.name.as_str());
-            tokens.push(Token {
+            tokens.push(Arc::new(Token {
                 hash,
                 scopes: line.scopes.iter().fold(0, |bits, s| bits | s.bit()),
+                rate,
+                bucket: Arc::default(),
                 allowed: METRICS.auth_requests.with_label_values(&[&name, "allowed"]),
                 forbidden: METRICS
                     .auth_requests
                     .with_label_values(&[&name, "forbidden"]),
                 name,
-            });
+            }));
         }
         Ok(Self(tokens))
+    }
+
+    /// These tokens with the rate-limit buckets of `previous`'s tokens of the same names, so a
+    /// reload neither refills nor empties anyone's bucket.
+    fn keeping_buckets_of(mut self, previous: &Tokens) -> Self {
+        for token in &mut self.0 {
+            if let Some(old) = previous.0.iter().find(|old| old.name == token.name)
+                && let Some(token) = Arc::get_mut(token)
+            {
+                token.bucket = old.bucket.clone();
+            }
+        }
+        self
     }
 
     /// Names of the known tokens, in file order.
@@ -164,7 +224,7 @@ impl Tokens {
     }
 
     /// The token whose hash is `presented`'s, comparing with every one in constant time.
-    fn find(&self, presented: &[u8]) -> Option<&Token> {
+    fn find(&self, presented: &[u8]) -> Option<&Arc<Token>> {
         let presented = hash(presented);
         let mut found = None;
         for token in &self.0 {
@@ -237,9 +297,9 @@ impl Auth {
             .then_some(Scope::Metrics)
     }
 
-    /// Whether `headers` may call a route that needs `scope`: the caller's name when auth is
+    /// Whether `headers` may call a route that needs `scope`: the caller's token when auth is
     /// on, `None` when it is off, or the 401/403 answer.
-    pub fn check(&self, headers: &HeaderMap, scope: Scope) -> Result<Option<Arc<str>>, ApiError> {
+    pub fn check(&self, headers: &HeaderMap, scope: Scope) -> Result<Option<Arc<Token>>, ApiError> {
         let Some(inner) = &self.0 else {
             return Ok(None);
         };
@@ -267,7 +327,7 @@ impl Auth {
             });
         }
         token.allowed.inc();
-        Ok(Some(token.name.clone()))
+        Ok(Some(token.clone()))
     }
 
     /// Reads the tokens file every `reload_interval` until `stop`, swapping in a changed file
@@ -295,6 +355,7 @@ impl Auth {
             match load(&inner.file) {
                 Ok(tokens) => {
                     tracing::info!(file = %inner.file.display(), tokens = ?tokens.names(), "reloaded the API tokens");
+                    let tokens = tokens.keeping_buckets_of(&inner.tokens.load());
                     inner.tokens.store(Arc::new(tokens));
                     METRICS.auth_reloads.with_label_values(&["loaded"]).inc();
                 }
@@ -393,6 +454,26 @@ mod tests {
             let got = Tokens::parse(text).err().unwrap_or_default();
             assert!(got.contains(error), "{text:?}: {got}");
         }
+    }
+
+    #[test]
+    fn a_reload_keeps_each_remaining_tokens_rate_limit_bucket() {
+        let text = "tokens:\n- {name: a, token: a-token-0123456789, scopes: [read], \
+                    rate_limit: {requests_per_second: 2, burst: 3}}\n\
+                    - {name: b, token: b-token-0123456789, scopes: [read]}\n";
+        let before = Tokens::parse(text).expect("valid");
+        let after = Tokens::parse(text)
+            .expect("valid")
+            .keeping_buckets_of(&before);
+        for (old, new) in before.0.iter().zip(&after.0) {
+            assert!(Arc::ptr_eq(&old.bucket, &new.bucket), "{}", old.name);
+        }
+        assert_eq!(after.0[0].rate(), Some(Rate::new(2.0, 3)));
+        assert_eq!(after.0[1].rate(), None);
+        let renamed = Tokens::parse(&text.replace("name: a", "name: c"))
+            .expect("valid")
+            .keeping_buckets_of(&before);
+        assert!(!Arc::ptr_eq(&before.0[0].bucket, &renamed.0[0].bucket));
     }
 
     #[test]

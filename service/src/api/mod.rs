@@ -3,12 +3,15 @@
 //! through the request metrics middleware; with `api.auth` on, the API routes are guarded by
 //! scope ([`auth`]): increments need `write`, reads (batch reads too) `read`, resets `reset`,
 //! and `/metrics`
-//! `metrics` when protected. Probes, `/health` and `/openapi.json` stay open.
+//! `metrics` when protected; with `api.rate_limit` on, increments and reads are rate limited
+//! ([`gate`]). Probes, `/health` and `/openapi.json` stay open.
 
 pub mod auth;
 pub mod error;
+pub mod gate;
 pub mod handlers;
 pub mod json;
+pub mod rate_limit;
 pub mod request_metrics;
 
 use std::sync::Arc;
@@ -16,7 +19,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{MethodRouter, get, post};
 
-use self::auth::{Auth, Scope};
+use self::auth::Scope;
+use self::gate::Gate;
 use crate::counter::CounterBackend;
 use crate::domain::policy::CounterPolicies;
 pub use crate::domain::rules::Limits;
@@ -30,8 +34,8 @@ pub struct AppState<B> {
     pub policies: Arc<CounterPolicies>,
     /// The process mode, a metrics label: `standalone`, `gateway` or `counter`.
     pub mode: &'static str,
-    /// Who may call which route (`api.auth`).
-    pub auth: Auth,
+    /// Who may call which route, and how often (`api.auth`, `api.rate_limit`).
+    pub gate: Gate,
 }
 
 impl<B> Clone for AppState<B> {
@@ -41,7 +45,7 @@ impl<B> Clone for AppState<B> {
             limits: self.limits,
             policies: self.policies.clone(),
             mode: self.mode,
-            auth: self.auth.clone(),
+            gate: self.gate.clone(),
         }
     }
 }
@@ -75,7 +79,7 @@ pub fn app<B: CounterBackend>(state: AppState<B>) -> Router {
         }),
         ("/openapi.json", |m| get(m.wrap(handlers::openapi))),
     ];
-    let router = with_routes(routes, state.mode, &state.auth);
+    let router = with_routes(routes, state.mode, &state.gate);
     router.with_state(state)
 }
 
@@ -83,12 +87,12 @@ pub fn app<B: CounterBackend>(state: AppState<B>) -> Router {
 fn with_routes<B: CounterBackend, const N: usize>(
     routes: [RouteSpec<B>; N],
     mode: &'static str,
-    auth: &Auth,
+    gate: &Gate,
 ) -> Router<AppState<B>> {
     routes
         .into_iter()
         .fold(Router::new(), |router, (path, build)| {
-            let meter = RouteMeter::with_auth(path, mode, auth.clone());
+            let meter = RouteMeter::with_gate(path, mode, gate.clone());
             router.route(
                 path,
                 build(&meter).fallback(meter.wrap(handlers::method_not_allowed)),
@@ -107,6 +111,6 @@ pub fn probe_app<B: CounterBackend>(state: AppState<B>) -> Router {
             get(m.guard_if(m.metrics_scope(), handlers::metrics))
         }),
     ];
-    let router = with_routes(routes, state.mode, &state.auth);
+    let router = with_routes(routes, state.mode, &state.gate);
     router.with_state(state)
 }

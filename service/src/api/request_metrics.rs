@@ -5,8 +5,9 @@
 //! one more boxed service, cloned and boxing a future on every request.
 //!
 //! A handler wrapped with [`RouteMeter::guard`] runs only for a caller whose API token has the
-//! handler's scope ([`super::auth`]); a refused request is measured and answered 401 or 403
-//! without calling it. The caller's name is the handler's [`CALLER`] while it runs.
+//! handler's scope and who is within the rate limit ([`super::gate`]); a refused request is
+//! measured and answered 401, 403 or 429 without calling it. The caller's name is the handler's
+//! [`CALLER`] while it runs.
 //!
 //! When tracing is enabled each request also gets an `http.request` server span (continuing a
 //! caller's W3C `traceparent`), entered while the handler runs; otherwise no span is built. Each
@@ -26,7 +27,8 @@ use axum::response::{IntoResponse, Response};
 use prometheus::{Histogram, IntCounter};
 use tracing::Span;
 
-use super::auth::{Auth, CALLER, Scope};
+use super::auth::{CALLER, Scope};
+use super::gate::Gate;
 use crate::metrics::METRICS;
 
 const METHODS: [&str; 8] = [
@@ -46,17 +48,17 @@ pub struct RouteMeter {
     route: &'static str,
     mode: &'static str,
     handles: Arc<[OnceLock<Handles>]>,
-    auth: Auth,
+    gate: Gate,
 }
 
 impl RouteMeter {
     /// A meter of an open route.
     pub fn new(route: &'static str, mode: &'static str) -> Self {
-        Self::with_auth(route, mode, Auth::off())
+        Self::with_gate(route, mode, Gate::default())
     }
 
-    /// A meter whose [guarded](RouteMeter::guard) handlers check `auth`.
-    pub fn with_auth(route: &'static str, mode: &'static str, auth: Auth) -> Self {
+    /// A meter whose [guarded](RouteMeter::guard) handlers pass `gate`.
+    pub fn with_gate(route: &'static str, mode: &'static str, gate: Gate) -> Self {
         let handles = (0..METHODS.len() * STATUSES.len())
             .map(|_| OnceLock::new())
             .collect();
@@ -64,7 +66,7 @@ impl RouteMeter {
             route,
             mode,
             handles,
-            auth,
+            gate,
         }
     }
 
@@ -77,18 +79,19 @@ impl RouteMeter {
         }
     }
 
-    /// `handler`, measured, for callers whose token has `scope` (when auth is on).
+    /// `handler`, measured, for callers whose token has `scope` (when auth is on) and who are
+    /// within the rate limit (when it is on).
     pub fn guard<H>(&self, scope: Scope, handler: H) -> Metered<H> {
         Metered {
             handler,
             meter: self.clone(),
-            scope: self.auth.is_on().then_some(scope),
+            scope: self.gate.is_on().then_some(scope),
         }
     }
 
     /// The scope `/metrics` needs here, if any (`api.auth.protect_metrics`).
     pub fn metrics_scope(&self) -> Option<Scope> {
-        self.auth.metrics_scope()
+        self.gate.metrics_scope()
     }
 
     /// `handler` guarded by `scope` when there is one, else open.
@@ -135,7 +138,7 @@ fn method_index(method: &Method) -> usize {
 pub struct Metered<H> {
     handler: H,
     meter: RouteMeter,
-    /// The scope a caller's token needs; `None` when the route is open or auth is off.
+    /// The scope a caller's token needs; `None` when the route is open or the gate is off.
     scope: Option<Scope>,
 }
 
@@ -154,7 +157,11 @@ where
         };
         let caller = match self.scope {
             None => Ok(None),
-            Some(scope) => self.meter.auth.check(request.headers(), scope),
+            Some(scope) => self
+                .meter
+                .gate
+                .admit(&request, scope)
+                .map(|token| token.map(|t| t.name().clone())),
         };
         let (inner, caller) = match caller {
             Err(refused) => (

@@ -32,7 +32,7 @@ pub use gateway::{
     BreakerConfig, CounterServiceConfig, DiscoveryConfig, GatewayConfig, GrpcConfig,
 };
 pub use kafka::{KafkaAcks, KafkaConfig, OutboxFullPolicy};
-pub use server::{ApiConfig, AuthConfig, PprofConfig, ServerConfig};
+pub use server::{ApiConfig, AuthConfig, PprofConfig, RateLimitConfig, ServerConfig};
 pub use store::{RedisConfig, SentinelConfig, StoreConfig, StoreKind};
 pub use telemetry::{LogConfig, LogFormat, TracingConfig};
 

@@ -128,11 +128,63 @@ pub struct ApiConfig {
     pub allow_reset: bool,
     /// API tokens with scopes.
     pub auth: AuthConfig,
+    /// Token buckets on increments and reads, per token (or per client address).
+    pub rate_limit: RateLimitConfig,
 }
 
 impl ApiConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        self.auth.validate()
+        self.auth.validate()?;
+        self.rate_limit.validate()
+    }
+}
+
+/// Rate limits (`api.rate_limit`): per API token when `api.auth` is on (a token may set its
+/// own in the tokens file), else per client address, on increments and reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    /// Sustained requests per second per client.
+    pub requests_per_second: f64,
+    /// Requests a client may send at once after a quiet while.
+    pub burst: u32,
+    /// Client addresses tracked at once (auth off); beyond, new ones pass untracked.
+    pub max_clients: usize,
+}
+
+impl RateLimitConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.requests_per_second.is_finite() && self.requests_per_second > 0.0) {
+            return Err(ConfigError::invalid(
+                "api.rate_limit.requests_per_second",
+                "must be above 0",
+            ));
+        }
+        if self.burst == 0 {
+            return Err(ConfigError::invalid(
+                "api.rate_limit.burst",
+                "must be at least 1",
+            ));
+        }
+        if self.max_clients == 0 {
+            return Err(ConfigError::invalid(
+                "api.rate_limit.max_clients",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            requests_per_second: 1_000.0,
+            burst: 2_000,
+            max_clients: 100_000,
+        }
     }
 }
 

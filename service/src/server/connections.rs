@@ -7,12 +7,14 @@
 //! holds a bounded number of descriptors for a bounded time.
 
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -23,7 +25,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
+use crate::api::rate_limit::PeerAddr;
 use crate::config::ServerConfig;
 use crate::metrics::METRICS;
 
@@ -235,6 +239,13 @@ impl AsyncWrite for Guarded {
     }
 }
 
+impl Guarded {
+    /// The client's address, as this connection's peer.
+    pub fn peer_ip(&self) -> Option<IpAddr> {
+        self.stream.peer_addr().ok().map(|a| a.ip())
+    }
+}
+
 impl tonic::transport::server::Connected for Guarded {
     type ConnectInfo = tonic::transport::server::TcpConnectInfo;
 
@@ -244,13 +255,15 @@ impl tonic::transport::server::Connected for Guarded {
 }
 
 /// Serves `app` on the connections of `acceptor` until `shutdown` fires, then stops accepting
-/// and lets in-flight requests finish for at most `drain`.
+/// and lets in-flight requests finish for at most `drain`. With `tag_peers`, each request
+/// carries its connection's client address ([`PeerAddr`]), for rate limits by address.
 pub async fn serve_http(
     app: Router,
     acceptor: Acceptor,
     config: &ServerConfig,
     shutdown: &CancellationToken,
     drain: Duration,
+    tag_peers: bool,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -269,11 +282,21 @@ pub async fn serve_http(
             connection = acceptor.accept() => connection,
             () = shutdown.cancelled() => break,
         };
+        let peer = if tag_peers {
+            connection.peer_ip()
+        } else {
+            None
+        };
+        let app = app
+            .clone()
+            .map_request(move |mut request: hyper::Request<Incoming>| {
+                if let Some(address) = peer {
+                    request.extensions_mut().insert(PeerAddr(address));
+                }
+                request
+            });
         let serving = builder
-            .serve_connection_with_upgrades(
-                TokioIo::new(connection),
-                TowerToHyperService::new(app.clone()),
-            )
+            .serve_connection_with_upgrades(TokioIo::new(connection), TowerToHyperService::new(app))
             .into_owned();
         let serving = graceful.watch(serving);
         tokio::spawn(async move {

@@ -15,6 +15,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::Auth;
+use crate::api::gate::Gate;
+use crate::api::rate_limit::RateLimiter;
 use crate::api::{self, AppState, Limits};
 use crate::config::{Config, StoreKind};
 use crate::counter::{CounterTasks, EngineSettings, LocalCounter};
@@ -101,8 +103,14 @@ pub async fn run(
     log_configuration_choices(mode, &config);
     let auth = Auth::from_config(&config.api.auth).map_err(anyhow::Error::msg)?;
     tokio::spawn(auth.clone().watch(shutdown.child_token()));
+    let limiter = config
+        .api
+        .rate_limit
+        .enabled
+        .then(|| Arc::new(RateLimiter::new(&config.api.rate_limit)));
+    let gate = Gate::new(auth, limiter);
     match mode {
-        Mode::Gateway => run_gateway(config, listeners.http, shutdown, auth).await,
+        Mode::Gateway => run_gateway(config, listeners.http, shutdown, gate).await,
         Mode::Standalone | Mode::Counter => match config.store.kind {
             StoreKind::Memory => {
                 if config.store.key_layout != KeyLayout::default() {
@@ -111,15 +119,15 @@ pub async fn run(
                     );
                 }
                 let store = Arc::new(MemoryStore::new());
-                run_engine(mode, store, &config, listeners, shutdown, auth).await
+                run_engine(mode, store, &config, listeners, shutdown, gate).await
             }
             StoreKind::Redis if config.redis.cluster => {
                 let store = RedisClusterStore::open(&config.redis, config.store.key_layout)?;
-                run_engine(mode, Arc::new(store), &config, listeners, shutdown, auth).await
+                run_engine(mode, Arc::new(store), &config, listeners, shutdown, gate).await
             }
             StoreKind::Redis => {
                 let store = RedisStore::open(&config.redis, config.store.key_layout)?;
-                run_engine(mode, Arc::new(store), &config, listeners, shutdown, auth).await
+                run_engine(mode, Arc::new(store), &config, listeners, shutdown, gate).await
             }
         },
     }
@@ -177,7 +185,7 @@ async fn run_engine<S: Store>(
     config: &Config,
     listeners: Listeners,
     shutdown: CancellationToken,
-    auth: Auth,
+    gate: Gate,
 ) -> anyhow::Result<()> {
     let Listeners { http, grpc } = listeners;
     let (outbox, relay) = if config.kafka.enabled {
@@ -201,11 +209,11 @@ async fn run_engine<S: Store>(
         limits: limits(config),
         policies: policies.clone(),
         mode: mode.as_str(),
-        auth: auth.clone(),
+        gate: gate.clone(),
     };
     if mode == Mode::Standalone {
         let app = api::app(state);
-        let app = profiling::with_routes(app, config.pprof.enabled, mode.as_str(), &auth);
+        let app = profiling::with_routes(app, config.pprof.enabled, mode.as_str(), &gate);
         serve_http(app, http, config, &shutdown).await?;
         return finish(tasks, relay).await;
     }
@@ -244,7 +252,7 @@ async fn run_engine<S: Store>(
     tracing::info!(%grpc_addr, "counter serving gRPC");
 
     let app = api::probe_app(state);
-    let app = profiling::with_routes(app, config.pprof.enabled, mode.as_str(), &auth);
+    let app = profiling::with_routes(app, config.pprof.enabled, mode.as_str(), &gate);
     let http = serve_http(app, http, config, &shutdown);
     let http_result = http.await;
     // Tell gateways first and give them `server.drain_delay_ms` to move this counter's keys,
@@ -286,7 +294,7 @@ async fn run_gateway(
     config: Config,
     http: TcpListener,
     shutdown: CancellationToken,
-    auth: Auth,
+    gate: Gate,
 ) -> anyhow::Result<()> {
     if config.discovery.dns.is_empty() && config.static_endpoints().is_empty() {
         anyhow::bail!(
@@ -313,13 +321,13 @@ async fn run_gateway(
         limits: limits(&config),
         policies: Arc::new(CounterPolicies::new(&config.counter_types)),
         mode: Mode::Gateway.as_str(),
-        auth: auth.clone(),
+        gate: gate.clone(),
     };
     let app = profiling::with_routes(
         api::app(state),
         config.pprof.enabled,
         Mode::Gateway.as_str(),
-        &auth,
+        &gate,
     );
     let served = serve_http(app, http, &config, &shutdown).await;
     stop.cancel();
@@ -346,6 +354,7 @@ async fn serve_http(
         &config.server,
         shutdown,
         config.server.shutdown_timeout,
+        config.api.rate_limit.enabled && !config.api.auth.enabled,
     )
     .await;
     Ok(())
