@@ -62,6 +62,7 @@ pub struct Metrics {
     pub auth_reloads: IntCounterVec,
     pub rate_limited: IntCounterVec,
     pub rate_limit_untracked: IntCounter,
+    pub tls_reloads: IntCounterVec,
 }
 
 /// The gRPC methods a metric may name; anything else is `other`.
@@ -438,6 +439,14 @@ impl Metrics {
             "Requests let through without a bucket because api.rate_limit.max_clients addresses were all mid-bucket.",
         )
         .expect("valid metric");
+        let tls_reloads = IntCounterVec::new(
+            Opts::new(
+                "highpress_tls_reloads_total",
+                "Changes of a server's TLS files (server.tls, grpc.tls), by server and result: loaded, or failed (the previous certificate stays).",
+            ),
+            &["server", "result"],
+        )
+        .expect("valid metric");
 
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -483,6 +492,7 @@ impl Metrics {
             Box::new(auth_reloads.clone()),
             Box::new(rate_limited.clone()),
             Box::new(rate_limit_untracked.clone()),
+            Box::new(tls_reloads.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -578,6 +588,7 @@ impl Metrics {
             auth_reloads,
             rate_limited,
             rate_limit_untracked,
+            tls_reloads,
         }
     }
 

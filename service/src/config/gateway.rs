@@ -19,6 +19,77 @@ pub struct GrpcConfig {
     pub deadline: Duration,
     /// HighGoPress's client section: one counter endpoint plus connection settings.
     pub counter_service: CounterServiceConfig,
+    /// Mutual TLS between gateways and counters.
+    pub tls: GrpcTlsConfig,
+}
+
+/// Mutual TLS between gateways and counters (`grpc.tls`); both sides read the same keys, each
+/// with its own files mounted at those paths.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcTlsConfig {
+    pub enabled: bool,
+    /// This process's PEM certificate chain: a counter's server certificate, a gateway's
+    /// client certificate.
+    pub cert_file: String,
+    /// Its PEM private key.
+    pub key_file: String,
+    /// PEM CA certificates that sign the other side: a counter accepts only clients whose
+    /// certificate they signed, a gateway only counters whose certificate they signed.
+    pub ca_file: String,
+    /// The name a gateway expects in the counters' certificates; empty: each endpoint's host.
+    pub server_name: String,
+    /// How often the files are read again; a changed, valid set is used for new connections.
+    #[serde(rename = "reload_interval_ms", with = "forms::millis")]
+    pub reload_interval: Duration,
+}
+
+impl Default for GrpcTlsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            cert_file: String::new(),
+            key_file: String::new(),
+            ca_file: String::new(),
+            server_name: String::new(),
+            reload_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+impl GrpcTlsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        for (key, value) in [
+            ("grpc.tls.cert_file", &self.cert_file),
+            ("grpc.tls.key_file", &self.key_file),
+            ("grpc.tls.ca_file", &self.ca_file),
+        ] {
+            if value.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    key,
+                    "must name a PEM file when grpc.tls.enabled is true (both sides authenticate)",
+                ));
+            }
+        }
+        if !self.server_name.is_empty()
+            && rustls::pki_types::ServerName::try_from(self.server_name.as_str()).is_err()
+        {
+            return Err(ConfigError::invalid(
+                "grpc.tls.server_name",
+                format!("{:?} is not a DNS name or IP address", self.server_name),
+            ));
+        }
+        if self.reload_interval.is_zero() {
+            return Err(ConfigError::invalid(
+                "grpc.tls.reload_interval_ms",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl GrpcConfig {
@@ -48,7 +119,7 @@ impl GrpcConfig {
                 format!("{:?} is not host:port", service.host),
             ));
         }
-        Ok(())
+        self.tls.validate()
     }
 }
 
@@ -58,6 +129,7 @@ impl Default for GrpcConfig {
             listen: "0.0.0.0:50051".into(),
             deadline: Duration::from_secs(1),
             counter_service: CounterServiceConfig::default(),
+            tls: GrpcTlsConfig::default(),
         }
     }
 }

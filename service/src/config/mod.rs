@@ -29,11 +29,13 @@ pub use engine::{
 /// How a duration key without a unit (`idempotency.ttl`, `discovery.refresh_interval`) is read.
 pub use forms::human::parse as parse_duration;
 pub use gateway::{
-    BreakerConfig, CounterServiceConfig, DiscoveryConfig, GatewayConfig, GrpcConfig,
+    BreakerConfig, CounterServiceConfig, DiscoveryConfig, GatewayConfig, GrpcConfig, GrpcTlsConfig,
 };
 pub use kafka::{KafkaAcks, KafkaConfig, OutboxFullPolicy};
-pub use server::{ApiConfig, AuthConfig, PprofConfig, RateLimitConfig, ServerConfig};
-pub use store::{RedisConfig, SentinelConfig, StoreConfig, StoreKind};
+pub use server::{
+    ApiConfig, AuthConfig, PprofConfig, RateLimitConfig, ServerConfig, TlsFilesConfig,
+};
+pub use store::{RedisConfig, RedisTlsConfig, SentinelConfig, StoreConfig, StoreKind};
 pub use telemetry::{LogConfig, LogFormat, TracingConfig};
 
 /// Why the configuration could not be used.

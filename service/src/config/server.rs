@@ -42,6 +42,64 @@ pub struct ServerConfig {
     pub http2_max_frame_size: u32,
     /// HTTP/2: largest header list a client may send, in bytes (decoded).
     pub http2_max_header_list_bytes: u32,
+    /// TLS on the HTTP port (REST, probes and metrics).
+    pub tls: TlsFilesConfig,
+}
+
+/// A server's certificate (`server.tls`): PEM files, read again every `reload_interval_ms`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsFilesConfig {
+    pub enabled: bool,
+    /// PEM certificate chain, the server's own first.
+    pub cert_file: String,
+    /// PEM private key of that certificate.
+    pub key_file: String,
+    /// PEM CA certificates: when set, every client must present a certificate one of them
+    /// signed (mutual TLS).
+    pub client_ca_file: String,
+    /// How often the files are read again; a changed, valid set is used for new connections.
+    #[serde(rename = "reload_interval_ms", with = "forms::millis")]
+    pub reload_interval: Duration,
+}
+
+impl TlsFilesConfig {
+    /// Checks the files are named when TLS is on.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        for (key, value) in [
+            ("server.tls.cert_file", &self.cert_file),
+            ("server.tls.key_file", &self.key_file),
+        ] {
+            if value.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    key,
+                    "must name a PEM file when server.tls.enabled is true",
+                ));
+            }
+        }
+        if self.reload_interval.is_zero() {
+            return Err(ConfigError::invalid(
+                "server.tls.reload_interval_ms",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for TlsFilesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            cert_file: String::new(),
+            key_file: String::new(),
+            client_ca_file: String::new(),
+            reload_interval: Duration::from_secs(2),
+        }
+    }
 }
 
 impl ServerConfig {
@@ -88,7 +146,7 @@ impl ServerConfig {
                 "must be at least 1024",
             ));
         }
-        Ok(())
+        self.tls.validate()
     }
 }
 
@@ -107,6 +165,7 @@ impl Default for ServerConfig {
             http2_max_concurrent_streams: 256,
             http2_max_frame_size: 16_384,
             http2_max_header_list_bytes: 16 * 1024,
+            tls: TlsFilesConfig::default(),
         }
     }
 }

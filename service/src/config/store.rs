@@ -55,6 +55,42 @@ pub struct RedisConfig {
     /// How long a flush waits for those replicas before its increments answer 503.
     #[serde(rename = "replica_ack_timeout_ms", with = "forms::millis")]
     pub replica_ack_timeout: Duration,
+    /// TLS on every Redis connection.
+    pub tls: RedisTlsConfig,
+}
+
+/// TLS to Redis (`redis.tls`): every Redis connection (the server, cluster nodes, the
+/// sentinels and the primaries they name) over TLS, verified against `ca_file`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisTlsConfig {
+    /// Also on when `redis.addr` is a `rediss://` URL.
+    pub enabled: bool,
+    /// PEM CA certificates that sign the servers' certificates; empty: the public web roots.
+    pub ca_file: String,
+    /// PEM client certificate and its key, for servers that require one
+    /// (`tls-auth-clients yes`); both or neither.
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+impl RedisTlsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.cert_file.is_empty() != self.key_file.is_empty() {
+            return Err(ConfigError::invalid(
+                "redis.tls.cert_file",
+                "set redis.tls.cert_file and redis.tls.key_file together",
+            ));
+        }
+        let names_a_file = !self.ca_file.is_empty() || !self.cert_file.is_empty();
+        if !self.enabled && names_a_file {
+            return Err(ConfigError::invalid(
+                "redis.tls.enabled",
+                "must be true when redis.tls names a file",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The sentinels that know the primary. Off while `master_name` is empty.
@@ -138,6 +174,7 @@ impl Default for RedisConfig {
             sentinel: SentinelConfig::default(),
             min_replicas_ack: 0,
             replica_ack_timeout: Duration::from_millis(500),
+            tls: RedisTlsConfig::default(),
         }
     }
 }
@@ -146,6 +183,7 @@ impl RedisConfig {
     /// Checks the connection settings; the address only when `kind` is Redis, since the memory
     /// store never connects.
     pub(super) fn validate(&self, kind: StoreKind) -> Result<(), ConfigError> {
+        self.tls.validate()?;
         if kind == StoreKind::Redis {
             if self.cluster {
                 if self.cluster_seeds()?.is_empty() {

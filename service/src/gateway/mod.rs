@@ -15,6 +15,7 @@ pub mod batcher;
 pub mod breaker;
 pub mod discovery;
 pub mod rendezvous;
+pub mod tls;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -29,10 +30,12 @@ use crate::domain::{CounterKey, Period, RankedEntry};
 use crate::grpc::pb::{self, counter_service_client::CounterServiceClient};
 use crate::grpc::{CALLER_METADATA, counter_error_from_code, period_to_pb};
 use crate::metrics::METRICS;
+use crate::server::tls::ClientTls;
 use crate::telemetry;
 use batcher::{IncrementBatcher, is_transport_failure};
 use breaker::Breaker;
 use rendezvous::{KeyHash, NodeHash};
+use tls::TlsConnector;
 use tracing::{Instrument, Span};
 
 /// One counter endpoint: its connection pool, breaker, health and increment batcher.
@@ -51,15 +54,26 @@ pub struct CounterEndpoint {
 
 impl CounterEndpoint {
     /// Prepares connections to `name` (`host:port`) without waiting for them.
-    pub fn connect(name: &str, config: &Config) -> Result<Self, tonic::transport::Error> {
+    /// With `tls`, over mutual TLS (`grpc.tls`).
+    pub fn connect(
+        name: &str,
+        config: &Config,
+        tls: Option<&Arc<ClientTls>>,
+    ) -> Result<Self, tonic::transport::Error> {
         let deadline = config.grpc.deadline;
         let channel = || -> Result<Channel, tonic::transport::Error> {
-            Ok(ChannelEndpoint::from_shared(format!("http://{name}"))?
+            let endpoint = ChannelEndpoint::from_shared(format!("http://{name}"))?
                 .connect_timeout(deadline)
                 .http2_keep_alive_interval(config.grpc.counter_service.keep_alive)
                 .keep_alive_while_idle(true)
-                .tcp_nodelay(true)
-                .connect_lazy())
+                .tcp_nodelay(true);
+            Ok(match tls {
+                None => endpoint.connect_lazy(),
+                Some(tls) => endpoint.connect_with_connector_lazy(TlsConnector::new(
+                    tls.clone(),
+                    &config.grpc.tls.server_name,
+                )),
+            })
         };
         let channels = (0..config.grpc.counter_service.pool_size)
             .map(|_| channel())
@@ -111,6 +125,8 @@ impl CounterEndpoint {
 #[derive(Default)]
 pub struct EndpointSet {
     current: RwLock<Arc<Vec<Arc<CounterEndpoint>>>>,
+    /// Mutual TLS to the counters (`grpc.tls`), for every endpoint.
+    tls: Option<Arc<ClientTls>>,
     /// Whether the health loop has checked a non-empty set once. Until then the gateway is not
     /// ready: routing on the first answers alone would send the keys of a counter whose check
     /// is still in flight to another one, and move them back a moment later.
@@ -118,6 +134,14 @@ pub struct EndpointSet {
 }
 
 impl EndpointSet {
+    /// An empty set whose endpoints are reached over mutual TLS.
+    pub fn with_tls(tls: Arc<ClientTls>) -> Self {
+        Self {
+            tls: Some(tls),
+            ..Self::default()
+        }
+    }
+
     /// Records that every endpoint of a non-empty set has been checked once.
     pub fn mark_swept(&self) {
         self.swept.store(true, Ordering::Relaxed);
@@ -143,7 +167,7 @@ impl EndpointSet {
                 next.push(existing.clone());
                 continue;
             }
-            match CounterEndpoint::connect(name, config) {
+            match CounterEndpoint::connect(name, config, self.tls.as_ref()) {
                 Ok(e) => {
                     tracing::info!(endpoint = %name, "counter endpoint added");
                     next.push(Arc::new(e));

@@ -27,9 +27,11 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use super::tls::ServerTls;
 use crate::api::rate_limit::PeerAddr;
 use crate::config::ServerConfig;
 use crate::metrics::METRICS;
+use tokio_rustls::TlsAcceptor;
 
 /// Which server a connection belongs to: the `server` label of the connection metrics.
 #[derive(Debug, Clone, Copy)]
@@ -239,6 +241,88 @@ impl AsyncWrite for Guarded {
     }
 }
 
+/// A gRPC server's connection after its TLS handshake.
+pub struct TlsConnection(tokio_rustls::server::TlsStream<Guarded>);
+
+impl AsyncRead for TlsConnection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConnection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for TlsConnection {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.0.get_ref().0.connect_info()
+    }
+}
+
+impl Acceptor {
+    /// The accepted connections once their TLS handshakes are done, for tonic's
+    /// `serve_with_incoming`. Each handshake runs on its own task within `handshake_timeout`;
+    /// one that fails or does not finish is dropped with its connection. Accepting stops when
+    /// the server drops the stream.
+    pub fn into_tls_stream(
+        self,
+        tls: Arc<ServerTls>,
+        handshake_timeout: Duration,
+    ) -> impl futures::Stream<Item = io::Result<TlsConnection>> {
+        let (done, handshaken) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let connection = tokio::select! {
+                    connection = self.accept() => connection,
+                    () = done.closed() => return,
+                };
+                let handshake = TlsAcceptor::from(tls.current()).accept(connection);
+                let done = done.clone();
+                tokio::spawn(async move {
+                    if let Ok(Ok(stream)) = tokio::time::timeout(handshake_timeout, handshake).await
+                    {
+                        let _ = done.send(Ok(TlsConnection(stream))).await;
+                    }
+                });
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(handshaken)
+    }
+}
+
 impl Guarded {
     /// The client's address, as this connection's peer.
     pub fn peer_ip(&self) -> Option<IpAddr> {
@@ -256,7 +340,9 @@ impl tonic::transport::server::Connected for Guarded {
 
 /// Serves `app` on the connections of `acceptor` until `shutdown` fires, then stops accepting
 /// and lets in-flight requests finish for at most `drain`. With `tag_peers`, each request
-/// carries its connection's client address ([`PeerAddr`]), for rate limits by address.
+/// carries its connection's client address ([`PeerAddr`]), for rate limits by address. With
+/// `tls`, each connection first completes a TLS handshake, on its own task and within the
+/// header-read timeout.
 pub async fn serve_http(
     app: Router,
     acceptor: Acceptor,
@@ -264,6 +350,7 @@ pub async fn serve_http(
     shutdown: &CancellationToken,
     drain: Duration,
     tag_peers: bool,
+    tls: Option<Arc<ServerTls>>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -277,6 +364,7 @@ pub async fn serve_http(
         .max_frame_size(config.http2_max_frame_size)
         .max_header_list_size(config.http2_max_header_list_bytes);
     let graceful = GracefulShutdown::new();
+    let handshake_timeout = config.header_read_timeout;
     loop {
         let connection = tokio::select! {
             connection = acceptor.accept() => connection,
@@ -295,14 +383,36 @@ pub async fn serve_http(
                 }
                 request
             });
-        let serving = builder
-            .serve_connection_with_upgrades(TokioIo::new(connection), TowerToHyperService::new(app))
-            .into_owned();
-        let serving = graceful.watch(serving);
-        tokio::spawn(async move {
-            // A connection's errors (reset, malformed request, header timeout) are the client's.
-            let _ = serving.await;
-        });
+        let service = TowerToHyperService::new(app);
+        match &tls {
+            None => {
+                let serving = builder
+                    .serve_connection_with_upgrades(TokioIo::new(connection), service)
+                    .into_owned();
+                let serving = graceful.watch(serving);
+                tokio::spawn(async move {
+                    // A connection's errors (reset, malformed request, header timeout) are
+                    // the client's.
+                    let _ = serving.await;
+                });
+            }
+            Some(tls) => {
+                let handshake = TlsAcceptor::from(tls.current()).accept(connection);
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    // A failed or unfinished handshake is the client's; its slot is freed.
+                    let Ok(Ok(stream)) = tokio::time::timeout(handshake_timeout, handshake).await
+                    else {
+                        return;
+                    };
+                    let serving = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    let _ = watcher.watch(serving).await;
+                });
+            }
+        }
     }
     drop(acceptor);
     tracing::info!("shutting down: finishing in-flight requests");

@@ -5,6 +5,7 @@
 //! lost on the way. What one connection may cost a server is bounded in [`connections`].
 
 pub mod connections;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -232,7 +233,7 @@ async fn run_engine<S: Store>(
         .await;
     let grpc_stop = CancellationToken::new();
     let server = &config.server;
-    let grpc = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .timeout(config.grpc.deadline)
         .max_concurrent_streams(server.http2_max_concurrent_streams)
         .max_frame_size(server.http2_max_frame_size)
@@ -243,13 +244,19 @@ async fn run_engine<S: Store>(
             engine,
             limits(config),
             policies,
-        )))
-        .serve_with_incoming_shutdown(
-            Acceptor::new(grpc, server, ServerKind::Grpc).into_stream(),
-            grpc_stop.clone().cancelled_owned(),
-        );
-    let grpc = tokio::spawn(grpc);
-    tracing::info!(%grpc_addr, "counter serving gRPC");
+        )));
+    let acceptor = Acceptor::new(grpc, server, ServerKind::Grpc);
+    let stopped = grpc_stop.clone().cancelled_owned();
+    let grpc = if config.grpc.tls.enabled {
+        // Mutual TLS: only clients whose certificate grpc.tls.ca_file signed (the gateways).
+        let tls = tls::grpc_server_tls(&config.grpc.tls).map_err(anyhow::Error::msg)?;
+        tokio::spawn(tls.clone().watch(grpc_stop.child_token()));
+        let incoming = acceptor.into_tls_stream(tls, server.header_read_timeout);
+        tokio::spawn(router.serve_with_incoming_shutdown(incoming, stopped))
+    } else {
+        tokio::spawn(router.serve_with_incoming_shutdown(acceptor.into_stream(), stopped))
+    };
+    tracing::info!(%grpc_addr, tls = config.grpc.tls.enabled, "counter serving gRPC");
 
     let app = api::probe_app(state);
     let app = profiling::with_routes(app, config.pprof.enabled, mode.as_str(), &gate);
@@ -302,7 +309,14 @@ async fn run_gateway(
         );
     }
     let config = Arc::new(config);
-    let endpoints = Arc::new(EndpointSet::default());
+    let endpoints = if config.grpc.tls.enabled {
+        let tls = tls::client_tls(&config.grpc.tls).map_err(anyhow::Error::msg)?;
+        tokio::spawn(tls.clone().watch(shutdown.child_token()));
+        EndpointSet::with_tls(tls)
+    } else {
+        EndpointSet::default()
+    };
+    let endpoints = Arc::new(endpoints);
     let stop = CancellationToken::new();
     let discovery = tokio::spawn(discovery::run(
         endpoints.clone(),
@@ -346,7 +360,15 @@ async fn serve_http(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "serving HTTP");
+    let tls = if config.server.tls.enabled {
+        let tls = tls::server_tls(&config.server.tls, "http", &[b"h2", b"http/1.1"])
+            .map_err(anyhow::Error::msg)?;
+        tokio::spawn(tls.clone().watch(shutdown.child_token()));
+        Some(tls)
+    } else {
+        None
+    };
+    tracing::info!(%addr, tls = tls.is_some(), "serving HTTP");
     let acceptor = Acceptor::new(listener, &config.server, ServerKind::Http);
     connections::serve_http(
         app,
@@ -355,6 +377,7 @@ async fn serve_http(
         shutdown,
         config.server.shutdown_timeout,
         config.api.rate_limit.enabled && !config.api.auth.enabled,
+        tls,
     )
     .await;
     Ok(())

@@ -1,12 +1,14 @@
 //! Shared fixtures for integration tests, one file per component: real `redis-server`
 //! processes (`redis`), `highpress` deployments in every topology (`highpress`), an Apache Kafka
 //! broker and an event collector (`kafka`), a Jaeger v2 and its query API (`jaeger`), a per-key
-//! load for fault tests (`load`), and the HTTP client and assertions (`http`). Every process is
+//! load for fault tests (`load`), the HTTP client and assertions (`http`), and certificates made
+//! with openssl for TLS tests (`certs`). Every process is
 //! owned by a guard that kills it on drop, panic included. A missing tool fails the test (run
 //! `scripts/install-test-deps.sh`); nothing is skipped.
 
 #![allow(dead_code)]
 
+mod certs;
 mod highpress;
 mod http;
 mod jaeger;
@@ -15,6 +17,8 @@ mod load;
 mod redis;
 
 // Each test binary uses some of these, so any one of them may be unused in a given binary.
+#[allow(unused_imports)]
+pub use certs::*;
 #[allow(unused_imports)]
 pub use highpress::*;
 #[allow(unused_imports)]

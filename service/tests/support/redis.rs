@@ -28,6 +28,11 @@ impl RedisServer {
         Self::start_with(cluster, &[])
     }
 
+    /// A server with arguments of its own (kept for restarts).
+    pub fn start_with_args(extra: &[&str]) -> Self {
+        Self::start_with(false, extra)
+    }
+
     /// A replica of the server on `primary_port`.
     pub fn start_replica_of(primary_port: u16) -> Self {
         Self::start_with(
@@ -477,8 +482,12 @@ impl ReplicatedRedis {
     /// Waits (bounded) until every sentinel names the node on `primary_port`, sees the other
     /// two nodes as its replicas and the other two sentinels, and the primary has both replicas
     /// online with their link up.
+    ///
+    /// Bounded at 120 s: on a loaded two-core machine a sentinel can enter TILT mode (its
+    /// timer saw a jump) and then acts on nothing for 30 s, and a restarted node that replicates
+    /// from the wrong server waits for a sentinel to reconfigure it.
     pub fn wait_settled(&self, primary_port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let sentinels_agree = self.sentinels.iter().all(|s| {
                 s.primary_port() == Some(primary_port)
@@ -495,10 +504,41 @@ impl ReplicatedRedis {
             if sentinels_agree && replicas_online {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "the replicated set did not settle on port {primary_port}"
-            );
+            if Instant::now() >= deadline {
+                let sentinels: Vec<String> = self
+                    .sentinels
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "primary {:?}, num-slaves {:?}, num-other-sentinels {:?}, flags {:?}",
+                            s.primary_port(),
+                            s.master_field("num-slaves"),
+                            s.master_field("num-other-sentinels"),
+                            s.master_field("flags")
+                        )
+                    })
+                    .collect();
+                let nodes: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        let info = n.try_cmd(&["INFO", "replication"]).unwrap_or_default();
+                        let brief: Vec<&str> = info
+                            .lines()
+                            .filter(|l| {
+                                l.starts_with("role:")
+                                    || l.starts_with("master_port:")
+                                    || l.starts_with("master_link_status:")
+                                    || l.starts_with("slave")
+                            })
+                            .collect();
+                        format!("{}: {}", n.port, brief.join(" "))
+                    })
+                    .collect();
+                panic!(
+                    "the replicated set did not settle on port {primary_port}\nsentinels: {sentinels:#?}\nnodes: {nodes:#?}"
+                );
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -21,8 +21,8 @@ use super::scripts::{
     ScriptBy, guarded_command, is_noscript, parse_groups, parse_kth, parse_reset, reset_command,
 };
 use super::{
-    ReplicaAck, classify, is_unavailable_code, leaderboard_commands, parse_scan, ranked_entries,
-    scan_command, top_command,
+    RedisTls, ReplicaAck, classify, is_unavailable_code, leaderboard_commands, parse_scan,
+    ranked_entries, scan_command, top_command,
 };
 use crate::config::RedisConfig;
 use crate::store::keyspace::Keyspace;
@@ -77,6 +77,8 @@ pub struct RedisClusterStore {
     layout: KeyLayout,
     /// Replicas each master's part of a write waits for.
     replica_ack: ReplicaAck,
+    /// How the nodes are reached.
+    tls: RedisTls,
 }
 
 /// One command of a grouped round trip, with the slot that decides its node.
@@ -130,6 +132,7 @@ impl RedisClusterStore {
             timeout,
             layout,
             replica_ack: ReplicaAck::default(),
+            tls: RedisTls::plain(),
         })
     }
 
@@ -138,10 +141,10 @@ impl RedisClusterStore {
         let seeds = config
             .cluster_seeds()
             .map_err(|e| StoreError::Internal(e.to_string()))?;
-        Ok(
-            Self::new(&seeds, layout, config.timeout, config.connect_timeout)?
-                .with_replica_ack(ReplicaAck::from(config)),
-        )
+        let mut store = Self::new(&seeds, layout, config.timeout, config.connect_timeout)?
+            .with_replica_ack(ReplicaAck::from(config));
+        store.tls = RedisTls::from_config(config)?;
+        Ok(store)
     }
 
     /// Acknowledges writes only once `ack.replicas` replicas of each master involved have
@@ -167,7 +170,7 @@ impl RedisClusterStore {
             return Ok(c.clone());
         }
         let url = format!("{}://{}{addr}/0", self.scheme, self.auth);
-        let client = redis::Client::open(url).map_err(classify)?;
+        let client = self.tls.client(url)?;
         let connection = ConnectionManager::new_lazy_with_config(client, self.config.clone())
             .map_err(classify)?;
         let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());

@@ -9,6 +9,7 @@ pub mod outbox;
 pub mod scripts;
 pub mod sentinel;
 pub mod single;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use redis::{Cmd, RedisError, Value};
 pub use cluster::{RedisClusterStore, key_slot};
 pub use sentinel::Sentinel;
 pub use single::RedisStore;
+pub use tls::RedisTls;
 
 use scripts::board_command;
 

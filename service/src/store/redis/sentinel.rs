@@ -16,7 +16,7 @@ use futures::stream::{FuturesUnordered, Stream, StreamExt};
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 use redis::{RedisConnectionInfo, Value};
 
-use super::classify;
+use super::{RedisTls, classify};
 use crate::store::StoreError;
 
 /// `+switch-master` announcements about one primary.
@@ -29,24 +29,25 @@ pub struct Sentinel {
     /// Password and database of the primary, whichever server it is.
     primary: RedisConnectionInfo,
     timeout: Duration,
+    /// How the sentinels and the primaries they name are reached.
+    tls: RedisTls,
 }
 
 impl Sentinel {
     /// `sentinels` are `redis://` URLs (with the sentinels' own password, if any); `password`
-    /// and `db` are the primary's. Every lookup is bounded by `timeout`.
+    /// and `db` are the primary's. Every lookup is bounded by `timeout`. `tls` reaches the
+    /// sentinels and the primaries alike.
     pub fn new(
         master_name: &str,
         sentinels: &[String],
         password: &str,
         db: i64,
         timeout: Duration,
+        tls: RedisTls,
     ) -> Result<Self, StoreError> {
         let sentinels = sentinels
             .iter()
-            .map(|url| {
-                Client::open(url.as_str())
-                    .map_err(|e| StoreError::Internal(format!("sentinel URL: {e}")))
-            })
+            .map(|url| tls.client(url.as_str()))
             .collect::<Result<Vec<_>, _>>()?;
         if sentinels.is_empty() {
             return Err(StoreError::Internal("no sentinel to ask".into()));
@@ -60,6 +61,7 @@ impl Sentinel {
             sentinels,
             primary,
             timeout,
+            tls,
         })
     }
 
@@ -119,8 +121,9 @@ impl Sentinel {
             .into_connection_info()
             .map_err(classify)?
             .set_redis_settings(self.primary.clone());
-        let mut con = Client::open(primary.clone())
-            .map_err(classify)?
+        let client = self.tls.client(primary)?;
+        let primary = client.get_connection_info().clone();
+        let mut con = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(classify)?;

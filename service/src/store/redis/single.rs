@@ -29,8 +29,8 @@ use super::scripts::{
 };
 use super::sentinel::{Sentinel, Switches};
 use super::{
-    ReplicaAck, classify, is_unavailable_code, leaderboard_commands, parse_scan, ranked_entries,
-    scan_command, top_command,
+    RedisTls, ReplicaAck, classify, is_unavailable_code, leaderboard_commands, parse_scan,
+    ranked_entries, scan_command, top_command,
 };
 use crate::config::RedisConfig;
 use crate::metrics::METRICS;
@@ -105,8 +105,17 @@ impl RedisStore {
         timeout: Duration,
         connect_timeout: Duration,
     ) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Internal(format!("redis URL: {e}")))?;
+        let client = RedisTls::plain().client(url)?;
+        Self::lazy(client, layout, timeout, connect_timeout)
+    }
+
+    /// [`RedisStore::connect_lazy`] with a client already made.
+    fn lazy(
+        client: redis::Client,
+        layout: KeyLayout,
+        timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<Self, StoreError> {
         let connections = Connections::open(client, &manager_config(timeout, connect_timeout))?;
         Ok(Self {
             primary: Arc::new(Primary {
@@ -122,6 +131,7 @@ impl RedisStore {
     /// The store `config` names: the primary behind `redis.sentinel` if set, else the server
     /// at `redis.addr`; with `redis.min_replicas_ack`.
     pub fn open(config: &RedisConfig, layout: KeyLayout) -> Result<Self, StoreError> {
+        let tls = RedisTls::from_config(config)?;
         let store = if config.sentinel.enabled() {
             let sentinel = Sentinel::new(
                 &config.sentinel.master_name,
@@ -129,13 +139,19 @@ impl RedisStore {
                 &config.password,
                 config.db,
                 config.connect_timeout.max(config.timeout),
+                tls,
             )?;
             Self::follow_sentinel(sentinel, layout, config.timeout, config.connect_timeout)
         } else {
             let url = config
                 .url()
                 .map_err(|e| StoreError::Internal(e.to_string()))?;
-            Self::connect_lazy(&url, layout, config.timeout, config.connect_timeout)?
+            Self::lazy(
+                tls.client(url.as_str())?,
+                layout,
+                config.timeout,
+                config.connect_timeout,
+            )?
         };
         Ok(store.with_replica_ack(ReplicaAck::from(config)))
     }
