@@ -451,15 +451,12 @@ fn replicated(replication: Replication) -> Observed {
 fn replicated_redis_reports_the_primary_and_its_in_sync_replicas() {
     let mut cc = generation(cluster(), 1);
     cc.spec.redis.managed.replicas = 3;
-    let status = compute_status(
-        &cc,
-        &replicated(Replication::Known {
-            primary: "test-redis-2".to_owned(),
-            in_sync: 2,
-        }),
-        None,
-        t0(),
-    );
+    let with_in_sync = |cc: &CounterCluster, in_sync: i32| {
+        let primary = "test-redis-2".to_owned();
+        let observed = replicated(Replication::Known { primary, in_sync });
+        compute_status(cc, &observed, None, t0())
+    };
+    let status = with_in_sync(&cc, 2);
     let redis = status.redis.as_ref().expect("redis status");
     assert_eq!(
         (
@@ -475,15 +472,7 @@ fn replicated_redis_reports_the_primary_and_its_in_sync_replicas() {
     assert_eq!(json["redis"]["inSyncReplicas"], 2);
 
     // Below minReplicasAck (1 by default with three pods), every increment fails: NotReady.
-    let status = compute_status(
-        &cc,
-        &replicated(Replication::Known {
-            primary: "test-redis-2".to_owned(),
-            in_sync: 0,
-        }),
-        None,
-        t0(),
-    );
+    let status = with_in_sync(&cc, 0);
     let redis = status.redis.as_ref().expect("redis status");
     let why = "0 of 2 replicas in sync, fewer than minReplicasAck 1: increments are answered 503";
     assert_eq!(
@@ -497,15 +486,7 @@ fn replicated_redis_reports_the_primary_and_its_in_sync_replicas() {
 
     // With minReplicasAck 0 the same set is ready.
     cc.spec.redis.managed.min_replicas_ack = Some(0);
-    let status = compute_status(
-        &cc,
-        &replicated(Replication::Known {
-            primary: "test-redis-2".to_owned(),
-            in_sync: 0,
-        }),
-        None,
-        t0(),
-    );
+    let status = with_in_sync(&cc, 0);
     assert_eq!(
         state(&status, READY),
         (STATUS_TRUE, REASON_ALL_COMPONENTS_READY)

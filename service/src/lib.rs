@@ -14,6 +14,7 @@
 //! - [`metrics`]: Prometheus metrics;
 //! - [`telemetry`]: logs and OpenTelemetry traces;
 //! - [`profiling`]: the `/debug/pprof/*` CPU and heap profiles;
+//! - [`tls`]: rustls configurations from PEM files, reloaded when they change (REST, gRPC);
 //! - [`migrate`]: `migrate-keys`, copying HighGoPress's Redis keys to highpress's layout;
 //! - [`server`]: process lifecycle and graceful shutdown.
 
@@ -30,3 +31,4 @@ pub mod profiling;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

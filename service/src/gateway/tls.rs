@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tonic::codegen::http::Uri;
 
-use crate::server::tls::ClientTls;
+use crate::tls::ClientTls;
 
 /// Connects tonic channels over TLS.
 #[derive(Clone)]

@@ -27,10 +27,10 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use super::tls::ServerTls;
 use crate::api::rate_limit::PeerAddr;
 use crate::config::ServerConfig;
 use crate::metrics::METRICS;
+use crate::tls::ServerTls;
 use tokio_rustls::TlsAcceptor;
 
 /// Which server a connection belongs to: the `server` label of the connection metrics.

@@ -5,7 +5,6 @@
 //! lost on the way. What one connection may cost a server is bounded in [`connections`].
 
 pub mod connections;
-pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +32,7 @@ use crate::profiling;
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::{RedisClusterStore, RedisStore};
+use crate::tls;
 use connections::{Acceptor, ServerKind};
 
 /// The process mode.
