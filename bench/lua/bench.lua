@@ -1,7 +1,7 @@
 -- bench.lua: the wrk script of every scenario of bench/bench.sh (see
 -- bench/highpress_bench/scenarios.py, which prints these arguments).
 --
--- wrk -s bench.lua URL -- MODE DIST PREFIX NKEYS ZIPF_S SEQ_LIMIT DONE_DIR
+-- wrk -s bench.lua URL -- MODE DIST PREFIX NKEYS ZIPF_S SEQ_LIMIT DONE_DIR [TOKEN]
 --   MODE      post (POST increment), post_users (the same, a new user_id per request),
 --             incrby (webdis GET /INCRBY/<key>/1), get (GET the counter)
 --   DIST      hot (key PREFIX0 only), uniform (rotation over PREFIX0 .. PREFIX<NKEYS-1>),
@@ -10,6 +10,7 @@
 --             millions, which a rotation table would not hold),
 --             seq (distinct keys PREFIXt<thread>_<n>, SEQ_LIMIT per thread, then the
 --             thread writes done.<thread> into DONE_DIR and stops)
+--   TOKEN     optional: an API token, sent as Authorization: Bearer TOKEN (api.auth)
 -- At the end it prints one line, BENCHJSON {...}, with the run's counts and percentiles.
 local threads = {}
 local nthreads = 0
@@ -21,6 +22,7 @@ function setup(thread)
 end
 
 local json_headers = { ["Content-Type"] = "application/json" }
+local get_headers = {}
 local mode, dist, prefix, nkeys, zipf_s, seq_limit, done_dir
 local fixed, reqs, pos, cdf, seq, stopped, run_id
 
@@ -36,9 +38,9 @@ local function make(i)
       '{"resource_id":"' .. key .. '","counter_type":"like","user_id":"u' .. run_id .. '_' ..
       tid .. '_' .. issued .. '","increment":1}')
   elseif mode == "incrby" then
-    return wrk.format("GET", "/INCRBY/" .. key .. "/1", {})
+    return wrk.format("GET", "/INCRBY/" .. key .. "/1", get_headers)
   else
-    return wrk.format("GET", "/api/v1/counter/" .. key .. "/like", {})
+    return wrk.format("GET", "/api/v1/counter/" .. key .. "/like", get_headers)
   end
 end
 
@@ -49,6 +51,10 @@ function init(args)
   mode, dist, prefix = args[1], args[2], args[3]
   nkeys, zipf_s, seq_limit = tonumber(args[4]), tonumber(args[5]), tonumber(args[6])
   done_dir = args[7]
+  if args[8] and args[8] ~= "" then
+    json_headers["Authorization"] = "Bearer " .. args[8]
+    get_headers["Authorization"] = "Bearer " .. args[8]
+  end
   issued = 0
   run_id = os.time()
   math.randomseed(tid * 7919 + os.time())

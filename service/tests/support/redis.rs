@@ -482,65 +482,95 @@ impl ReplicatedRedis {
     /// Waits (bounded) until every sentinel names the node on `primary_port`, sees the other
     /// two nodes as its replicas and the other two sentinels, and the primary has both replicas
     /// online with their link up.
-    ///
+    pub fn wait_settled(&self, primary_port: u16) {
+        self.wait_settled_on(Some(primary_port));
+    }
+
+    /// [`Self::wait_settled`] on whichever primary the sentinels agree on; returns that node.
+    /// After a failover the sentinels may fail over once more before the set settles (a
+    /// primary that answered too slowly on a loaded machine looks down to them); acknowledged
+    /// increments survive that too, which is what the tests check.
+    pub fn wait_settled_any(&self) -> usize {
+        self.wait_settled_on(None)
+    }
+
     /// Bounded at 120 s: on a loaded two-core machine a sentinel can enter TILT mode (its
     /// timer saw a jump) and then acts on nothing for 30 s, and a restarted node that replicates
     /// from the wrong server waits for a sentinel to reconfigure it.
-    pub fn wait_settled(&self, primary_port: u16) {
+    fn wait_settled_on(&self, expected: Option<u16>) -> usize {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let sentinels_agree = self.sentinels.iter().all(|s| {
-                s.primary_port() == Some(primary_port)
-                    && s.master_field("num-slaves").as_deref() == Some("2")
-                    && s.master_field("num-other-sentinels").as_deref() == Some("2")
-                    && s.master_field("flags").as_deref() == Some("master")
-            });
-            let primary = self.nodes.iter().find(|n| n.port == primary_port);
-            let replicas_online = primary
-                .and_then(|p| p.try_cmd(&["INFO", "replication"]))
-                .is_some_and(|info| {
-                    info.contains("role:master") && info.matches("state=online").count() == 2
-                });
-            if sentinels_agree && replicas_online {
-                return;
-            }
-            if Instant::now() >= deadline {
-                let sentinels: Vec<String> = self
-                    .sentinels
-                    .iter()
-                    .map(|s| {
-                        format!(
-                            "primary {:?}, num-slaves {:?}, num-other-sentinels {:?}, flags {:?}",
-                            s.primary_port(),
-                            s.master_field("num-slaves"),
-                            s.master_field("num-other-sentinels"),
-                            s.master_field("flags")
-                        )
-                    })
-                    .collect();
-                let nodes: Vec<String> = self
+            let agreed = self.primary().map(|i| self.nodes[i].port);
+            if let Some(port) = agreed.filter(|p| expected.is_none_or(|e| e == *p))
+                && self.settled_on(port)
+            {
+                return self
                     .nodes
                     .iter()
-                    .map(|n| {
-                        let info = n.try_cmd(&["INFO", "replication"]).unwrap_or_default();
-                        let brief: Vec<&str> = info
-                            .lines()
-                            .filter(|l| {
-                                l.starts_with("role:")
-                                    || l.starts_with("master_port:")
-                                    || l.starts_with("master_link_status:")
-                                    || l.starts_with("slave")
-                            })
-                            .collect();
-                        format!("{}: {}", n.port, brief.join(" "))
-                    })
-                    .collect();
+                    .position(|n| n.port == port)
+                    .expect("a node");
+            }
+            if Instant::now() >= deadline {
                 panic!(
-                    "the replicated set did not settle on port {primary_port}\nsentinels: {sentinels:#?}\nnodes: {nodes:#?}"
+                    "the replicated set did not settle (expected primary {expected:?})\n{}",
+                    self.describe()
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Whether every sentinel names the node on `primary_port` and sees two replicas and two
+    /// other sentinels, and that node has both replicas online.
+    fn settled_on(&self, primary_port: u16) -> bool {
+        let sentinels_agree = self.sentinels.iter().all(|s| {
+            s.primary_port() == Some(primary_port)
+                && s.master_field("num-slaves").as_deref() == Some("2")
+                && s.master_field("num-other-sentinels").as_deref() == Some("2")
+                && s.master_field("flags").as_deref() == Some("master")
+        });
+        let primary = self.nodes.iter().find(|n| n.port == primary_port);
+        let replicas_online = primary
+            .and_then(|p| p.try_cmd(&["INFO", "replication"]))
+            .is_some_and(|info| {
+                info.contains("role:master") && info.matches("state=online").count() == 2
+            });
+        sentinels_agree && replicas_online
+    }
+
+    /// What each sentinel and node says, for a failure message.
+    fn describe(&self) -> String {
+        let sentinels: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|s| {
+                format!(
+                    "primary {:?}, num-slaves {:?}, num-other-sentinels {:?}, flags {:?}",
+                    s.primary_port(),
+                    s.master_field("num-slaves"),
+                    s.master_field("num-other-sentinels"),
+                    s.master_field("flags")
+                )
+            })
+            .collect();
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let info = n.try_cmd(&["INFO", "replication"]).unwrap_or_default();
+                let brief: Vec<&str> = info
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with("role:")
+                            || l.starts_with("master_port:")
+                            || l.starts_with("master_link_status:")
+                            || l.starts_with("slave")
+                    })
+                    .collect();
+                format!("{}: {}", n.port, brief.join(" "))
+            })
+            .collect();
+        format!("sentinels: {sentinels:#?}\nnodes: {nodes:#?}")
     }
 
     /// Waits (bounded) until the sentinels agree on a primary other than node `old`.
