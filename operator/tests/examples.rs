@@ -321,7 +321,15 @@ fn crd_declares_short_name_status_subresource_and_printer_columns() {
         .collect();
     assert_eq!(
         columns,
-        ["READY", "GATEWAY", "COUNTER", "REDIS", "ENDPOINT", "AGE"]
+        [
+            "READY", "GATEWAY", "COUNTER", "REDIS", "PRIMARY", "ENDPOINT", "AGE"
+        ]
+    );
+    // PRIMARY only with `-o wide`.
+    let primary = &version["additionalPrinterColumns"][4];
+    assert_eq!(
+        (primary["jsonPath"].as_str(), primary["priority"].as_i64()),
+        (Some(".status.redis.primary"), Some(1))
     );
 }
 

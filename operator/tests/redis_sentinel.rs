@@ -418,20 +418,38 @@ fn replicated_network_policies_let_redis_and_sentinels_reach_each_other() {
     let all = ["counter", "redis", "redis-sentinel"]
         .map(str::to_owned)
         .to_vec();
+    // The sentinels also admit the operator's pods, in any namespace, which read the primary.
+    let with_operator = ["counter", "redis", "redis-sentinel", "operator"]
+        .map(str::to_owned)
+        .to_vec();
     assert_eq!(
         rules[1..],
         [
-            (
-                "likes-redis".to_owned(),
-                all.clone(),
-                Some(IntOrString::Int(6379))
-            ),
+            ("likes-redis".to_owned(), all, Some(IntOrString::Int(6379))),
             (
                 "likes-redis-sentinel".to_owned(),
-                all,
+                with_operator,
                 Some(IntOrString::Int(26379))
             ),
         ]
+    );
+    let sentinel_ingress = &policies[2]
+        .spec
+        .as_ref()
+        .expect("spec")
+        .ingress
+        .as_ref()
+        .expect("ingress")[0];
+    let operator = sentinel_ingress
+        .from
+        .as_ref()
+        .expect("peers")
+        .last()
+        .expect("a peer");
+    assert_eq!(
+        operator.namespace_selector,
+        Some(Default::default()),
+        "the operator runs in its own namespace"
     );
 }
 
