@@ -12,7 +12,7 @@
 //! - The primary is the address that a quorum ([`SENTINEL_QUORUM`]) of the sentinels that
 //!   answered agree on, named by its pod; fewer answers, or no such agreement (a failover in
 //!   progress), leave it unknown, with the reason.
-//! - A replica is in sync when the sentinel that named the primary sees it replicating from
+//! - A replica is in sync when a sentinel that named the primary sees it replicating from
 //!   that primary with its link up: no `s_down`, `o_down` or `disconnected` flag,
 //!   `master-link-status` `ok`. Sentinels refresh what they know of replicas every 10 seconds
 //!   (every second during a failover), so the count can be that old.
@@ -102,7 +102,8 @@ pub struct SentinelView {
     pub in_sync: i32,
 }
 
-/// The primary that a quorum of the answers name, with the in-sync count of the first of them.
+/// The primary that a quorum of the answers name, with the fewest in-sync replicas any of
+/// those sentinels sees.
 pub fn agree(answers: Vec<Result<SentinelView, String>>, pods: &[RedisPod]) -> Replication {
     let mut votes: BTreeMap<&str, Vec<&SentinelView>> = BTreeMap::new();
     let mut errors = Vec::new();
