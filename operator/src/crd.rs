@@ -790,13 +790,20 @@ pub struct PodTemplateOverrides {
 }
 
 /// NetworkPolicies around the counter and Redis pods.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct NetworkPolicySpec {
-    /// Create the NetworkPolicies `<name>-counter` and, for managed Redis, `<name>-redis`.
-    /// The HTTP port (metrics, probes) stays open to every pod, as does the redis_exporter's
-    /// metrics port when the sidecar runs.
+    /// Create the NetworkPolicies `<name>-counter` and, for managed Redis, `<name>-redis`
+    /// (on by default: only the gateways reach the counters' gRPC port, only the counters
+    /// reach Redis). The HTTP port (metrics, probes) stays open to every pod, as does the
+    /// redis_exporter's metrics port when the sidecar runs.
     pub enabled: bool,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// Observed state, written by the operator on the status subresource.

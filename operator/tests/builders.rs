@@ -320,6 +320,20 @@ fn the_redis_secret_is_named_per_counter_cluster_uid() {
 }
 
 #[test]
+fn network_policies_are_on_by_default() {
+    let spec: highpress_operator::crd::CounterClusterSpec =
+        serde_json::from_value(serde_json::json!({})).expect("an empty spec");
+    assert!(spec.network_policy.enabled);
+    let mut cc = cluster();
+    cc.spec = spec;
+    let names: Vec<String> = build_network_policies(&cc.valid())
+        .into_iter()
+        .map(|p| p.metadata.name.expect("a name"))
+        .collect();
+    assert_eq!(names, ["likes-counter", "likes-redis"]);
+}
+
+#[test]
 fn object_names_follow_the_cluster_name() {
     let names: Vec<(String, String)> = every_metadata(&cluster().valid())
         .into_iter()

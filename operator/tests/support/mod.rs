@@ -52,6 +52,9 @@ pub fn example_text(name: &str) -> String {
 /// reconciler (with a uid), with every spec default.
 pub fn cluster() -> CounterCluster {
     let mut cc = CounterCluster::new("likes", CounterClusterSpec::default());
+    // Every optional feature off, NetworkPolicies included (on by default), so each test
+    // states what it turns on.
+    cc.spec.network_policy.enabled = false;
     cc.metadata.namespace = Some("apps".to_owned());
     cc.metadata.uid = Some("5f0c2a4e-1111-2222-3333-444455556666".to_owned());
     cc
