@@ -117,13 +117,16 @@ async fn kill_primaries(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn primaries_killed_in_a_row_lose_no_acknowledged_increment_standalone() {
-    let (_set, hp, _) = kill_primaries(false, "1").await;
+    let (set, hp, _) = kill_primaries(false, "1").await;
     let changes =
         support::metric(&hp.url("/metrics"), "highpress_store_primary_changes_total").await;
-    assert_eq!(
-        changes,
-        1 + KILLS as u64,
-        "the first primary and one per failover"
+    // Each kill is one failover; a loaded machine may see the sentinels fail over once more
+    // (a primary slow to answer looks down), and highpress follows that too.
+    let failovers = set.failovers();
+    assert!(
+        (1 + KILLS as u64..=1 + failovers).contains(&changes),
+        "{changes} primary changes: expected the first primary, one per kill ({KILLS}) and at \
+         most one per failover the sentinels made ({failovers})"
     );
 }
 

@@ -479,6 +479,16 @@ impl ReplicatedRedis {
         self.nodes.iter().position(|n| n.port == first)
     }
 
+    /// How many failovers the sentinels have made since the set started: the highest
+    /// `config-epoch` any of them reports (each promotion takes a new epoch).
+    pub fn failovers(&self) -> u64 {
+        self.sentinels
+            .iter()
+            .filter_map(|s| s.master_field("config-epoch")?.parse().ok())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Waits (bounded) until every sentinel names the node on `primary_port`, sees the other
     /// two nodes as its replicas and the other two sentinels, and the primary has both replicas
     /// online with their link up.
