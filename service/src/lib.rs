@@ -15,6 +15,7 @@
 //! - [`telemetry`]: logs and OpenTelemetry traces;
 //! - [`profiling`]: the `/debug/pprof/*` CPU and heap profiles;
 //! - [`tls`]: rustls configurations from PEM files, reloaded when they change (REST, gRPC);
+//! - [`reload`]: the loop that makes a value again when its files change (API tokens, TLS);
 //! - [`migrate`]: `migrate-keys`, copying HighGoPress's Redis keys to highpress's layout;
 //! - [`server`]: process lifecycle and graceful shutdown.
 
@@ -28,6 +29,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod migrate;
 pub mod profiling;
+pub mod reload;
 pub mod server;
 pub mod store;
 pub mod telemetry;

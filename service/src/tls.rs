@@ -5,10 +5,11 @@
 //! Contract:
 //! - [`server_tls`] and [`client_tls`] read the files once; a file that is missing or does not
 //!   parse stops the process at start.
-//! - [`Reloading::watch`] reads them again every `reload_interval`; when their content changed
-//!   and still makes a valid configuration (a key that matches its certificate), new handshakes
-//!   use it at once and open connections keep theirs. A change that does not (a half-rotated
-//!   pair) keeps the previous configuration, is logged and counted
+//! - [`Reloading::watch`] (the `reload` module's loop) reads them again every
+//!   `reload_interval`; when their content changed and still makes a valid configuration (a key
+//!   that matches its certificate), new handshakes use it at once and open connections keep
+//!   theirs. A change that does not (a half-rotated pair), or a file that is gone, keeps the
+//!   previous configuration, is logged and counted once
 //!   (`highpress_tls_reloads_total{server,result="failed"}`), and is tried again when the files
 //!   change again.
 //! - On the servers, each connection's handshake runs on that connection's own task, bounded by
@@ -18,92 +19,41 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{GrpcTlsConfig, TlsFilesConfig};
 use crate::metrics::METRICS;
-
-/// A configuration made from files, and made again when they change.
-pub struct Reloading<T> {
-    current: ArcSwap<T>,
-    files: Vec<PathBuf>,
-    build: Box<dyn Fn() -> Result<T, String> + Send + Sync>,
-    reload_interval: Duration,
-    /// The `server` label of the reload metric: `http`, `grpc` or `grpc_client`.
-    label: &'static str,
-}
+use crate::reload::Reloading;
 
 /// A server's TLS configuration.
 pub type ServerTls = Reloading<ServerConfig>;
 /// A client's TLS configuration.
 pub type ClientTls = Reloading<ClientConfig>;
 
-impl<T: Send + Sync + 'static> Reloading<T> {
-    fn new(
-        label: &'static str,
-        files: Vec<PathBuf>,
-        reload_interval: Duration,
-        build: impl Fn() -> Result<T, String> + Send + Sync + 'static,
-    ) -> Result<Arc<Self>, String> {
-        let first = build().map_err(|e| format!("{label} TLS: {e}"))?;
-        Ok(Arc::new(Self {
-            current: ArcSwap::from_pointee(first),
-            files,
-            build: Box::new(build),
-            reload_interval,
-            label,
-        }))
-    }
-
-    /// The configuration of now.
-    pub fn current(&self) -> Arc<T> {
-        self.current.load_full()
-    }
-
-    fn read_files(&self) -> Option<Vec<Vec<u8>>> {
-        self.files.iter().map(|f| std::fs::read(f).ok()).collect()
-    }
-
-    /// Makes the configuration again whenever the files change, until `stop`.
-    pub async fn watch(self: Arc<Self>, stop: CancellationToken) {
-        let mut seen = self.read_files();
-        let mut tick = tokio::time::interval(self.reload_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let now = self.read_files();
-            if now.is_none() || now == seen {
-                continue;
-            }
-            seen = now;
-            match (self.build)() {
-                Ok(config) => {
-                    self.current.store(Arc::new(config));
-                    tracing::info!(server = self.label, "TLS certificate reloaded");
-                    METRICS
-                        .tls_reloads
-                        .with_label_values(&[self.label, "loaded"])
-                        .inc();
-                }
-                Err(e) => {
-                    tracing::error!(server = self.label, error = %e, "the TLS files changed but do not make a valid configuration; keeping the previous one");
-                    METRICS
-                        .tls_reloads
-                        .with_label_values(&[self.label, "failed"])
-                        .inc();
-                }
-            }
-        }
-    }
+/// A configuration that `make` builds from `files`, made again when they change and counted
+/// in `highpress_tls_reloads_total{server=label}`.
+fn reloading<T: Send + Sync + 'static>(
+    label: &'static str,
+    files: Vec<PathBuf>,
+    reload_interval: Duration,
+    make: impl Fn() -> Result<T, String> + Send + Sync + 'static,
+) -> Result<Arc<Reloading<T>>, String> {
+    Reloading::new(
+        format!("{label} TLS"),
+        files,
+        reload_interval,
+        move |_previous| make().map_err(|e| format!("{label} TLS: {e}")),
+        move |outcome| {
+            METRICS
+                .tls_reloads
+                .with_label_values(&[label, outcome.result()])
+                .inc();
+        },
+    )
 }
 
 /// The server side of `config` (`server.tls`), offering `alpn`; with `client_ca_file`, every
@@ -149,7 +99,7 @@ fn server_from(
     let mut files = vec![cert.clone(), key.clone()];
     files.extend(client_ca.clone());
     let alpn: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
-    Reloading::new(label, files, reload_interval, move || {
+    reloading(label, files, reload_interval, move || {
         let provider = provider();
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -180,7 +130,7 @@ pub fn client_tls(config: &GrpcTlsConfig) -> Result<Arc<ClientTls>, String> {
         PathBuf::from(&config.ca_file),
     );
     let files = vec![cert.clone(), key.clone(), ca.clone()];
-    Reloading::new("grpc_client", files, config.reload_interval, move || {
+    reloading("grpc_client", files, config.reload_interval, move || {
         let mut config = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?

@@ -5,8 +5,9 @@
 //!   rate_limit?}` (a mounted Kubernetes Secret in a cluster). Only the SHA-256 of each token is kept; a
 //!   plain `token` is hashed on load and dropped.
 //! - The file is read again every `api.auth.reload_interval_ms` and swapped in whole when its
-//!   content changed and parses; a file that does not parse keeps the previous tokens, is
-//!   logged and counted (`highpress_auth_reloads_total{result="failed"}`).
+//!   content changed and parses (the `reload` module's loop); a file that does not parse, or is
+//!   gone, keeps the previous tokens, is logged and counted once
+//!   (`highpress_auth_reloads_total{result="failed"}`).
 //! - A request to a guarded route must carry `Authorization: Bearer <token>`. The token's hash
 //!   is compared with every known hash in constant time; no match is 401 `unauthorized`
 //!   (`WWW-Authenticate: Bearer`), a match without the route's [`Scope`] is 403 `forbidden`,
@@ -19,9 +20,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use axum::http::{HeaderMap, header};
 use prometheus::IntCounter;
 use serde::Deserialize;
@@ -33,6 +32,7 @@ use super::error::{ApiError, ErrorCode};
 use super::rate_limit::{Bucket, Rate};
 use crate::config::AuthConfig;
 use crate::metrics::METRICS;
+use crate::reload::{Outcome, Reloading};
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -258,10 +258,8 @@ fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
 pub struct Auth(Option<Arc<Inner>>);
 
 struct Inner {
-    tokens: ArcSwap<Tokens>,
+    tokens: Arc<Reloading<Tokens>>,
     protect_metrics: bool,
-    file: PathBuf,
-    reload_interval: Duration,
 }
 
 impl Auth {
@@ -276,12 +274,31 @@ impl Auth {
             return Ok(Self::off());
         }
         let file = PathBuf::from(&config.tokens_file);
-        let tokens = load(&file)?;
+        let tokens = Reloading::new(
+            "API tokens",
+            vec![file.clone()],
+            config.reload_interval,
+            move |previous: Option<&Tokens>| {
+                let tokens = load(&file)?;
+                // A reload neither refills nor empties a remaining token's bucket.
+                Ok(match previous {
+                    Some(previous) => tokens.keeping_buckets_of(previous),
+                    None => tokens,
+                })
+            },
+            |outcome| {
+                if let Outcome::Loaded(tokens) = &outcome {
+                    tracing::info!(tokens = ?tokens.names(), "the API tokens now known");
+                }
+                METRICS
+                    .auth_reloads
+                    .with_label_values(&[outcome.result()])
+                    .inc();
+            },
+        )?;
         Ok(Self(Some(Arc::new(Inner {
-            tokens: ArcSwap::from_pointee(tokens),
+            tokens,
             protect_metrics: config.protect_metrics,
-            file,
-            reload_interval: config.reload_interval,
         }))))
     }
 
@@ -334,37 +351,7 @@ impl Auth {
     /// that parses. Returns at once when auth is off.
     pub async fn watch(self, stop: CancellationToken) {
         let Some(inner) = self.0 else { return };
-        let mut last = std::fs::read(&inner.file).ok();
-        let mut tick = tokio::time::interval(inner.reload_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let current = std::fs::read(&inner.file).ok();
-            if current.is_none() || current == last {
-                if current.is_none() && last.is_some() {
-                    tracing::warn!(file = %inner.file.display(), "the tokens file is gone; keeping the tokens loaded before");
-                    METRICS.auth_reloads.with_label_values(&["failed"]).inc();
-                    last = None;
-                }
-                continue;
-            }
-            last = current;
-            match load(&inner.file) {
-                Ok(tokens) => {
-                    tracing::info!(file = %inner.file.display(), tokens = ?tokens.names(), "reloaded the API tokens");
-                    let tokens = tokens.keeping_buckets_of(&inner.tokens.load());
-                    inner.tokens.store(Arc::new(tokens));
-                    METRICS.auth_reloads.with_label_values(&["loaded"]).inc();
-                }
-                Err(e) => {
-                    tracing::error!(file = %inner.file.display(), error = %e, "the tokens file does not parse; keeping the tokens loaded before");
-                    METRICS.auth_reloads.with_label_values(&["failed"]).inc();
-                }
-            }
-        }
+        inner.tokens.clone().watch(stop).await;
     }
 }
 

@@ -26,6 +26,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+use tower::util::Either;
 
 use crate::api::rate_limit::PeerAddr;
 use crate::config::ServerConfig;
@@ -370,19 +371,16 @@ pub async fn serve_http(
             connection = acceptor.accept() => connection,
             () = shutdown.cancelled() => break,
         };
-        let peer = if tag_peers {
-            connection.peer_ip()
-        } else {
-            None
-        };
-        let app = app
-            .clone()
-            .map_request(move |mut request: hyper::Request<Incoming>| {
-                if let Some(address) = peer {
+        // Only rate limits by address need the peer on each request.
+        let app = match tag_peers.then(|| connection.peer_ip()).flatten() {
+            Some(address) => Either::Left(app.clone().map_request(
+                move |mut request: hyper::Request<Incoming>| {
                     request.extensions_mut().insert(PeerAddr(address));
-                }
-                request
-            });
+                    request
+                },
+            )),
+            None => Either::Right(app.clone()),
+        };
         let service = TowerToHyperService::new(app);
         match &tls {
             None => {
