@@ -115,6 +115,8 @@ pub struct CounterClusterSpec {
     /// NetworkPolicies that let only the gateway reach the counters' gRPC port and only the
     /// counters reach Redis. They take effect only with a CNI that enforces NetworkPolicy.
     pub network_policy: NetworkPolicySpec,
+    /// API tokens, rate limits and TLS between the tiers (docs/security.md).
+    pub security: SecuritySpec,
     /// Stop reconciling this CounterCluster without deleting anything it created.
     pub paused: bool,
 }
@@ -806,6 +808,103 @@ impl Default for NetworkPolicySpec {
     }
 }
 
+/// API tokens, rate limits and TLS.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SecuritySpec {
+    /// Require an API token (`Authorization: Bearer`) on the API routes.
+    pub auth: AuthSpec,
+    /// A token bucket per API token (per client address with auth off) on increments and
+    /// reads, enforced by each gateway pod on its own.
+    pub rate_limit: RateLimitSpec,
+    /// TLS on the REST API and between gateways and counters, with certificates the operator
+    /// issues and renews.
+    pub tls: TlsSpec,
+}
+
+/// API tokens: the service's `api.auth`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", default)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!self.enabled || has(self.tokensSecretRef)",
+    "message": "security.auth.tokensSecretRef is required when security.auth.enabled is true"
+}]))]
+pub struct AuthSpec {
+    /// Require a token with the route's scope on every API route; probes and `/health` stay
+    /// open.
+    pub enabled: bool,
+    /// The Secret key holding the tokens file (YAML: `tokens:` of `{name, scopes, sha256 or
+    /// token, rate_limit}`, docs/security.md). It is mounted into the pods, never read by the
+    /// operator; an edit reaches running pods within about a minute, without a restart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_secret_ref: Option<TokensSecretRef>,
+    /// `/metrics` needs a token with the `metrics` scope too. The ServiceMonitor does not send
+    /// one, so leave this off when Prometheus scrapes through it.
+    pub protect_metrics: bool,
+}
+
+/// The Secret key of an API tokens file.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokensSecretRef {
+    /// Name of the Secret, in the CounterCluster's namespace.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Key within the Secret.
+    #[serde(default = "default_tokens_key")]
+    #[schemars(length(min = 1), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+fn default_tokens_key() -> String {
+    "tokens.yaml".to_owned()
+}
+
+/// Rate limits: the service's `api.rate_limit`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RateLimitSpec {
+    /// Answer `429 rate_limited` with `Retry-After` beyond the rate; nothing is written.
+    pub enabled: bool,
+    /// Sustained requests per second per token (or client address), per gateway pod: N
+    /// gateway pods allow N times it. A token's own `rate_limit` in the tokens file wins.
+    #[schemars(range(min = 1))]
+    pub requests_per_second: u32,
+    /// Requests a client may send at once after being idle.
+    #[schemars(range(min = 1))]
+    pub burst: u32,
+}
+
+impl Default for RateLimitSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            requests_per_second: 1000,
+            burst: 2000,
+        }
+    }
+}
+
+/// TLS between the tiers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TlsSpec {
+    /// HTTPS on every highpress pod's HTTP port (the API, probes and metrics): the gateway's
+    /// certificate names the gateway Service, the counter's the counter Service. Clients
+    /// trust the `ca.crt` of the Secret `<name>-gateway-tls`.
+    pub api: bool,
+    /// Mutual TLS between gateways and counters: a counter accepts only clients with a
+    /// certificate for client authentication from the same CA, which only the gateways get.
+    pub grpc: bool,
+}
+
+impl TlsSpec {
+    /// Whether any hop uses TLS, so the operator issues certificates.
+    pub fn any(&self) -> bool {
+        self.api || self.grpc
+    }
+}
+
 /// Observed state, written by the operator on the status subresource.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
@@ -828,6 +927,29 @@ pub struct CounterClusterStatus {
     /// In-cluster URL of the gateway's HTTP API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// The certificates the operator last issued for `security.tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<CertificatesStatus>,
+}
+
+/// The certificates of one CounterCluster, as the operator last issued them into the Secrets
+/// `<name>-gateway-tls` and `<name>-counter-tls`. The operator may write those Secrets but
+/// not read them, so this record is how it knows when to issue again.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificatesStatus {
+    /// SHA-256 fingerprint of the CA certificate that signed them (hex).
+    pub ca_fingerprint: String,
+    /// When they were issued (RFC 3339).
+    pub issued_at: String,
+    /// When they expire (RFC 3339).
+    pub not_after: String,
+    /// When the operator issues new ones, two thirds into their life (RFC 3339).
+    pub renew_at: String,
+    /// The value of the annotation `highpress.dev/reissue-certificates` they were issued for:
+    /// setting it to a new value issues new ones at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reissue_token: Option<String>,
 }
 
 /// Replica counts of one Deployment.

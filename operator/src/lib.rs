@@ -5,9 +5,10 @@
 //! (server-side apply) → status (pure), with the condition and Event vocabulary in
 //! [`reconcile::conditions`]. Around it: the watches that start a reconcile ([`controller`]),
 //! the CRD types ([`crd`]) and manifest ([`crd_yaml`]), the offline `render` of CounterCluster
-//! files ([`render`], [`yaml`]), leader election ([`leader`]), metrics ([`metrics`]) and the
+//! files ([`render`], [`yaml`]), leader election ([`leader`]), the operator's CA for TLS ([`certificates`]), metrics ([`metrics`]) and the
 //! process ([`run`]).
 
+pub mod certificates;
 pub mod controller;
 pub mod crd;
 pub mod leader;

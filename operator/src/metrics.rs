@@ -68,7 +68,7 @@ impl Metrics {
         let errors = IntCounterVec::new(
             Opts::new(
                 "highpress_operator_reconcile_errors_total",
-                "Reconcile errors by reason (apply, secret, discovery, status, event).",
+                "Reconcile errors by reason (apply, secret, certificates, discovery, status, event).",
             ),
             &["reason"],
         )
@@ -107,7 +107,14 @@ impl Metrics {
         ] {
             reconciles.with_label_values(&[result.as_str()]);
         }
-        for reason in ["apply", "secret", "discovery", "status", "event"] {
+        for reason in [
+            "apply",
+            "secret",
+            "certificates",
+            "discovery",
+            "status",
+            "event",
+        ] {
             errors.with_label_values(&[reason]);
         }
         Self {

@@ -103,17 +103,19 @@ pub async fn serve(
         .context("reaching the Kubernetes API server")?;
     health.ready.store(true, Ordering::Relaxed);
 
+    // The Lease and the CA Secret live in the operator's own namespace.
+    let namespace = settings
+        .lease_namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
     let ctx = Arc::new(Context::new(
         client.clone(),
         BuildContext::default(),
         metrics.clone(),
         settings.identity.clone(),
+        namespace.clone(),
     ));
     let result = if settings.leader_election {
-        let namespace = settings
-            .lease_namespace
-            .clone()
-            .unwrap_or_else(|| client.default_namespace().to_owned());
         let elector = LeaderElector::new(
             Api::<Lease>::namespaced(client.clone(), &namespace),
             settings.lease_name.clone(),

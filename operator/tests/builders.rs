@@ -1126,3 +1126,116 @@ fn every_child_carries_its_kind_and_every_kind_is_built() {
         ChildKind::Secret.as_str()
     );
 }
+
+/// A CounterCluster with API tokens and TLS on both hops.
+fn secured() -> ValidCounterCluster {
+    let mut cc = cluster();
+    cc.spec.security.auth.enabled = true;
+    cc.spec.security.auth.tokens_secret_ref = Some(highpress_operator::crd::TokensSecretRef {
+        name: "likes-tokens".to_owned(),
+        key: "tokens.yaml".to_owned(),
+    });
+    cc.spec.security.tls.api = true;
+    cc.spec.security.tls.grpc = true;
+    cc.spec.observability.metrics.service_monitor.enabled = true;
+    cc.valid()
+}
+
+#[test]
+fn security_mounts_the_tokens_and_each_components_own_certificate() {
+    use highpress_operator::reconcile::build::security::{TLS_MOUNT_PATH, TOKENS_MOUNT_PATH};
+    let cc = secured();
+    for (component, deployment) in [
+        ("gateway", build_gateway_deployment(&cc, &ctx())),
+        ("counter", build_counter_deployment(&cc, &ctx())),
+    ] {
+        let template = template(deployment.spec.as_ref());
+        let volumes = pod(template).volumes.clone().unwrap_or_default();
+        let secret_of = |name: &str| {
+            volumes
+                .iter()
+                .find(|v| v.name == name)
+                .and_then(|v| v.secret.clone())
+                .unwrap_or_else(|| panic!("{component}: no {name} Secret volume"))
+        };
+        assert_eq!(
+            secret_of("api-tokens").secret_name.as_deref(),
+            Some("likes-tokens")
+        );
+        assert_eq!(
+            secret_of("tls").secret_name,
+            Some(format!("likes-{component}-tls")),
+            "each component mounts its own certificate"
+        );
+        let mounts: BTreeMap<String, String> = only_container(template)
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.name.clone(), m.mount_path.clone()))
+            .collect();
+        assert_eq!(mounts["api-tokens"], TOKENS_MOUNT_PATH, "{component}");
+        assert_eq!(mounts["tls"], TLS_MOUNT_PATH, "{component}");
+        // The kubelet probes over HTTPS; the counter's readiness leaves the gRPC port, whose
+        // mutual TLS the kubelet's gRPC probe cannot speak.
+        let container = only_container(template);
+        for probe in [&container.liveness_probe, &container.readiness_probe] {
+            let http = probe
+                .as_ref()
+                .and_then(|p| p.http_get.as_ref())
+                .unwrap_or_else(|| panic!("{component}: an HTTP probe"));
+            assert_eq!(http.scheme.as_deref(), Some("HTTPS"), "{component}");
+        }
+    }
+    // Without security nothing extra is mounted, and the counter keeps its gRPC probe.
+    let plain = cluster().valid();
+    let counter = build_counter_deployment(&plain, &ctx());
+    let template = template(counter.spec.as_ref());
+    assert_eq!(pod(template).volumes.as_ref().map(Vec::len), Some(2));
+    assert!(
+        only_container(template)
+            .readiness_probe
+            .as_ref()
+            .is_some_and(|p| p.grpc.is_some())
+    );
+}
+
+#[test]
+fn only_the_gateway_certificate_is_a_client_certificate() {
+    use highpress_operator::reconcile::build::Component;
+    use highpress_operator::reconcile::build::security::leaf_request;
+    let cc = secured();
+    let gateway = leaf_request(&cc, Component::Gateway);
+    let counter = leaf_request(&cc, Component::Counter);
+    assert!(gateway.client_auth && !counter.client_auth);
+    assert!(
+        counter
+            .dns_names
+            .contains(&"likes-counter.apps.svc".to_owned())
+    );
+    assert!(
+        gateway
+            .dns_names
+            .contains(&"likes-gateway.apps.svc.cluster.local".to_owned())
+    );
+    for request in [&gateway, &counter] {
+        assert!(
+            request
+                .dns_names
+                .contains(&"likes-metrics.apps.svc".to_owned())
+        );
+    }
+}
+
+#[test]
+fn with_tls_the_service_monitor_scrapes_https_against_the_operators_ca() {
+    let monitor = build_service_monitor(&secured());
+    let endpoint = &monitor.data["spec"]["endpoints"][0];
+    assert_eq!(endpoint["scheme"], "https");
+    assert_eq!(
+        endpoint["tlsConfig"],
+        json!({
+            "ca": {"secret": {"name": "likes-gateway-tls", "key": "ca.crt"}},
+            "serverName": "likes-metrics.apps.svc",
+        })
+    );
+}

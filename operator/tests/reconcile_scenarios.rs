@@ -51,6 +51,7 @@ fn setup(cc: &CounterCluster) -> (FakeApi, Arc<Context>) {
         },
         Arc::new(Metrics::new()),
         "operator-0".to_owned(),
+        "highpress-system".to_owned(),
     );
     (fake, Arc::new(ctx))
 }
@@ -623,6 +624,160 @@ async fn scenario_optional_features_on() -> Vec<Recorded> {
 #[tokio::test]
 async fn network_policies_and_service_monitor_follow_their_switches() {
     scenario_optional_features_on().await;
+}
+
+const CA_SECRET: &str = "/api/v1/namespaces/highpress-system/secrets/highpress-operator-ca";
+
+/// The PEM certificates in a Secret's base64 `key`, counted.
+fn certificates_in(secret: &serde_json::Value, key: &str) -> usize {
+    let data = secret["data"][key].as_str().unwrap_or_default();
+    let pem = String::from_utf8(decode_base64(data)).expect("PEM text");
+    pem.matches("-----BEGIN CERTIFICATE-----").count()
+}
+
+fn decode_base64(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    } as u32;
+    let bytes: Vec<u8> = text.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &c)| n | value(c) << (18 - 6 * i));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len() * 6 / 8 + 1]);
+    }
+    out
+}
+
+/// `security.tls`: the first reconcile makes the operator's CA and issues both certificates;
+/// the next issues nothing; the reissue annotation and a CA rotation each issue them again.
+async fn scenario_tls_certificates() -> Vec<Recorded> {
+    let mut cc = cluster();
+    cc.metadata.generation = Some(1);
+    cc.spec.security.tls.api = true;
+    cc.spec.security.tls.grpc = true;
+    let (fake, ctx) = setup(&cc);
+    let tls_applies = |requests: &[Recorded]| -> Vec<String> {
+        requests
+            .iter()
+            .filter(|r| r.is_apply() && r.path.contains("-tls"))
+            .map(|r| r.path.rsplit('/').next().unwrap_or_default().to_owned())
+            .collect()
+    };
+
+    run(&cc, &ctx).await.expect("reconciled");
+    let requests = fake.requests();
+    let order = lines(&requests);
+    let position = |line: &str| order.iter().position(|l| l == line);
+    let made = position("POST /api/v1/namespaces/highpress-system/secrets");
+    let gateway_tls = position(&format!("PATCH {CORE}/secrets/likes-gateway-tls"));
+    let counter_tls = position(&format!("PATCH {CORE}/secrets/likes-counter-tls"));
+    let counter = position(&format!("PATCH {APPS}/deployments/likes-counter"));
+    assert!(
+        made.is_some() && made < gateway_tls && gateway_tls < counter_tls && counter_tls < counter,
+        "CA, then both Secrets, before the pods that mount them: {order:?}"
+    );
+    let ca = fake.get(CA_SECRET).expect("the CA Secret");
+    assert_eq!(certificates_in(&ca, "current.crt"), 1);
+    let gateway_secret = requests
+        .iter()
+        .find(|r| r.path.ends_with("/secrets/likes-gateway-tls"))
+        .expect("the gateway's Secret");
+    assert_eq!(gateway_secret.body["type"], "kubernetes.io/tls");
+    assert_eq!(certificates_in(&gateway_secret.body, "tls.crt"), 1);
+    assert_eq!(
+        certificates_in(&gateway_secret.body, "ca.crt"),
+        2,
+        "current and next CA"
+    );
+    let first = status(&fake)
+        .certificates
+        .expect("the certificates' record");
+    assert!(first.renew_at < first.not_after, "{first:?}");
+
+    // Nothing is due: nothing is issued.
+    fake.clear_requests();
+    let steady = stored(&fake);
+    run(&steady, &ctx).await.expect("reconciled");
+    let mut all = requests.clone();
+    let more = fake.requests();
+    assert!(tls_applies(&more).is_empty(), "{:?}", lines(&more));
+    all.extend(more);
+
+    // The reissue annotation issues both again.
+    fake.clear_requests();
+    let mut annotated = stored(&fake);
+    annotated.metadata.annotations = Some(
+        [(
+            "highpress.dev/reissue-certificates".to_owned(),
+            "1".to_owned(),
+        )]
+        .into(),
+    );
+    run(&annotated, &ctx).await.expect("reconciled");
+    let more = fake.requests();
+    assert_eq!(
+        tls_applies(&more),
+        ["likes-gateway-tls", "likes-counter-tls"]
+    );
+    assert_eq!(
+        status(&fake).certificates.and_then(|c| c.reissue_token),
+        Some("1".to_owned())
+    );
+    all.extend(more);
+
+    // A CA made 2.5 years ago is rotated: the Secret is replaced, the certificates issued with
+    // the new current CA, and the bundle trusts previous, current and next.
+    let old = highpress_operator::certificates::CertificateAuthority::generate(
+        time::OffsetDateTime::now_utc() - time::Duration::days(912),
+    )
+    .expect("a CA");
+    fake.insert(
+        CA_SECRET,
+        serde_json::to_value(old.to_secret("highpress-system")).expect("JSON"),
+    );
+    fake.clear_requests();
+    let mut annotated = stored(&fake);
+    annotated.metadata.annotations = Some(
+        [(
+            "highpress.dev/reissue-certificates".to_owned(),
+            "1".to_owned(),
+        )]
+        .into(),
+    );
+    run(&annotated, &ctx).await.expect("reconciled");
+    let more = fake.requests();
+    assert!(
+        lines(&more).contains(&format!("PUT {CA_SECRET}")),
+        "{:?}",
+        lines(&more)
+    );
+    assert_eq!(
+        tls_applies(&more),
+        ["likes-gateway-tls", "likes-counter-tls"]
+    );
+    let rotated = fake.get(CA_SECRET).expect("the CA Secret");
+    assert_eq!(certificates_in(&rotated, "previous.crt"), 1);
+    let counter_secret = more
+        .iter()
+        .find(|r| r.path.ends_with("/secrets/likes-counter-tls"))
+        .expect("the counter's Secret");
+    assert_eq!(certificates_in(&counter_secret.body, "ca.crt"), 3);
+    let after = status(&fake).certificates.expect("the record");
+    assert_ne!(after.ca_fingerprint, first.ca_fingerprint);
+    all.extend(more);
+    all
+}
+
+#[tokio::test]
+async fn tls_certificates_are_issued_once_and_again_when_due() {
+    scenario_tls_certificates().await;
 }
 
 /// The string `key` of every item of the JSON array `list`.
@@ -1210,8 +1365,9 @@ pub async fn used_permissions() -> BTreeSet<(String, String, String)> {
     // every one of them would sit in this function's frame at once (a debug build does not
     // overlap them), which came close to a test thread's 2 MiB stack.
     type Scenario = fn() -> std::pin::Pin<Box<dyn Future<Output = Vec<Recorded>>>>;
-    let scenarios: [Scenario; 17] = [
+    let scenarios: [Scenario; 18] = [
         || Box::pin(scenario_new_cluster()),
+        || Box::pin(scenario_tls_certificates()),
         || Box::pin(scenario_ready_then_steady()),
         || Box::pin(scenario_spec_change_is_minimal()),
         || Box::pin(scenario_autoscaling_toggle()),
@@ -1279,7 +1435,10 @@ fn granted_permissions() -> BTreeSet<(String, String, String)> {
             }
         }
     }
-    assert_eq!(roles, 2, "one ClusterRole and one leader-election Role");
+    assert_eq!(
+        roles, 3,
+        "one ClusterRole, the leader-election Role and the CA Role"
+    );
     granted
 }
 

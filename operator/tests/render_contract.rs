@@ -175,6 +175,51 @@ fn api_and_idempotency_render_into_settings_the_service_loads() {
 }
 
 #[test]
+fn security_renders_into_settings_the_service_loads() {
+    use highpress_operator::crd::TokensSecretRef;
+    use highpress_operator::reconcile::build::security::{
+        TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE, TOKENS_MOUNT_PATH,
+    };
+    let mut cc = cluster();
+    let security = &mut cc.spec.security;
+    security.auth.enabled = true;
+    security.auth.tokens_secret_ref = Some(TokensSecretRef {
+        name: "likes-tokens".to_owned(),
+        key: "api.yaml".to_owned(),
+    });
+    security.rate_limit.enabled = true;
+    security.rate_limit.requests_per_second = 50;
+    security.rate_limit.burst = 70;
+    security.tls.api = true;
+    security.tls.grpc = true;
+    let config = load_rendered_config(&cc, "security");
+    assert!(config.api.auth.enabled);
+    assert_eq!(
+        config.api.auth.tokens_file,
+        format!("{TOKENS_MOUNT_PATH}/api.yaml")
+    );
+    assert!(!config.api.auth.protect_metrics);
+    assert!(config.api.rate_limit.enabled);
+    assert_eq!(config.api.rate_limit.requests_per_second, 50.0);
+    assert_eq!(config.api.rate_limit.burst, 70);
+    assert!(config.server.tls.enabled);
+    assert_eq!(
+        (
+            config.server.tls.cert_file.as_str(),
+            config.server.tls.key_file.as_str()
+        ),
+        (TLS_CERT_FILE, TLS_KEY_FILE)
+    );
+    assert!(config.grpc.tls.enabled);
+    assert_eq!(config.grpc.tls.ca_file, TLS_CA_FILE);
+    assert_eq!(config.grpc.tls.server_name, "likes-counter.apps.svc");
+    // Off, nothing renders, and the service's defaults (all off) hold.
+    let plain = load_rendered_config(&cluster(), "no-security");
+    assert!(!plain.api.auth.enabled && !plain.api.rate_limit.enabled);
+    assert!(!plain.server.tls.enabled && !plain.grpc.tls.enabled);
+}
+
+#[test]
 fn the_key_layout_renders_into_the_services_store_key_layout() {
     let mut cc = cluster();
     cc.spec.redis.key_layout = highpress_operator::crd::KeyLayout::HighGoPress;

@@ -47,6 +47,7 @@ fn all_ready() -> Observed {
         invalid_spec: None,
         apply_error: None,
         skipped: Vec::new(),
+        certificates: None,
     }
 }
 

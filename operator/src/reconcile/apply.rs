@@ -6,7 +6,9 @@
 //!
 //! Order (the first failure stops the rest, so a half-configured tier never starts talking to
 //! a Redis that does not exist yet):
-//! 1. ConfigMap `<name>-config` (every pod mounts it);
+//! 1. ConfigMap `<name>-config` (every pod mounts it), and with `security.tls` the Secrets
+//!    `<name>-gateway-tls` and `<name>-counter-tls`, issued again when due
+//!    ([`crate::certificates`]);
 //! 2. Redis: Secret `<name>-redis-auth-<uid8>` (created once, never updated), Service and
 //!    StatefulSet `<name>-redis` (the Service replaced when it must become headless), then,
 //!    with `replicas` above 1, the sentinels' Service and StatefulSet `<name>-redis-sentinel`;
@@ -33,6 +35,7 @@ use kube::{Client, ResourceExt};
 
 use super::build::network_policy::network_policy_names;
 use super::build::redis::redis_secret_name;
+use super::build::security::{REISSUE_ANNOTATION, TLS_COMPONENTS, build_tls_secret, leaf_request};
 use super::build::sentinel::sentinel_name;
 use super::build::service_monitor::{
     SERVICE_MONITOR_GROUP, SERVICE_MONITOR_VERSION, service_monitor_resource,
@@ -43,7 +46,10 @@ use super::ssa::{WriteError, apply, delete_owned};
 use super::status::{ComponentReadiness, Observed, RedisObserved};
 use super::validate::ValidCounterCluster;
 use super::{Context, ReconcileError};
-use crate::crd::RedisMode;
+use crate::certificates::{CertificateAuthority, rfc3339};
+use crate::crd::{CertificatesStatus, RedisMode};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// Applies every child object of `cc` in order and returns what was observed.
 pub async fn apply_children(
@@ -68,6 +74,11 @@ pub async fn apply_children(
     } = build_all(cc, &ctx.build);
 
     apply(&api::<ConfigMap>(client, &ns), &config_map).await?;
+    let certificates = if cc.spec.security.tls.any() {
+        Some(ensure_certificates(cc, ctx).await?)
+    } else {
+        None
+    };
 
     let services = api::<Service>(client, &ns);
     let statefulsets = api::<StatefulSet>(client, &ns);
@@ -172,7 +183,55 @@ pub async fn apply_children(
         invalid_spec: None,
         apply_error: None,
         skipped,
+        certificates,
     })
+}
+
+/// The certificates of `security.tls` in the Secrets `<name>-gateway-tls` and
+/// `<name>-counter-tls`: issued with the operator's CA when the status records none, they are
+/// two thirds into their life, the CA rotated, or the reissue annotation changed; otherwise
+/// left as they are (the operator cannot read them, so the status is its record).
+async fn ensure_certificates(
+    cc: &ValidCounterCluster,
+    ctx: &Context,
+) -> Result<CertificatesStatus, ReconcileError> {
+    let now = OffsetDateTime::now_utc();
+    let ca_secrets = Api::<Secret>::namespaced(ctx.client.clone(), &ctx.ca_namespace);
+    let ca = CertificateAuthority::load_or_create(&ca_secrets, &ctx.ca_namespace, now).await?;
+    let fingerprint = ca.fingerprint()?;
+    let token = cc.annotations().get(REISSUE_ANNOTATION).cloned();
+    let recorded = cc.status.as_ref().and_then(|s| s.certificates.as_ref());
+    if let Some(recorded) = recorded.filter(|r| still_good(r, &fingerprint, &token, now)) {
+        return Ok(recorded.clone());
+    }
+    let secrets = api::<Secret>(&ctx.client, &namespace(cc));
+    let mut not_after = None;
+    for component in TLS_COMPONENTS {
+        let issued = ca.issue(&leaf_request(cc, component), now)?;
+        not_after = Some(issued.not_after);
+        apply(&secrets, &build_tls_secret(cc, component, &issued)).await?;
+    }
+    let not_after = not_after.expect("at least one component gets a certificate");
+    Ok(CertificatesStatus {
+        ca_fingerprint: fingerprint,
+        issued_at: rfc3339(now),
+        not_after: rfc3339(not_after),
+        renew_at: rfc3339(now + (not_after - now) * 2 / 3),
+        reissue_token: token,
+    })
+}
+
+/// Whether recorded certificates need not be issued again at `now`.
+fn still_good(
+    recorded: &CertificatesStatus,
+    fingerprint: &str,
+    token: &Option<String>,
+    now: OffsetDateTime,
+) -> bool {
+    let renew_at = OffsetDateTime::parse(&recorded.renew_at, &Rfc3339);
+    recorded.ca_fingerprint == fingerprint
+        && &recorded.reissue_token == token
+        && renew_at.is_ok_and(|at| now < at)
 }
 
 /// Whether the last status written reports sentinels, so they may still exist and must go now

@@ -71,6 +71,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Per-CounterCluster error backoff.
     pub backoff: Backoff,
+    /// The operator's namespace, which holds its CA Secret.
+    pub ca_namespace: String,
 }
 
 impl Context {
@@ -80,6 +82,7 @@ impl Context {
         build: BuildContext,
         metrics: Arc<Metrics>,
         instance: String,
+        ca_namespace: String,
     ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.to_owned(),
@@ -91,6 +94,7 @@ impl Context {
             build,
             metrics,
             backoff: Backoff::default(),
+            ca_namespace,
         }
     }
 }
@@ -108,6 +112,9 @@ pub enum ReconcileError {
         #[source]
         source: kube::Error,
     },
+    /// Loading, making or using the operator's CA failed.
+    #[error(transparent)]
+    Certificates(#[from] crate::certificates::CaError),
     /// Asking the API server whether it serves ServiceMonitors failed.
     #[error("discovering the monitoring.coreos.com/v1 API: {0}")]
     Discovery(#[source] kube::Error),
@@ -122,6 +129,7 @@ impl ReconcileError {
         match self {
             Self::Write(_) => "apply",
             Self::Secret { .. } => "secret",
+            Self::Certificates(_) => "certificates",
             Self::Discovery(_) => "discovery",
             Self::Status(_) => "status",
         }

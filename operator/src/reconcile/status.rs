@@ -31,7 +31,9 @@ use super::conditions::{
     REASON_ROLLING_OUT, REASON_ROLLOUT_COMPLETE, STATUS_FALSE, STATUS_TRUE, STATUS_UNKNOWN,
 };
 use super::replication::Replication;
-use crate::crd::{ComponentStatus, CounterCluster, CounterClusterStatus, RedisStatus};
+use crate::crd::{
+    CertificatesStatus, ComponentStatus, CounterCluster, CounterClusterStatus, RedisStatus,
+};
 
 /// `status.redis.state` of a managed Redis with its desired ready replicas.
 pub const REDIS_STATE_READY: &str = "Ready";
@@ -103,6 +105,8 @@ pub struct Observed {
     /// Optional features that were skipped without failing, such as a ServiceMonitor whose CRD
     /// is not installed; appended to the `Degraded=False` message.
     pub skipped: Vec<String>,
+    /// The certificates in the TLS Secrets, with `security.tls` on.
+    pub certificates: Option<CertificatesStatus>,
 }
 
 impl Observed {
@@ -117,6 +121,7 @@ impl Observed {
             invalid_spec,
             apply_error,
             skipped: Vec::new(),
+            certificates: None,
         }
     }
 }
@@ -175,6 +180,7 @@ pub fn compute_status(
         counter: Some(observed.counter.to_status()),
         redis: Some(redis_status(cc, redis_state, observed)),
         endpoint: Some(endpoint(cc)),
+        certificates: observed.certificates.clone(),
     }
 }
 

@@ -197,6 +197,14 @@ pub fn cel_counterexamples() -> Vec<(&'static str, CounterCluster)> {
             },
         ),
         (
+            "security.auth.tokensSecretRef is required when security.auth.enabled is true",
+            {
+                let mut cc = cluster();
+                cc.spec.security.auth.enabled = true;
+                cc
+            },
+        ),
+        (
             "redis.managed.minReplicasAck must be below redis.managed.replicas",
             {
                 let mut cc = cluster();

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde::Serialize;
 
+use super::security::{TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE, counter_server_name, tokens_file};
 use super::sentinel::{sentinel_addrs, sentinel_master_name};
 use super::{Component, child_name, namespace, object_meta};
 use crate::crd::{CounterCluster, KeyLayout, LogLevel, RedisMode};
@@ -62,6 +63,26 @@ struct ServiceConfig {
 struct Server {
     host: &'static str,
     port: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<ServerTls>,
+}
+
+/// HTTPS on the HTTP port, with this pod's certificate from its TLS Secret.
+#[derive(Serialize)]
+struct ServerTls {
+    enabled: bool,
+    cert_file: &'static str,
+    key_file: &'static str,
+}
+
+/// Mutual TLS between gateways and counters.
+#[derive(Serialize)]
+struct GrpcTls {
+    enabled: bool,
+    cert_file: &'static str,
+    key_file: &'static str,
+    ca_file: &'static str,
+    server_name: String,
 }
 
 #[derive(Serialize)]
@@ -117,6 +138,8 @@ struct Leaderboard {
 #[derive(Serialize)]
 struct Grpc {
     listen: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<GrpcTls>,
 }
 
 #[derive(Serialize)]
@@ -127,6 +150,24 @@ struct Discovery {
 #[derive(Serialize)]
 struct Api {
     allow_reset: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<Auth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit: Option<RateLimit>,
+}
+
+#[derive(Serialize)]
+struct Auth {
+    enabled: bool,
+    tokens_file: String,
+    protect_metrics: bool,
+}
+
+#[derive(Serialize)]
+struct RateLimit {
+    enabled: bool,
+    requests_per_second: u32,
+    burst: u32,
 }
 
 #[derive(Serialize)]
@@ -232,6 +273,11 @@ pub fn render_service_config(cc: &ValidCounterCluster) -> String {
         server: Server {
             host: "0.0.0.0",
             port: HTTP_PORT,
+            tls: spec.security.tls.api.then_some(ServerTls {
+                enabled: true,
+                cert_file: TLS_CERT_FILE,
+                key_file: TLS_KEY_FILE,
+            }),
         },
         store: Store {
             kind: "redis",
@@ -259,12 +305,29 @@ pub fn render_service_config(cc: &ValidCounterCluster) -> String {
         },
         grpc: Grpc {
             listen: format!("0.0.0.0:{GRPC_PORT}"),
+            tls: spec.security.tls.grpc.then(|| GrpcTls {
+                enabled: true,
+                cert_file: TLS_CERT_FILE,
+                key_file: TLS_KEY_FILE,
+                ca_file: TLS_CA_FILE,
+                server_name: counter_server_name(cc),
+            }),
         },
         discovery: Discovery {
             dns: discovery_dns(cc),
         },
         api: Api {
             allow_reset: spec.api.allow_reset,
+            auth: spec.security.auth.enabled.then(|| Auth {
+                enabled: true,
+                tokens_file: tokens_file(cc),
+                protect_metrics: spec.security.auth.protect_metrics,
+            }),
+            rate_limit: spec.security.rate_limit.enabled.then_some(RateLimit {
+                enabled: true,
+                requests_per_second: spec.security.rate_limit.requests_per_second,
+                burst: spec.security.rate_limit.burst,
+            }),
         },
         idempotency: Idempotency {
             ttl: spec.idempotency.ttl.clone(),

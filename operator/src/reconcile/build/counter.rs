@@ -86,8 +86,28 @@ fn secret_env(name: &str, secret: SecretKeySelector) -> EnvVar {
     }
 }
 
+/// The counter's readiness: its gRPC health service on 50051, or, with mutual TLS there (which
+/// the kubelet's gRPC probe cannot speak), `/readyz` on the HTTP port, which reports the same
+/// store health.
+fn counter_readiness_probe(cc: &ValidCounterCluster) -> Probe {
+    if cc.spec.security.tls.grpc {
+        return http_probe(cc, "/readyz", 5, 2);
+    }
+    Probe {
+        grpc: Some(GRPCAction {
+            port: GRPC_PORT,
+            service: None,
+        }),
+        period_seconds: Some(5),
+        failure_threshold: Some(2),
+        timeout_seconds: Some(2),
+        ..Probe::default()
+    }
+}
+
 /// The counter Deployment: `highpress counter --config /etc/highpress/config.yaml`, with a
-/// gRPC readiness probe on 50051 and an HTTP liveness probe on `/livez`.
+/// gRPC readiness probe on 50051 ([`counter_readiness_probe`]) and an HTTP liveness probe on
+/// `/livez`.
 pub fn build_counter_deployment(cc: &ValidCounterCluster, ctx: &BuildContext) -> Deployment {
     let counter = &cc.spec.counter;
     let env: Vec<EnvVar> = [
@@ -119,17 +139,8 @@ pub fn build_counter_deployment(cc: &ValidCounterCluster, ctx: &BuildContext) ->
             },
         ]),
         resources: Some(counter.resources.clone()),
-        liveness_probe: Some(http_probe("/livez", 10, 3)),
-        readiness_probe: Some(Probe {
-            grpc: Some(GRPCAction {
-                port: GRPC_PORT,
-                service: None,
-            }),
-            period_seconds: Some(5),
-            failure_threshold: Some(2),
-            timeout_seconds: Some(2),
-            ..Probe::default()
-        }),
+        liveness_probe: Some(http_probe(cc, "/livez", 10, 3)),
+        readiness_probe: Some(counter_readiness_probe(cc)),
         ..Container::default()
     };
     Deployment {

@@ -36,8 +36,8 @@ pub fn build_gateway_deployment(cc: &ValidCounterCluster, ctx: &BuildContext) ->
         ]),
         ports: Some(vec![http_container_port()]),
         resources: Some(gateway.resources.clone()),
-        liveness_probe: Some(http_probe("/livez", 10, 3)),
-        readiness_probe: Some(http_probe("/readyz", 5, 2)),
+        liveness_probe: Some(http_probe(cc, "/livez", 10, 3)),
+        readiness_probe: Some(http_probe(cc, "/readyz", 5, 2)),
         ..Container::default()
     };
     Deployment {

@@ -15,11 +15,14 @@
 //!
 //! One module per object family: [`config`] (the service's config ConfigMap), [`gateway`],
 //! [`counter`], [`redis`] (managed Redis), [`sentinel`] (its sentinels when replicated),
-//! [`pdb`], [`network_policy`], [`service_monitor`], and [`pod`] (the pod security, probes and scheduling every pod shares).
+//! [`pdb`], [`network_policy`], [`service_monitor`], [`security`] (the tokens and TLS Secrets in
+//! the pods), and [`pod`] (the pod security, probes and scheduling every pod shares).
 //!
 //! The managed Redis password Secret `<name>-redis-auth-<uid8>` is not part of [`build_all`]: its
 //! password is random and it is created once, which is the reconciler's job
-//! ([`redis::build_redis_secret`] only shapes it). The pods only reference it.
+//! ([`redis::build_redis_secret`] only shapes it). The pods only reference it. The same holds
+//! for the TLS Secrets of `security.tls` ([`security::build_tls_secret`]): their keys are
+//! drawn when the reconciler issues them.
 
 pub mod config;
 pub mod counter;
@@ -28,6 +31,7 @@ pub mod network_policy;
 pub mod pdb;
 pub mod pod;
 pub mod redis;
+pub mod security;
 pub mod sentinel;
 pub mod service_monitor;
 

@@ -17,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::config::{CONFIG_MOUNT_PATH, HTTP_PORT, build_config_map, config_hash};
+use super::security::security_volumes;
 use super::{BuildContext, CONFIG_HASH_ANNOTATION, Component, child_name, labels, selector_labels};
 use crate::crd::{CounterCluster, PullPolicy};
 use crate::reconcile::validate::ValidCounterCluster;
@@ -61,12 +62,26 @@ fn runtime_default_seccomp() -> SeccompProfile {
     }
 }
 
-/// An HTTP GET probe of `path` on the highpress HTTP port.
-pub fn http_probe(path: &str, period_seconds: i32, failure_threshold: i32) -> Probe {
+/// An HTTP GET probe of `path` on the highpress HTTP port, over HTTPS when
+/// `security.tls.api` is on (the kubelet does not check the certificate).
+pub fn http_probe(
+    cc: &CounterCluster,
+    path: &str,
+    period_seconds: i32,
+    failure_threshold: i32,
+) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
             port: IntOrString::String("http".to_owned()),
+            scheme: Some(
+                if cc.spec.security.tls.api {
+                    "HTTPS"
+                } else {
+                    "HTTP"
+                }
+                .to_owned(),
+            ),
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(period_seconds),
@@ -112,7 +127,7 @@ pub fn pull_policy(policy: PullPolicy) -> String {
 }
 
 /// Pod template for a highpress container (gateway or counter): the config volume, a `/tmp`
-/// emptyDir, the config-hash annotation, restricted security, the topology spread and the
+/// emptyDir, the `spec.security` Secrets, the config-hash annotation, restricted security, the topology spread and the
 /// CounterCluster's `podTemplate` overrides.
 pub fn highpress_pod_template(
     cc: &ValidCounterCluster,
@@ -135,8 +150,13 @@ pub fn highpress_pod_template(
                 ..VolumeMount::default()
             },
         ]);
+    let (security_volumes, security_mounts) = security_volumes(cc, component);
+    container
+        .volume_mounts
+        .get_or_insert_with(Vec::new)
+        .extend(security_mounts);
     container.security_context = Some(restricted_container_security_context());
-    let volumes = vec![
+    let mut volumes = vec![
         Volume {
             name: "config".to_owned(),
             config_map: Some(ConfigMapVolumeSource {
@@ -151,6 +171,7 @@ pub fn highpress_pod_template(
             ..Volume::default()
         },
     ];
+    volumes.extend(security_volumes);
     let mut annotations = cc.spec.pod_template.annotations.clone();
     annotations.insert(
         CONFIG_HASH_ANNOTATION.to_owned(),

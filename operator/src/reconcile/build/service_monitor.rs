@@ -4,13 +4,15 @@
 //! Contract: it selects the gateway and counter Services of this CounterCluster and scrapes
 //! their `http` port at `/metrics` every `interval`, honouring the pods' own labels. When the
 //! managed Redis runs the redis_exporter sidecar, it also selects the Redis Service and scrapes
-//! its `metrics` port, without honouring labels. k8s-openapi has no type for it, so it is a
+//! its `metrics` port, without honouring labels. With `security.tls.api` the highpress pods are
+//! scraped over HTTPS. k8s-openapi has no type for it, so it is a
 //! [`DynamicObject`]; the reconciler applies it only when the API group is served.
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::json;
 
 use super::redis::{REDIS_EXPORTER_PORT_NAME, redis_exporter_enabled};
+use super::security::{metrics_server_name, tls_secret_name};
 use super::{APP_NAME, Component, cluster_object_meta};
 use crate::reconcile::validate::ValidCounterCluster;
 use kube::ResourceExt;
@@ -36,14 +38,24 @@ pub fn service_monitor_resource() -> ApiResource {
 pub fn build_service_monitor(cc: &ValidCounterCluster) -> DynamicObject {
     let interval = &cc.spec.observability.metrics.service_monitor.interval;
     let mut components = vec![Component::Gateway.as_str(), Component::Counter.as_str()];
-    let mut endpoints = vec![json!({
+    let mut highpress = json!({
         "port": "http",
         "path": "/metrics",
         // The gateway's own `endpoint` label (a counter's address) must survive the
         // scrape; without this Prometheus renames it to `exported_endpoint`.
         "honorLabels": true,
         "interval": interval,
-    })];
+    });
+    if cc.spec.security.tls.api {
+        // HTTPS, checked against the operator's CA; both components' certificates carry the
+        // shared metrics name, since one endpoint scrapes both.
+        highpress["scheme"] = json!("https");
+        highpress["tlsConfig"] = json!({
+            "ca": {"secret": {"name": tls_secret_name(cc, Component::Gateway), "key": "ca.crt"}},
+            "serverName": metrics_server_name(cc),
+        });
+    }
+    let mut endpoints = vec![highpress];
     // One ServiceMonitor has one selector, so the Redis Service joins the gateway and counter
     // Services in it, and the exporter gets an endpoint of its own. prometheus-operator keeps
     // only the Service ports whose name an endpoint names: `http` finds nothing on the Redis

@@ -1,0 +1,163 @@
+//! `spec.security` in the pods: the API tokens Secret and the TLS Secrets
+//! `<name>-gateway-tls` / `<name>-counter-tls` mounted into the highpress pods, the files the
+//! service config names, what each component's certificate must say, and the TLS Secret
+//! itself (its content is issued by the reconciler, as the Redis password is drawn there).
+//!
+//! Contract: the service config names the same paths in every highpress pod, and each pod
+//! mounts its own component's Secret there. The gateway's certificate is a server and client
+//! certificate (HTTPS, and the client side of mutual TLS); the counter's only a server
+//! certificate, so a counter accepts no other counter as a client.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{KeyToPath, Secret, SecretVolumeSource, Volume, VolumeMount};
+
+use super::{Component, child_name, namespace, object_meta};
+use crate::certificates::{IssuedCertificate, LeafRequest};
+use crate::crd::CounterCluster;
+
+/// Directory the API tokens Secret is mounted at.
+pub const TOKENS_MOUNT_PATH: &str = "/var/run/secrets/highpress/tokens";
+/// Directory the component's TLS Secret is mounted at.
+pub const TLS_MOUNT_PATH: &str = "/var/run/secrets/highpress/tls";
+/// The certificate chain, in the TLS Secret and the mount (`kubernetes.io/tls` layout, as
+/// cert-manager writes it too).
+pub const TLS_CERT_FILE: &str = "/var/run/secrets/highpress/tls/tls.crt";
+/// The private key.
+pub const TLS_KEY_FILE: &str = "/var/run/secrets/highpress/tls/tls.key";
+/// The CA certificates to trust.
+pub const TLS_CA_FILE: &str = "/var/run/secrets/highpress/tls/ca.crt";
+/// Annotation on a CounterCluster whose new value makes the operator issue its certificates
+/// again at once.
+pub const REISSUE_ANNOTATION: &str = "highpress.dev/reissue-certificates";
+
+/// The tokens file the service reads: the Secret key under [`TOKENS_MOUNT_PATH`].
+pub fn tokens_file(cc: &CounterCluster) -> String {
+    let key = cc
+        .spec
+        .security
+        .auth
+        .tokens_secret_ref
+        .as_ref()
+        .map_or("tokens.yaml", |r| r.key.as_str());
+    format!("{TOKENS_MOUNT_PATH}/{key}")
+}
+
+/// The name a gateway checks in a counter's certificate: the counter Service's.
+pub fn counter_server_name(cc: &CounterCluster) -> String {
+    format!("{}.{}.svc", child_name(cc, "counter"), namespace(cc))
+}
+
+/// The name both components' certificates carry for Prometheus, whose one ServiceMonitor
+/// endpoint scrapes gateway and counter pods alike.
+pub fn metrics_server_name(cc: &CounterCluster) -> String {
+    format!("{}.{}.svc", child_name(cc, "metrics"), namespace(cc))
+}
+
+/// `<name>-gateway-tls` or `<name>-counter-tls`.
+pub fn tls_secret_name(cc: &CounterCluster, component: Component) -> String {
+    child_name(cc, &format!("{}-tls", component.as_str()))
+}
+
+/// The components that get a certificate, in issue order.
+pub const TLS_COMPONENTS: [Component; 2] = [Component::Gateway, Component::Counter];
+
+/// What `component`'s certificate must say: its Service's DNS names, short to fully
+/// qualified, and the shared [`metrics_server_name`]; client authentication for the gateway
+/// only.
+pub fn leaf_request(cc: &CounterCluster, component: Component) -> LeafRequest {
+    let service = child_name(cc, component.as_str());
+    let ns = namespace(cc);
+    LeafRequest {
+        common_name: service.clone(),
+        dns_names: vec![
+            service.clone(),
+            format!("{service}.{ns}"),
+            format!("{service}.{ns}.svc"),
+            format!("{service}.{ns}.svc.cluster.local"),
+            metrics_server_name(cc),
+        ],
+        client_auth: component == Component::Gateway,
+    }
+}
+
+/// The `kubernetes.io/tls` Secret of `component` holding `issued`.
+pub fn build_tls_secret(
+    cc: &CounterCluster,
+    component: Component,
+    issued: &IssuedCertificate,
+) -> Secret {
+    let data = [
+        ("tls.crt", &issued.cert_pem),
+        ("tls.key", &issued.key_pem),
+        ("ca.crt", &issued.ca_bundle_pem),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), ByteString(v.clone().into_bytes())))
+    .collect::<BTreeMap<_, _>>();
+    Secret {
+        metadata: object_meta(cc, tls_secret_name(cc, component), component),
+        data: Some(data),
+        type_: Some("kubernetes.io/tls".to_owned()),
+        ..Secret::default()
+    }
+}
+
+/// The volumes and mounts `component`'s highpress container needs for `spec.security`.
+pub fn security_volumes(
+    cc: &CounterCluster,
+    component: Component,
+) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let security = &cc.spec.security;
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    // Readable by the pod's group (fsGroup), not by others.
+    let mode = Some(0o440);
+    if let Some(tokens) = security
+        .auth
+        .tokens_secret_ref
+        .as_ref()
+        .filter(|_| security.auth.enabled)
+    {
+        volumes.push(Volume {
+            name: "api-tokens".to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(tokens.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: tokens.key.clone(),
+                    path: tokens.key.clone(),
+                    mode: None,
+                }]),
+                default_mode: mode,
+                optional: Some(false),
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "api-tokens".to_owned(),
+            mount_path: TOKENS_MOUNT_PATH.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    if security.tls.any() {
+        volumes.push(Volume {
+            name: "tls".to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(tls_secret_name(cc, component)),
+                items: None,
+                default_mode: mode,
+                optional: Some(false),
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "tls".to_owned(),
+            mount_path: TLS_MOUNT_PATH.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    (volumes, mounts)
+}
