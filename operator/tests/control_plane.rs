@@ -94,6 +94,10 @@ fn main() {
             pod_wiring,
         ),
         (
+            "secured_pods_use_the_tokens_and_certificates_the_operator_wired",
+            secured_pod_wiring,
+        ),
+        (
             "managed_redis_goes_from_one_to_three_replicas_keeping_pod_0s_claim_and_back",
             redis_replicas_one_to_three_and_back,
         ),
@@ -1266,35 +1270,9 @@ fn pod_wiring(suite: &mut Suite) {
         .as_ref()
         .expect("a pod spec")
         .containers[0];
-    let redis_port = free_port();
-    let redis_env = container_env(redis_container, &secret, &config_map);
-    let data_dir = work.join("redis-data");
-    std::fs::create_dir_all(&data_dir).expect("the Redis data dir");
-    let redis_args = expand_args(redis_container, &redis_env)
-        .into_iter()
-        .map(|arg| arg.replace("/data", &data_dir.to_string_lossy()))
-        .collect::<Vec<_>>();
-    let redis_args = replace_flag(redis_args, "--port", &redis_port.to_string());
     let mut processes = Processes::default();
-    processes.spawn(
-        "redis",
-        tool(&redis_container.command.as_ref().expect("a command")[0])
-            .args(&redis_args)
-            .envs(&redis_env),
-        &work,
-    );
-    let redis_cli = |args: &[&str]| -> String {
-        let output = tool("redis-cli")
-            .args(["-p", &redis_port.to_string()])
-            .args(args)
-            .env("REDISCLI_AUTH", &redis_env["REDIS_PASSWORD"])
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    };
-    wait_until(Duration::from_secs(20), "redis-server PONG", || {
-        (redis_cli(&["ping"]) == "PONG").then_some(())
-    });
+    let (redis_port, redis_cli) =
+        start_redis_as_written(&mut processes, &work, &statefulset, &secret, &config_map);
     assert_ne!(
         tool("redis-cli")
             .args(["-p", &redis_port.to_string(), "ping"])
@@ -1484,6 +1462,374 @@ fn pod_wiring(suite: &mut Suite) {
         json!({"observability": {"tracing": null}}),
     );
     suite.wait_ready(namespace, "likes");
+}
+
+/// `security` on (API tokens, HTTPS and mutual TLS between the tiers), run as the operator
+/// wrote it: the tokens Secret and each component's certificate Secret (issued by the
+/// operator's CA) laid out where the pods mount them, the processes started as the Deployments
+/// say. An increment over HTTPS with the token reaches Redis through the gateway's mutual TLS
+/// to the counter; without a token it is refused; the counter's gRPC port refuses a client
+/// without the gateway's certificate, its own included.
+fn secured_pod_wiring(suite: &mut Suite) {
+    const TOKEN: &str = "wiring-token-0123456789abcdef";
+    let namespace = "apps";
+    let work = suite.cluster.dir().join("secured-wiring");
+    std::fs::create_dir_all(&work).expect("a scratch dir");
+    let tokens = Secret {
+        metadata: ObjectMeta {
+            name: Some("likes-tokens".to_owned()),
+            ..ObjectMeta::default()
+        },
+        string_data: Some(BTreeMap::from([(
+            "tokens.yaml".to_owned(),
+            format!("tokens:\n  - name: wiring\n    token: {TOKEN}\n    scopes: [read, write]\n"),
+        )])),
+        ..Secret::default()
+    };
+    suite
+        .block_on(
+            suite
+                .api::<Secret>(namespace)
+                .create(&PostParams::default(), &tokens),
+        )
+        .expect("the tokens Secret");
+    suite.patch_spec(
+        namespace,
+        "likes",
+        json!({"security": {
+            "auth": {"enabled": true, "tokensSecretRef": {"name": "likes-tokens"}},
+            "tls": {"api": true, "grpc": true},
+        }}),
+    );
+    suite.wait_ready(namespace, "likes");
+    let certificates = wait_until(Duration::from_secs(60), "status.certificates", || {
+        suite
+            .counter_cluster(namespace, "likes")
+            .status
+            .and_then(|s| s.certificates)
+    });
+    let ca = suite
+        .get::<Secret>("highpress-system", "highpress-operator-ca")
+        .expect("the operator's CA Secret");
+    assert!(
+        ca.data.as_ref().is_some_and(|d| d.contains_key("next.crt")),
+        "the CA holds its successor"
+    );
+
+    let config_map = suite
+        .get::<ConfigMap>(namespace, "likes-config")
+        .expect("the ConfigMap");
+    let statefulset = suite
+        .get::<StatefulSet>(namespace, "likes-redis")
+        .expect("Redis");
+    let secret = suite
+        .get::<Secret>(namespace, &redis_secret_name(&statefulset))
+        .expect("the Redis Secret");
+    let mut processes = Processes::default();
+    let (redis_port, redis_cli) =
+        start_redis_as_written(&mut processes, &work, &statefulset, &secret, &config_map);
+
+    // Each component's files where its pod mounts them, and its config naming them there.
+    let config_text = &config_map.data.as_ref().expect("data")["config.yaml"];
+    let mut components = BTreeMap::new();
+    for name in ["counter", "gateway"] {
+        let deployment = suite
+            .get::<Deployment>(namespace, &format!("likes-{name}"))
+            .expect("the Deployment");
+        let root = work.join(name);
+        lay_out_secret_volumes(suite, namespace, &deployment, &root);
+        let config_path = root.join("config.yaml");
+        let rooted = config_text.replace(
+            "/var/run/secrets/",
+            &format!("{}/var/run/secrets/", root.display()),
+        );
+        std::fs::write(&config_path, rooted).expect("writing config.yaml");
+        components.insert(name, (deployment, root, config_path));
+    }
+    let container = |name: &str| -> Container {
+        components[name]
+            .0
+            .spec
+            .as_ref()
+            .expect("a spec")
+            .template
+            .spec
+            .as_ref()
+            .expect("a pod spec")
+            .containers[0]
+            .clone()
+    };
+    let file = |name: &str, file: &str| -> String {
+        components[name]
+            .1
+            .join("var/run/secrets/highpress/tls")
+            .join(file)
+            .to_string_lossy()
+            .into_owned()
+    };
+
+    let highpress = highpress_binary();
+    let (counter_http, counter_grpc) = (free_port(), free_port());
+    let counter_container = container("counter");
+    let mut env = container_env(&counter_container, &secret, &config_map);
+    env.insert(
+        "HIGHPRESS_REDIS__ADDR".into(),
+        format!("127.0.0.1:{redis_port}"),
+    );
+    env.insert("HIGHPRESS_SERVER__HOST".into(), "127.0.0.1".into());
+    env.insert("HIGHPRESS_SERVER__PORT".into(), counter_http.to_string());
+    env.insert(
+        "HIGHPRESS_GRPC__LISTEN".into(),
+        format!("127.0.0.1:{counter_grpc}"),
+    );
+    processes.spawn(
+        "counter",
+        Command::new(&highpress)
+            .args(mounted(
+                expand_args(&counter_container, &env),
+                &components["counter"].2,
+            ))
+            .envs(&env),
+        &work,
+    );
+    let gateway_http = free_port();
+    let gateway_container = container("gateway");
+    let mut env = container_env(&gateway_container, &secret, &config_map);
+    env.insert("HIGHPRESS_SERVER__HOST".into(), "127.0.0.1".into());
+    env.insert("HIGHPRESS_SERVER__PORT".into(), gateway_http.to_string());
+    env.insert(
+        "HIGHPRESS_DISCOVERY__DNS".into(),
+        format!("127.0.0.1:{counter_grpc}"),
+    );
+    processes.spawn(
+        "gateway",
+        Command::new(&highpress)
+            .args(mounted(
+                expand_args(&gateway_container, &env),
+                &components["gateway"].2,
+            ))
+            .envs(&env),
+        &work,
+    );
+
+    // The readiness probes, over HTTPS (the counter's on its HTTP port), each answered with a
+    // certificate for its Service that the operator's CA signed.
+    let https = |component: &str, port: u16, path: &str, extra: &[&str]| -> (bool, String) {
+        let host = format!("likes-{component}.{namespace}.svc");
+        let output = Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "5",
+            ])
+            .args(["--cacert", &file(component, "ca.crt")])
+            .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
+            .args(extra)
+            .arg(format!("https://{host}:{port}{path}"))
+            .output()
+            .expect("curl");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    for (name, port) in [("counter", counter_http), ("gateway", gateway_http)] {
+        let probe = container(name).readiness_probe.expect("a readiness probe");
+        let get = probe.http_get.expect("an HTTP readiness probe");
+        assert_eq!(get.scheme.as_deref(), Some("HTTPS"), "{name}");
+        let path = get.path.expect("a path");
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{name}'s {path} over HTTPS"),
+            || {
+                processes.assert_running();
+                (https(name, port, &path, &[]).1 == "200").then_some(())
+            },
+        );
+    }
+
+    // An increment with the token, through the gateway's mutual TLS to the counter.
+    let body = r#"{"resource_id":"secured","counter_type":"like","user_id":"u1","increment":5}"#;
+    let increment = |token: Option<&str>| -> String {
+        let auth = token.map(|t| format!("Authorization: Bearer {t}"));
+        let mut extra = vec![
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+        ];
+        if let Some(auth) = &auth {
+            extra.extend(["-H", auth.as_str()]);
+        }
+        https("gateway", gateway_http, "/api/v1/counter/increment", &extra).1
+    };
+    assert_eq!(increment(None), "401", "no token");
+    assert_eq!(
+        increment(Some("wiring-token-wrong-0123456789")),
+        "401",
+        "an unknown token"
+    );
+    assert_eq!(increment(Some(TOKEN)), "200", "the Secret's token");
+    let keys = redis_cli(&["--scan", "--pattern", "*secured*"]);
+    let key = keys
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("the increment is in Redis: {keys:?}"));
+    assert_eq!(
+        redis_cli(&["get", key]),
+        "5",
+        "only the authorized increment counted"
+    );
+
+    // Plain HTTP is not served.
+    let plain = http_get(SocketAddr::from(([127, 0, 0, 1], gateway_http)), "/readyz");
+    assert_ne!(
+        plain.map(|(code, _)| code),
+        Some(200),
+        "plain HTTP to an HTTPS port"
+    );
+
+    // The counter's gRPC port: only the gateway's certificate gets an answer.
+    let grpc = |client: Option<&str>| -> bool {
+        let cert_args = client
+            .map(|who| {
+                vec![
+                    "--cert".to_owned(),
+                    file(who, "tls.crt"),
+                    "--key".to_owned(),
+                    file(who, "tls.key"),
+                ]
+            })
+            .unwrap_or_default();
+        let mut extra: Vec<&str> = vec![
+            "--http2",
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/grpc",
+        ];
+        extra.extend(cert_args.iter().map(String::as_str));
+        https(
+            "counter",
+            counter_grpc,
+            "/grpc.health.v1.Health/Check",
+            &extra,
+        )
+        .0
+    };
+    assert!(
+        grpc(Some("gateway")),
+        "the gateway's certificate is accepted"
+    );
+    assert!(!grpc(None), "a client without a certificate is refused");
+    assert!(
+        !grpc(Some("counter")),
+        "a counter's certificate is no client certificate"
+    );
+    eprintln!(
+        "secured wiring: certificates issued {} by CA {}, renewed from {}",
+        certificates.issued_at,
+        &certificates.ca_fingerprint[..16],
+        certificates.renew_at
+    );
+
+    drop(processes);
+    suite.patch_spec(namespace, "likes", json!({"security": null}));
+    suite.wait_ready(namespace, "likes");
+}
+
+/// Writes the Secret volumes `deployment`'s container mounts under `root`, at their mount
+/// paths, as the kubelet would (the keys `items` names, else every key).
+fn lay_out_secret_volumes(suite: &Suite, namespace: &str, deployment: &Deployment, root: &Path) {
+    let pod = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("a pod spec");
+    for mount in pod.containers[0].volume_mounts.iter().flatten() {
+        let volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == mount.name)
+            .unwrap_or_else(|| panic!("the volume {}", mount.name));
+        let Some(source) = &volume.secret else {
+            continue;
+        };
+        let name = source.secret_name.clone().expect("a Secret name");
+        let secret = suite
+            .get::<Secret>(namespace, &name)
+            .unwrap_or_else(|| panic!("the Secret {name} the pod mounts"));
+        let data = secret.data.unwrap_or_default();
+        let dir = root.join(mount.mount_path.trim_start_matches('/'));
+        std::fs::create_dir_all(&dir).expect("the mount dir");
+        let files: Vec<(String, String)> = match &source.items {
+            Some(items) => items
+                .iter()
+                .map(|i| (i.key.clone(), i.path.clone()))
+                .collect(),
+            None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
+        };
+        for (key, path) in files {
+            let value = data
+                .get(&key)
+                .unwrap_or_else(|| panic!("{name} has no key {key}"));
+            std::fs::write(dir.join(path), &value.0).expect("writing a Secret file");
+        }
+    }
+}
+
+/// Starts redis-server as the managed Redis StatefulSet's container says (its data dir in
+/// `work`, a free port); returns the port and a redis-cli with the Secret's password.
+fn start_redis_as_written(
+    processes: &mut Processes,
+    work: &Path,
+    statefulset: &StatefulSet,
+    secret: &Secret,
+    config_map: &ConfigMap,
+) -> (u16, impl Fn(&[&str]) -> String + use<>) {
+    let container = &statefulset
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("a pod spec")
+        .containers[0];
+    let port = free_port();
+    let env = container_env(container, secret, config_map);
+    let data_dir = work.join("redis-data");
+    std::fs::create_dir_all(&data_dir).expect("the Redis data dir");
+    let args = expand_args(container, &env)
+        .into_iter()
+        .map(|arg| arg.replace("/data", &data_dir.to_string_lossy()))
+        .collect::<Vec<_>>();
+    let args = replace_flag(args, "--port", &port.to_string());
+    processes.spawn(
+        "redis",
+        tool(&container.command.as_ref().expect("a command")[0])
+            .args(&args)
+            .envs(&env),
+        work,
+    );
+    let password = env["REDIS_PASSWORD"].clone();
+    let redis_cli = move |args: &[&str]| -> String {
+        let output = tool("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .env("REDISCLI_AUTH", &password)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    wait_until(Duration::from_secs(20), "redis-server PONG", || {
+        (redis_cli(&["ping"]) == "PONG").then_some(())
+    });
+    (port, redis_cli)
 }
 
 const INCREMENT_BATCH: &str = "highpress.counter.v1.CounterService/IncrementBatch";
