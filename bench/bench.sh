@@ -64,6 +64,19 @@
 # fsyncs the AOF once per event-loop pass, so always costs at most one fsync
 # per flush, not one per increment. AOF is off again afterwards.
 #
+# Auth, rate limits and TLS (row S1, informational): three standalones on the
+# same Redis, measured alternately, RUNS runs each, uniform (1,000 keys): all
+# off; api.auth with one token (scopes read and write) plus api.rate_limit at
+# 1,000,000 requests/s with a burst of 1,000,000 (never reached: the row shows
+# the requests answered 429, read from highpress_rate_limited_total, which must
+# be 0); the same plus server.tls (HTTPS; an RSA-2048 certificate for
+# 127.0.0.1 signed by a CA that openssl makes for the run in the scratch dir).
+# wrk sends the token (lua/bench.lua's TOKEN) and speaks TLS to the third, on
+# keep-alive connections (each run's c handshakes fall in its window); the
+# harness's reads (health, counters, /metrics) send the token and trust the
+# run's CA. S1 = all on ÷ all off increments/s, with auth + rate limits alone
+# ÷ off and the three p99s. Without openssl or curl, S1 is n/a with the reason.
+#
 # High cardinality (rows H1-H3): on an emptied Redis, a standalone with
 # leaderboards on, then off, each under HC_SEGMENTS segments of HC_SECONDS of
 # increments uniformly random over 2 million ids. H1 = on ÷ off increments/s in
@@ -77,12 +90,12 @@
 # ceiling's. About 2 minutes.
 #
 # It prints the targets table (rows P1, P1u, P2, P3, P4, P4-batching, P4-p99,
-# P5a, P5b, P5b-lb, E1, U1, R1, R2, P6, P7, P8, P9, H1, H2, H3, P10), the peers' raw figures,
+# P5a, P5b, P5b-lb, E1, U1, R1, R2, S1, P6, P7, P8, P9, H1, H2, H3, P10), the peers' raw figures,
 # and writes
 # everything as JSON. The README's two benchmark tables are rendered from that
 # JSON: PYTHONPATH=bench python3 -m highpress_bench readme BENCH_OUT
 #
-# Usage: bench/bench.sh [--quick] [--no-build] [--strict] [--topology T]
+# Usage: bench/bench.sh [--quick] [--no-build] [--strict] [--topology T] [--only LIST]
 #   --quick      smoke run: 1 round of 3 s runs, redis-benchmark -n 200000,
 #                P9 with 200,000 keys instead of 1,000,000
 #   --no-build   do not run cargo build; use the binaries already built in
@@ -90,6 +103,10 @@
 #   --strict     exit 1 when a target is not met (default: report only)
 #   --topology T split (default): standalone and gateway+counter, alternating
 #                in each round; standalone: standalone only, the P4 rows are n/a
+#   --only LIST  measure only these parts, comma-separated: rounds (the peers and
+#                P1-P8, the split included), p5b, e1, u1, r1, r2, s1, h, p9,
+#                p10; the rest of the rows are n/a. For trying one row out:
+#                its ratios are still within one run, but not the full table
 #   -h, --help   this text
 #
 # Environment:
@@ -121,14 +138,17 @@
 # counters and highpress_increments_acknowledged[_total]), /readyz 200 once
 # its store answers; `highpress gateway` with HIGHPRESS_DISCOVERY__ENDPOINTS,
 # the same REST API, /readyz 200 once a counter is healthy, and the histogram
-# highpress_gateway_batch_size on /metrics (else P4-batching is n/a).
+# highpress_gateway_batch_size on /metrics (else P4-batching is n/a). For S1:
+# HIGHPRESS_API__AUTH__* (a tokens file), HIGHPRESS_API__RATE_LIMIT__*,
+# HIGHPRESS_SERVER__TLS__* (PEM files; /health and /metrics over HTTPS), and
+# highpress_rate_limited[_total] on /metrics once a request is refused.
 #
 # Exit status: 0 when the benchmark ran (targets are reported, not enforced,
 # unless --strict); 1 when a build failed, or highpress (standalone, or the
 # split when asked for) did not start (the peers are still measured and
 # reported).
-# Bounded in time: about 17-20 minutes with the defaults (R1 and R2 about a
-# minute each), about 4 minutes with --quick, plus the build. Every process it
+# Bounded in time: about 19-22 minutes with the defaults (R1, R2 and S1 about a
+# minute or two each), about 4 minutes with --quick, plus the build. Every process it
 # starts is stopped on exit.
 set -euo pipefail
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
@@ -137,6 +157,7 @@ QUICK=0
 BUILD=1
 STRICT=0
 TOPOLOGY="split"
+ONLY=
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
@@ -145,6 +166,11 @@ while [ $# -gt 0 ]; do
         --topology)
             [ $# -ge 2 ] || { echo "--topology needs a value (split or standalone)" >&2; exit 2; }
             TOPOLOGY=$2
+            shift
+            ;;
+        --only)
+            [ $# -ge 2 ] || { echo "--only needs a list (rounds,p5b,e1,u1,r1,r2,s1,h,p9,p10)" >&2; exit 2; }
+            ONLY=$2
             shift
             ;;
         -h | --help) usage; exit 0 ;;
@@ -157,6 +183,14 @@ case "$TOPOLOGY" in
     split | standalone) ;;
     *) echo "bench: --topology must be split or standalone, got '$TOPOLOGY'" >&2; exit 2 ;;
 esac
+for part in ${ONLY//,/ }; do
+    case "$part" in
+        rounds | p5b | e1 | u1 | r1 | r2 | s1 | h | p9 | p10) ;;
+        *) echo "bench: --only: unknown part '$part' (rounds,p5b,e1,u1,r1,r2,s1,h,p9,p10)" >&2; exit 2 ;;
+    esac
+done
+# section PART: whether PART is measured (every part unless --only names others).
+section() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 
 if [ "$QUICK" = 1 ]; then
     DURATION=${BENCH_DURATION:-3}
@@ -295,19 +329,37 @@ HP_OK=0
 HP_PID=
 HP_PORT=
 HP_ERROR=
-start_highpress() { # start_highpress [VAR=value ...]: sets HP_OK, HP_PID, HP_PORT, HP_ERROR
+HP_SCHEME=http
+# The access the harness's reads of highpress use: a bearer token (api.auth) and the CA
+# that signed its certificate (server.tls); empty for a plain highpress. TLS_CA is the
+# run's CA, trusted when a highpress is started with server.tls (row S1).
+ACCESS_TOKEN=
+ACCESS_CA=
+TLS_CA=
+access_args() { # access_args: the helper's --token/--cacert options for ACCESS_*, into ACCESS_ARGS
+    ACCESS_ARGS=()
+    [ -z "$ACCESS_TOKEN" ] || ACCESS_ARGS+=(--token "$ACCESS_TOKEN")
+    [ -z "$ACCESS_CA" ] || ACCESS_ARGS+=(--cacert "$ACCESS_CA")
+}
+start_highpress() { # start_highpress [VAR=value ...]: sets HP_OK, HP_PID, HP_PORT, HP_SCHEME, HP_ERROR
+    local arg probe=()
     HP_OK=0
     if [ ! -x "$HP_BIN" ]; then
         HP_ERROR="no binary at $HP_BIN"
         return 1
     fi
+    HP_SCHEME=http
+    for arg in "$@"; do
+        [ "$arg" != HIGHPRESS_SERVER__TLS__ENABLED=true ] || HP_SCHEME=https
+    done
+    [ "$HP_SCHEME" = http ] || probe=(--cacert "$TLS_CA")
     HP_PORT=$(helper free-port)
     env HIGHPRESS_SERVER__HOST=127.0.0.1 HIGHPRESS_SERVER__PORT="$HP_PORT" \
         HIGHPRESS_STORE__KIND=redis HIGHPRESS_REDIS__ADDR="127.0.0.1:$REDIS_PORT" \
         HIGHPRESS_LOG__LEVEL=warn "$@" "$HP_BIN" standalone >>"$WORK/highpress.log" 2>&1 &
     HP_PID=$!
     PIDS+=("$HP_PID")
-    if helper wait-http "http://127.0.0.1:$HP_PORT/health" 30; then
+    if helper wait-http "$HP_SCHEME://127.0.0.1:$HP_PORT/health" 30 "${probe[@]}"; then
         HP_OK=1
         return 0
     fi
@@ -388,7 +440,11 @@ stop_split() {
     GW_PID=
 }
 if [ "$TOPOLOGY" = split ]; then
-    start_split || log "split NOT measured: $SPLIT_ERROR (the rest is still measured)"
+    if section rounds; then
+        start_split || log "split NOT measured: $SPLIT_ERROR (the rest is still measured)"
+    else
+        SPLIT_ERROR="not measured: --only $ONLY"
+    fi
 fi
 
 no_build=()
@@ -400,15 +456,15 @@ helper meta "$META" \
     "highpress_started=$([ "$HP_OK" = 1 ] && echo true || echo false)" \
     "highpress_error=$HP_ERROR" \
     "topology=$TOPOLOGY" "split_error=$SPLIT_ERROR" \
-    "p9.keys_target=$P9_KEYS"
+    "p9.keys_target=$P9_KEYS" "only=$ONLY"
 
 # ----------------------------------------------------------------------------
 # wrk runs. lua/bench.lua sends a scenario's requests; its arguments come from
 # highpress_bench/scenarios.py.
 WRK_ARGS=()
-wrk_args() { # wrk_args SCENARIO: lua/bench.lua's arguments for it, into WRK_ARGS
+wrk_args() { # wrk_args SCENARIO: lua/bench.lua's arguments for it (with ACCESS_TOKEN), into WRK_ARGS
     mapfile -t WRK_ARGS < <(helper wrk-args "$1" --p9-keys "$P9_KEYS" --threads "$THREADS" \
-        --done-dir "$WORK/p9")
+        --done-dir "$WORK/p9" --token "$ACCESS_TOKEN")
 }
 wrk_run() { # wrk_run SCENARIO URL SECONDS OUTPUT
     local rc=0
@@ -433,6 +489,8 @@ run_wrk() { # run_wrk SCENARIO URL ROUND: a run without storage to check
 # the run must be counted in it).
 measured_run() { # measured_run SCENARIO URL ROUND "SERVER_PID ..." [ENGINE_METRICS [GATEWAY_METRICS [SETTLE]]]
     local snap=(--scenario "$1" --url "$2" --redis-port "$REDIS_PORT" --pids "$REDIS_PID $4")
+    access_args
+    snap+=("${ACCESS_ARGS[@]}")
     [ -z "${5:-}" ] || snap+=(--engine-metrics "$5")
     [ -z "${6:-}" ] || snap+=(--gateway-metrics "$6")
     helper snapshot before "$WORK/before.json" "${snap[@]}"
@@ -460,19 +518,24 @@ CEILING_URL="http://127.0.0.1:$CEILING_PORT"
 NAIVE_URL="http://127.0.0.1:$NAIVE_PORT"
 WEBDIS_URL="http://127.0.0.1:$WEBDIS_PORT"
 
-log "warm-up"
-warm_up ceiling_post_hot "$CEILING_URL" 1
-warm_up naive_post_hot "$NAIVE_URL" 1
-warm_up webdis_incrby_hot "$WEBDIS_URL" 1
-if [ "$HP_OK" = 1 ]; then
+# The rounds (peers, P1-P8): none unless measured (--only).
+ROUNDS=$RUNS
+section rounds || ROUNDS=0
+if [ "$ROUNDS" -gt 0 ]; then
+    log "warm-up"
+    warm_up ceiling_post_hot "$CEILING_URL" 1
+    warm_up naive_post_hot "$NAIVE_URL" 1
+    warm_up webdis_incrby_hot "$WEBDIS_URL" 1
+fi
+if [ "$ROUNDS" -gt 0 ] && [ "$HP_OK" = 1 ]; then
     warm_up highpress_post_hot "$HP_URL" 2
 fi
 if [ "$SPLIT_OK" = 1 ]; then
     warm_up split_post_hot "$GW_URL" 2
 fi
 
-for round in $(seq 1 "$RUNS"); do
-    log "round $round/$RUNS"
+for round in $(seq 1 "$ROUNDS"); do
+    log "round $round/$ROUNDS"
     if [ "$HP_OK" = 1 ] && ! kill -0 "$HP_PID" 2>/dev/null; then
         HP_OK=0
         HP_ERROR="highpress exited during the benchmark"
@@ -525,6 +588,8 @@ fi
 P5B_ERROR=
 if [ "$HP_OK" = 1 ]; then
     stop_highpress
+fi
+if [ "$HP_OK" = 1 ] && section p5b; then
     if start_highpress HIGHPRESS_LEADERBOARD__ENABLED=false; then
         HP_URL="http://127.0.0.1:$HP_PORT"
         log "P5b: highpress with leaderboards off on 127.0.0.1:$HP_PORT (pid $HP_PID)"
@@ -593,7 +658,7 @@ stop_two_standalones() {
 EVENTS_ERROR=
 KAFKA_PID=
 KAFKA_SH=$ROOT/scripts/kafka.sh
-if [ "$HP_OK" = 1 ]; then
+if [ "$HP_OK" = 1 ] && section e1; then
     mapfile -t kafka_ports < <(helper free-port 2)
     KAFKA_PORT=${kafka_ports[0]}
     if ! bash "$KAFKA_SH" init "$WORK/kafka" "$KAFKA_PORT" "${kafka_ports[1]}" \
@@ -650,7 +715,7 @@ helper meta "$META" "e1_error=$EVENTS_ERROR"
 # "like" type plain and unique per user, measured alternately (uniform, RUNS runs
 # each); every request is a new user, so both count every request.
 UNIQUE_ERROR=
-if [ "$HP_OK" = 1 ]; then
+if [ "$HP_OK" = 1 ] && section u1; then
     two_standalones UNIQUE_ERROR -- HIGHPRESS_COUNTER_TYPES__LIKE__UNIQUE_PER_USER=true || true
     if [ -z "$UNIQUE_ERROR" ]; then
         log "U1: unique_per_user off $OFF_URL (pid $OFF_PID), on $ON_URL (pid $ON_PID)"
@@ -683,7 +748,7 @@ redis_config_set() {
 # is attached for both, so that only the WAIT differs.
 R1_ERROR=
 REPLICA_PID=
-if [ "$HP_OK" = 1 ]; then
+if [ "$HP_OK" = 1 ] && section r1; then
     REPLICA_PORT=$(helper free-port)
     mkdir -p "$WORK/replica"
     redis-server --port "$REPLICA_PORT" --bind 127.0.0.1 --save '' --appendonly no \
@@ -736,7 +801,7 @@ helper meta "$META" "r1_error=$R1_ERROR"
 # appendfsync everysec and always, set between runs (uniform, RUNS runs each,
 # own key prefixes). AOF off again afterwards.
 R2_ERROR=
-if [ "$HP_OK" = 1 ]; then
+if [ "$HP_OK" = 1 ] && section r2; then
     if ! redis_config_set appendonly yes; then
         R2_ERROR="CONFIG SET appendonly yes failed"
     elif ! helper wait-redis-info "$REDIS_PORT" persistence 60 aof_enabled=1 \
@@ -782,13 +847,123 @@ fi
 helper meta "$META" "r2_error=$R2_ERROR"
 
 # ----------------------------------------------------------------------------
+# S1: what auth, rate limits and TLS cost. Three standalones on the same Redis:
+# all off; api.auth (one token, scopes read and write) + api.rate_limit (never
+# reached); the same + server.tls. Measured alternately (uniform, RUNS runs
+# each, own key prefixes); the token and the CA are made for the run.
+make_certificates() { # make_certificates DIR: ca.crt, and server.crt/server.key for 127.0.0.1 and localhost
+    local dir=$1
+    mkdir -p "$dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=highpress-bench-ca \
+        -keyout "$dir/ca.key" -out "$dir/ca.crt" &&
+        openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout "$dir/server.key" \
+            -out "$dir/server.csr" &&
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' \
+            >"$dir/server.ext" &&
+        openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+            -CAcreateserial -days 2 -extfile "$dir/server.ext" -out "$dir/server.crt"
+}
+# s1_check URL: the run's token is needed and enough: 401 without it, 200 with it.
+s1_check() {
+    local url=$1/api/v1/counter/bench_s1_check/like without with
+    without=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$TLS_CA" "$url" || true)
+    with=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$TLS_CA" \
+        -H "Authorization: Bearer $S1_TOKEN" "$url" || true)
+    [ "$without" = 401 ] && [ "$with" = 200 ] && return 0
+    S1_ERROR="$url answered $without without the token and $with with it (want 401 and 200)"
+    return 1
+}
+S1_ERROR=
+S1_PIDS=()
+if [ "$HP_OK" = 1 ] && section s1; then
+    S1_DIR=$WORK/s1
+    S1_TOKEN=
+    if ! command -v openssl >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
+        S1_ERROR="openssl or curl not found (apt-get install openssl curl)"
+    elif ! make_certificates "$S1_DIR" >"$WORK/s1-openssl.log" 2>&1 ||
+        ! S1_TOKEN=$(openssl rand -hex 32); then
+        S1_ERROR="openssl could not make the run's certificates and token"
+        tail -n 20 "$WORK/s1-openssl.log" >&2 || true
+    else
+        TLS_CA=$S1_DIR/ca.crt
+        printf 'tokens:\n  - name: bench\n    token: %s\n    scopes: [read, write]\n' \
+            "$S1_TOKEN" >"$S1_DIR/tokens.yaml"
+        s1_auth=(HIGHPRESS_API__AUTH__ENABLED=true
+            HIGHPRESS_API__AUTH__TOKENS_FILE="$S1_DIR/tokens.yaml"
+            HIGHPRESS_API__RATE_LIMIT__ENABLED=true
+            HIGHPRESS_API__RATE_LIMIT__REQUESTS_PER_SECOND=1000000
+            HIGHPRESS_API__RATE_LIMIT__BURST=1000000)
+        s1_tls=(HIGHPRESS_SERVER__TLS__ENABLED=true
+            HIGHPRESS_SERVER__TLS__CERT_FILE="$S1_DIR/server.crt"
+            HIGHPRESS_SERVER__TLS__KEY_FILE="$S1_DIR/server.key")
+        S1_URLS=()
+        for side in off auth tls; do
+            case "$side" in
+                off) s1_env=() ;;
+                auth) s1_env=("${s1_auth[@]}") ;;
+                tls) s1_env=("${s1_auth[@]}" "${s1_tls[@]}") ;;
+            esac
+            start_highpress "${s1_env[@]}" || S1_ERROR="highpress ($side): $HP_ERROR"
+            [ -z "$HP_PID" ] || S1_PIDS+=("$HP_PID")
+            [ -z "$S1_ERROR" ] || break
+            S1_URLS+=("$HP_SCHEME://127.0.0.1:$HP_PORT")
+        done
+    fi
+    if [ -z "$S1_ERROR" ] && ! { s1_check "${S1_URLS[1]}" && s1_check "${S1_URLS[2]}"; }; then
+        log "S1: $S1_ERROR"
+    fi
+    if [ -z "$S1_ERROR" ]; then
+        log "S1: all off ${S1_URLS[0]} (pid ${S1_PIDS[0]}), auth + rate limits ${S1_URLS[1]}" \
+            "(pid ${S1_PIDS[1]}), + TLS ${S1_URLS[2]} (pid ${S1_PIDS[2]})"
+        # s1_access SIDE: the harness's access to that side, into ACCESS_TOKEN and ACCESS_CA.
+        s1_access() {
+            ACCESS_TOKEN=
+            ACCESS_CA=
+            [ "$1" = 0 ] || ACCESS_TOKEN=$S1_TOKEN
+            [ "$1" != 2 ] || ACCESS_CA=$TLS_CA
+        }
+        s1_scenarios=(highpress_post_uniform_secoff highpress_post_uniform_auth
+            highpress_post_uniform_tls)
+        for i in 0 1 2; do
+            s1_access "$i"
+            warm_up "${s1_scenarios[$i]}" "${S1_URLS[$i]}" 2
+        done
+        for round in $(seq 1 "$RUNS"); do
+            if ! kill -0 "${S1_PIDS[@]}" 2>/dev/null; then
+                S1_ERROR="a highpress of S1 exited during its runs"
+                log "$S1_ERROR"
+                tail -n 30 "$WORK/highpress.log" >&2 || true
+                break
+            fi
+            log "S1: all off / auth + rate limits / + TLS, run $round/$RUNS"
+            for i in 0 1 2; do
+                s1_access "$i"
+                measured_run "${s1_scenarios[$i]}" "${S1_URLS[$i]}" "$round" "${S1_PIDS[$i]}" \
+                    "${S1_URLS[$i]}/metrics"
+            done
+        done
+        ACCESS_TOKEN=
+        ACCESS_CA=
+    else
+        log "S1 NOT measured: $S1_ERROR"
+    fi
+    [ "${#S1_PIDS[@]}" -eq 0 ] || stop_pids "${S1_PIDS[@]}"
+    S1_PIDS=()
+    HP_PID=
+    HP_ERROR=
+    # A side that did not start (TLS, say) is S1's error; the rows below start their own.
+    HP_OK=1
+fi
+helper meta "$META" "s1_error=$S1_ERROR"
+
+# ----------------------------------------------------------------------------
 # H1-H3: high cardinality. On an emptied Redis, a standalone with leaderboards
 # on, then one with them off, each under HC_SEGMENTS segments of HC_SECONDS of
 # increments random over 2 million ids (HC_CONNECTIONS connections): the
 # throughput and Redis's CPU seconds of each segment, and Redis's memory at the
 # end (rankings included).
 HC_ERROR=
-if [ "$HP_OK" = 1 ]; then
+if [ "$HP_OK" = 1 ] && section h; then
     for lb in on off; do
         redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
         helper hc-memory "$META" start --leaderboards "$lb" --redis-port "$REDIS_PORT"
@@ -818,7 +993,7 @@ helper meta "$META" "hc.error=$HC_ERROR"
 # ----------------------------------------------------------------------------
 # P9: resident memory of a fresh highpress after P9_KEYS distinct keys; each wrk
 # thread writes done.<thread> into $WORK/p9 when it has sent its share.
-if [ "$HP_OK" = 1 ]; then
+if [ "$HP_OK" = 1 ] && section p9; then
     if start_highpress; then
         HP_URL="http://127.0.0.1:$HP_PORT"
         helper p9-start "$META" "$HP_PID"
@@ -901,7 +1076,7 @@ callgrind_run() { # callgrind_run SYSTEM SCENARIO: one system's instruction coun
 }
 if ! command -v valgrind >/dev/null 2>&1 || ! command -v callgrind_control >/dev/null 2>&1; then
     P10_ERROR="valgrind not found (scripts/install-test-deps.sh installs it)"
-elif [ "$HP_OK" = 1 ]; then
+elif [ "$HP_OK" = 1 ] && section p10; then
     log "P10: instructions per request under callgrind, ${P10_SECONDS} s each, c=$P10_CONNECTIONS"
     for pair in highpress:highpress_post_hot ceiling:ceiling_post_hot naive:naive_post_hot \
         webdis:webdis_incrby_hot; do
@@ -924,7 +1099,7 @@ if [ "$HP_OK" != 1 ]; then
     log "highpress was not measured: $HP_ERROR"
     exit 1
 fi
-if [ "$TOPOLOGY" = split ] && [ -n "$SPLIT_ERROR" ]; then
+if [ "$TOPOLOGY" = split ] && [ -n "$SPLIT_ERROR" ] && section rounds; then
     log "the split topology was not (fully) measured: $SPLIT_ERROR"
     exit 1
 fi

@@ -32,8 +32,13 @@ def cmd_wait_port(a):
     return 0 if probe.wait_port(a.port, a.pid, a.seconds) else 1
 
 
+def _access(a):
+    """The token and CA file given with --token and --cacert (probe.Access)."""
+    return probe.Access(a.token or None, a.cacert or None)
+
+
 def cmd_wait_http(a):
-    return 0 if probe.wait_http(a.url, a.seconds) else 1
+    return 0 if probe.wait_http(a.url, a.seconds, _access(a)) else 1
 
 
 def cmd_wait_redis_info(a):
@@ -42,7 +47,8 @@ def cmd_wait_redis_info(a):
 
 
 def cmd_wrk_args(a):
-    print("\n".join(scenarios.wrk_args(a.scenario, a.p9_keys, a.threads, a.done_dir)))
+    print("\n".join(scenarios.wrk_args(a.scenario, a.p9_keys, a.threads, a.done_dir,
+                                       a.token or None)))
 
 
 def cmd_cpu_ticks(a):
@@ -51,7 +57,7 @@ def cmd_cpu_ticks(a):
 
 def cmd_snapshot(a):
     snap = probe.snapshot(a.phase, a.scenario, a.url, a.redis_port, [int(p) for p in a.pids.split()],
-                          a.engine_metrics, a.gateway_metrics)
+                          a.engine_metrics, a.gateway_metrics, _access(a))
     report.write_json(a.out, snap, indent=None)
 
 
@@ -130,7 +136,7 @@ def _wrk_version_text():
 def cmd_meta_metrics(a):
     """Metrics scraped from url into the metadata: key=metric pairs."""
     wanted = dict(p.split("=", 1) for p in a.pairs)
-    sums = probe.scrape(a.url, tuple(wanted.values()))
+    sums = probe.scrape(a.url, tuple(wanted.values()), _access(a))
     report.update_meta(a.file, [f"{k}={json.dumps(sums[m])}" for k, m in wanted.items()])
 
 
@@ -223,6 +229,11 @@ def parser():
         s.set_defaults(fn=fn)
         return s
 
+    def access(s):
+        s.add_argument("--token", default="", help="bearer token for highpress (api.auth)")
+        s.add_argument("--cacert", default="",
+                       help="CA file to trust for https URLs (server.tls)")
+
     s = add("free-port", cmd_free_port, "print N free loopback ports, one a line")
     s.add_argument("n", type=int, nargs="?", default=1)
     s = add("wait-port", cmd_wait_port, "exit 0 once 127.0.0.1:PORT accepts (1 if PID exits)")
@@ -232,6 +243,7 @@ def parser():
     s = add("wait-http", cmd_wait_http, "exit 0 once URL answers 200")
     s.add_argument("url")
     s.add_argument("seconds", type=float)
+    access(s)
     s = add("wait-redis-info", cmd_wait_redis_info,
             "exit 0 once Redis on 127.0.0.1:PORT shows every FIELD=VALUE in INFO SECTION")
     s.add_argument("port", type=int)
@@ -243,6 +255,7 @@ def parser():
     s.add_argument("--p9-keys", type=int, default=0)
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--done-dir", default="-")
+    s.add_argument("--token", default="", help="sent by lua/bench.lua as a bearer token")
     s = add("cpu-ticks", cmd_cpu_ticks, "print the CPU clock ticks (utime + stime) of PID")
     s.add_argument("pid", type=int)
     s = add("snapshot", cmd_snapshot, "write what a measured run reads before/after wrk")
@@ -254,6 +267,7 @@ def parser():
     s.add_argument("--pids", default="")
     s.add_argument("--engine-metrics")
     s.add_argument("--gateway-metrics")
+    access(s)
     s = add("record", cmd_record, "append one run's record to the results file")
     s.add_argument("results")
     s.add_argument("--scenario", required=True)
@@ -276,6 +290,7 @@ def parser():
     s.add_argument("file")
     s.add_argument("url")
     s.add_argument("pairs", nargs="+")
+    access(s)
     s = add("p9-start", cmd_p9_start, "record P9's starting RSS")
     s.add_argument("meta")
     s.add_argument("pid", type=int)

@@ -1,25 +1,55 @@
 """Talking to the processes bench.sh started: free loopback ports, waiting for a port or an
 HTTP 200, reading counters back over the REST API or from Redis (a minimal RESP client),
 scraping /metrics, and reading a process's CPU ticks and RSS from /proc. A snapshot gathers
-what one measured run reads before and after wrk."""
+what one measured run reads before and after wrk. Every HTTP read can carry an Access: the
+bearer token of a highpress with api.auth on, and the CA file that signed the certificate of
+an https URL (server.tls)."""
 
 import json
 import os
 import socket
+import ssl
 import sys
 import time
 import urllib.request
+from collections import namedtuple
 
 from . import parse
 from .scenarios import SCENARIOS
 
 ENGINE_METRICS = ("highpress_coalescer_flush_keys", "highpress_coalescer_flush_increments",
-                  "highpress_increments_acknowledged")
+                  "highpress_increments_acknowledged", "highpress_rate_limited")
 GATEWAY_METRICS = ("highpress_gateway_batch_size_count", "highpress_gateway_batch_size_sum")
 
 
 class ProbeError(Exception):
     """A read that the run cannot do without."""
+
+
+class Access(namedtuple("Access", "token cafile")):
+    """How to reach a highpress over HTTP: token, sent as `Authorization: Bearer` (api.auth),
+    and cafile, the CA that signed its certificate, trusted for https URLs (server.tls). Either
+    may be None; a plain highpress needs neither."""
+
+    def request(self, url, data=None, headers=None):
+        """A urllib Request for url carrying the token, if any."""
+        headers = dict(headers or {})
+        if self.token:
+            headers["Authorization"] = "Bearer " + self.token
+        return urllib.request.Request(url, data=data, headers=headers)
+
+    def context(self):
+        """The TLS context for https URLs: the CA file's certificates (with the host checked
+        against the certificate's names), or the system's roots without one."""
+        return ssl.create_default_context(cafile=self.cafile)
+
+    def open(self, url, timeout, data=None, headers=None):
+        context = self.context() if url.startswith("https:") else None
+        return urllib.request.urlopen(self.request(url, data, headers), timeout=timeout,
+                                      context=context)
+
+
+PLAIN = Access(None, None)
 
 
 def free_ports(n=1):
@@ -60,12 +90,12 @@ def wait_port(port, pid, seconds):
     return False
 
 
-def wait_http(url, seconds):
+def wait_http(url, seconds, access=PLAIN):
     """True once GET url answers 200 within seconds."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2) as r:
+            with access.open(url, timeout=2) as r:
                 if r.status == 200:
                     return True
         except Exception:  # noqa: BLE001 (not up yet, whatever the reason)
@@ -74,31 +104,30 @@ def wait_http(url, seconds):
     return False
 
 
-def http_text(url, timeout=10):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
+def http_text(url, timeout=10, access=PLAIN):
+    with access.open(url, timeout=timeout) as r:
         return r.read().decode("utf-8", "replace")
 
 
-def counter_value(base, key):
+def counter_value(base, key, access=PLAIN):
     """current_value of the counter key (type like) over the REST API."""
     url = f"{base}/api/v1/counter/{key}/like"
     try:
-        return int(json.loads(http_text(url))["data"]["current_value"])
+        return int(json.loads(http_text(url, access=access))["data"]["current_value"])
     except Exception as e:  # noqa: BLE001
         raise ProbeError(f"GET {url}: {e}") from e
 
 
-def batch_sum(base, prefix, n, chunk=1000):
+def batch_sum(base, prefix, n, chunk=1000, access=PLAIN):
     """Sum of the counters prefix0 .. prefix{n-1} (type like) via POST /api/v1/counter/batch."""
     total = 0
     for start in range(0, n, chunk):
         queries = [{"resource_id": f"{prefix}{i}", "counter_type": "like"}
                    for i in range(start, min(n, start + chunk))]
-        req = urllib.request.Request(base + "/api/v1/counter/batch",
-                                     data=json.dumps({"queries": queries}).encode(),
-                                     headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(req, timeout=30) as r:
+            with access.open(base + "/api/v1/counter/batch", timeout=30,
+                             data=json.dumps({"queries": queries}).encode(),
+                             headers={"Content-Type": "application/json"}) as r:
                 results = json.load(r)["data"]["results"]
         except Exception as e:  # noqa: BLE001
             raise ProbeError(f"batch read {base}: {e}") from e
@@ -108,12 +137,12 @@ def batch_sum(base, prefix, n, chunk=1000):
     return total
 
 
-def scrape(url, names):
+def scrape(url, names, access=PLAIN):
     """metric_sums of url's /metrics text; all None when url is None or does not answer."""
     text = ""
     if url:
         try:
-            text = http_text(url)
+            text = http_text(url, access=access)
         except Exception:  # noqa: BLE001
             pass
     return parse.metric_sums(text, names)
@@ -175,16 +204,16 @@ def wait_info(port, section, wanted, seconds):
         time.sleep(0.2)
 
 
-def read_count(scenario, url, redis_port):
+def read_count(scenario, url, redis_port, access=PLAIN):
     """The total of a scenario's counters, or None when it has none or the read failed."""
     how = SCENARIOS[scenario].count
     try:
         if how is None:
             return None
         if how[0] == "get":
-            return counter_value(url, how[1])
+            return counter_value(url, how[1], access)
         if how[0] == "batch":
-            return batch_sum(url, how[1], how[2])
+            return batch_sum(url, how[1], how[2], access=access)
         value = redis_command(redis_port, "GET", how[1])
         return int(value) if value is not None else 0
     except (ProbeError, OSError, ValueError) as e:
@@ -221,24 +250,25 @@ def _commandstats(redis_port):
 
 
 def snapshot(phase, scenario=None, url=None, redis_port=None, pids=(), engine_metrics=None,
-             gateway_metrics=None):
+             gateway_metrics=None, access=PLAIN):
     """What a measured run reads before and after wrk: the scenario's count, Redis's
-    commandstats, the CPU ticks of pids, and the engine's and the gateway's metrics.
+    commandstats, the CPU ticks of pids, and the engine's and the gateway's metrics, all read
+    from highpress with access.
 
     The reads are ordered so that only wrk's traffic falls between the CPU and commandstats
     readings of "before" and "after": reading the counters back (up to 100 batch requests)
     and scraping /metrics cost the servers CPU and Redis commands of their own."""
     snap = {}
     if phase == "before":
-        snap["count"] = read_count(scenario, url, redis_port) if scenario else None
-        snap["engine"] = scrape(engine_metrics, ENGINE_METRICS)
-        snap["gateway"] = scrape(gateway_metrics, GATEWAY_METRICS)
+        snap["count"] = read_count(scenario, url, redis_port, access) if scenario else None
+        snap["engine"] = scrape(engine_metrics, ENGINE_METRICS, access)
+        snap["gateway"] = scrape(gateway_metrics, GATEWAY_METRICS, access)
         snap["commandstats"] = _commandstats(redis_port)
         snap["cpu_ticks"] = sum(cpu_ticks(p) for p in pids)
     else:
         snap["cpu_ticks"] = sum(cpu_ticks(p) for p in pids)
         snap["commandstats"] = _commandstats(redis_port)
-        snap["engine"] = scrape(engine_metrics, ENGINE_METRICS)
-        snap["gateway"] = scrape(gateway_metrics, GATEWAY_METRICS)
-        snap["count"] = read_count(scenario, url, redis_port) if scenario else None
+        snap["engine"] = scrape(engine_metrics, ENGINE_METRICS, access)
+        snap["gateway"] = scrape(gateway_metrics, GATEWAY_METRICS, access)
+        snap["count"] = read_count(scenario, url, redis_port, access) if scenario else None
     return snap

@@ -27,6 +27,8 @@ ROW_WHAT = {
           "replica, uniform 1,000 (informational)",
     "R2": "increments/s with Redis AOF `appendfsync always` ÷ `everysec`, uniform 1,000 "
           "(informational)",
+    "S1": "increments/s with `api.auth` + `api.rate_limit` (never reached) + `server.tls` ÷ "
+          "all off, uniform 1,000 (informational)",
     "P6": "hot-key GET reads/s ÷ ceiling GET",
     "P7": "p99 at c={c}, hot",
     "P8": "errors and lost acknowledged increments, all runs, {topologies}",
@@ -54,6 +56,10 @@ PEER_SYSTEM = [
     ("highpress_post_uniform_ack1",
      "**highpress** standalone, uniform 1,000, `WAIT` for 1 replica"),
     ("highpress_post_uniform_fsall", "**highpress** standalone, uniform 1,000, AOF fsync always"),
+    ("highpress_post_uniform_auth",
+     "**highpress** standalone, uniform 1,000, auth + rate limits"),
+    ("highpress_post_uniform_tls",
+     "**highpress** standalone, uniform 1,000, auth + rate limits + TLS"),
     ("highpress_get_hot", "**highpress** GET, hot"),
 ]
 
@@ -124,6 +130,14 @@ def _measured(row):
         return (f"{v:.2f} ({thousands(row['always'])} ÷ {thousands(row['everysec'])}; p99 "
                 f"{_or_dash(row.get('always_p99_ms'), ms)} ÷ "
                 f"{_or_dash(row.get('everysec_p99_ms'), ms)})")
+    if rid == "S1":
+        limited = row.get("rate_limited")
+        return (f"{v:.2f} ({thousands(row['tls'])} ÷ {thousands(row['off'])}; without TLS "
+                f"{_or_dash(row.get('auth_ratio'), ratio2)} "
+                f"({_or_dash(row.get('auth'), thousands)}); p99 "
+                f"{_or_dash(row.get('tls_p99_ms'), ms)} / {_or_dash(row.get('auth_p99_ms'), ms)}"
+                f" / {_or_dash(row.get('off_p99_ms'), ms)}; 429s: "
+                f"{_or_dash(limited, thousands)})")
     if rid == "P8":
         if v == 0:
             return "0"

@@ -127,7 +127,7 @@ def run_record(wrk, scenario, round_no, clk_tck, before=None, after=None, extra=
     """One run's record for the results file: wrk's (or redis-benchmark's) figures, the
     scenario and round, and from a before and an after snapshot (probe.snapshot) the fields
     stats.derive reads: before/after (counters), cmds_before/cmds_after, cpu_ticks, the
-    engine's fk_/fi_/ack_ and the gateway's gc_/gs_ before and after, and cmds_<kind>, the
+    engine's fk_/fi_/ack_/rl_ and the gateway's gc_/gs_ before and after, and cmds_<kind>, the
     change of Redis calls by kind, and cmds_wait, the change of WAIT calls (row R1)."""
     rec = dict(wrk)
     rec.update({"scenario": scenario, "round": round_no, "clk_tck": clk_tck})
@@ -139,7 +139,8 @@ def run_record(wrk, scenario, round_no, clk_tck, before=None, after=None, extra=
         rec["cpu_ticks"] = after["cpu_ticks"] - before["cpu_ticks"]
         for short, name in (("fk", "highpress_coalescer_flush_keys"),
                             ("fi", "highpress_coalescer_flush_increments"),
-                            ("ack", "highpress_increments_acknowledged")):
+                            ("ack", "highpress_increments_acknowledged"),
+                            ("rl", "highpress_rate_limited")):
             rec[short + "_before"] = before["engine"].get(name)
             rec[short + "_after"] = after["engine"].get(name)
         for short, name in (("gc", "highpress_gateway_batch_size_count"),

@@ -48,17 +48,23 @@ SCENARIOS = {s.name: s for s in [
     _many("highpress_post_uniform_ack1", "post", "uniform", "bench_hp_ack1_", UNIFORM_KEYS),
     _many("highpress_post_uniform_fsec", "post", "uniform", "bench_hp_fsec_", UNIFORM_KEYS),
     _many("highpress_post_uniform_fsall", "post", "uniform", "bench_hp_fsall_", UNIFORM_KEYS),
+    # Row S1: all off; api.auth + api.rate_limit; the same + server.tls.
+    _many("highpress_post_uniform_secoff", "post", "uniform", "bench_hp_soff_", UNIFORM_KEYS),
+    _many("highpress_post_uniform_auth", "post", "uniform", "bench_hp_sauth_", UNIFORM_KEYS),
+    _many("highpress_post_uniform_tls", "post", "uniform", "bench_hp_stls_", UNIFORM_KEYS),
     Scenario("highpress_p9", "post", "seq", "bench_hp_p9_", 1, None),
     Scenario("highpress_high_cardinality", "post", "random", "bench_hp_hc_",
              HIGH_CARDINALITY_KEYS, None),
 ]}
 
 
-def wrk_args(name, p9_keys=0, threads=1, done_dir="-"):
+def wrk_args(name, p9_keys=0, threads=1, done_dir="-", token=None):
     """The arguments after `--` on wrk's command line for lua/bench.lua, in its order:
-    MODE DIST PREFIX NKEYS ZIPF_S SEQ_LIMIT DONE_DIR. SEQ_LIMIT (seq only) is each thread's
-    share of p9_keys, rounded up; DONE_DIR is where a seq thread reports that it is done."""
+    MODE DIST PREFIX NKEYS ZIPF_S SEQ_LIMIT DONE_DIR [TOKEN]. SEQ_LIMIT (seq only) is each
+    thread's share of p9_keys, rounded up; DONE_DIR is where a seq thread reports that it is
+    done; TOKEN, when given, is sent as a bearer token (api.auth)."""
     s = SCENARIOS[name]
     seq_limit = -(-int(p9_keys) // int(threads)) if s.dist == "seq" else 0
-    return [s.mode, s.dist, s.prefix, str(s.nkeys), f"{ZIPF_S:g}", str(seq_limit),
+    args = [s.mode, s.dist, s.prefix, str(s.nkeys), f"{ZIPF_S:g}", str(seq_limit),
             done_dir if s.dist == "seq" else "-"]
+    return args + [token] if token else args

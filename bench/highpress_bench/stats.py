@@ -1,6 +1,7 @@
 """Medians, and the figures derived from one run's record: acknowledged requests and their
 rate, errors, lost and phantom increments, CPU per million increments, Redis commands per
-increment (and the WAITs among them), the coalescing limit, and the split's gRPC batching."""
+increment (and the WAITs among them), the coalescing limit, the split's gRPC batching, and the
+requests the rate limit refused."""
 
 import statistics
 
@@ -61,6 +62,11 @@ def derive(r):
     engine_acked = _delta(r, "ack_before", "ack_after")
     if engine_acked is not None:
         r["engine_acked"] = engine_acked
+        # Answered 429 by api.rate_limit during the run. highpress_rate_limited_total shows up
+        # with its first refusal: absent from a scrape that worked (the acknowledged count is
+        # there) means none yet.
+        refused = [r.get(k) or 0 for k in ("rl_before", "rl_after")]
+        r["rate_limited"] = refused[1] - refused[0]
     calls, items = _delta(r, "gc_before", "gc_after"), _delta(r, "gs_before", "gs_after")
     if calls is not None and items is not None:
         r["grpc_calls"], r["grpc_items"] = calls, items

@@ -1,5 +1,5 @@
 """The target rows (P1 ... P10, H1 ... H3, and the informational P4-batching, P4-p99, P5b-lb,
-E1, U1, R1, R2) and the peers' rows, computed from every run's record and the run's metadata.
+E1, U1, R1, R2, S1) and the peers' rows, computed from every run's record and the run's metadata.
 Each row keeps its measured value, the figures behind it, a terminal rendering ("shown") and
 whether it met its target ("met": True, False, or None when not measured or informational)."""
 
@@ -43,7 +43,7 @@ TARGETS = {
     "H3": Target("<=", "80", "B"),
     "P10": Target("<=", "1.15", ""),
 }
-INFORMATIONAL = ("P4-batching", "P4-p99", "P5b-lb", "E1", "U1", "R1", "R2")
+INFORMATIONAL = ("P4-batching", "P4-p99", "P5b-lb", "E1", "U1", "R1", "R2", "S1")
 
 # The peers' rows: scenario, the system as bench.json names it, unit. (scripts/scale_model.py
 # reads the "system" names.)
@@ -74,6 +74,13 @@ PEERS = [
      "highpress POST increment, uniform 1,000, Redis AOF appendfsync everysec (R2)", "req/s"),
     ("highpress_post_uniform_fsall",
      "highpress POST increment, uniform 1,000, Redis AOF appendfsync always (R2)", "req/s"),
+    ("highpress_post_uniform_secoff",
+     "highpress POST increment, uniform 1,000, auth, rate limits and TLS off (S1)", "req/s"),
+    ("highpress_post_uniform_auth",
+     "highpress POST increment, uniform 1,000, api.auth + api.rate_limit (S1)", "req/s"),
+    ("highpress_post_uniform_tls",
+     "highpress POST increment, uniform 1,000, api.auth + api.rate_limit + server.tls (S1)",
+     "req/s"),
     ("highpress_get_hot", "highpress GET counter, hot", "req/s"),
 ]
 # The runs P8 checks: every highpress run that writes.
@@ -82,7 +89,8 @@ P8_SCENARIOS = ("highpress_post_hot", "highpress_post_uniform", "highpress_post_
                 "highpress_post_uniform_evon", "highpress_post_users_uoff",
                 "highpress_post_users_uon", "highpress_post_uniform_ack0",
                 "highpress_post_uniform_ack1", "highpress_post_uniform_fsec",
-                "highpress_post_uniform_fsall")
+                "highpress_post_uniform_fsall", "highpress_post_uniform_secoff",
+                "highpress_post_uniform_auth", "highpress_post_uniform_tls")
 CMD_KIND_NAMES = ("incrby", "ranking", "expire", "other")
 
 
@@ -175,6 +183,45 @@ def replication(by, meta):
         _row("R2", "standalone increments/s with Redis AOF appendfsync always ÷ everysec, "
                    "uniform (1,000 keys), same run, informational", r2, r2_shown, **r2_fig),
     ]
+
+
+def security(by, meta):
+    """Row S1 (informational), from three scenarios measured alternately in the same run,
+    uniform over 1,000 keys: increments/s with api.auth (one token) + api.rate_limit (never
+    reached) + server.tls (HTTPS) ÷ all three off; the same without TLS ÷ off; each side's p99;
+    and the requests answered 429 on the rate-limited sides, which must be 0 for the ratio to
+    be the cost of the checks rather than of refusals (the harness reads
+    highpress_rate_limited_total; None when no run could scrape it)."""
+    def med(scn, field):
+        return median([r.get(field) for r in by.get(scn, [])])
+
+    names = ("highpress_post_uniform_secoff", "highpress_post_uniform_auth",
+             "highpress_post_uniform_tls")
+    off, auth, tls = (med(n, "rps") for n in names)
+    refused = [r["rate_limited"] for n in names[1:] for r in by.get(n, [])
+               if r.get("rate_limited") is not None]
+    fig = {"off": off, "auth": auth, "tls": tls, "auth_ratio": ratio(auth, off),
+           "off_p99_ms": med(names[0], "p99_ms"), "auth_p99_ms": med(names[1], "p99_ms"),
+           "tls_p99_ms": med(names[2], "p99_ms"),
+           "rate_limited": sum(refused) if refused else None,
+           "errors": _errors([r for n in names for r in by.get(n, [])])}
+    s1 = ratio(tls, off)
+    if s1 is None:
+        shown = "n/a (" + (meta.get("s1_error") or "not measured") + ")"
+    else:
+        limited = fig["rate_limited"]
+        without_tls = "n/a" if fig["auth_ratio"] is None else f"{fig['auth_ratio']:.2f}"
+        shown = (f"{s1:.2f} ({fmt(tls, 0)} ÷ {fmt(off, 0)} inc/s; without TLS "
+                 f"{without_tls} ({fmt(auth, 0)}); p99 "
+                 f"{_ms(fig['tls_p99_ms'])} / {_ms(fig['auth_p99_ms'])} / "
+                 f"{_ms(fig['off_p99_ms'])}; "
+                 + ("429s not read" if limited is None else f"{limited:,.0f} answered 429")
+                 + ")")
+        if fig["errors"]:
+            shown += f" {fig['errors']} ERRORS"
+    return _row("S1", "standalone increments/s with api.auth + api.rate_limit (never reached) "
+                      "+ server.tls ÷ all off, uniform (1,000 keys), same run, informational",
+                s1, shown, **fig)
 
 
 def _row(rid, what, measured, shown=None, **extra):
@@ -396,6 +443,7 @@ def compute(records, meta):
                    "(1,000 keys), a new user per request, same run, informational", u1, u1_shown,
              unique_on=u_on, unique_off=u_off),
         *replication(by, meta),
+        security(by, meta),
         _row("P6", "hot-key GET reads/s ÷ ceiling GET", ratio(hp_get, ceil_get)),
         _row("P7", f"p99 latency ms, c={conns}, hot", p7),
         _row("P8", "errors + lost acknowledged increments, all highpress runs"

@@ -47,6 +47,16 @@ class ParseTest(unittest.TestCase):
              "--redis-ticks", "300"],
             ["hc-memory", "/tmp/w/m.json", "end", "--leaderboards", "off", "--redis-port", "3"],
             ["summarize", "r", "m", "o", "--strict"], ["readme", "b.json"],
+            # Row S1: a highpress with api.auth and server.tls.
+            ["wait-http", "https://127.0.0.1:1/health", "30", "--cacert", "/tmp/w/s1/ca.crt"],
+            ["wrk-args", "highpress_post_uniform_tls", "--p9-keys", "1", "--threads", "2",
+             "--done-dir", "/tmp/w/p9", "--token", ""],
+            ["snapshot", "before", "/tmp/w/b.json", "--scenario", "highpress_post_uniform_tls",
+             "--url", "https://127.0.0.1:2", "--redis-port", "3", "--pids", "1 2",
+             "--token", "abc", "--cacert", "/tmp/w/s1/ca.crt",
+             "--engine-metrics", "https://127.0.0.1:2/metrics"],
+            ["meta-metrics", "/tmp/w/m.json", "https://x/metrics", "s1.x=a", "--token", "t",
+             "--cacert", "c"],
         ):
             with self.subTest(argv=argv):
                 parser().parse_args(argv)
@@ -100,6 +110,13 @@ class RunTest(unittest.TestCase):
         status, tables = self.run_main("readme", out)
         self.assertEqual(status, 0)
         self.assertIn("| naive: axum + one `INCRBY` per request | 33,325 | 2.6 ms | 1.00 ", tables)
+
+    def test_wrk_args_with_and_without_a_token(self):
+        _, plain = self.run_main("wrk-args", "highpress_post_uniform_auth", "--token", "")
+        self.assertEqual(len(plain.splitlines()), 7)
+        _, with_token = self.run_main("wrk-args", "highpress_post_uniform_auth", "--token",
+                                      "0123abcd")
+        self.assertEqual(with_token.splitlines()[-1], "0123abcd")
 
     def test_p9_done_and_finish(self):
         done_dir = self.path("p9")

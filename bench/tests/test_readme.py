@@ -123,6 +123,23 @@ class RenderTest(unittest.TestCase):
                              for line in readme.targets_table(bench).splitlines()))
         self.assertNotIn("`WAIT` for 1 replica", readme.peers_table(bench))
 
+    def test_s1_row_and_its_peers(self):
+        bench = copy.deepcopy(load_fixture())
+        bench["targets"].append({
+            "row": "S1", "measured": 78_333 / 96_358, "informational": True, "met": None,
+            "off": 96_358, "auth": 95_563, "tls": 78_333, "auth_ratio": 95_563 / 96_358,
+            "off_p99_ms": 9.1, "auth_p99_ms": 9.4, "tls_p99_ms": None, "rate_limited": 0})
+        bench["peers"].append({"scenario": "highpress_post_uniform_tls", "median": 78_333,
+                               "p99_ms": 12.25, "cmds_per_inc": 0.97,
+                               "cpu_s_per_million": 15.04})
+        lines = readme.targets_table(bench).splitlines()
+        self.assertEqual(lines[-1], "| S1 | increments/s with `api.auth` + `api.rate_limit` "
+                                    "(never reached) + `server.tls` ÷ all off, uniform 1,000 "
+                                    "(informational) | 0.81 (78,333 ÷ 96,358; without TLS "
+                                    "0.99 (95,563); p99 – / 9.4 ms / 9.1 ms; 429s: 0) | – | – |")
+        self.assertIn("| **highpress** standalone, uniform 1,000, auth + rate limits + TLS "
+                      "| 78,333 | 12.2 ms | 0.970 | 15.0 |", readme.peers_table(bench))
+
     def test_readme_tables_are_the_fixtures_rendering(self):
         # README.md's two benchmark tables are this renderer's output for the run's JSON
         # (kept as the fixture). A new run's tables come with its bench.json as the fixture.

@@ -52,6 +52,20 @@ class WrkArgsTest(unittest.TestCase):
             self.assertEqual(s.count, ("batch", s.prefix, 1000), name)
         self.assertEqual(len({SCENARIOS[n].prefix for n in names}), 4)
 
+    def test_s1_sides_are_uniform_posts_and_a_token_is_the_eighth_argument(self):
+        names = ("highpress_post_uniform_secoff", "highpress_post_uniform_auth",
+                 "highpress_post_uniform_tls")
+        for name in names:
+            s = SCENARIOS[name]
+            self.assertEqual((s.mode, s.dist, s.nkeys), ("post", "uniform", 1000), name)
+            self.assertEqual(s.count, ("batch", s.prefix, 1000), name)
+        self.assertEqual(len({SCENARIOS[n].prefix for n in names}), 3)
+        self.assertEqual(len(wrk_args("highpress_post_uniform_auth")), 7)
+        self.assertEqual(wrk_args("highpress_post_uniform_auth", token="")[-1], "-")
+        self.assertEqual(wrk_args("highpress_post_uniform_auth", token="0123abcd"),
+                         ["post", "uniform", "bench_hp_sauth_", "1000", "1.1", "0", "-",
+                          "0123abcd"])
+
     def test_the_lua_reads_the_arguments_in_this_order(self):
         with open(LUA, encoding="utf-8") as f:
             lua = f.read()
@@ -59,6 +73,7 @@ class WrkArgsTest(unittest.TestCase):
         self.assertIn("nkeys, zipf_s, seq_limit = tonumber(args[4]), tonumber(args[5]), "
                       "tonumber(args[6])", lua)
         self.assertIn("done_dir = args[7]", lua)
+        self.assertIn('json_headers["Authorization"] = "Bearer " .. args[8]', lua)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,20 @@ class DeriveTest(unittest.TestCase):
         unchecked = derive(wrk_record(before=None, after=5))
         self.assertNotIn("lost", unchecked)
 
+    def test_requests_refused_by_the_rate_limit(self):
+        # The metric appears with the first refusal: absent before, 3 after.
+        r = derive(wrk_record(ack_before=0.0, ack_after=10_000.0, rl_before=None, rl_after=3.0))
+        self.assertEqual(r["rate_limited"], 3)
+        none = derive(wrk_record(ack_before=0.0, ack_after=10_000.0, rl_before=None,
+                                 rl_after=None))
+        self.assertEqual(none["rate_limited"], 0)
+        grown = derive(wrk_record(ack_before=5.0, ack_after=10_005.0, rl_before=7.0,
+                                  rl_after=7.0))
+        self.assertEqual(grown["rate_limited"], 0)
+        # A scrape that failed (no acknowledged count) says nothing about refusals.
+        unread = derive(wrk_record(ack_before=None, ack_after=10_000.0, rl_after=None))
+        self.assertNotIn("rate_limited", unread)
+
     def test_cpu_commands_and_coalescing_limit(self):
         r = derive(wrk_record(cpu_ticks=50, cmds_before=1000, cmds_after=1104,
                               fk_before=10.0, fk_after=74.0, fi_before=100.0, fi_after=10_100.0))

@@ -211,6 +211,55 @@ class ReplicationTest(unittest.TestCase):
         self.assertEqual(ack1["lost"], 0)
 
 
+def security_records(refused=(0, 0, 0)):
+    """S1: three alternating rounds of all off, auth + rate limits, and the same + TLS."""
+    recs = []
+    for i, (off, auth, tls) in enumerate([(50_000, 49_000, 41_000), (52_000, 50_000, 40_000),
+                                          (48_000, 51_000, 42_000)], start=1):
+        scrape = {"ack_before": 0.0, "rl_before": None}
+        recs.append(checked("highpress_post_uniform_secoff", off, i, p99_us=9_000,
+                            ack_after=float(off), rl_after=None, **scrape))
+        recs.append(checked("highpress_post_uniform_auth", auth, i, p99_us=9_500,
+                            ack_after=float(auth), rl_after=refused[i - 1] or None, **scrape))
+        recs.append(checked("highpress_post_uniform_tls", tls, i, p99_us=11_000 + i * 100,
+                            ack_after=float(tls), rl_after=None, **scrape))
+    return recs
+
+
+class SecurityTest(unittest.TestCase):
+    def test_s1_is_all_on_over_all_off_with_auth_alone_and_the_p99s(self):
+        s1 = rows_of(compute(records() + security_records(), META))["S1"]
+        self.assertAlmostEqual(s1["measured"], 41_000 / 50_000)
+        self.assertEqual((s1["tls"], s1["auth"], s1["off"]), (41_000, 50_000, 50_000))
+        self.assertAlmostEqual(s1["auth_ratio"], 1.0)
+        self.assertAlmostEqual(s1["tls_p99_ms"], 11.2)
+        self.assertAlmostEqual(s1["auth_p99_ms"], 9.5)
+        self.assertAlmostEqual(s1["off_p99_ms"], 9.0)
+        self.assertEqual(s1["rate_limited"], 0)
+        self.assertEqual(s1["shown"], "0.82 (41,000 ÷ 50,000 inc/s; without TLS 1.00 (50,000); "
+                                      "p99 11.2 ms / 9.5 ms / 9.0 ms; 0 answered 429)")
+        self.assertIsNone(s1["met"])
+        self.assertTrue(s1["informational"])
+
+    def test_refusals_are_counted_and_errors_shown(self):
+        recs = records() + security_records(refused=(0, 4, 0))
+        recs.append(checked("highpress_post_uniform_auth", 1000, 4, status=4))
+        rows = rows_of(compute(recs, META))
+        self.assertEqual(rows["S1"]["rate_limited"], 4)
+        self.assertIn("4 answered 429", rows["S1"]["shown"])
+        self.assertIn("4 ERRORS", rows["S1"]["shown"])
+        self.assertEqual(rows["P8"]["errors"], 4)
+
+    def test_not_measured_says_why_and_the_peers_list_the_three_sides(self):
+        meta = dict(META, s1_error="openssl or curl not found")
+        self.assertEqual(rows_of(compute(records(), meta))["S1"]["shown"],
+                         "n/a (openssl or curl not found)")
+        peers = [p["scenario"] for p in compute(records() + security_records(), META)["peers"]]
+        self.assertEqual(peers[-4:], ["highpress_post_uniform_secoff",
+                                      "highpress_post_uniform_auth",
+                                      "highpress_post_uniform_tls", "highpress_get_hot"])
+
+
 class NotMeasuredTest(unittest.TestCase):
     def test_standalone_topology_leaves_p4_na(self):
         recs = [r for r in records() if r["scenario"] != "split_post_hot"]
