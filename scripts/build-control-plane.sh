@@ -6,8 +6,8 @@
 #   etcd                                                             (go.etcd.io/etcd/server/v3 $ETCD_VERSION)
 #   kwok                                                             (sigs.k8s.io/kwok $KWOK_VERSION)
 #
-# plus kwok's stage files and the Prometheus Operator's CRDs (both taken from their Go modules)
-# under $HIGHPRESS_TOOLS_DIR/share/. Skipped when the stamp $HIGHPRESS_TOOLS_DIR/bin/.control-plane-version
+# plus kwok's stage files, the Prometheus Operator's CRDs and cert-manager's CRDs (all taken
+# from their Go modules) under $HIGHPRESS_TOOLS_DIR/share/. Skipped when the stamp $HIGHPRESS_TOOLS_DIR/bin/.control-plane-version
 # names these versions. Called by scripts/install-test-deps.sh; about 8 minutes on 2 cores the
 # first time, downloads included.
 #
@@ -21,6 +21,7 @@ KUBE_VERSION=v1.36.3
 ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.8.0
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
+CERT_MANAGER_VERSION=v1.19.1
 
 HIGHPRESS_TOOLS_DIR=${HIGHPRESS_TOOLS_DIR:-$HOME/.cache/highpress-tools}
 bin=$HIGHPRESS_TOOLS_DIR/bin
@@ -28,24 +29,36 @@ share=$HIGHPRESS_TOOLS_DIR/share
 stamp_file=$bin/.control-plane-version
 stamp="kubernetes=$KUBE_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION prometheus-operator=$PROMETHEUS_OPERATOR_VERSION"
 
-if [ "$(cat "$stamp_file" 2>/dev/null)" = "$stamp" ]; then
-    exit 0
-fi
 command -v go >/dev/null 2>&1 || {
     echo "build-control-plane: go is needed to build the Kubernetes control plane" >&2
     exit 1
 }
+
+# module_dir MODULE@VERSION: the module's directory in the Go module cache (downloaded if needed).
+module_dir() {
+    go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
+}
+
+# --- cert-manager's CRDs (Certificate, Issuer, ...), with their own stamp: no build, a 4 MB
+# module download the first time.
+cert_manager_crds=$HIGHPRESS_TOOLS_DIR/share/cert-manager-crds
+if [ "$(cat "$cert_manager_crds/.version" 2>/dev/null)" != "$CERT_MANAGER_VERSION" ]; then
+    cert_manager_dir=$(module_dir "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION")
+    rm -rf "$cert_manager_crds"
+    mkdir -p "$cert_manager_crds"
+    install -m 0644 "$cert_manager_dir"/deploy/crds/cert-manager.io_*.yaml "$cert_manager_crds/"
+    echo "$CERT_MANAGER_VERSION" >"$cert_manager_crds/.version"
+fi
+
+if [ "$(cat "$stamp_file" 2>/dev/null)" = "$stamp" ]; then
+    exit 0
+fi
 
 started=$(date +%s)
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/highpress-control-plane.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 mkdir -p "$bin" "$share"
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
-
-# module_dir MODULE@VERSION: the module's directory in the Go module cache (downloaded if needed).
-module_dir() {
-    go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
-}
 
 # --- Kubernetes ------------------------------------------------------------------------------
 kube_minor=${KUBE_VERSION#v1.}

@@ -896,6 +896,40 @@ pub struct TlsSpec {
     /// Mutual TLS between gateways and counters: a counter accepts only clients with a
     /// certificate for client authentication from the same CA, which only the gateways get.
     pub grpc: bool,
+    /// Have cert-manager issue the certificates, from this Issuer or ClusterIssuer, through one
+    /// `Certificate` per component (the Secrets keep their names). Omitted: the operator's own
+    /// CA issues them. The issuer must put its CA in `ca.crt` (CA, Vault and self-signed
+    /// issuers do).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer_ref: Option<IssuerRef>,
+}
+
+/// A cert-manager issuer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerRef {
+    /// Name of the issuer.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// `Issuer` (in the CounterCluster's namespace) or `ClusterIssuer`.
+    #[serde(default)]
+    pub kind: IssuerKind,
+    /// API group of the issuer.
+    #[serde(default = "default_issuer_group")]
+    #[schemars(length(min = 1))]
+    pub group: String,
+}
+
+/// The kind of a cert-manager issuer.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum IssuerKind {
+    #[default]
+    Issuer,
+    ClusterIssuer,
+}
+
+fn default_issuer_group() -> String {
+    "cert-manager.io".to_owned()
 }
 
 impl TlsSpec {
@@ -930,6 +964,10 @@ pub struct CounterClusterStatus {
     /// The certificates the operator last issued for `security.tls`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificates: Option<CertificatesStatus>,
+    /// The cert-manager issuer whose `Certificate`s were last applied for `security.tls`, so
+    /// they are deleted when the spec stops asking for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_manager_issuer: Option<IssuerRef>,
 }
 
 /// The certificates of one CounterCluster, as the operator last issued them into the Secrets

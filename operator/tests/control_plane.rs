@@ -110,6 +110,10 @@ fn main() {
             with_prometheus_crds,
         ),
         (
+            "cert_manager_certificates_are_asked_for_once_its_crds_are_served",
+            with_cert_manager_crds,
+        ),
+        (
             "deleting_a_countercluster_collects_every_child_but_the_pvc",
             deletion,
         ),
@@ -2212,6 +2216,107 @@ fn leader_failover(suite: &mut Suite) {
         ),
         1.0
     );
+}
+
+// --- cert-manager's CRDs ---------------------------------------------------------------------------
+
+/// `security.tls.issuerRef` before cert-manager is installed: `Degraded`, naming cert-manager.
+/// With its real CRDs (from its Go module; no cert-manager controller runs here, so nothing
+/// issues the certificates): one `Certificate` per component, accepted by cert-manager's schema
+/// and owned by the CounterCluster. Without `issuerRef` again: the Certificates are deleted and
+/// the operator's own CA issues the Secrets.
+fn with_cert_manager_crds(suite: &mut Suite) {
+    let (namespace, name) = ("apps", "likes");
+    suite.patch_spec(
+        namespace,
+        name,
+        json!({"security": {"tls": {
+            "api": true,
+            "grpc": true,
+            "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"},
+        }}}),
+    );
+    wait_until(READY_TIMEOUT, "Degraded naming cert-manager", || {
+        let cc = suite.counter_cluster(namespace, name);
+        condition(&cc, "Degraded")
+            .filter(|c| c.status == "True" && c.message.contains("cert-manager.io/v1"))
+            .map(|_| ())
+    });
+
+    let crds = tools_dir().join("share/cert-manager-crds");
+    suite
+        .cluster
+        .kubectl_ok(&["apply", "--server-side", "-f", &crds.to_string_lossy()]);
+    suite.wait_established(&["certificates.cert-manager.io"]);
+    let certificates: Api<DynamicObject> = Api::namespaced_with(
+        suite.client.clone(),
+        namespace,
+        &highpress_operator::reconcile::build::security::certificate_resource(),
+    );
+    suite.nudge(namespace, name);
+    let uid = suite.counter_cluster(namespace, name).uid();
+    for (component, client_auth) in [("gateway", true), ("counter", false)] {
+        let certificate_name = format!("{name}-{component}-tls");
+        let certificate = wait_until(
+            READY_TIMEOUT,
+            &format!("Certificate {certificate_name}"),
+            || {
+                suite
+                    .block_on(certificates.get_opt(&certificate_name))
+                    .ok()
+                    .flatten()
+            },
+        );
+        let spec = &certificate.data["spec"];
+        assert_eq!(spec["secretName"], certificate_name.as_str());
+        assert_eq!(spec["issuerRef"]["kind"], "ClusterIssuer");
+        assert_eq!(spec["issuerRef"]["group"], "cert-manager.io");
+        let usages: Vec<&str> = spec["usages"]
+            .as_array()
+            .expect("usages")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(usages.contains(&"client auth"), client_auth, "{usages:?}");
+        assert_eq!(
+            certificate.owner_references().first().map(|o| Some(o.uid.clone())),
+            Some(uid.clone()),
+            "owned by the CounterCluster"
+        );
+    }
+    let cc = suite.counter_cluster(namespace, name);
+    assert!(
+        condition(&cc, "Degraded").is_some_and(|c| c.status == "False"),
+        "no longer degraded: {:?}",
+        cc.status
+    );
+
+    suite.patch_spec(
+        namespace,
+        name,
+        json!({"security": {"tls": {"issuerRef": null}}}),
+    );
+    for component in ["gateway", "counter"] {
+        let certificate_name = format!("{name}-{component}-tls");
+        wait_until(
+            READY_TIMEOUT,
+            &format!("Certificate {certificate_name} deleted"),
+            || {
+                suite
+                    .block_on(certificates.get_opt(&certificate_name))
+                    .ok()
+                    .and_then(|c| c.is_none().then_some(()))
+            },
+        );
+    }
+    wait_until(READY_TIMEOUT, "status.certificates", || {
+        suite
+            .counter_cluster(namespace, name)
+            .status
+            .and_then(|s| s.certificates)
+    });
+    suite.patch_spec(namespace, name, json!({"security": null}));
+    suite.wait_ready(namespace, name);
 }
 
 // --- 11. with the Prometheus Operator's CRDs -------------------------------------------------------

@@ -780,6 +780,102 @@ async fn tls_certificates_are_issued_once_and_again_when_due() {
     scenario_tls_certificates().await;
 }
 
+const CERTIFICATES: &str = "/apis/cert-manager.io/v1/namespaces/apps/certificates";
+
+/// `security.tls.issuerRef`: without cert-manager the reconcile fails naming it; with it, one
+/// `Certificate` per component asks the issuer for the Secrets the pods mount, and nothing is
+/// issued by the operator's CA; without `issuerRef` again, both are deleted.
+async fn scenario_cert_manager_certificates() -> Vec<Recorded> {
+    let mut cc = cluster();
+    cc.metadata.generation = Some(1);
+    cc.spec.security.tls.api = true;
+    cc.spec.security.tls.grpc = true;
+    cc.spec.security.tls.issuer_ref = Some(highpress_operator::crd::IssuerRef {
+        name: "corp-ca".to_owned(),
+        kind: highpress_operator::crd::IssuerKind::ClusterIssuer,
+        group: "cert-manager.io".to_owned(),
+    });
+    let (fake, ctx) = setup(&cc);
+
+    let error = run(&cc, &ctx).await.expect_err("no cert-manager");
+    assert!(error.contains("cert-manager"), "{error}");
+    let (degraded, reason, message) = condition(&status(&fake), "Degraded");
+    assert_eq!((degraded.as_str(), reason.as_str()), ("True", "ApplyFailed"));
+    assert!(message.contains("cert-manager.io/v1"), "{message}");
+    let mut all = fake.requests();
+
+    fake.serve_group("cert-manager.io/v1", &["certificates"]);
+    fake.clear_requests();
+    run(&cc, &ctx).await.expect("reconciled");
+    let requests = fake.requests();
+    let order = lines(&requests);
+    for name in ["likes-gateway-tls", "likes-counter-tls"] {
+        assert!(
+            order.contains(&format!("PATCH {CERTIFICATES}/{name}")),
+            "{name} in {order:?}"
+        );
+    }
+    assert!(
+        !order
+            .iter()
+            .any(|l| l.contains("-tls") && l.contains("/secrets") || l.contains("highpress-system")),
+        "the operator's CA is not used: {order:?}"
+    );
+    let gateway = requests
+        .iter()
+        .find(|r| r.path.ends_with("/certificates/likes-gateway-tls"))
+        .expect("the gateway's Certificate");
+    assert_eq!(gateway.body["spec"]["secretName"], "likes-gateway-tls");
+    assert_eq!(
+        gateway.body["spec"]["issuerRef"],
+        json!({"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"})
+    );
+    assert!(each_str(&gateway.body["spec"]["usages"]).contains(&"client auth"));
+    let counter = requests
+        .iter()
+        .find(|r| r.path.ends_with("/certificates/likes-counter-tls"))
+        .expect("the counter's Certificate");
+    assert!(!each_str(&counter.body["spec"]["usages"]).contains(&"client auth"));
+    assert!(status(&fake).cert_manager_issuer.is_some());
+    all.extend(requests);
+
+    // Back to the operator's CA: the Certificates go, and the operator issues the Secrets.
+    fake.clear_requests();
+    let mut own_ca = stored(&fake);
+    own_ca.spec.security.tls.issuer_ref = None;
+    run(&own_ca, &ctx).await.expect("reconciled");
+    let more = fake.requests();
+    let order = lines(&more);
+    for name in ["likes-gateway-tls", "likes-counter-tls"] {
+        assert!(
+            order.contains(&format!("DELETE {CERTIFICATES}/{name}")),
+            "{name} deleted: {order:?}"
+        );
+        assert!(
+            order.contains(&format!("PATCH {CORE}/secrets/{name}")),
+            "{name} issued: {order:?}"
+        );
+    }
+    let after = status(&fake);
+    assert!(after.cert_manager_issuer.is_none() && after.certificates.is_some());
+    all.extend(more);
+    all
+}
+
+#[tokio::test]
+async fn cert_manager_certificates_follow_the_issuer_ref() {
+    scenario_cert_manager_certificates().await;
+}
+
+/// The strings of a JSON array.
+fn each_str(list: &serde_json::Value) -> Vec<&str> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .collect()
+}
+
 /// The string `key` of every item of the JSON array `list`.
 fn each<'a>(list: &'a serde_json::Value, key: &str) -> Vec<&'a str> {
     list.as_array()
@@ -1365,9 +1461,10 @@ pub async fn used_permissions() -> BTreeSet<(String, String, String)> {
     // every one of them would sit in this function's frame at once (a debug build does not
     // overlap them), which came close to a test thread's 2 MiB stack.
     type Scenario = fn() -> std::pin::Pin<Box<dyn Future<Output = Vec<Recorded>>>>;
-    let scenarios: [Scenario; 18] = [
+    let scenarios: [Scenario; 19] = [
         || Box::pin(scenario_new_cluster()),
         || Box::pin(scenario_tls_certificates()),
+        || Box::pin(scenario_cert_manager_certificates()),
         || Box::pin(scenario_ready_then_steady()),
         || Box::pin(scenario_spec_change_is_minimal()),
         || Box::pin(scenario_autoscaling_toggle()),

@@ -48,6 +48,7 @@ fn all_ready() -> Observed {
         apply_error: None,
         skipped: Vec::new(),
         certificates: None,
+        cert_manager_issuer: None,
     }
 }
 

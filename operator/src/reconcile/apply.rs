@@ -8,7 +8,8 @@
 //! a Redis that does not exist yet):
 //! 1. ConfigMap `<name>-config` (every pod mounts it), and with `security.tls` the Secrets
 //!    `<name>-gateway-tls` and `<name>-counter-tls`, issued again when due
-//!    ([`crate::certificates`]);
+//!    ([`crate::certificates`]), or with `security.tls.issuerRef` the cert-manager
+//!    `Certificate`s of the same names (deleted when no longer asked for);
 //! 2. Redis: Secret `<name>-redis-auth-<uid8>` (created once, never updated), Service and
 //!    StatefulSet `<name>-redis` (the Service replaced when it must become headless), then,
 //!    with `replicas` above 1, the sentinels' Service and StatefulSet `<name>-redis-sentinel`;
@@ -35,7 +36,10 @@ use kube::{Client, ResourceExt};
 
 use super::build::network_policy::network_policy_names;
 use super::build::redis::redis_secret_name;
-use super::build::security::{REISSUE_ANNOTATION, TLS_COMPONENTS, build_tls_secret, leaf_request};
+use super::build::security::{
+    CERT_MANAGER_GROUP_VERSION, REISSUE_ANNOTATION, TLS_COMPONENTS, build_certificate,
+    build_tls_secret, certificate_resource, leaf_request, tls_secret_name,
+};
 use super::build::sentinel::sentinel_name;
 use super::build::service_monitor::{
     SERVICE_MONITOR_GROUP, SERVICE_MONITOR_VERSION, service_monitor_resource,
@@ -47,7 +51,7 @@ use super::status::{ComponentReadiness, Observed, RedisObserved};
 use super::validate::ValidCounterCluster;
 use super::{Context, ReconcileError};
 use crate::certificates::{CertificateAuthority, rfc3339};
-use crate::crd::{CertificatesStatus, RedisMode};
+use crate::crd::{CertificatesStatus, IssuerRef, RedisMode};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -74,11 +78,19 @@ pub async fn apply_children(
     } = build_all(cc, &ctx.build);
 
     apply(&api::<ConfigMap>(client, &ns), &config_map).await?;
-    let certificates = if cc.spec.security.tls.any() {
-        Some(ensure_certificates(cc, ctx).await?)
-    } else {
-        None
+    let tls = &cc.spec.security.tls;
+    let cert_manager_issuer = tls.issuer_ref.clone().filter(|_| tls.any());
+    let certificates = match &cert_manager_issuer {
+        Some(issuer) => {
+            apply_certificate_requests(cc, ctx, issuer).await?;
+            None
+        }
+        None if tls.any() => Some(ensure_certificates(cc, ctx).await?),
+        None => None,
     };
+    if cert_manager_issuer.is_none() && had_cert_manager_certificates(cc) {
+        delete_certificate_requests(cc, ctx).await?;
+    }
 
     let services = api::<Service>(client, &ns);
     let statefulsets = api::<StatefulSet>(client, &ns);
@@ -184,7 +196,53 @@ pub async fn apply_children(
         apply_error: None,
         skipped,
         certificates,
+        cert_manager_issuer,
     })
+}
+
+/// The cert-manager `Certificate`s asking `issuer` for both components' certificates, into the
+/// same Secrets the pods mount. Fails the reconcile (`Degraded`, naming cert-manager) when the
+/// API server does not serve cert-manager.io/v1: the pods could not start without the Secrets.
+async fn apply_certificate_requests(
+    cc: &ValidCounterCluster,
+    ctx: &Context,
+    issuer: &IssuerRef,
+) -> Result<(), ReconcileError> {
+    if !serves(&ctx.client, CERT_MANAGER_GROUP_VERSION, "certificates").await? {
+        return Err(ReconcileError::CertManagerNotServed);
+    }
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &namespace(cc), &certificate_resource());
+    for component in TLS_COMPONENTS {
+        apply(&api, &build_certificate(cc, component, issuer)).await?;
+    }
+    Ok(())
+}
+
+/// Whether the last status reports cert-manager `Certificate`s that the spec no longer asks
+/// for (so cert-manager would keep rewriting Secrets the operator now issues, or that are no
+/// longer used).
+fn had_cert_manager_certificates(cc: &ValidCounterCluster) -> bool {
+    cc.status
+        .as_ref()
+        .is_some_and(|s| s.cert_manager_issuer.is_some())
+}
+
+/// Deletes both components' `Certificate`s, if this CounterCluster controls them.
+async fn delete_certificate_requests(
+    cc: &ValidCounterCluster,
+    ctx: &Context,
+) -> Result<(), ReconcileError> {
+    if !serves(&ctx.client, CERT_MANAGER_GROUP_VERSION, "certificates").await? {
+        return Ok(());
+    }
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &namespace(cc), &certificate_resource());
+    for component in TLS_COMPONENTS {
+        let name = tls_secret_name(cc, component);
+        delete_owned(&api, "Certificate", &name, cc).await?;
+    }
+    Ok(())
 }
 
 /// The certificates of `security.tls` in the Secrets `<name>-gateway-tls` and
@@ -320,13 +378,22 @@ fn random_password() -> String {
 /// Whether the API server serves `monitoring.coreos.com/v1` (the prometheus-operator CRDs).
 async fn serves_service_monitors(client: &Client) -> Result<bool, ReconcileError> {
     let version = format!("{SERVICE_MONITOR_GROUP}/{SERVICE_MONITOR_VERSION}");
-    match client.list_api_group_resources(&version).await {
-        Ok(resources) => Ok(resources
-            .resources
-            .iter()
-            .any(|r| r.name == "servicemonitors")),
+    serves(client, &version, "servicemonitors").await
+}
+
+/// Whether the API server serves `resource` in `group_version` (a CRD that may be absent).
+async fn serves(
+    client: &Client,
+    group_version: &str,
+    resource: &str,
+) -> Result<bool, ReconcileError> {
+    match client.list_api_group_resources(group_version).await {
+        Ok(resources) => Ok(resources.resources.iter().any(|r| r.name == resource)),
         Err(kube::Error::Api(status)) if group_not_served(&status) => Ok(false),
-        Err(error) => Err(ReconcileError::Discovery(error)),
+        Err(source) => Err(ReconcileError::Discovery {
+            group_version: group_version.to_owned(),
+            source,
+        }),
     }
 }
 

@@ -115,9 +115,19 @@ pub enum ReconcileError {
     /// Loading, making or using the operator's CA failed.
     #[error(transparent)]
     Certificates(#[from] crate::certificates::CaError),
-    /// Asking the API server whether it serves ServiceMonitors failed.
-    #[error("discovering the monitoring.coreos.com/v1 API: {0}")]
-    Discovery(#[source] kube::Error),
+    /// Asking the API server whether it serves an optional API (ServiceMonitors, cert-manager)
+    /// failed.
+    #[error("discovering the {group_version} API: {source}")]
+    Discovery {
+        group_version: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// `security.tls.issuerRef` names a cert-manager issuer, but cert-manager is not installed.
+    #[error(
+        "security.tls.issuerRef asks cert-manager for the certificates, but the API server does not serve cert-manager.io/v1 Certificates (install cert-manager, or remove issuerRef to use the operator's own CA)"
+    )]
+    CertManagerNotServed,
     /// Patching `status` failed.
     #[error("patching the status: {0}")]
     Status(#[source] kube::Error),
@@ -130,7 +140,7 @@ impl ReconcileError {
             Self::Write(_) => "apply",
             Self::Secret { .. } => "secret",
             Self::Certificates(_) => "certificates",
-            Self::Discovery(_) => "discovery",
+            Self::Discovery { .. } | Self::CertManagerNotServed => "discovery",
             Self::Status(_) => "status",
         }
     }

@@ -32,7 +32,8 @@ use super::conditions::{
 };
 use super::replication::Replication;
 use crate::crd::{
-    CertificatesStatus, ComponentStatus, CounterCluster, CounterClusterStatus, RedisStatus,
+    CertificatesStatus, ComponentStatus, CounterCluster, CounterClusterStatus, IssuerRef,
+    RedisStatus,
 };
 
 /// `status.redis.state` of a managed Redis with its desired ready replicas.
@@ -105,8 +106,11 @@ pub struct Observed {
     /// Optional features that were skipped without failing, such as a ServiceMonitor whose CRD
     /// is not installed; appended to the `Degraded=False` message.
     pub skipped: Vec<String>,
-    /// The certificates in the TLS Secrets, with `security.tls` on.
+    /// The certificates in the TLS Secrets, with `security.tls` on and the operator's CA.
     pub certificates: Option<CertificatesStatus>,
+    /// The cert-manager issuer the `Certificate`s were applied for, with `security.tls` on
+    /// and `issuerRef` set.
+    pub cert_manager_issuer: Option<IssuerRef>,
 }
 
 impl Observed {
@@ -122,6 +126,7 @@ impl Observed {
             apply_error,
             skipped: Vec::new(),
             certificates: None,
+            cert_manager_issuer: None,
         }
     }
 }
@@ -181,6 +186,7 @@ pub fn compute_status(
         redis: Some(redis_status(cc, redis_state, observed)),
         endpoint: Some(endpoint(cc)),
         certificates: observed.certificates.clone(),
+        cert_manager_issuer: observed.cert_manager_issuer.clone(),
     }
 }
 

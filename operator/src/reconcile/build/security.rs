@@ -1,7 +1,8 @@
 //! `spec.security` in the pods: the API tokens Secret and the TLS Secrets
 //! `<name>-gateway-tls` / `<name>-counter-tls` mounted into the highpress pods, the files the
-//! service config names, what each component's certificate must say, and the TLS Secret
-//! itself (its content is issued by the reconciler, as the Redis password is drawn there).
+//! service config names, what each component's certificate must say, and either the TLS
+//! Secret itself (its content issued by the reconciler with the operator's CA, as the Redis
+//! password is drawn there) or the cert-manager `Certificate` that asks an issuer for it.
 //!
 //! Contract: the service config names the same paths in every highpress pod, and each pod
 //! mounts its own component's Secret there. The gateway's certificate is a server and client
@@ -12,10 +13,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{KeyToPath, Secret, SecretVolumeSource, Volume, VolumeMount};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use serde_json::json;
 
 use super::{Component, child_name, namespace, object_meta};
-use crate::certificates::{IssuedCertificate, LeafRequest};
-use crate::crd::CounterCluster;
+use crate::certificates::{IssuedCertificate, LEAF_LIFETIME, LeafRequest};
+use crate::crd::{CounterCluster, IssuerKind, IssuerRef};
+
+/// cert-manager's API group and version.
+pub const CERT_MANAGER_GROUP_VERSION: &str = "cert-manager.io/v1";
 
 /// Directory the API tokens Secret is mounted at.
 pub const TOKENS_MOUNT_PATH: &str = "/var/run/secrets/highpress/tokens";
@@ -102,6 +108,53 @@ pub fn build_tls_secret(
         type_: Some("kubernetes.io/tls".to_owned()),
         ..Secret::default()
     }
+}
+
+/// The cert-manager `Certificate` API resource.
+pub fn certificate_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("cert-manager.io", "v1", "Certificate"),
+        "certificates",
+    )
+}
+
+/// The cert-manager `Certificate` `<name>-<component>-tls` asking `issuer` for what
+/// [`leaf_request`] says, into the Secret of the same name: as long-lived as the operator's own
+/// (renewed a third before expiry), with a new ECDSA P-256 key each time.
+pub fn build_certificate(
+    cc: &CounterCluster,
+    component: Component,
+    issuer: &IssuerRef,
+) -> DynamicObject {
+    let request = leaf_request(cc, component);
+    let name = tls_secret_name(cc, component);
+    let mut usages = vec!["digital signature", "key encipherment", "server auth"];
+    if request.client_auth {
+        usages.push("client auth");
+    }
+    let hours = LEAF_LIFETIME.whole_hours();
+    let mut certificate = DynamicObject::new(&name, &certificate_resource());
+    certificate.metadata = object_meta(cc, name.clone(), component);
+    certificate.data = json!({
+        "spec": {
+            "secretName": name,
+            "commonName": request.common_name,
+            "dnsNames": request.dns_names,
+            "duration": format!("{hours}h"),
+            "renewBefore": format!("{}h", hours / 3),
+            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+            "usages": usages,
+            "issuerRef": {
+                "name": issuer.name,
+                "kind": match issuer.kind {
+                    IssuerKind::Issuer => "Issuer",
+                    IssuerKind::ClusterIssuer => "ClusterIssuer",
+                },
+                "group": issuer.group,
+            },
+        }
+    });
+    certificate
 }
 
 /// The volumes and mounts `component`'s highpress container needs for `spec.security`.
