@@ -2279,7 +2279,10 @@ fn with_cert_manager_crds(suite: &mut Suite) {
             .collect();
         assert_eq!(usages.contains(&"client auth"), client_auth, "{usages:?}");
         assert_eq!(
-            certificate.owner_references().first().map(|o| Some(o.uid.clone())),
+            certificate
+                .owner_references()
+                .first()
+                .map(|o| Some(o.uid.clone())),
             Some(uid.clone()),
             "owned by the CounterCluster"
         );

@@ -800,7 +800,10 @@ async fn scenario_cert_manager_certificates() -> Vec<Recorded> {
     let error = run(&cc, &ctx).await.expect_err("no cert-manager");
     assert!(error.contains("cert-manager"), "{error}");
     let (degraded, reason, message) = condition(&status(&fake), "Degraded");
-    assert_eq!((degraded.as_str(), reason.as_str()), ("True", "ApplyFailed"));
+    assert_eq!(
+        (degraded.as_str(), reason.as_str()),
+        ("True", "ApplyFailed")
+    );
     assert!(message.contains("cert-manager.io/v1"), "{message}");
     let mut all = fake.requests();
 
