@@ -421,6 +421,13 @@ pub struct ManagedRedisSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 16))]
     pub min_replicas_ack: Option<i32>,
+    /// Which password the managed Redis uses. Raise it (by one) to rotate the password: the
+    /// operator makes a new random one in the Secret `<name>-redis-auth-<uid8>-<generation>`
+    /// (generation 0 is `<name>-redis-auth-<uid8>`) and rolls it out in three steps, Redis
+    /// accepting both passwords until every client uses the new one, so no client is ever
+    /// refused (`status.redis.passwordRotation` follows the steps).
+    #[schemars(range(min = 0, max = 1_000_000))]
+    pub password_generation: i32,
     /// The persistent volume that holds the Redis data.
     pub storage: StorageSpec,
     /// Enable Redis append-only-file persistence (AOF).
@@ -450,6 +457,7 @@ impl Default for ManagedRedisSpec {
             image: "redis:7.2".to_owned(),
             replicas: 1,
             min_replicas_ack: None,
+            password_generation: 0,
             storage: StorageSpec::default(),
             append_only: true,
             resources: resources("100m", "128Mi", "512Mi"),
@@ -1033,6 +1041,38 @@ pub struct RedisStatus {
     /// in sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Managed Redis: the password generation every pod uses, and the only one Redis accepts
+    /// (absent: 0). It becomes `spec.redis.managed.passwordGeneration` when a rotation ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_generation: Option<i32>,
+    /// Managed Redis, while the password is being rotated: from which generation to which,
+    /// and the step under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_rotation: Option<PasswordRotation>,
+}
+
+/// A rotation of the managed Redis password, from one generation to another.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordRotation {
+    /// The generation every client used before.
+    pub from: i32,
+    /// The generation being rolled out.
+    pub to: i32,
+    /// The step under way; each starts once the previous one has rolled out everywhere.
+    pub phase: RotationPhase,
+}
+
+/// The steps of a password rotation.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RotationPhase {
+    /// Redis and the sentinels accept both passwords; every client still uses the old one.
+    AcceptBoth,
+    /// Every client (counters, replicas, sentinels, the exporter) switches to the new one;
+    /// Redis and the sentinels still accept both.
+    UseNew,
+    /// Redis and the sentinels accept only the new one.
+    DropOld,
 }
 
 fn resources(cpu_request: &str, memory_request: &str, memory_limit: &str) -> ResourceRequirements {

@@ -304,7 +304,7 @@ fn the_redis_secret_is_named_per_counter_cluster_uid() {
     let mut recreated = cluster();
     recreated.metadata.uid = Some("9E1D77B0-aaaa-bbbb-cccc-ddddeeeeffff".to_owned());
     let names = [cluster(), recreated, cluster().without_uid()].map(|cc| {
-        build_redis_secret(&cc.valid(), "pw")
+        build_redis_secret(&cc.valid(), 0, "pw")
             .metadata
             .name
             .expect("a name")
@@ -1120,7 +1120,7 @@ fn every_child_carries_its_kind_and_every_kind_is_built() {
         .map(ChildKind::as_str)
         .collect();
     assert_eq!(built, expected);
-    let secret = build_redis_secret(&cluster().valid(), "pw");
+    let secret = build_redis_secret(&cluster().valid(), 0, "pw");
     assert_eq!(
         serde_json::to_value(&secret).expect("JSON")["kind"],
         ChildKind::Secret.as_str()

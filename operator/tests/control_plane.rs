@@ -2126,6 +2126,69 @@ fn redis_replicas_one_to_three_and_back(suite: &mut Suite) {
     assert_eq!(config["redis"]["sentinel"]["master_name"], "likes");
     assert_eq!(config["redis"]["min_replicas_ack"], 1);
 
+    // A password rotation, with the real StatefulSet and Deployment controllers rolling kwok's
+    // pods: every step is recorded, each once the one before rolled out, and at the end every
+    // pod uses the new generation's Secret alone.
+    suite.patch_spec(
+        ns,
+        "likes",
+        json!({"redis": {"managed": {"passwordGeneration": 1}}}),
+    );
+    let mut phases: Vec<String> = Vec::new();
+    wait_until(
+        Duration::from_secs(300),
+        "the password rotation to finish",
+        || {
+            let redis = suite.counter_cluster(ns, "likes").status?.redis?;
+            if let Some(rotation) = &redis.password_rotation {
+                let phase = format!("{:?}", rotation.phase);
+                if phases.last() != Some(&phase) {
+                    phases.push(phase);
+                }
+            }
+            (redis.password_generation == Some(1) && redis.password_rotation.is_none())
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        phases,
+        ["AcceptBoth", "UseNew", "DropOld"],
+        "every step, in order"
+    );
+    let redis = suite.get::<StatefulSet>(ns, "likes-redis").expect("Redis");
+    let new_secret = redis_secret_name(&redis);
+    assert!(new_secret.ends_with("-1"), "{new_secret}");
+    assert!(
+        suite.get::<Secret>(ns, &new_secret).is_some(),
+        "{new_secret}"
+    );
+    let container = &redis
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.clone())
+        .expect("a pod spec")
+        .containers[0];
+    assert!(
+        container
+            .args
+            .iter()
+            .flatten()
+            .any(|a| a == "--requirepass")
+            && !container
+                .env
+                .iter()
+                .flatten()
+                .any(|e| e.name == "REDIS_OTHER_PASSWORD"),
+        "one password accepted again: {:?}",
+        container.args
+    );
+    let cc = suite.wait_ready(ns, "likes");
+    assert!(
+        cc.status
+            .and_then(|s| s.redis)
+            .is_some_and(|r| r.state == "Ready")
+    );
+
     suite.patch_spec(ns, "likes", json!({"redis": {"managed": {"replicas": 1}}}));
     let cc = suite.wait_ready(ns, "likes");
     let redis = cc.status.and_then(|s| s.redis).expect("a Redis status");

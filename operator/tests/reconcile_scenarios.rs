@@ -879,6 +879,123 @@ fn each_str(list: &serde_json::Value) -> Vec<&str> {
         .collect()
 }
 
+/// A Redis password rotation: raising `passwordGeneration` creates the new generation's Secret
+/// and walks through the three steps, one per reconcile once the previous one has rolled out
+/// (the fake's workloads are ready at once), and stays on a step while the pods are not.
+async fn scenario_password_rotation() -> Vec<Recorded> {
+    use highpress_operator::crd::RotationPhase;
+    let mut cc = cluster();
+    cc.metadata.generation = Some(1);
+    let (fake, ctx) = setup(&cc);
+    fake.set_workloads_ready(true);
+    run(&cc, &ctx).await.expect("reconciled");
+    let redis_status = |fake: &FakeApi| status(fake).redis.expect("redis status");
+    assert_eq!(redis_status(&fake).password_generation, Some(0));
+    let mut all = fake.requests();
+
+    let applied = |requests: &[Recorded], path: &str| -> serde_json::Value {
+        let container = |name: &str| {
+            requests
+                .iter()
+                .find(|r| r.is_apply() && r.path.ends_with(name))
+                .map(|r| r.body["spec"]["template"]["spec"]["containers"][0].clone())
+                .unwrap_or_else(|| panic!("{name} applied"))
+        };
+        container(path)
+    };
+    let env_secret = |container: &serde_json::Value, var: &str| -> Option<String> {
+        container["env"]
+            .as_array()?
+            .iter()
+            .find(|e| e["name"] == var)?["valueFrom"]["secretKeyRef"]["name"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let (old, new) = ("likes-redis-auth-5f0c2a4e", "likes-redis-auth-5f0c2a4e-1");
+    let mut current = stored(&fake);
+    current.metadata.generation = Some(2);
+    current.spec.redis.managed.password_generation = 1;
+    for (phase, client, redis_other, user_args) in [
+        (RotationPhase::AcceptBoth, old, Some(new), true),
+        (RotationPhase::UseNew, new, Some(new), true),
+        (RotationPhase::DropOld, new, None, false),
+    ] {
+        fake.clear_requests();
+        run(&current, &ctx).await.expect("reconciled");
+        let requests = fake.requests();
+        let redis = applied(&requests, "/statefulsets/likes-redis");
+        let counter = applied(&requests, "/deployments/likes-counter");
+        assert_eq!(
+            env_secret(&counter, "HIGHPRESS_REDIS__PASSWORD").as_deref(),
+            Some(client),
+            "{phase:?}: the counters' password"
+        );
+        assert_eq!(
+            env_secret(&redis, "REDIS_OTHER_PASSWORD").as_deref(),
+            redis_other,
+            "{phase:?}: the second password a single Redis accepts"
+        );
+        let args = redis["args"].to_string();
+        assert_eq!(args.contains("\"--user\""), user_args, "{phase:?}: {args}");
+        assert_eq!(
+            args.contains("--requirepass"),
+            !user_args,
+            "{phase:?}: {args}"
+        );
+        let recorded = redis_status(&fake);
+        let expected = match phase {
+            RotationPhase::AcceptBoth => Some(RotationPhase::UseNew),
+            RotationPhase::UseNew => Some(RotationPhase::DropOld),
+            RotationPhase::DropOld => None,
+        };
+        assert_eq!(
+            recorded.password_rotation.map(|r| r.phase),
+            expected,
+            "{phase:?} rolled out, so the next step is recorded"
+        );
+        if phase == RotationPhase::AcceptBoth {
+            assert!(
+                requests
+                    .iter()
+                    .any(|r| r.line() == format!("POST {CORE}/secrets")
+                        && r.body["metadata"]["name"] == new),
+                "the new generation's Secret is created"
+            );
+            // Not rolled out: the step stays.
+            let mut again = stored(&fake);
+            again
+                .status
+                .as_mut()
+                .unwrap()
+                .redis
+                .as_mut()
+                .unwrap()
+                .password_rotation = Some(highpress_operator::crd::PasswordRotation {
+                from: 0,
+                to: 1,
+                phase: RotationPhase::AcceptBoth,
+            });
+            fake.set_workloads_ready(false);
+            run(&again, &ctx).await.expect("reconciled");
+            assert_eq!(
+                redis_status(&fake).password_rotation.map(|r| r.phase),
+                Some(RotationPhase::AcceptBoth)
+            );
+            fake.set_workloads_ready(true);
+            run(&again, &ctx).await.expect("reconciled");
+        }
+        all.extend(fake.requests());
+        current = stored(&fake);
+    }
+    assert_eq!(redis_status(&fake).password_generation, Some(1));
+    all
+}
+
+#[tokio::test]
+async fn a_password_rotation_steps_through_once_each_step_rolled_out() {
+    scenario_password_rotation().await;
+}
+
 /// The string `key` of every item of the JSON array `list`.
 fn each<'a>(list: &'a serde_json::Value, key: &str) -> Vec<&'a str> {
     list.as_array()
@@ -1464,8 +1581,9 @@ pub async fn used_permissions() -> BTreeSet<(String, String, String)> {
     // every one of them would sit in this function's frame at once (a debug build does not
     // overlap them), which came close to a test thread's 2 MiB stack.
     type Scenario = fn() -> std::pin::Pin<Box<dyn Future<Output = Vec<Recorded>>>>;
-    let scenarios: [Scenario; 19] = [
+    let scenarios: [Scenario; 20] = [
         || Box::pin(scenario_new_cluster()),
+        || Box::pin(scenario_password_rotation()),
         || Box::pin(scenario_tls_certificates()),
         || Box::pin(scenario_cert_manager_certificates()),
         || Box::pin(scenario_ready_then_steady()),

@@ -68,6 +68,29 @@ impl Processes {
         kill_group(&mut child);
     }
 
+    /// Stops `name` as the kubelet stops a container: SIGTERM, then SIGKILL after a grace
+    /// period.
+    fn stop(&mut self, name: &str) {
+        let at = self
+            .0
+            .iter()
+            .position(|(n, _, _)| n == name)
+            .unwrap_or_else(|| panic!("no process {name}"));
+        let (_, mut child, _) = self.0.remove(at);
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        kill_group(&mut child);
+    }
+
     fn logs(&self) -> String {
         self.0
             .iter()
@@ -111,14 +134,24 @@ struct Pod {
 /// earlier variables, the Secret's password, the downward API's pod name), then each pod
 /// address mapped to loopback: `host:port` to `127.0.0.1:<its port>`, a bare host to 127.0.0.1.
 fn container_env(container: &Container, pod_name: &str, pods: &[Pod]) -> BTreeMap<String, String> {
+    container_env_with(container, pod_name, pods, &|_| PASSWORD.to_owned())
+}
+
+/// [`container_env`] with each Secret's password from `password_of(secret name)`.
+fn container_env_with(
+    container: &Container,
+    pod_name: &str,
+    pods: &[Pod],
+    password_of: &dyn Fn(&str) -> String,
+) -> BTreeMap<String, String> {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     for var in container.env.iter().flatten() {
         let value = if let Some(value) = &var.value {
             expand(value, &env)
         } else {
             let source = var.value_from.as_ref().expect("a value or a source");
-            if source.secret_key_ref.is_some() {
-                PASSWORD.to_owned()
+            if let Some(secret) = &source.secret_key_ref {
+                password_of(&secret.name)
             } else if let Some(field) = &source.field_ref {
                 assert_eq!(field.field_path, "metadata.name");
                 pod_name.to_owned()
@@ -187,6 +220,11 @@ fn command_line(
 }
 
 fn redis_cli(port: u16, args: &[&str]) -> String {
+    redis_cli_as(PASSWORD, port, args)
+}
+
+/// redis-cli with `password`; its answer (and error text), without carriage returns.
+fn redis_cli_as(password: &str, port: u16, args: &[&str]) -> String {
     Command::new("redis-cli")
         .args([
             "--no-auth-warning",
@@ -196,9 +234,13 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
             &port.to_string(),
         ])
         .args(args)
-        .env("REDISCLI_AUTH", PASSWORD)
+        .env("REDISCLI_AUTH", password)
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).replace('\r', ""))
+        .map(|o| {
+            let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&o.stderr));
+            text.replace('\r', "")
+        })
         .unwrap_or_default()
 }
 
@@ -552,6 +594,350 @@ fn three_redis_pods_and_three_sentinels_form_a_set_that_fails_over() {
     );
     assert!(started.elapsed() < replication::OBSERVE_TIMEOUT + Duration::from_secs(1));
 
+    drop(processes);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// redis-cli with `password`, the commands on its standard input (one connection for all).
+fn redis_cli_script(password: &str, port: u16, script: &str) -> String {
+    use std::io::Write;
+    let child = Command::new("redis-cli")
+        .args(["--no-auth-warning", "-h", "127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .env("REDISCLI_AUTH", password)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        return String::new();
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(script.as_bytes());
+    }
+    child
+        .wait_with_output()
+        .map(|o| {
+            let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&o.stderr));
+            text.replace('\r', "")
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a Redis or sentinel answer is a refused password.
+fn refused(answer: &str) -> bool {
+    answer.contains("WRONGPASS") || answer.contains("NOAUTH")
+}
+
+/// The port of the primary every sentinel names, asked with `password`.
+fn agreed_primary(password: &str, sentinels: &[u16]) -> Option<u16> {
+    let named: Vec<Option<u16>> = sentinels
+        .iter()
+        .map(|port| {
+            let reply = redis_cli_as(
+                password,
+                *port,
+                &["sentinel", "get-master-addr-by-name", "likes"],
+            );
+            let lines: Vec<&str> = reply.lines().collect();
+            (lines.len() == 2).then(|| lines[1].parse().ok()).flatten()
+        })
+        .collect();
+    let first = named.first().copied().flatten()?;
+    named.iter().all(|n| *n == Some(first)).then_some(first)
+}
+
+/// Whether the set has settled, asked with `password`: every sentinel names the same primary
+/// as up (`flags` just `master`) with two replicas and two other sentinels, and that primary
+/// has both replicas online.
+fn settled(password: &str, sentinels: &[u16]) -> bool {
+    let Some(primary) = agreed_primary(password, sentinels) else {
+        return false;
+    };
+    let sentinels_agree = sentinels.iter().all(|port| {
+        let master = redis_cli_as(password, *port, &["sentinel", "master", "likes"]);
+        let lines: Vec<&str> = master.lines().collect();
+        let field = |name: &str| lines.windows(2).find(|w| w[0] == name).map(|w| w[1]);
+        field("flags") == Some("master")
+            && field("num-slaves") == Some("2")
+            && field("num-other-sentinels") == Some("2")
+    });
+    let info = redis_cli_as(password, primary, &["info", "replication"]);
+    sentinels_agree
+        && info_field(&info, "role").as_deref() == Some("master")
+        && info.matches("state=online").count() == 2
+}
+
+/// A password rotation (`passwordGeneration` 0 to 1) rolled out as the StatefulSet controller
+/// rolls pods (one at a time, highest ordinal first, SIGTERM; a sentinel with a fresh config
+/// dir, as a new pod gets a new emptyDir), through its three steps, the Redis and sentinel
+/// containers rendered for each step as the status records it. Meanwhile a client writes
+/// through whichever primary the sentinels name, each increment acknowledged once a replica
+/// has it (`INCR`, then `WAIT 1`, as highpress with `minReplicasAck: 1`), and switches to the
+/// new password when the step says the counters do. No answer ever refuses a password, the
+/// set settles after every restart (so every replica's `masterauth` and every sentinel's
+/// `auth-pass` is accepted), every acknowledged increment is in Redis at the end, and then the
+/// old password is refused by every Redis and sentinel.
+#[test]
+fn a_password_rotation_refuses_no_client_and_loses_no_acknowledged_increment() {
+    use highpress_operator::crd::{
+        CounterClusterStatus, PasswordRotation, RedisStatus, RotationPhase,
+    };
+    use highpress_operator::reconcile::build::redis_password::password_secret_name;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    const OLD: &str = "old-password-0123456789abcdef01234";
+    const NEW: &str = "new-password-0123456789abcdef01234";
+    assert!(
+        tools_present(),
+        "redis-server, redis-cli, timeout, sed and sh must be on PATH"
+    );
+    let mut cc = cluster();
+    cc.spec.redis.managed.replicas = 3;
+    let (old_secret, new_secret) = (password_secret_name(&cc, 0), password_secret_name(&cc, 1));
+    let password_of = move |secret: &str| -> String {
+        if secret == old_secret {
+            OLD.to_owned()
+        } else if secret == new_secret {
+            NEW.to_owned()
+        } else {
+            panic!("an unexpected Secret {secret}")
+        }
+    };
+    let render = |cc: &highpress_operator::crd::CounterCluster| {
+        let objects = build_all(&cc.clone().valid(), &BuildContext::default());
+        let (_, redis) = objects.redis.expect("Redis");
+        let (_, sentinels) = objects.redis_sentinel.expect("sentinels");
+        (redis, sentinels)
+    };
+
+    let work = std::env::temp_dir().join(format!(
+        "highpress-password-rotation-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).expect("a scratch dir");
+    let pods = |service: &str| -> Vec<Pod> {
+        (0..3)
+            .map(|i| Pod {
+                name: format!("{service}-{i}"),
+                host: format!("{service}-{i}.{service}.apps.svc"),
+                port: free_port(),
+            })
+            .collect()
+    };
+    let (redis_pods, sentinel_pods) = (pods("likes-redis"), pods("likes-redis-sentinel"));
+    let all_pods: Vec<Pod> = redis_pods
+        .iter()
+        .chain(&sentinel_pods)
+        .map(|p| Pod {
+            name: p.name.clone(),
+            host: p.host.clone(),
+            port: p.port,
+        })
+        .collect();
+    let sentinel_ports: Vec<u16> = sentinel_pods.iter().map(|p| p.port).collect();
+
+    let mut processes = Processes::default();
+    let start_redis = |processes: &mut Processes, statefulset: &StatefulSet, i: usize| {
+        let pod = &redis_pods[i];
+        let container = only_container(statefulset);
+        let env = container_env_with(container, &pod.name, &all_pods, &password_of);
+        let data = work.join(&pod.name);
+        std::fs::create_dir_all(&data).expect("a data dir");
+        processes.spawn(
+            &pod.name,
+            command_line(container, &env, pod.port, &data),
+            &work,
+        );
+        wait_until(
+            processes,
+            Duration::from_secs(30),
+            &format!("{} to answer", pod.name),
+            || {
+                (redis_cli_as(&env["REDIS_PASSWORD"], pod.port, &["ping"]).trim() == "PONG")
+                    .then_some(())
+            },
+        );
+    };
+    let start_sentinel = |processes: &mut Processes, statefulset: &StatefulSet, i: usize| {
+        let pod = &sentinel_pods[i];
+        let container = only_container(statefulset);
+        let mut env = container_env_with(container, &pod.name, &all_pods, &password_of);
+        let config = work.join(format!("{}.conf", pod.name));
+        // A new pod: a new emptyDir, so no config file from before.
+        let _ = std::fs::remove_file(&config);
+        env.insert(
+            "SENTINEL_CONFIG".to_owned(),
+            config.to_string_lossy().into_owned(),
+        );
+        processes.spawn(
+            &pod.name,
+            command_line(container, &env, pod.port, &work),
+            &work,
+        );
+    };
+
+    let (redis, sentinels) = render(&cc);
+    for i in 0..3 {
+        start_redis(&mut processes, &redis, i);
+    }
+    for i in 0..3 {
+        start_sentinel(&mut processes, &sentinels, i);
+    }
+    wait_until(
+        &processes,
+        Duration::from_secs(60),
+        "the set to settle",
+        || settled(OLD, &sentinel_ports).then_some(()),
+    );
+
+    // The client: one increment at a time through the primary the sentinels name.
+    let password = Arc::new(Mutex::new(OLD));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acknowledged, attempts, refusals) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(Mutex::new(Vec::<String>::new())),
+    );
+    let writer = {
+        let (password, stop, acknowledged, attempts, refusals) = (
+            password.clone(),
+            stop.clone(),
+            acknowledged.clone(),
+            attempts.clone(),
+            refusals.clone(),
+        );
+        let sentinel_ports = sentinel_ports.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let pw = *password.lock().expect("the password");
+                let named = sentinel_ports.iter().find_map(|port| {
+                    let reply =
+                        redis_cli_as(pw, *port, &["sentinel", "get-master-addr-by-name", "likes"]);
+                    if refused(&reply) {
+                        refusals
+                            .lock()
+                            .expect("refusals")
+                            .push(format!("sentinel {port}: {reply}"));
+                    }
+                    reply.lines().nth(1)?.parse::<u16>().ok()
+                });
+                let Some(primary) = named else {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                };
+                attempts.fetch_add(1, Ordering::SeqCst);
+                let answer = redis_cli_script(pw, primary, "INCR rotation\nWAIT 1 2000\n");
+                if refused(&answer) {
+                    refusals
+                        .lock()
+                        .expect("refusals")
+                        .push(format!("redis {primary}: {answer}"));
+                }
+                let lines: Vec<&str> = answer.lines().collect();
+                let counted = lines.first().is_some_and(|l| l.parse::<u64>().is_ok());
+                let replicated = lines
+                    .get(1)
+                    .and_then(|l| l.parse::<u64>().ok())
+                    .is_some_and(|n| n >= 1);
+                if counted && replicated {
+                    acknowledged.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        })
+    };
+    let wait_for_more_acks = |processes: &Processes, what: &str| {
+        let before = acknowledged.load(Ordering::SeqCst);
+        wait_until(processes, Duration::from_secs(60), what, || {
+            (acknowledged.load(Ordering::SeqCst) >= before + 20).then_some(())
+        });
+    };
+    wait_for_more_acks(&processes, "increments before the rotation");
+
+    cc.spec.redis.managed.password_generation = 1;
+    for (phase, client) in [
+        (RotationPhase::AcceptBoth, OLD),
+        (RotationPhase::UseNew, NEW),
+        (RotationPhase::DropOld, NEW),
+    ] {
+        cc.status = Some(CounterClusterStatus {
+            redis: Some(RedisStatus {
+                state: "Ready".to_owned(),
+                password_generation: Some(0),
+                password_rotation: Some(PasswordRotation {
+                    from: 0,
+                    to: 1,
+                    phase,
+                }),
+                ..RedisStatus::default()
+            }),
+            ..CounterClusterStatus::default()
+        });
+        let (redis, sentinels) = render(&cc);
+        // The counters roll at the same time as Redis: the harshest moment for the client is
+        // the step's start.
+        *password.lock().expect("the password") = client;
+        for i in (0..3).rev() {
+            processes.stop(&redis_pods[i].name);
+            start_redis(&mut processes, &redis, i);
+            wait_until(
+                &processes,
+                Duration::from_secs(120),
+                &format!(
+                    "{phase:?}: the set to settle after {} restarted",
+                    redis_pods[i].name
+                ),
+                || settled(client, &sentinel_ports).then_some(()),
+            );
+        }
+        for i in (0..3).rev() {
+            processes.stop(&sentinel_pods[i].name);
+            start_sentinel(&mut processes, &sentinels, i);
+            wait_until(
+                &processes,
+                Duration::from_secs(120),
+                &format!(
+                    "{phase:?}: the set to settle after {} restarted",
+                    sentinel_pods[i].name
+                ),
+                || settled(client, &sentinel_ports).then_some(()),
+            );
+        }
+        wait_for_more_acks(&processes, &format!("increments after {phase:?}"));
+        eprintln!(
+            "{phase:?} rolled out: {} increments acknowledged of {} attempted",
+            acknowledged.load(Ordering::SeqCst),
+            attempts.load(Ordering::SeqCst)
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    writer.join().expect("the writer");
+
+    let refusals = refusals.lock().expect("refusals").clone();
+    assert!(refusals.is_empty(), "a client was refused: {refusals:?}");
+    let primary = agreed_primary(NEW, &sentinel_ports).expect("a primary");
+    let stored: u64 = redis_cli_as(NEW, primary, &["get", "rotation"])
+        .trim()
+        .parse()
+        .expect("a count");
+    let (acked, attempted) = (
+        acknowledged.load(Ordering::SeqCst),
+        attempts.load(Ordering::SeqCst),
+    );
+    assert!(
+        acked <= stored && stored <= attempted,
+        "acknowledged {acked} <= stored {stored} <= attempted {attempted}"
+    );
+    // The old password is refused everywhere, the new one accepted.
+    for port in redis_pods.iter().chain(&sentinel_pods).map(|p| p.port) {
+        assert!(
+            refused(&redis_cli_as(OLD, port, &["ping"])),
+            "{port} still takes the old password"
+        );
+        assert_eq!(redis_cli_as(NEW, port, &["ping"]).trim(), "PONG");
+    }
     drop(processes);
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -10,7 +10,8 @@
 //!    `<name>-gateway-tls` and `<name>-counter-tls`, issued again when due
 //!    ([`crate::certificates`]), or with `security.tls.issuerRef` the cert-manager
 //!    `Certificate`s of the same names (deleted when no longer asked for);
-//! 2. Redis: Secret `<name>-redis-auth-<uid8>` (created once, never updated), Service and
+//! 2. Redis: Secret `<name>-redis-auth-<uid8>` (created once, never updated; during a password
+//!    rotation the new generation's too), Service and
 //!    StatefulSet `<name>-redis` (the Service replaced when it must become headless), then,
 //!    with `replicas` above 1, the sentinels' Service and StatefulSet `<name>-redis-sentinel`;
 //!    or, for an external Redis, deletion of the Redis Service and StatefulSet. Sentinels
@@ -35,7 +36,7 @@ use kube::api::{Api, DynamicObject, PostParams};
 use kube::{Client, ResourceExt};
 
 use super::build::network_policy::network_policy_names;
-use super::build::redis::redis_secret_name;
+use super::build::redis_password::{password_plan, password_secret_name};
 use super::build::security::{
     CERT_MANAGER_GROUP_VERSION, REISSUE_ANNOTATION, TLS_COMPONENTS, build_certificate,
     build_tls_secret, certificate_resource, leaf_request, tls_secret_name,
@@ -94,11 +95,15 @@ pub async fn apply_children(
 
     let services = api::<Service>(client, &ns);
     let statefulsets = api::<StatefulSet>(client, &ns);
+    // Whether every Redis pod, sentinel and counter pod runs its current template and is ready:
+    // what a password rotation waits for before its next step.
+    let mut rolled_out = true;
     let redis = match &redis {
         Some((service, statefulset)) => {
-            ensure_redis_secret(cc, client, &ns).await?;
+            ensure_redis_secrets(cc, client, &ns).await?;
             apply_service(&services, service, cc).await?;
             let live = apply(&statefulsets, statefulset).await?;
+            rolled_out &= statefulset_rolled_out(&live);
             statefulset_readiness(&live)
         }
         None => {
@@ -111,9 +116,9 @@ pub async fn apply_children(
     let sentinels = match &redis_sentinel {
         Some((service, statefulset)) => {
             apply(&services, service).await?;
-            Some(statefulset_readiness(
-                &apply(&statefulsets, statefulset).await?,
-            ))
+            let live = apply(&statefulsets, statefulset).await?;
+            rolled_out &= statefulset_rolled_out(&live);
+            Some(statefulset_readiness(&live))
         }
         None => {
             if had_sentinels(cc) {
@@ -139,6 +144,7 @@ pub async fn apply_children(
     let deployments = api::<Deployment>(client, &ns);
     apply(&services, &counter_service).await?;
     let counter = apply(&deployments, &counter_deployment).await?;
+    rolled_out &= deployment_rolled_out(&counter);
     apply(&services, &gateway_service).await?;
     let gateway = apply(&deployments, &gateway_deployment).await?;
 
@@ -197,6 +203,7 @@ pub async fn apply_children(
         skipped,
         certificates,
         cert_manager_issuer,
+        rolled_out,
     })
 }
 
@@ -345,26 +352,33 @@ where
     Api::namespaced(client.clone(), ns)
 }
 
-/// Creates the managed Redis password Secret unless it exists. It is only ever created: the
-/// operator never reads, logs or updates it, so it needs no permission to read Secrets.
-async fn ensure_redis_secret(
+/// Creates the managed Redis password Secret of each generation the pods use now (two during
+/// a rotation) unless it exists. They are only ever created: the operator never reads, logs or
+/// updates them, so it needs no permission to read Secrets.
+async fn ensure_redis_secrets(
     cc: &ValidCounterCluster,
     client: &Client,
     ns: &str,
 ) -> Result<(), ReconcileError> {
-    let secret = build_redis_secret(cc, &random_password());
-    match api::<Secret>(client, ns)
-        .create(&PostParams::default(), &secret)
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Created by an earlier reconcile: keep it, whatever it holds.
-        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
-        Err(source) => Err(ReconcileError::Secret {
-            name: redis_secret_name(cc),
-            source,
-        }),
+    let plan = password_plan(cc);
+    for generation in std::iter::once(plan.client).chain(plan.also_accepted) {
+        let secret = build_redis_secret(cc, generation, &random_password());
+        match api::<Secret>(client, ns)
+            .create(&PostParams::default(), &secret)
+            .await
+        {
+            Ok(_) => {}
+            // Created by an earlier reconcile: keep it, whatever it holds.
+            Err(kube::Error::Api(status)) if status.is_already_exists() => {}
+            Err(source) => {
+                return Err(ReconcileError::Secret {
+                    name: password_secret_name(cc, generation),
+                    source,
+                });
+            }
+        }
     }
+    Ok(())
 }
 
 /// 32 random bytes from the operating system, hex-encoded.
@@ -451,6 +465,35 @@ fn statefulset_readiness(statefulset: &StatefulSet) -> ComponentReadiness {
         0
     };
     ComponentReadiness { desired, ready }
+}
+
+/// Whether every pod of the Deployment runs its current template and is ready, and no pod of
+/// an older one is left.
+fn deployment_rolled_out(deployment: &Deployment) -> bool {
+    let desired = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let status = deployment.status.clone().unwrap_or_default();
+    observed_current_generation(&deployment.metadata, status.observed_generation)
+        && status.updated_replicas.unwrap_or(0) == desired
+        && status.ready_replicas.unwrap_or(0) == desired
+        && status.replicas.unwrap_or(0) == desired
+}
+
+/// The same for a StatefulSet: its current revision is the update revision.
+fn statefulset_rolled_out(statefulset: &StatefulSet) -> bool {
+    let desired = statefulset
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let status = statefulset.status.clone().unwrap_or_default();
+    observed_current_generation(&statefulset.metadata, status.observed_generation)
+        && status.current_revision == status.update_revision
+        && status.ready_replicas.unwrap_or(0) == desired
+        && status.replicas == desired
 }
 
 /// Whether a workload controller's status describes the object's current generation.

@@ -55,7 +55,9 @@ pub const RESYNC_PERIOD: Duration = Duration::from_secs(300);
 
 /// How often a CounterCluster with a replicated managed Redis is reconciled again, so that
 /// `status.redis.primary` follows a failover the watches do not report (a failover changes no
-/// Kubernetes object; a killed primary's pod going unready and ready again does, sooner).
+/// Kubernetes object; a killed primary's pod going unready and ready again does, sooner); and
+/// one whose Redis password is being rotated, as a safety net for the pod readiness changes
+/// that move the rotation on.
 pub const REPLICATION_RESYNC_PERIOD: Duration = Duration::from_secs(30);
 
 /// Shared state of every reconcile.
@@ -177,7 +179,9 @@ pub async fn reconcile(
     let result = outcome?;
     ctx.backoff.reset(&object_key(cc));
     Ok(match result {
-        ReconcileResult::Success if replicated_managed_redis(cc) => {
+        ReconcileResult::Success
+            if replicated_managed_redis(cc) || build::redis_password::rotation(cc).is_some() =>
+        {
             Action::requeue(REPLICATION_RESYNC_PERIOD)
         }
         ReconcileResult::Success => Action::requeue(RESYNC_PERIOD),

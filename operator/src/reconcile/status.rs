@@ -24,6 +24,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use super::build::redis_password::next_password_state;
 use super::build::{child_name, namespace};
 use super::conditions::{
     DEGRADED, PROGRESSING, READY, REASON_ALL_COMPONENTS_READY, REASON_APPLY_FAILED,
@@ -111,6 +112,9 @@ pub struct Observed {
     /// The cert-manager issuer the `Certificate`s were applied for, with `security.tls` on
     /// and `issuerRef` set.
     pub cert_manager_issuer: Option<IssuerRef>,
+    /// Every managed Redis pod, sentinel and counter pod runs its current template and is
+    /// ready: a password rotation may take its next step.
+    pub rolled_out: bool,
 }
 
 impl Observed {
@@ -127,6 +131,7 @@ impl Observed {
             skipped: Vec::new(),
             certificates: None,
             cert_manager_issuer: None,
+            rolled_out: false,
         }
     }
 }
@@ -191,6 +196,15 @@ pub fn compute_status(
 }
 
 fn redis_status(cc: &CounterCluster, state: &str, observed: &Observed) -> RedisStatus {
+    // The managed Redis's password generation, and the next step of a rotation once this one
+    // has rolled out.
+    let (password_generation, password_rotation) = match observed.redis {
+        RedisObserved::External => (None, None),
+        _ => {
+            let (generation, rotation) = next_password_state(cc, observed.rolled_out);
+            (Some(generation), rotation)
+        }
+    };
     let RedisObserved::Replicated {
         redis,
         sentinels,
@@ -199,6 +213,8 @@ fn redis_status(cc: &CounterCluster, state: &str, observed: &Observed) -> RedisS
     else {
         return RedisStatus {
             state: state.to_owned(),
+            password_generation,
+            password_rotation,
             ..RedisStatus::default()
         };
     };
@@ -219,6 +235,8 @@ fn redis_status(cc: &CounterCluster, state: &str, observed: &Observed) -> RedisS
         primary,
         in_sync_replicas,
         message,
+        password_generation,
+        password_rotation,
     }
 }
 

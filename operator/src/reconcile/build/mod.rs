@@ -14,7 +14,8 @@
 //! built without being applied, rendered and watched.
 //!
 //! One module per object family: [`config`] (the service's config ConfigMap), [`gateway`],
-//! [`counter`], [`redis`] (managed Redis), [`sentinel`] (its sentinels when replicated),
+//! [`counter`], [`redis`] (managed Redis), [`redis_password`] (its password and rotation),
+//! [`sentinel`] (its sentinels when replicated),
 //! [`pdb`], [`network_policy`], [`service_monitor`], [`security`] (the tokens and TLS Secrets in
 //! the pods), and [`pod`] (the pod security, probes and scheduling every pod shares).
 //!
@@ -31,6 +32,7 @@ pub mod network_policy;
 pub mod pdb;
 pub mod pod;
 pub mod redis;
+pub mod redis_password;
 pub mod security;
 pub mod sentinel;
 pub mod service_monitor;

@@ -3,9 +3,10 @@
 //!
 //! Contract: `redis.managed.replicas` pods (one unless replicated, see [`super::sentinel`]);
 //! AOF persistence per `redis.managed.appendOnly`; data on a PVC from the `data` claim template, the only writable path (the root filesystem is read-only). The
-//! password comes from the Secret `<name>-redis-auth-<uid8>` (key `password`), which the reconciler
-//! generates once; it is passed as `--requirepass $(REDIS_PASSWORD)`, so it never appears in
-//! the object. PVCs are retained when the CounterCluster or StatefulSet is deleted, so
+//! password comes from the Secret `<name>-redis-auth-<uid8>` (key `password`; later generations
+//! `-<generation>`, see [`super::redis_password`]), which the reconciler generates once; it is
+//! passed as `--requirepass $(REDIS_PASSWORD)` (during a rotation, `--user default on` with both
+//! passwords), so it never appears in the object. PVCs are retained when the CounterCluster or StatefulSet is deleted, so
 //! deleting a CounterCluster never deletes counter data by itself.
 //!
 //! With `redis.managed.exporter.enabled`, the pod also runs the container `redis-exporter`: it
@@ -30,12 +31,13 @@ use super::config::REDIS_PORT;
 use super::pod::{
     REDIS_UID, pod_template, restricted_container_security_context, restricted_pod_security_context,
 };
+use super::redis_password::{password_plan, password_secret_name, rotation};
 use super::sentinel::{
     REDIS_START_SCRIPT, env_value, headless_service, pod_name_env, redis_pod_host, sentinel_addrs,
     sentinel_master_name, spread_over_nodes,
 };
 use super::{Component, child_name, labels, namespace, object_meta, selector_labels};
-use crate::crd::{CounterCluster, RedisMode};
+use crate::crd::{CounterCluster, RedisMode, RotationPhase};
 use crate::reconcile::validate::ValidCounterCluster;
 
 /// Key of the password in the managed Redis Secret.
@@ -52,15 +54,16 @@ pub fn redis_exporter_enabled(cc: &CounterCluster) -> bool {
     cc.spec.redis.mode == RedisMode::Managed && cc.spec.redis.managed.exporter.enabled
 }
 
-/// Name of the managed Redis password Secret: `<name>-redis-auth-<first 8 characters of the
-/// CounterCluster's uid>`, or `<name>-redis-auth` for a CounterCluster without a uid (one read
-/// from a file by `render`).
+/// Name of the managed Redis password Secret of generation 0 (the first password):
+/// `<name>-redis-auth-<first 8 characters of the CounterCluster's uid>`, or `<name>-redis-auth`
+/// for a CounterCluster without a uid (one read from a file by `render`). Later generations add
+/// `-<generation>` ([`password_secret_name`]).
 ///
 /// The uid makes the name unique per incarnation. A CounterCluster deleted and re-created under
 /// the same name before the garbage collector is done would otherwise find the old Secret
 /// (`AlreadyExists`), keep it, and lose it to the collector a moment later; the operator cannot
 /// tell whose Secret it found, because it may create Secrets but not read them.
-pub fn redis_secret_name(cc: &CounterCluster) -> String {
+pub fn redis_base_secret_name(cc: &CounterCluster) -> String {
     match cc.meta().uid.as_deref() {
         Some(uid) => child_name(cc, &format!("redis-auth-{}", uid_prefix(uid))),
         None => child_name(cc, "redis-auth"),
@@ -72,19 +75,72 @@ fn uid_prefix(uid: &str) -> String {
     uid.chars().take(8).collect::<String>().to_ascii_lowercase()
 }
 
-/// `name` from the managed Redis Secret's password key.
-pub fn secret_env(cc: &CounterCluster, name: &str) -> EnvVar {
+/// The Secret of the password every client uses now ([`password_plan`]).
+pub fn redis_secret_name(cc: &CounterCluster) -> String {
+    password_secret_name(cc, password_plan(cc).client)
+}
+
+/// `name` from the password key of generation `generation`'s Secret.
+pub fn generation_env(cc: &CounterCluster, name: &str, generation: i32) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value: None,
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
-                name: redis_secret_name(cc),
+                name: password_secret_name(cc, generation),
                 key: REDIS_PASSWORD_KEY.to_owned(),
                 optional: Some(false),
             }),
             ..EnvVarSource::default()
         }),
+    }
+}
+
+/// `name` from the password key of the Secret every client uses now.
+pub fn secret_env(cc: &CounterCluster, name: &str) -> EnvVar {
+    generation_env(cc, name, password_plan(cc).client)
+}
+
+/// The password a Redis or sentinel pod authenticates with (`REDIS_PASSWORD`: `masterauth`,
+/// `auth-pass`, its probe) and the one it accepts besides (`REDIS_OTHER_PASSWORD`), as env.
+/// A single Redis authenticates to nobody, so it keeps the old generation as its own until
+/// the old one is dropped: its pod then rolls at two of the three steps, not three.
+pub fn server_password_env(cc: &CounterCluster, replicated: bool) -> Vec<EnvVar> {
+    let plan = password_plan(cc);
+    let own = match rotation(cc) {
+        Some(r) if !replicated && r.phase != RotationPhase::DropOld => r.from,
+        _ => plan.client,
+    };
+    let other = [plan.client, plan.also_accepted.unwrap_or(plan.client)]
+        .into_iter()
+        .find(|g| *g != own);
+    let mut env = vec![
+        generation_env(cc, "REDIS_PASSWORD", own),
+        // REDISCLI_AUTH lets the probes' and scripts' redis-cli authenticate without an argument.
+        generation_env(cc, "REDISCLI_AUTH", own),
+    ];
+    env.extend(other.map(|g| generation_env(cc, "REDIS_OTHER_PASSWORD", g)));
+    env
+}
+
+/// redis-server's authentication arguments: `--requirepass $(REDIS_PASSWORD)`, or during a
+/// rotation the default user with both passwords.
+fn auth_args(cc: &CounterCluster) -> Vec<String> {
+    if password_plan(cc).also_accepted.is_some() {
+        [
+            "--user",
+            "default",
+            "on",
+            ">$(REDIS_PASSWORD)",
+            ">$(REDIS_OTHER_PASSWORD)",
+            "~*",
+            "&*",
+            "+@all",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    } else {
+        vec!["--requirepass".to_owned(), "$(REDIS_PASSWORD)".to_owned()]
     }
 }
 
@@ -105,16 +161,11 @@ pub fn build_redis_statefulset(cc: &ValidCounterCluster) -> StatefulSet {
         REDIS_DATA_PATH,
         "--appendonly",
         append_only,
-        "--requirepass",
-        "$(REDIS_PASSWORD)",
     ]
     .map(str::to_owned)
     .to_vec();
-    // REDISCLI_AUTH lets the readiness probe's redis-cli authenticate without an argument.
-    let mut env = vec![
-        secret_env(cc, "REDIS_PASSWORD"),
-        secret_env(cc, "REDISCLI_AUTH"),
-    ];
+    args.extend(auth_args(cc));
+    let mut env = server_password_env(cc, replicated);
     let command = if replicated {
         args.extend(["--masterauth".to_owned(), "$(REDIS_PASSWORD)".to_owned()]);
         let service = child_name(cc, "redis");
@@ -322,11 +373,12 @@ pub fn build_redis_service(cc: &ValidCounterCluster) -> Service {
     }
 }
 
-/// The managed Redis password Secret `<name>-redis-auth`, holding `password`. The caller draws
-/// the password; the reconciler creates this Secret once and never updates it.
-pub fn build_redis_secret(cc: &ValidCounterCluster, password: &str) -> Secret {
+/// The managed Redis password Secret of generation `generation` ([`password_secret_name`]),
+/// holding `password`. The caller draws the password; the reconciler creates this Secret once
+/// and never updates it.
+pub fn build_redis_secret(cc: &ValidCounterCluster, generation: i32, password: &str) -> Secret {
     Secret {
-        metadata: object_meta(cc, redis_secret_name(cc), Component::Redis),
+        metadata: object_meta(cc, password_secret_name(cc, generation), Component::Redis),
         string_data: Some(BTreeMap::from([(
             REDIS_PASSWORD_KEY.to_owned(),
             password.to_owned(),

@@ -193,9 +193,8 @@ pub fn build_sentinel_statefulset(cc: &ValidCounterCluster) -> StatefulSet {
     let managed = &cc.spec.redis.managed;
     let name = sentinel_name(cc);
     let ns = namespace(cc);
-    let env = vec![
-        super::redis::secret_env(cc, "REDIS_PASSWORD"),
-        super::redis::secret_env(cc, "REDISCLI_AUTH"),
+    let mut env = super::redis::server_password_env(cc, true);
+    env.extend([
         pod_name_env(),
         env_value("SELF_HOST", format!("$(POD_NAME).{name}.{ns}.svc")),
         env_value("SENTINEL_CONFIG", SENTINEL_CONFIG_FILE),
@@ -214,7 +213,7 @@ pub fn build_sentinel_statefulset(cc: &ValidCounterCluster) -> StatefulSet {
             "FAILOVER_TIMEOUT_MS",
             SENTINEL_FAILOVER_TIMEOUT_MS.to_string(),
         ),
-    ];
+    ]);
     let container = Container {
         name: "sentinel".to_owned(),
         image: Some(managed.image.clone()),

@@ -17,7 +17,8 @@
 #   MASTER_NAME          the name the primary is monitored under
 #   QUORUM, DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS
 #   REDIS_PASSWORD       the Redis password: the sentinels' own and the one they use for Redis
-#   REDISCLI_AUTH        the same, for redis-cli
+#   REDIS_OTHER_PASSWORD during a password rotation, a second password the sentinels accept
+#   REDISCLI_AUTH        the same as REDIS_PASSWORD, for redis-cli
 #   OBSERVER_USER, OBSERVER_RULES
 #                        the read-only user the operator asks about the primary and the
 #                        replicas, and its ACL rules (no password, topology reads only)
@@ -70,6 +71,12 @@ if [ -z "$primary" ]; then
     echo "no sentinel or Redis knows a primary: monitoring pod 0, $primary" >&2
 fi
 
+if [ -n "${REDIS_OTHER_PASSWORD:-}" ]; then
+    # A rotation: clients may present either password.
+    own_auth="user default on >$REDIS_PASSWORD >$REDIS_OTHER_PASSWORD ~* &* +@all"
+else
+    own_auth="requirepass $REDIS_PASSWORD"
+fi
 config_dir=$(dirname "$SENTINEL_CONFIG")
 umask 077
 cat >"$SENTINEL_CONFIG" <<EOF
@@ -77,7 +84,7 @@ dir $config_dir
 sentinel resolve-hostnames yes
 sentinel announce-hostnames yes
 sentinel announce-ip $SELF_HOST
-requirepass $REDIS_PASSWORD
+$own_auth
 user $OBSERVER_USER $OBSERVER_RULES
 sentinel monitor $MASTER_NAME ${primary%:*} ${primary##*:} $QUORUM
 sentinel auth-pass $MASTER_NAME $REDIS_PASSWORD
