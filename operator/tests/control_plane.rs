@@ -1339,47 +1339,17 @@ fn pod_wiring(suite: &mut Suite) {
     );
 
     // The counter and the gateway, as their Deployments say.
-    let counter_http = free_port();
-    let counter_grpc = free_port();
-    let mut counter_env = container_env(counter_container, &secret, &config_map);
-    counter_env.insert(
-        "HIGHPRESS_REDIS__ADDR".into(),
-        format!("127.0.0.1:{redis_port}"),
-    );
-    counter_env.insert("HIGHPRESS_SERVER__HOST".into(), "127.0.0.1".into());
-    counter_env.insert("HIGHPRESS_SERVER__PORT".into(), counter_http.to_string());
-    counter_env.insert(
-        "HIGHPRESS_GRPC__LISTEN".into(),
-        format!("127.0.0.1:{counter_grpc}"),
-    );
-    let highpress = highpress_binary();
-    processes.spawn(
-        "counter",
-        Command::new(&highpress)
-            .args(mounted(
-                expand_args(counter_container, &counter_env),
-                &config_path,
-            ))
-            .envs(&counter_env),
+    let Tiers {
+        counter_grpc,
+        gateway_http,
+        ..
+    } = start_tiers(
+        &mut processes,
         &work,
-    );
-    let gateway_http = free_port();
-    let mut gateway_env = container_env(gateway_container, &secret, &config_map);
-    gateway_env.insert("HIGHPRESS_SERVER__HOST".into(), "127.0.0.1".into());
-    gateway_env.insert("HIGHPRESS_SERVER__PORT".into(), gateway_http.to_string());
-    gateway_env.insert(
-        "HIGHPRESS_DISCOVERY__DNS".into(),
-        format!("127.0.0.1:{counter_grpc}"),
-    );
-    processes.spawn(
-        "gateway",
-        Command::new(&highpress)
-            .args(mounted(
-                expand_args(gateway_container, &gateway_env),
-                &config_path,
-            ))
-            .envs(&gateway_env),
-        &work,
+        [counter_container, gateway_container],
+        (&secret, &config_map),
+        redis_port,
+        |_| config_path.clone(),
     );
 
     // The readiness probes the pods declare.
@@ -1572,48 +1542,18 @@ fn secured_pod_wiring(suite: &mut Suite) {
             .into_owned()
     };
 
-    let highpress = highpress_binary();
-    let (counter_http, counter_grpc) = (free_port(), free_port());
-    let counter_container = container("counter");
-    let mut env = container_env(&counter_container, &secret, &config_map);
-    env.insert(
-        "HIGHPRESS_REDIS__ADDR".into(),
-        format!("127.0.0.1:{redis_port}"),
-    );
-    env.insert("HIGHPRESS_SERVER__HOST".into(), "127.0.0.1".into());
-    env.insert("HIGHPRESS_SERVER__PORT".into(), counter_http.to_string());
-    env.insert(
-        "HIGHPRESS_GRPC__LISTEN".into(),
-        format!("127.0.0.1:{counter_grpc}"),
-    );
-    processes.spawn(
-        "counter",
-        Command::new(&highpress)
-            .args(mounted(
-                expand_args(&counter_container, &env),
-                &components["counter"].2,
-            ))
-            .envs(&env),
+    let (counter_container, gateway_container) = (container("counter"), container("gateway"));
+    let Tiers {
+        counter_http,
+        counter_grpc,
+        gateway_http,
+    } = start_tiers(
+        &mut processes,
         &work,
-    );
-    let gateway_http = free_port();
-    let gateway_container = container("gateway");
-    let mut env = container_env(&gateway_container, &secret, &config_map);
-    env.insert("HIGHPRESS_SERVER__HOST".into(), "127.0.0.1".into());
-    env.insert("HIGHPRESS_SERVER__PORT".into(), gateway_http.to_string());
-    env.insert(
-        "HIGHPRESS_DISCOVERY__DNS".into(),
-        format!("127.0.0.1:{counter_grpc}"),
-    );
-    processes.spawn(
-        "gateway",
-        Command::new(&highpress)
-            .args(mounted(
-                expand_args(&gateway_container, &env),
-                &components["gateway"].2,
-            ))
-            .envs(&env),
-        &work,
+        [&counter_container, &gateway_container],
+        (&secret, &config_map),
+        redis_port,
+        |tier| components[tier].2.clone(),
     );
 
     // The readiness probes, over HTTPS (the counter's on its HTTP port), each answered with a
@@ -1746,6 +1686,66 @@ fn secured_pod_wiring(suite: &mut Suite) {
     drop(processes);
     suite.patch_spec(namespace, "likes", json!({"security": null}));
     suite.wait_ready(namespace, "likes");
+}
+
+/// Where a wiring scenario's counter and gateway listen on loopback.
+struct Tiers {
+    counter_http: u16,
+    counter_grpc: u16,
+    gateway_http: u16,
+}
+
+/// Starts `highpress counter` and `highpress gateway` as their `[counter, gateway]` containers
+/// say (env from the Redis Secret and the ConfigMap, the config file at `config_of(tier)`),
+/// each address mapped to loopback: the counter to the Redis on `redis_port`, the gateway to
+/// the counter.
+fn start_tiers(
+    processes: &mut Processes,
+    work: &Path,
+    [counter, gateway]: [&Container; 2],
+    (secret, config_map): (&Secret, &ConfigMap),
+    redis_port: u16,
+    config_of: impl Fn(&str) -> PathBuf,
+) -> Tiers {
+    let tiers = Tiers {
+        counter_http: free_port(),
+        counter_grpc: free_port(),
+        gateway_http: free_port(),
+    };
+    let counter_grpc = format!("127.0.0.1:{}", tiers.counter_grpc);
+    let overrides = [
+        (
+            "counter",
+            counter,
+            vec![
+                ("HIGHPRESS_REDIS__ADDR", format!("127.0.0.1:{redis_port}")),
+                ("HIGHPRESS_SERVER__PORT", tiers.counter_http.to_string()),
+                ("HIGHPRESS_GRPC__LISTEN", counter_grpc.clone()),
+            ],
+        ),
+        (
+            "gateway",
+            gateway,
+            vec![
+                ("HIGHPRESS_SERVER__PORT", tiers.gateway_http.to_string()),
+                ("HIGHPRESS_DISCOVERY__DNS", counter_grpc),
+            ],
+        ),
+    ];
+    let highpress = highpress_binary();
+    for (tier, container, addresses) in overrides {
+        let mut env = container_env(container, secret, config_map);
+        env.insert("HIGHPRESS_SERVER__HOST".into(), "127.0.0.1".into());
+        env.extend(addresses.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        processes.spawn(
+            tier,
+            Command::new(&highpress)
+                .args(mounted(expand_args(container, &env), &config_of(tier)))
+                .envs(&env),
+            work,
+        );
+    }
+    tiers
 }
 
 /// Writes the Secret volumes `deployment`'s container mounts under `root`, at their mount

@@ -655,6 +655,18 @@ fn decode_base64(text: &str) -> Vec<u8> {
     out
 }
 
+/// `cc` with the annotation that asks for new certificates, value `1`.
+fn with_reissue_annotation(mut cc: CounterCluster) -> CounterCluster {
+    cc.metadata.annotations = Some(
+        [(
+            "highpress.dev/reissue-certificates".to_owned(),
+            "1".to_owned(),
+        )]
+        .into(),
+    );
+    cc
+}
+
 /// `security.tls`: the first reconcile makes the operator's CA and issues both certificates;
 /// the next issues nothing; the reissue annotation and a CA rotation each issue them again.
 async fn scenario_tls_certificates() -> Vec<Recorded> {
@@ -712,14 +724,7 @@ async fn scenario_tls_certificates() -> Vec<Recorded> {
 
     // The reissue annotation issues both again.
     fake.clear_requests();
-    let mut annotated = stored(&fake);
-    annotated.metadata.annotations = Some(
-        [(
-            "highpress.dev/reissue-certificates".to_owned(),
-            "1".to_owned(),
-        )]
-        .into(),
-    );
+    let annotated = with_reissue_annotation(stored(&fake));
     run(&annotated, &ctx).await.expect("reconciled");
     let more = fake.requests();
     assert_eq!(
@@ -743,14 +748,7 @@ async fn scenario_tls_certificates() -> Vec<Recorded> {
         serde_json::to_value(old.to_secret("highpress-system")).expect("JSON"),
     );
     fake.clear_requests();
-    let mut annotated = stored(&fake);
-    annotated.metadata.annotations = Some(
-        [(
-            "highpress.dev/reissue-certificates".to_owned(),
-            "1".to_owned(),
-        )]
-        .into(),
-    );
+    let annotated = with_reissue_annotation(stored(&fake));
     run(&annotated, &ctx).await.expect("reconciled");
     let more = fake.requests();
     assert!(

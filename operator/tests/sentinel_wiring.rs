@@ -879,31 +879,27 @@ fn a_password_rotation_refuses_no_client_and_loses_no_acknowledged_increment() {
         // The counters roll at the same time as Redis: the harshest moment for the client is
         // the step's start.
         *password.lock().expect("the password") = client;
-        for i in (0..3).rev() {
-            processes.stop(&redis_pods[i].name);
-            start_redis(&mut processes, &redis, i);
-            wait_until(
-                &processes,
-                Duration::from_secs(120),
-                &format!(
-                    "{phase:?}: the set to settle after {} restarted",
-                    redis_pods[i].name
-                ),
-                || settled(client, &sentinel_ports).then_some(()),
-            );
-        }
-        for i in (0..3).rev() {
-            processes.stop(&sentinel_pods[i].name);
-            start_sentinel(&mut processes, &sentinels, i);
-            wait_until(
-                &processes,
-                Duration::from_secs(120),
-                &format!(
-                    "{phase:?}: the set to settle after {} restarted",
-                    sentinel_pods[i].name
-                ),
-                || settled(client, &sentinel_ports).then_some(()),
-            );
+        // As the StatefulSet controller rolls each StatefulSet: highest ordinal first, the
+        // next once the set has settled again.
+        type Start<'a> = &'a dyn Fn(&mut Processes, &StatefulSet, usize);
+        let rolls: [(&[Pod], &StatefulSet, Start); 2] = [
+            (&redis_pods, &redis, &start_redis),
+            (&sentinel_pods, &sentinels, &start_sentinel),
+        ];
+        for (pods, statefulset, start) in rolls {
+            for i in (0..3).rev() {
+                processes.stop(&pods[i].name);
+                start(&mut processes, statefulset, i);
+                wait_until(
+                    &processes,
+                    Duration::from_secs(120),
+                    &format!(
+                        "{phase:?}: the set to settle after {} restarted",
+                        pods[i].name
+                    ),
+                    || settled(client, &sentinel_ports).then_some(()),
+                );
+            }
         }
         wait_for_more_acks(&processes, &format!("increments after {phase:?}"));
         eprintln!(

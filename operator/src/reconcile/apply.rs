@@ -427,11 +427,7 @@ fn group_not_served(status: &kube::core::Status) -> bool {
 /// counts the old pods. Until the controller has observed the current generation, no replica
 /// counts as ready, so a CounterCluster is never reported Ready before its rollout happened.
 fn deployment_readiness(deployment: &Deployment) -> ComponentReadiness {
-    let desired = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1);
+    let desired = replicas_of(deployment.spec.as_ref().and_then(|s| s.replicas));
     let status = deployment.status.clone().unwrap_or_default();
     let ready = if observed_current_generation(&deployment.metadata, status.observed_generation) {
         status
@@ -447,11 +443,7 @@ fn deployment_readiness(deployment: &Deployment) -> ComponentReadiness {
 /// The same for the managed Redis StatefulSet: ready replicas of the current revision, once the
 /// StatefulSet controller has observed the current generation.
 fn statefulset_readiness(statefulset: &StatefulSet) -> ComponentReadiness {
-    let desired = statefulset
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1);
+    let desired = replicas_of(statefulset.spec.as_ref().and_then(|s| s.replicas));
     let status = statefulset.status.clone().unwrap_or_default();
     let ready = if observed_current_generation(&statefulset.metadata, status.observed_generation) {
         let ready = status.ready_replicas.unwrap_or(0);
@@ -470,11 +462,7 @@ fn statefulset_readiness(statefulset: &StatefulSet) -> ComponentReadiness {
 /// Whether every pod of the Deployment runs its current template and is ready, and no pod of
 /// an older one is left.
 fn deployment_rolled_out(deployment: &Deployment) -> bool {
-    let desired = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1);
+    let desired = replicas_of(deployment.spec.as_ref().and_then(|s| s.replicas));
     let status = deployment.status.clone().unwrap_or_default();
     observed_current_generation(&deployment.metadata, status.observed_generation)
         && status.updated_replicas.unwrap_or(0) == desired
@@ -484,16 +472,17 @@ fn deployment_rolled_out(deployment: &Deployment) -> bool {
 
 /// The same for a StatefulSet: its current revision is the update revision.
 fn statefulset_rolled_out(statefulset: &StatefulSet) -> bool {
-    let desired = statefulset
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1);
+    let desired = replicas_of(statefulset.spec.as_ref().and_then(|s| s.replicas));
     let status = statefulset.status.clone().unwrap_or_default();
     observed_current_generation(&statefulset.metadata, status.observed_generation)
         && status.current_revision == status.update_revision
         && status.ready_replicas.unwrap_or(0) == desired
         && status.replicas == desired
+}
+
+/// A workload's `spec.replicas`, which defaults to 1.
+fn replicas_of(spec_replicas: Option<i32>) -> i32 {
+    spec_replicas.unwrap_or(1)
 }
 
 /// Whether a workload controller's status describes the object's current generation.
