@@ -542,6 +542,42 @@ pub struct ExternalRedisSpec {
     #[serde(default)]
     #[schemars(range(min = 0, max = 16))]
     pub min_replicas_ack: i32,
+    /// TLS to this Redis (its nodes and sentinels alike) with your own CA or a client
+    /// certificate; a `rediss://` url without it trusts the public roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ExternalRedisTlsSpec>,
+}
+
+/// TLS to an external Redis: the service's `redis.tls`, its files mounted into the counter pods.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalRedisTlsSpec {
+    /// Secret key holding the PEM CA certificates that sign the Redis servers' certificates.
+    /// Omitted: the public web roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<CaSecretRef>,
+    /// Name of a `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`) whose certificate the
+    /// counters present, for a Redis started with `tls-auth-clients yes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub client_certificate_secret: Option<String>,
+}
+
+/// The Secret key of a PEM CA bundle.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaSecretRef {
+    /// Name of the Secret, in the CounterCluster's namespace.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Key within the Secret.
+    #[serde(default = "default_ca_key")]
+    #[schemars(length(min = 1), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+fn default_ca_key() -> String {
+    "ca.crt".to_owned()
 }
 
 /// Sentinels that monitor an external Redis primary.

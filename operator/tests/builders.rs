@@ -1239,3 +1239,62 @@ fn with_tls_the_service_monitor_scrapes_https_against_the_operators_ca() {
         })
     );
 }
+
+#[test]
+fn an_external_redis_ca_and_client_certificate_are_mounted_into_the_counters_only() {
+    use highpress_operator::crd::{CaSecretRef, ExternalRedisTlsSpec};
+    use highpress_operator::reconcile::build::security::REDIS_TLS_MOUNT_PATH;
+    let mut cc = cluster().with_external_redis("rediss://redis.data.svc:6380", None, false);
+    cc.spec.redis.external.as_mut().unwrap().tls = Some(ExternalRedisTlsSpec {
+        ca_secret_ref: Some(CaSecretRef {
+            name: "redis-ca".to_owned(),
+            key: "bundle.pem".to_owned(),
+        }),
+        client_certificate_secret: Some("redis-client".to_owned()),
+    });
+    let cc = cc.valid();
+    let counter = build_counter_deployment(&cc, &ctx());
+    let template = template(counter.spec.as_ref());
+    let volumes = pod(template).volumes.clone().unwrap_or_default();
+    let secret = |name: &str| {
+        volumes
+            .iter()
+            .find(|v| v.name == name)
+            .and_then(|v| v.secret.clone())
+            .unwrap_or_else(|| panic!("no {name} volume"))
+    };
+    let ca = secret("redis-ca");
+    assert_eq!(ca.secret_name.as_deref(), Some("redis-ca"));
+    let items = ca.items.unwrap_or_default();
+    assert_eq!(
+        (items[0].key.as_str(), items[0].path.as_str()),
+        ("bundle.pem", "ca.crt"),
+        "the CA key lands where the config says"
+    );
+    assert_eq!(
+        secret("redis-client-certificate").secret_name.as_deref(),
+        Some("redis-client")
+    );
+    let mounts: BTreeMap<String, String> = only_container(template)
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| (m.name.clone(), m.mount_path.clone()))
+        .collect();
+    assert_eq!(mounts["redis-ca"], format!("{REDIS_TLS_MOUNT_PATH}/ca"));
+    assert_eq!(
+        mounts["redis-client-certificate"],
+        format!("{REDIS_TLS_MOUNT_PATH}/client")
+    );
+    // The gateways never talk to Redis.
+    let gateway = build_gateway_deployment(&cc, &ctx());
+    let gateway_volumes = pod(template_of(&gateway))
+        .volumes
+        .clone()
+        .unwrap_or_default();
+    assert!(gateway_volumes.iter().all(|v| !v.name.starts_with("redis")));
+}
+
+fn template_of(deployment: &k8s_openapi::api::apps::v1::Deployment) -> &PodTemplateSpec {
+    template(deployment.spec.as_ref())
+}

@@ -220,6 +220,42 @@ fn security_renders_into_settings_the_service_loads() {
 }
 
 #[test]
+fn an_external_redis_tls_renders_the_files_the_counters_mount() {
+    use highpress_operator::crd::{CaSecretRef, ExternalRedisTlsSpec};
+    use highpress_operator::reconcile::build::security::{
+        REDIS_CA_FILE, REDIS_CLIENT_CERT_FILE, REDIS_CLIENT_KEY_FILE,
+    };
+    let mut cc = cluster().with_external_redis("rediss://redis.data.svc:6380", None, false);
+    cc.spec.redis.external.as_mut().unwrap().tls = Some(ExternalRedisTlsSpec {
+        ca_secret_ref: Some(CaSecretRef {
+            name: "redis-ca".to_owned(),
+            key: "ca.crt".to_owned(),
+        }),
+        client_certificate_secret: Some("redis-client".to_owned()),
+    });
+    let config = load_rendered_config(&cc, "external-redis-tls");
+    assert!(config.redis.tls.enabled);
+    assert_eq!(config.redis.tls.ca_file, REDIS_CA_FILE);
+    assert_eq!(
+        (
+            config.redis.tls.cert_file.as_str(),
+            config.redis.tls.key_file.as_str()
+        ),
+        (REDIS_CLIENT_CERT_FILE, REDIS_CLIENT_KEY_FILE)
+    );
+    // The CA alone: no client certificate.
+    cc.spec.redis.external.as_mut().unwrap().tls = Some(ExternalRedisTlsSpec {
+        ca_secret_ref: Some(CaSecretRef {
+            name: "redis-ca".to_owned(),
+            key: "ca.crt".to_owned(),
+        }),
+        client_certificate_secret: None,
+    });
+    let config = load_rendered_config(&cc, "external-redis-ca");
+    assert!(config.redis.tls.enabled && config.redis.tls.cert_file.is_empty());
+}
+
+#[test]
 fn the_key_layout_renders_into_the_services_store_key_layout() {
     let mut cc = cluster();
     cc.spec.redis.key_layout = highpress_operator::crd::KeyLayout::HighGoPress;

@@ -405,6 +405,7 @@ mod tests {
                 cluster: false,
                 sentinel: None,
                 min_replicas_ack: 0,
+                tls: None,
             });
             assert_eq!(problems(&cc).len(), expect, "{url}: {:?}", problems(&cc));
         }

@@ -107,6 +107,7 @@ impl CounterClusterFixture for CounterCluster {
             cluster,
             sentinel: None,
             min_replicas_ack: 0,
+            tls: None,
         });
         self
     }
@@ -192,6 +193,7 @@ pub fn cel_counterexamples() -> Vec<(&'static str, CounterCluster)> {
                     cluster: false,
                     sentinel: None,
                     min_replicas_ack: 0,
+                    tls: None,
                 });
                 cc
             },
@@ -228,6 +230,7 @@ pub fn cel_counterexamples() -> Vec<(&'static str, CounterCluster)> {
                         password_secret_ref: None,
                     }),
                     min_replicas_ack: 0,
+                    tls: None,
                 });
                 cc
             },

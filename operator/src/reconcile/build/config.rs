@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde::Serialize;
 
-use super::security::{TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE, counter_server_name, tokens_file};
+use super::security::{
+    REDIS_CA_FILE, REDIS_CLIENT_CERT_FILE, REDIS_CLIENT_KEY_FILE, TLS_CA_FILE, TLS_CERT_FILE,
+    TLS_KEY_FILE, counter_server_name, external_redis_tls, tokens_file,
+};
 use super::sentinel::{sentinel_addrs, sentinel_master_name};
 use super::{Component, child_name, namespace, object_meta};
 use crate::crd::{CounterCluster, KeyLayout, LogLevel, RedisMode};
@@ -101,6 +104,20 @@ struct Redis {
     min_replicas_ack: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     replica_ack_timeout_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<RedisTls>,
+}
+
+/// TLS to an external Redis, with the files `redis.external.tls` mounts.
+#[derive(Serialize)]
+struct RedisTls {
+    enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca_file: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cert_file: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_file: Option<&'static str>,
 }
 
 /// The service's `redis.sentinel`; its `password` comes from the environment
@@ -252,6 +269,15 @@ fn redis_section(cc: &CounterCluster, cluster: bool) -> Redis {
         sentinel,
         min_replicas_ack: acks.then_some(min_replicas_ack),
         replica_ack_timeout_ms: acks.then_some(REPLICA_ACK_TIMEOUT_MS),
+        tls: external_redis_tls(cc).map(|tls| {
+            let client = tls.client_certificate_secret.is_some();
+            RedisTls {
+                enabled: true,
+                ca_file: tls.ca_secret_ref.as_ref().map(|_| REDIS_CA_FILE),
+                cert_file: client.then_some(REDIS_CLIENT_CERT_FILE),
+                key_file: client.then_some(REDIS_CLIENT_KEY_FILE),
+            }
+        }),
     }
 }
 

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::{Component, child_name, namespace, object_meta};
 use crate::certificates::{IssuedCertificate, LEAF_LIFETIME, LeafRequest};
-use crate::crd::{CounterCluster, IssuerKind, IssuerRef};
+use crate::crd::{CounterCluster, ExternalRedisTlsSpec, IssuerKind, IssuerRef, RedisMode};
 
 /// cert-manager's API group and version.
 pub const CERT_MANAGER_GROUP_VERSION: &str = "cert-manager.io/v1";
@@ -34,6 +34,14 @@ pub const TLS_CERT_FILE: &str = "/var/run/secrets/highpress/tls/tls.crt";
 pub const TLS_KEY_FILE: &str = "/var/run/secrets/highpress/tls/tls.key";
 /// The CA certificates to trust.
 pub const TLS_CA_FILE: &str = "/var/run/secrets/highpress/tls/ca.crt";
+/// Directory of an external Redis's CA and client certificate in the counter pods.
+pub const REDIS_TLS_MOUNT_PATH: &str = "/var/run/secrets/highpress/redis-tls";
+/// The external Redis's CA bundle in the counter pods.
+pub const REDIS_CA_FILE: &str = "/var/run/secrets/highpress/redis-tls/ca/ca.crt";
+/// The counters' client certificate for an external Redis.
+pub const REDIS_CLIENT_CERT_FILE: &str = "/var/run/secrets/highpress/redis-tls/client/tls.crt";
+/// Its key.
+pub const REDIS_CLIENT_KEY_FILE: &str = "/var/run/secrets/highpress/redis-tls/client/tls.key";
 /// Annotation on a CounterCluster whose new value makes the operator issue its certificates
 /// again at once.
 pub const REISSUE_ANNOTATION: &str = "highpress.dev/reissue-certificates";
@@ -157,7 +165,16 @@ pub fn build_certificate(
     certificate
 }
 
-/// The volumes and mounts `component`'s highpress container needs for `spec.security`.
+/// `redis.external.tls`, when Redis is external and it is set.
+pub fn external_redis_tls(cc: &CounterCluster) -> Option<&ExternalRedisTlsSpec> {
+    let redis = &cc.spec.redis;
+    (redis.mode == RedisMode::External)
+        .then(|| redis.external.as_ref()?.tls.as_ref())
+        .flatten()
+}
+
+/// The volumes and mounts `component`'s highpress container needs for `spec.security`, and
+/// the counters' for `redis.external.tls`.
 pub fn security_volumes(
     cc: &CounterCluster,
     component: Component,
@@ -193,6 +210,47 @@ pub fn security_volumes(
             read_only: Some(true),
             ..VolumeMount::default()
         });
+    }
+    if component == Component::Counter
+        && let Some(tls) = external_redis_tls(cc)
+    {
+        let mut secret_volume =
+            |name: &str, secret: &str, items: Option<Vec<KeyToPath>>, dir: &str| {
+                volumes.push(Volume {
+                    name: name.to_owned(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(secret.to_owned()),
+                        items,
+                        default_mode: mode,
+                        optional: Some(false),
+                    }),
+                    ..Volume::default()
+                });
+                mounts.push(VolumeMount {
+                    name: name.to_owned(),
+                    mount_path: format!("{REDIS_TLS_MOUNT_PATH}/{dir}"),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                });
+            };
+        if let Some(ca) = &tls.ca_secret_ref {
+            let item = KeyToPath {
+                key: ca.key.clone(),
+                path: "ca.crt".to_owned(),
+                mode: None,
+            };
+            secret_volume("redis-ca", &ca.name, Some(vec![item]), "ca");
+        }
+        if let Some(client) = &tls.client_certificate_secret {
+            let items = ["tls.crt", "tls.key"]
+                .map(|key| KeyToPath {
+                    key: key.to_owned(),
+                    path: key.to_owned(),
+                    mode: None,
+                })
+                .to_vec();
+            secret_volume("redis-client-certificate", client, Some(items), "client");
+        }
     }
     if security.tls.any() {
         volumes.push(Volume {
