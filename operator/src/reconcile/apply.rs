@@ -81,6 +81,10 @@ pub async fn apply_children(
     apply(&api::<ConfigMap>(client, &ns), &config_map).await?;
     let tls = &cc.spec.security.tls;
     let cert_manager_issuer = tls.issuer_ref.clone().filter(|_| tls.any());
+    if cert_manager_issuer.is_none() && had_cert_manager_certificates(cc) {
+        // First, so cert-manager stops writing the Secrets before the operator issues them.
+        delete_certificate_requests(cc, ctx).await?;
+    }
     let certificates = match &cert_manager_issuer {
         Some(issuer) => {
             apply_certificate_requests(cc, ctx, issuer).await?;
@@ -89,9 +93,6 @@ pub async fn apply_children(
         None if tls.any() => Some(ensure_certificates(cc, ctx).await?),
         None => None,
     };
-    if cert_manager_issuer.is_none() && had_cert_manager_certificates(cc) {
-        delete_certificate_requests(cc, ctx).await?;
-    }
 
     let services = api::<Service>(client, &ns);
     let statefulsets = api::<StatefulSet>(client, &ns);

@@ -4,7 +4,8 @@
 //! Contract:
 //! - Objects are written with server-side apply under field manager [`FIELD_MANAGER`]. The
 //!   first apply is not forced. On a conflict it is retried with `force` only when every
-//!   conflicting manager is the operator itself or the field is `.spec.replicas` (which the
+//!   conflicting manager is the operator itself, cert-manager (the TLS Secrets it wrote while
+//!   `security.tls.issuerRef` was set), or the field is `.spec.replicas` (which the
 //!   HPA's controller owned while autoscaling was on); any other conflict, such as a person's
 //!   `kubectl edit` of a field the operator sets, fails the apply and names the manager.
 //! - A disabled feature's object is deleted only when it is controlled by this CounterCluster
@@ -22,6 +23,11 @@ use crate::crd::CounterCluster;
 
 /// Field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "highpress-operator";
+
+/// The prefix of cert-manager's field managers. It writes only the TLS Secrets, while
+/// `security.tls.issuerRef` is set; when it goes, the operator issues them again, over what
+/// cert-manager wrote.
+const CERT_MANAGER_FIELD_MANAGERS: &str = "cert-manager";
 
 /// A failed write, naming the object.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +127,9 @@ pub fn forceable(message: &str) -> bool {
         && conflicts.iter().all(|conflict| {
             let manager = conflict.split('"').next().unwrap_or_default();
             let fields = conflict.rsplit(": ").next().unwrap_or_default().trim();
-            manager == FIELD_MANAGER || fields == ".spec.replicas"
+            manager == FIELD_MANAGER
+                || fields == ".spec.replicas"
+                || manager.starts_with(CERT_MANAGER_FIELD_MANAGERS)
         })
 }
 
@@ -136,6 +144,13 @@ mod tests {
         ));
         assert!(forceable(
             r#"Apply failed with 1 conflict: conflict with "kube-controller-manager" using apps/v1: .spec.replicas"#
+        ));
+    }
+
+    #[test]
+    fn conflicts_with_cert_manager_over_a_tls_secret_are_forced() {
+        assert!(forceable(
+            r#"Apply failed with 1 conflict: conflict with "cert-manager-certificates-issuing" using v1: .data.tls.crt"#
         ));
     }
 
