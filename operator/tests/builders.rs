@@ -1150,14 +1150,7 @@ fn security_mounts_the_tokens_and_each_components_own_certificate() {
         ("counter", build_counter_deployment(&cc, &ctx())),
     ] {
         let template = template(deployment.spec.as_ref());
-        let volumes = pod(template).volumes.clone().unwrap_or_default();
-        let secret_of = |name: &str| {
-            volumes
-                .iter()
-                .find(|v| v.name == name)
-                .and_then(|v| v.secret.clone())
-                .unwrap_or_else(|| panic!("{component}: no {name} Secret volume"))
-        };
+        let secret_of = |name: &str| secret_volume(template, name);
         assert_eq!(
             secret_of("api-tokens").secret_name.as_deref(),
             Some("likes-tokens")
@@ -1167,12 +1160,7 @@ fn security_mounts_the_tokens_and_each_components_own_certificate() {
             Some(format!("likes-{component}-tls")),
             "each component mounts its own certificate"
         );
-        let mounts: BTreeMap<String, String> = only_container(template)
-            .volume_mounts
-            .iter()
-            .flatten()
-            .map(|m| (m.name.clone(), m.mount_path.clone()))
-            .collect();
+        let mounts = mount_paths(template);
         assert_eq!(mounts["api-tokens"], TOKENS_MOUNT_PATH, "{component}");
         assert_eq!(mounts["tls"], TLS_MOUNT_PATH, "{component}");
         // The kubelet probes over HTTPS; the counter's readiness leaves the gRPC port, whose
@@ -1254,15 +1242,8 @@ fn an_external_redis_ca_and_client_certificate_are_mounted_into_the_counters_onl
     });
     let cc = cc.valid();
     let counter = build_counter_deployment(&cc, &ctx());
-    let template = template(counter.spec.as_ref());
-    let volumes = pod(template).volumes.clone().unwrap_or_default();
-    let secret = |name: &str| {
-        volumes
-            .iter()
-            .find(|v| v.name == name)
-            .and_then(|v| v.secret.clone())
-            .unwrap_or_else(|| panic!("no {name} volume"))
-    };
+    let counter_pod = template(counter.spec.as_ref());
+    let secret = |name: &str| secret_volume(counter_pod, name);
     let ca = secret("redis-ca");
     assert_eq!(ca.secret_name.as_deref(), Some("redis-ca"));
     let items = ca.items.unwrap_or_default();
@@ -1275,12 +1256,7 @@ fn an_external_redis_ca_and_client_certificate_are_mounted_into_the_counters_onl
         secret("redis-client-certificate").secret_name.as_deref(),
         Some("redis-client")
     );
-    let mounts: BTreeMap<String, String> = only_container(template)
-        .volume_mounts
-        .iter()
-        .flatten()
-        .map(|m| (m.name.clone(), m.mount_path.clone()))
-        .collect();
+    let mounts = mount_paths(counter_pod);
     assert_eq!(mounts["redis-ca"], format!("{REDIS_TLS_MOUNT_PATH}/ca"));
     assert_eq!(
         mounts["redis-client-certificate"],
@@ -1288,13 +1264,33 @@ fn an_external_redis_ca_and_client_certificate_are_mounted_into_the_counters_onl
     );
     // The gateways never talk to Redis.
     let gateway = build_gateway_deployment(&cc, &ctx());
-    let gateway_volumes = pod(template_of(&gateway))
+    let gateway_volumes = pod(template(gateway.spec.as_ref()))
         .volumes
         .clone()
         .unwrap_or_default();
     assert!(gateway_volumes.iter().all(|v| !v.name.starts_with("redis")));
 }
 
-fn template_of(deployment: &k8s_openapi::api::apps::v1::Deployment) -> &PodTemplateSpec {
-    template(deployment.spec.as_ref())
+/// The Secret volume `name` of a pod template.
+fn secret_volume(
+    template: &PodTemplateSpec,
+    name: &str,
+) -> k8s_openapi::api::core::v1::SecretVolumeSource {
+    pod(template)
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == name)
+        .and_then(|v| v.secret.clone())
+        .unwrap_or_else(|| panic!("no Secret volume {name}"))
+}
+
+/// Volume name → mount path of a pod template's only container.
+fn mount_paths(template: &PodTemplateSpec) -> BTreeMap<String, String> {
+    only_container(template)
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| (m.name.clone(), m.mount_path.clone()))
+        .collect()
 }
