@@ -24,6 +24,7 @@ lint: deps ## rustfmt, clippy -D warnings, shellcheck, yamllint
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	shellcheck scripts/*.sh .ci/run
+	shellcheck -s sh operator/src/reconcile/build/scripts/*.sh
 	shellcheck -x bench/bench.sh
 	yamllint -d relaxed --no-warnings configs/
 

@@ -861,8 +861,8 @@ pub struct SecuritySpec {
     /// A token bucket per API token (per client address with auth off) on increments and
     /// reads, enforced by each gateway pod on its own.
     pub rate_limit: RateLimitSpec,
-    /// TLS on the REST API and between gateways and counters, with certificates the operator
-    /// issues and renews.
+    /// TLS on the REST API, between gateways and counters, and on the managed Redis, with
+    /// certificates the operator issues and renews.
     pub tls: TlsSpec,
 }
 
@@ -940,6 +940,13 @@ pub struct TlsSpec {
     /// Mutual TLS between gateways and counters: a counter accepts only clients with a
     /// certificate for client authentication from the same CA, which only the gateways get.
     pub grpc: bool,
+    /// TLS on the managed Redis: its pods and sentinels listen on TLS alone (replication and
+    /// the sentinels' links included), with a certificate for `<name>-redis` and
+    /// `<name>-redis-sentinel` and their pods; the counters, the exporter and the operator
+    /// verify it, and still log in with the password. A renewed certificate is loaded by
+    /// Redis without a restart, and by each sentinel with a restart of its own process.
+    /// Managed Redis only: for an external one, see `redis.external.tls`.
+    pub redis: bool,
     /// Have cert-manager issue the certificates, from this Issuer or ClusterIssuer, through one
     /// `Certificate` per component (the Secrets keep their names). Omitted: the operator's own
     /// CA issues them. The issuer must put its CA in `ca.crt` (CA, Vault and self-signed
@@ -979,6 +986,11 @@ fn default_issuer_group() -> String {
 impl TlsSpec {
     /// Whether any hop uses TLS, so the operator issues certificates.
     pub fn any(&self) -> bool {
+        self.highpress() || self.redis
+    }
+
+    /// Whether the highpress pods get a certificate (HTTPS or mutual TLS between the tiers).
+    pub fn highpress(&self) -> bool {
         self.api || self.grpc
     }
 }
@@ -1012,10 +1024,14 @@ pub struct CounterClusterStatus {
     /// they are deleted when the spec stops asking for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_manager_issuer: Option<IssuerRef>,
+    /// The components whose TLS Secret (`<name>-<component>-tls`) the operator keeps, itself
+    /// or through cert-manager: `gateway`, `counter`, `redis`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls_components: Vec<String>,
 }
 
 /// The certificates of one CounterCluster, as the operator last issued them into the Secrets
-/// `<name>-gateway-tls` and `<name>-counter-tls`. The operator may write those Secrets but
+/// `<name>-<component>-tls` of `tlsComponents`. The operator may write those Secrets but
 /// not read them, so this record is how it knows when to issue again.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

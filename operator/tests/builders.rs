@@ -1271,6 +1271,107 @@ fn an_external_redis_ca_and_client_certificate_are_mounted_into_the_counters_onl
     assert!(gateway_volumes.iter().all(|v| !v.name.starts_with("redis")));
 }
 
+/// `security.tls.redis` on a replicated managed Redis with the exporter: every Redis and
+/// sentinel port is TLS alone, under the supervisor that picks up renewals; the counters get
+/// the CA (never the key); the certificate names every pod and `localhost`, as a server only.
+#[test]
+fn tls_on_the_managed_redis_reaches_every_redis_container_and_the_counters_get_only_the_ca() {
+    use highpress_operator::reconcile::build::Component;
+    use highpress_operator::reconcile::build::redis_tls::TLS_SUPERVISE_SCRIPT;
+    use highpress_operator::reconcile::build::security::{
+        REDIS_TLS_MOUNT_PATH, TLS_CA_FILE, TLS_MOUNT_PATH, leaf_request, tls_components,
+    };
+    let mut cc = cluster().with_redis_exporter();
+    cc.spec.redis.managed.replicas = 3;
+    cc.spec.security.tls.redis = true;
+    let cc = cc.valid();
+    let objects = build_all(&cc, &ctx());
+    let (_, redis) = objects.redis.expect("Redis");
+    let (_, sentinels) = objects.redis_sentinel.expect("sentinels");
+    for (statefulset, port, renewal) in
+        [(&redis, "6379", "reload"), (&sentinels, "26379", "restart")]
+    {
+        let template = &statefulset.spec.as_ref().expect("a spec").template;
+        let container = &pod(template).containers[0];
+        let command = container.command.clone().unwrap_or_default();
+        assert_eq!(command[2], TLS_SUPERVISE_SCRIPT);
+        assert_eq!(command[4], renewal);
+        let args = container.args.clone().unwrap_or_default().join(" ");
+        assert!(
+            args.starts_with(&format!(
+                "--port 0 --tls-port {port} --tls-cert-file {TLS_MOUNT_PATH}/tls.crt --tls-key-file {TLS_MOUNT_PATH}/tls.key --tls-ca-cert-file {TLS_CA_FILE} --tls-auth-clients no --tls-replication yes"
+            )),
+            "{args}"
+        );
+        assert_eq!(
+            secret_volume(template, "tls").secret_name.as_deref(),
+            Some("likes-redis-tls")
+        );
+        let tls_mount = container
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "tls")
+            .map(|m| m.mount_path.as_str());
+        assert_eq!(tls_mount, Some(TLS_MOUNT_PATH));
+        let probe = container
+            .readiness_probe
+            .as_ref()
+            .and_then(|p| p.exec.as_ref())
+            .and_then(|e| e.command.clone())
+            .unwrap_or_default();
+        assert!(
+            probe[2].starts_with(&format!("redis-cli --tls --cacert {TLS_CA_FILE} ")),
+            "{probe:?}"
+        );
+    }
+    let redis_template = &redis.spec.as_ref().expect("a spec").template;
+    let exporter = &pod(redis_template).containers[1];
+    let env: BTreeMap<String, String> = exporter
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+        .collect();
+    assert_eq!(env["REDIS_ADDR"], "rediss://localhost:6379");
+    assert_eq!(env["REDIS_EXPORTER_TLS_CA_CERT_FILE"], TLS_CA_FILE);
+
+    let counter = build_counter_deployment(&cc, &ctx());
+    let counter_pod = template(counter.spec.as_ref());
+    let ca = secret_volume(counter_pod, "redis-ca");
+    assert_eq!(ca.secret_name.as_deref(), Some("likes-redis-tls"));
+    let items = ca.items.unwrap_or_default();
+    assert_eq!(items.len(), 1, "the CA alone, not the Redis key");
+    assert_eq!(
+        (items[0].key.as_str(), items[0].path.as_str()),
+        ("ca.crt", "ca.crt")
+    );
+    assert_eq!(
+        mount_paths(counter_pod)["redis-ca"],
+        format!("{REDIS_TLS_MOUNT_PATH}/ca")
+    );
+    assert!(
+        !mount_paths(counter_pod).contains_key("tls"),
+        "no highpress certificate"
+    );
+
+    assert_eq!(tls_components(&cc), vec![Component::Redis]);
+    let request = leaf_request(&cc, Component::Redis);
+    assert!(
+        !request.client_auth,
+        "a counter must not take it for a gateway's"
+    );
+    for name in [
+        "likes-redis.apps.svc",
+        "*.likes-redis.apps.svc",
+        "likes-redis-sentinel.apps.svc",
+        "*.likes-redis-sentinel.apps.svc",
+        "localhost",
+    ] {
+        assert!(request.dns_names.contains(&name.to_owned()), "{name}");
+    }
+}
+
 /// The Secret volume `name` of a pod template.
 fn secret_volume(
     template: &PodTemplateSpec,

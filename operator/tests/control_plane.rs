@@ -44,7 +44,7 @@ use support::control_plane::{
     tools_dir, wait_until,
 };
 use support::jaeger::{Jaeger, span_names};
-use support::{cel_counterexamples, example_names, repo_root};
+use support::{cel_counterexamples, example_names, highpress_binary, repo_root};
 
 const OPERATOR_NAMESPACE: &str = "highpress-system";
 const OPERATOR_SERVICE_ACCOUNT: &str = "highpress-operator";
@@ -1987,22 +1987,6 @@ fn check_service_address(
         "Service {name} port {port} targets a port of {}",
         container.name
     );
-}
-
-/// The `highpress` binary cargo built for the workspace's tests (`cargo test --workspace`).
-fn highpress_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's path");
-    let binary = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .join("highpress");
-    assert!(
-        binary.exists(),
-        "{} is missing: the pod wiring check runs the service binary that `cargo test --workspace` builds (or run `cargo build -p highpress`)",
-        binary.display()
-    );
-    binary
 }
 
 /// Whether the gRPC health service at `addr` answers SERVING, as the kubelet's gRPC probe asks.

@@ -104,6 +104,10 @@ fn managed_storage_example_sets_volume_size_storage_class_and_the_exporter() {
     // sidecar goes through the Kubernetes schema checks.
     assert!(spec.redis.managed.exporter.enabled);
     assert!(spec.observability.metrics.service_monitor.enabled);
+    // TLS on the managed Redis alone, so the TLS Redis, sentinel and exporter containers go
+    // through the same checks.
+    assert!(spec.security.tls.redis);
+    assert!(!spec.security.tls.api && !spec.security.tls.grpc);
     // Fields the example leaves out keep their defaults.
     assert_eq!(spec.gateway.replicas, 2);
     assert_eq!(spec.counter.cache.max_entries, 100_000);

@@ -770,6 +770,36 @@ async fn scenario_tls_certificates() -> Vec<Recorded> {
     let after = status(&fake).certificates.expect("the record");
     assert_ne!(after.ca_fingerprint, first.ca_fingerprint);
     all.extend(more);
+
+    // TLS on the managed Redis too: its certificate joins the record, so all three are issued
+    // at once; then nothing, while none is due.
+    fake.clear_requests();
+    let mut with_redis = stored(&fake);
+    with_redis.spec.security.tls.redis = true;
+    run(&with_redis, &ctx).await.expect("reconciled");
+    let more = fake.requests();
+    assert_eq!(
+        tls_applies(&more),
+        ["likes-gateway-tls", "likes-counter-tls", "likes-redis-tls"]
+    );
+    let redis_secret = more
+        .iter()
+        .find(|r| r.path.ends_with("/secrets/likes-redis-tls"))
+        .expect("the Redis Secret");
+    assert_eq!(certificates_in(&redis_secret.body, "tls.crt"), 1);
+    assert_eq!(certificates_in(&redis_secret.body, "ca.crt"), 3);
+    assert_eq!(
+        status(&fake).tls_components,
+        ["gateway", "counter", "redis"]
+    );
+    all.extend(more);
+    fake.clear_requests();
+    let mut steady = stored(&fake);
+    steady.spec.security.tls.redis = true;
+    run(&steady, &ctx).await.expect("reconciled");
+    let more = fake.requests();
+    assert!(tls_applies(&more).is_empty(), "{:?}", lines(&more));
+    all.extend(more);
     all
 }
 
@@ -839,6 +869,38 @@ async fn scenario_cert_manager_certificates() -> Vec<Recorded> {
     assert!(!each_str(&counter.body["spec"]["usages"]).contains(&"client auth"));
     assert!(status(&fake).cert_manager_issuer.is_some());
     all.extend(requests);
+
+    // TLS on the managed Redis: a third Certificate, a server's only; off again, it is deleted
+    // and the other two stay.
+    fake.clear_requests();
+    let mut with_redis = stored(&fake);
+    with_redis.spec.security.tls.redis = true;
+    run(&with_redis, &ctx).await.expect("reconciled");
+    let more = fake.requests();
+    let redis = more
+        .iter()
+        .find(|r| r.is_apply() && r.path.ends_with("/certificates/likes-redis-tls"))
+        .expect("the Redis Certificate");
+    assert!(!each_str(&redis.body["spec"]["usages"]).contains(&"client auth"));
+    assert!(each_str(&redis.body["spec"]["dnsNames"]).contains(&"*.likes-redis-sentinel.apps.svc"));
+    all.extend(more);
+    fake.clear_requests();
+    let mut without_redis = stored(&fake);
+    without_redis.spec.security.tls.redis = false;
+    run(&without_redis, &ctx).await.expect("reconciled");
+    let more = fake.requests();
+    let order = lines(&more);
+    assert!(
+        order.contains(&format!("DELETE {CERTIFICATES}/likes-redis-tls")),
+        "{order:?}"
+    );
+    assert!(
+        !order
+            .iter()
+            .any(|l| l.starts_with("DELETE") && l.contains("likes-gateway-tls")),
+        "{order:?}"
+    );
+    all.extend(more);
 
     // Back to the operator's CA: the Certificates go, and the operator issues the Secrets.
     fake.clear_requests();

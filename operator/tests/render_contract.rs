@@ -256,6 +256,23 @@ fn an_external_redis_tls_renders_the_files_the_counters_mount() {
 }
 
 #[test]
+fn tls_on_the_managed_redis_renders_its_ca_for_every_redis_connection() {
+    use highpress_operator::reconcile::build::security::REDIS_CA_FILE;
+    let mut cc = cluster();
+    cc.spec.redis.managed.replicas = 3;
+    cc.spec.security.tls.redis = true;
+    let config = load_rendered_config(&cc, "managed-redis-tls");
+    // The service reaches the sentinels and the primaries they name over TLS with it too.
+    assert!(config.redis.tls.enabled);
+    assert_eq!(config.redis.tls.ca_file, REDIS_CA_FILE);
+    assert!(
+        config.redis.tls.cert_file.is_empty(),
+        "clients log in with the password"
+    );
+    assert!(config.redis.sentinel.enabled());
+}
+
+#[test]
 fn the_key_layout_renders_into_the_services_store_key_layout() {
     let mut cc = cluster();
     cc.spec.redis.key_layout = highpress_operator::crd::KeyLayout::HighGoPress;

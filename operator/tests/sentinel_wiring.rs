@@ -23,12 +23,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use highpress_operator::certificates::CertificateAuthority;
+use highpress_operator::crd::CounterCluster;
+use highpress_operator::reconcile::build::Component;
+use highpress_operator::reconcile::build::redis_tls::TLS_SUPERVISE_SCRIPT;
+use highpress_operator::reconcile::build::security::{TLS_MOUNT_PATH, leaf_request};
 use highpress_operator::reconcile::build::sentinel::{REDIS_START_SCRIPT, SENTINEL_START_SCRIPT};
 use highpress_operator::reconcile::build::{BuildContext, build_all};
-use highpress_operator::reconcile::replication::{self, OBSERVER_USER, RedisPod, Replication};
+use highpress_operator::reconcile::replication::{
+    self, OBSERVER_USER, RedisPod, Replication, Trust,
+};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Container;
-use support::{CounterClusterFixture, cluster};
+use support::control_plane::http_request;
+use support::{CounterClusterFixture, cluster, highpress_binary};
 
 const PASSWORD: &str = "0123456789abcdef0123456789abcdef";
 
@@ -186,8 +194,9 @@ fn expand(text: &str, env: &BTreeMap<String, String>) -> String {
     text
 }
 
-/// The container's command and args, `$(VAR)` expanded, `--port` set to `port` and `/data` to
-/// `data`.
+/// The container's command and args, `$(VAR)` expanded, the port it listens on (`--tls-port`
+/// if any, else `--port`) set to `port`, `/data` to `data`, and the TLS mount to the env's
+/// `TLS_DIR`.
 fn command_line(
     container: &Container,
     env: &BTreeMap<String, String>,
@@ -203,9 +212,15 @@ fn command_line(
         .collect();
     let at = words
         .iter()
-        .position(|w| w == "--port")
+        .position(|w| w == "--tls-port")
+        .or_else(|| words.iter().position(|w| w == "--port"))
         .expect("a --port argument");
     words[at + 1] = port.to_string();
+    if let Some(dir) = env.get("TLS_DIR") {
+        for word in &mut words {
+            *word = word.replace(TLS_MOUNT_PATH, dir);
+        }
+    }
     for word in &mut words {
         if word == "/data" {
             *word = data.to_string_lossy().into_owned();
@@ -464,7 +479,14 @@ fn three_redis_pods_and_three_sentinels_form_a_set_that_fails_over() {
             addr: format!("127.0.0.1:{}", p.port),
         })
         .collect();
-    let observed = || runtime.block_on(replication::observe(&sentinel_addrs, "likes", &announced));
+    let observed = || {
+        runtime.block_on(replication::observe(
+            &sentinel_addrs,
+            "likes",
+            &announced,
+            None,
+        ))
+    };
     let reported = |primary: &str, in_sync: i32| Replication::Known {
         primary: primary.to_owned(),
         in_sync,
@@ -934,6 +956,358 @@ fn a_password_rotation_refuses_no_client_and_loses_no_acknowledged_increment() {
         );
         assert_eq!(redis_cli_as(NEW, port, &["ping"]).trim(), "PONG");
     }
+    drop(processes);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Writes `component`'s certificate from `ca` into `dir` as the kubelet updates a Secret
+/// volume: each file replaced whole.
+fn write_certificate(ca: &CertificateAuthority, cc: &CounterCluster, dir: &Path) -> String {
+    let issued = ca
+        .issue(
+            &leaf_request(cc, Component::Redis),
+            time::OffsetDateTime::now_utc(),
+        )
+        .expect("a certificate");
+    for (name, text) in [
+        ("tls.crt", &issued.cert_pem),
+        ("tls.key", &issued.key_pem),
+        ("ca.crt", &issued.ca_bundle_pem),
+    ] {
+        let staged = dir.join(format!(".{name}.new"));
+        std::fs::write(&staged, text).expect("a certificate file");
+        std::fs::rename(&staged, dir.join(name)).expect("a certificate file");
+    }
+    issued.cert_pem
+}
+
+/// redis-cli over TLS, trusting `ca`, with the password.
+fn redis_cli_tls(ca: &Path, port: u16, args: &[&str]) -> String {
+    let ca = ca.to_string_lossy();
+    let mut all = vec!["--tls", "--cacert", ca.as_ref()];
+    all.extend_from_slice(args);
+    redis_cli(port, &all)
+}
+
+/// SHA-256 fingerprint of the certificate the server on `port` presents, from openssl.
+fn served_fingerprint(port: u16) -> Option<String> {
+    let script = format!(
+        "openssl s_client -connect 127.0.0.1:{port} </dev/null 2>/dev/null \
+         | openssl x509 -noout -fingerprint -sha256"
+    );
+    let output = Command::new("sh").args(["-c", &script]).output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    text.contains('=').then_some(text)
+}
+
+fn fingerprint_of(pem: &str, dir: &Path) -> String {
+    let file = dir.join("expected.crt");
+    std::fs::write(&file, pem).expect("a certificate file");
+    let output = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&file)
+        .output()
+        .expect("openssl");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// `security.tls.redis` as its pods run it: every Redis and sentinel port speaks TLS alone,
+/// replication and the sentinels' links included; the operator reads the set over TLS, and
+/// only when it trusts the CA; and a renewed certificate, written into the mount as the kubelet
+/// writes it, is served by every Redis (reloaded) and every sentinel (restarted) while the set
+/// keeps replicating.
+#[test]
+fn tls_on_the_managed_redis_covers_every_link_and_picks_up_renewed_certificates() {
+    assert!(
+        tools_present(),
+        "redis-server, redis-cli, timeout, sed and sh must be on PATH"
+    );
+    let mut cc = cluster();
+    cc.spec.redis.managed.replicas = 3;
+    cc.spec.security.tls.redis = true;
+    let objects = build_all(&cc.clone().valid(), &BuildContext::default());
+    let (_, redis) = objects.redis.expect("Redis");
+    let (_, sentinels) = objects.redis_sentinel.expect("sentinels");
+    let redis_container = only_container(&redis);
+    let sentinel_container = only_container(&sentinels);
+    for container in [redis_container, sentinel_container] {
+        assert_eq!(
+            container.command.as_ref().expect("a command")[2],
+            TLS_SUPERVISE_SCRIPT
+        );
+    }
+
+    let work = std::env::temp_dir().join(format!("highpress-redis-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let tls_dir = work.join("tls");
+    std::fs::create_dir_all(&tls_dir).expect("a scratch dir");
+    let ca_file = tls_dir.join("ca.crt");
+    let now = time::OffsetDateTime::now_utc();
+    let ca = CertificateAuthority::generate(now).expect("a CA");
+    let first = write_certificate(&ca, &cc, &tls_dir);
+
+    let pods = |service: &str| -> Vec<Pod> {
+        (0..3)
+            .map(|i| Pod {
+                name: format!("likes-{service}-{i}"),
+                host: format!("likes-{service}-{i}.likes-{service}.apps.svc"),
+                port: free_port(),
+            })
+            .collect()
+    };
+    let redis_pods = pods("redis");
+    let sentinel_pods = pods("redis-sentinel");
+    let all_pods: Vec<Pod> = redis_pods
+        .iter()
+        .chain(&sentinel_pods)
+        .map(|p| Pod {
+            name: p.name.clone(),
+            host: p.host.clone(),
+            port: p.port,
+        })
+        .collect();
+    let local_env = |container: &Container, pod: &Pod| {
+        let mut env = container_env(container, &pod.name, &all_pods);
+        assert_eq!(env["TLS_DIR"], TLS_MOUNT_PATH);
+        env.insert("TLS_DIR".into(), tls_dir.to_string_lossy().into_owned());
+        env.insert("TLS_CHECK_SECONDS".into(), "1".into());
+        env.insert("TLS_RESTART_STAGGER_SECONDS".into(), "2".into());
+        env
+    };
+
+    let mut processes = Processes::default();
+    for pod in &redis_pods {
+        let env = local_env(redis_container, pod);
+        let data = work.join(&pod.name);
+        std::fs::create_dir_all(&data).expect("a data dir");
+        processes.spawn(
+            &pod.name,
+            command_line(redis_container, &env, pod.port, &data),
+            &work,
+        );
+        wait_until(
+            &processes,
+            Duration::from_secs(20),
+            &format!("{} to answer PONG over TLS", pod.name),
+            || (redis_cli_tls(&ca_file, pod.port, &["ping"]).trim() == "PONG").then_some(()),
+        );
+    }
+    for pod in &sentinel_pods {
+        let mut env = local_env(sentinel_container, pod);
+        let config = work.join(format!("{}.conf", pod.name));
+        env.insert(
+            "SENTINEL_CONFIG".to_owned(),
+            config.to_string_lossy().into_owned(),
+        );
+        let command = command_line(sentinel_container, &env, pod.port, &work);
+        processes.spawn(&pod.name, command, &work);
+    }
+
+    // Plain text gets no answer anywhere.
+    for pod in redis_pods.iter().chain(&sentinel_pods) {
+        let answer = redis_cli(pod.port, &["ping"]);
+        assert!(
+            !answer.contains("PONG"),
+            "{} answered plain text: {answer}",
+            pod.name
+        );
+    }
+
+    let primary_port = redis_pods[0].port;
+    let settled = || {
+        let info = redis_cli_tls(&ca_file, primary_port, &["info", "replication"]);
+        let replicas_online = info_field(&info, "connected_slaves").as_deref() == Some("2")
+            && (0..2).all(|i| {
+                info_field(&info, &format!("slave{i}")).is_some_and(|r| r.contains("state=online"))
+            });
+        let expected = format!("127.0.0.1\n{primary_port}");
+        let sentinels_agree = sentinel_pods.iter().all(|s| {
+            let master = redis_cli_tls(&ca_file, s.port, &["sentinel", "master", "likes"]);
+            let lines: Vec<&str> = master.lines().collect();
+            let named = redis_cli_tls(
+                &ca_file,
+                s.port,
+                &["sentinel", "get-master-addr-by-name", "likes"],
+            );
+            named.trim() == expected
+                && lines
+                    .windows(2)
+                    .any(|w| w[0] == "num-other-sentinels" && w[1] == "2")
+                && lines
+                    .windows(2)
+                    .any(|w| w[0] == "num-slaves" && w[1] == "2")
+        });
+        (replicas_online && sentinels_agree).then_some(())
+    };
+    wait_until(
+        &processes,
+        Duration::from_secs(40),
+        "two replicas online over TLS and three sentinels that agree and know one another",
+        settled,
+    );
+
+    // The operator's reading over TLS: at `localhost`, a name the certificate carries, and
+    // only when it trusts the CA.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let sentinel_addrs: Vec<String> = sentinel_pods
+        .iter()
+        .map(|s| format!("localhost:{}", s.port))
+        .collect();
+    let announced: Vec<RedisPod> = redis_pods
+        .iter()
+        .map(|p| RedisPod {
+            name: p.name.clone(),
+            addr: format!("127.0.0.1:{}", p.port),
+        })
+        .collect();
+    let observe = |trust: Option<&Trust>| {
+        runtime.block_on(replication::observe(
+            &sentinel_addrs,
+            "likes",
+            &announced,
+            trust,
+        ))
+    };
+    let trusted = Trust::Roots(ca.trust_bundle());
+    let known = Replication::Known {
+        primary: "likes-redis-0".to_owned(),
+        in_sync: 2,
+    };
+    wait_until(
+        &processes,
+        Duration::from_secs(30),
+        "the operator to read pod 0 as the primary with 2 replicas in sync, over TLS",
+        || (observe(Some(&trusted)) == known).then_some(()),
+    );
+    assert_eq!(observe(Some(&Trust::Unverified)), known);
+    let stranger = CertificateAuthority::generate(now).expect("a CA");
+    let refused = observe(Some(&Trust::Roots(stranger.trust_bundle())));
+    assert!(
+        matches!(&refused, Replication::Unknown(why) if why.contains("0 of 3")),
+        "a CA that did not sign the sentinels' certificate: {refused:?}"
+    );
+    assert!(
+        matches!(observe(None), Replication::Unknown(_)),
+        "plain text reaches no sentinel"
+    );
+
+    // highpress counts through it as the counters are configured (render_contract checks the
+    // rendered config carries these settings): the sentinels and the primary they name over TLS,
+    // trusting the Secret's ca.crt, logging in with the password.
+    let http_port = free_port();
+    let sentinel_list: Vec<String> = sentinel_pods
+        .iter()
+        .map(|s| format!("localhost:{}", s.port))
+        .collect();
+    let mut highpress = Command::new(highpress_binary());
+    highpress.arg("standalone").envs([
+        ("HIGHPRESS_SERVER__HOST", "127.0.0.1".to_owned()),
+        ("HIGHPRESS_SERVER__PORT", http_port.to_string()),
+        ("HIGHPRESS_STORE__KIND", "redis".to_owned()),
+        ("HIGHPRESS_REDIS__ADDR", format!("localhost:{primary_port}")),
+        ("HIGHPRESS_REDIS__PASSWORD", PASSWORD.to_owned()),
+        ("HIGHPRESS_REDIS__SENTINEL__MASTER_NAME", "likes".to_owned()),
+        ("HIGHPRESS_REDIS__SENTINEL__ADDRS", sentinel_list.join(",")),
+        ("HIGHPRESS_REDIS__SENTINEL__PASSWORD", PASSWORD.to_owned()),
+        ("HIGHPRESS_REDIS__TLS__ENABLED", "true".to_owned()),
+        (
+            "HIGHPRESS_REDIS__TLS__CA_FILE",
+            ca_file.to_string_lossy().into_owned(),
+        ),
+        ("HIGHPRESS_LOG__LEVEL", "warn".to_owned()),
+    ]);
+    processes.spawn("highpress", highpress, &work);
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], http_port));
+    let increment = |resource: &str| {
+        let body = format!(
+            r#"{{"resource_id":"{resource}","counter_type":"like","user_id":"u1","increment":3}}"#
+        );
+        http_request(http, "POST", "/api/v1/counter/increment", Some(&body))
+    };
+    let counted_on_every_pod = |resource: &str| {
+        redis_pods.iter().all(|pod| {
+            let keys = redis_cli_tls(
+                &ca_file,
+                pod.port,
+                &["--scan", "--pattern", &format!("*{resource}*")],
+            );
+            keys.lines()
+                .any(|key| redis_cli_tls(&ca_file, pod.port, &["get", key]).trim() == "3")
+        })
+    };
+    wait_until(
+        &processes,
+        Duration::from_secs(30),
+        "highpress to acknowledge an increment through the TLS sentinels",
+        || matches!(increment("before"), Some((200, _))).then_some(()),
+    );
+    wait_until(
+        &processes,
+        Duration::from_secs(10),
+        "the increment on the primary and both replicas",
+        || counted_on_every_pod("before").then_some(()),
+    );
+
+    // A renewed certificate lands in the mount: every Redis and every sentinel serves it.
+    let first_fingerprint = fingerprint_of(&first, &work);
+    for pod in redis_pods.iter().chain(&sentinel_pods) {
+        assert_eq!(
+            served_fingerprint(pod.port).as_deref(),
+            Some(first_fingerprint.as_str())
+        );
+    }
+    let renewed = fingerprint_of(&write_certificate(&ca, &cc, &tls_dir), &work);
+    assert_ne!(renewed, first_fingerprint);
+    for pod in redis_pods.iter().chain(&sentinel_pods) {
+        wait_until(
+            &processes,
+            Duration::from_secs(40),
+            &format!("{} to serve the renewed certificate", pod.name),
+            || (served_fingerprint(pod.port).as_deref() == Some(renewed.as_str())).then_some(()),
+        );
+    }
+    let log = std::fs::read_to_string(work.join("likes-redis-1.log")).unwrap_or_default();
+    assert!(log.contains("loaded the renewed certificate"), "{log}");
+    let log = std::fs::read_to_string(work.join("likes-redis-sentinel-2.log")).unwrap_or_default();
+    assert!(
+        log.contains("restarting for the renewed certificate"),
+        "{log}"
+    );
+    // The set is whole again, and a write on the primary reaches both replicas.
+    wait_until(
+        &processes,
+        Duration::from_secs(40),
+        "the set to settle after the renewal",
+        settled,
+    );
+    assert_eq!(
+        redis_cli_tls(&ca_file, primary_port, &["set", "c:like:1", "7"]).trim(),
+        "OK"
+    );
+    assert_eq!(
+        redis_cli_tls(&ca_file, primary_port, &["wait", "2", "5000"]).trim(),
+        "2",
+        "both replicas acknowledge over TLS"
+    );
+    wait_until(
+        &processes,
+        Duration::from_secs(30),
+        "the operator to read the set again",
+        || (observe(Some(&trusted)) == known).then_some(()),
+    );
+    // highpress keeps counting across the renewal.
+    let (code, body) = increment("after").expect("an answer");
+    assert_eq!(code, 200, "{body}");
+    wait_until(
+        &processes,
+        Duration::from_secs(10),
+        "the increment after the renewal on every pod",
+        || counted_on_every_pod("after").then_some(()),
+    );
+
     drop(processes);
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -49,6 +49,7 @@ fn all_ready() -> Observed {
         skipped: Vec::new(),
         certificates: None,
         cert_manager_issuer: None,
+        tls_components: Vec::new(),
         rolled_out: true,
     }
 }

@@ -37,15 +37,18 @@ use kube::{Client, ResourceExt};
 
 use super::build::network_policy::network_policy_names;
 use super::build::redis_password::{password_plan, password_secret_name};
+use super::build::redis_tls::managed_redis_tls;
 use super::build::security::{
-    CERT_MANAGER_GROUP_VERSION, REISSUE_ANNOTATION, TLS_COMPONENTS, build_certificate,
-    build_tls_secret, certificate_resource, leaf_request, tls_secret_name,
+    CERT_MANAGER_GROUP_VERSION, REISSUE_ANNOTATION, build_certificate, build_tls_secret,
+    certificate_resource, leaf_request, tls_components, tls_secret_name,
 };
 use super::build::sentinel::sentinel_name;
 use super::build::service_monitor::{
     SERVICE_MONITOR_GROUP, SERVICE_MONITOR_VERSION, service_monitor_resource,
 };
-use super::build::{Child, ChildObjects, build_all, build_redis_secret, child_name, namespace};
+use super::build::{
+    Child, ChildObjects, Component, build_all, build_redis_secret, child_name, namespace,
+};
 use super::replication;
 use super::ssa::{WriteError, apply, delete_owned};
 use super::status::{ComponentReadiness, Observed, RedisObserved};
@@ -80,19 +83,31 @@ pub async fn apply_children(
 
     apply(&api::<ConfigMap>(client, &ns), &config_map).await?;
     let tls = &cc.spec.security.tls;
-    let cert_manager_issuer = tls.issuer_ref.clone().filter(|_| tls.any());
-    if cert_manager_issuer.is_none() && had_cert_manager_certificates(cc) {
+    let components = tls_components(cc);
+    let cert_manager_issuer = tls.issuer_ref.clone().filter(|_| !components.is_empty());
+    if had_cert_manager_certificates(cc) {
         // First, so cert-manager stops writing the Secrets before the operator issues them.
-        delete_certificate_requests(cc, ctx).await?;
+        let keep = if cert_manager_issuer.is_some() {
+            &components[..]
+        } else {
+            &[]
+        };
+        delete_certificate_requests(cc, ctx, keep).await?;
     }
-    let certificates = match &cert_manager_issuer {
+    let (certificates, redis_trust) = match &cert_manager_issuer {
         Some(issuer) => {
-            apply_certificate_requests(cc, ctx, issuer).await?;
-            None
+            apply_certificate_requests(cc, ctx, issuer, &components).await?;
+            (None, replication::Trust::Unverified)
         }
-        None if tls.any() => Some(ensure_certificates(cc, ctx).await?),
-        None => None,
+        None if !components.is_empty() => {
+            let (certificates, bundle) = ensure_certificates(cc, ctx, &components).await?;
+            (Some(certificates), replication::Trust::Roots(bundle))
+        }
+        None => (None, replication::Trust::Unverified),
     };
+    // How the operator reaches the sentinels: plain, or TLS trusting what signed their
+    // certificate.
+    let sentinel_tls = managed_redis_tls(cc).then_some(redis_trust);
 
     let services = api::<Service>(client, &ns);
     let statefulsets = api::<StatefulSet>(client, &ns);
@@ -137,7 +152,7 @@ pub async fn apply_children(
         (RedisMode::Managed, Some(sentinels)) => RedisObserved::Replicated {
             redis,
             sentinels,
-            replication: replication::observe_counter_cluster(cc).await,
+            replication: replication::observe_counter_cluster(cc, sentinel_tls.as_ref()).await,
         },
         (RedisMode::Managed, None) => RedisObserved::Managed(redis),
     };
@@ -204,87 +219,118 @@ pub async fn apply_children(
         skipped,
         certificates,
         cert_manager_issuer,
+        tls_components: components.iter().map(|c| c.as_str().to_owned()).collect(),
         rolled_out,
     })
 }
 
-/// The cert-manager `Certificate`s asking `issuer` for both components' certificates, into the
+/// The cert-manager `Certificate`s asking `issuer` for `components`' certificates, into the
 /// same Secrets the pods mount. Fails the reconcile (`Degraded`, naming cert-manager) when the
 /// API server does not serve cert-manager.io/v1: the pods could not start without the Secrets.
 async fn apply_certificate_requests(
     cc: &ValidCounterCluster,
     ctx: &Context,
     issuer: &IssuerRef,
+    components: &[Component],
 ) -> Result<(), ReconcileError> {
     if !serves(&ctx.client, CERT_MANAGER_GROUP_VERSION, "certificates").await? {
         return Err(ReconcileError::CertManagerNotServed);
     }
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &namespace(cc), &certificate_resource());
-    for component in TLS_COMPONENTS {
-        apply(&api, &build_certificate(cc, component, issuer)).await?;
+    for component in components {
+        apply(&api, &build_certificate(cc, *component, issuer)).await?;
     }
     Ok(())
 }
 
-/// Whether the last status reports cert-manager `Certificate`s that the spec no longer asks
-/// for (so cert-manager would keep rewriting Secrets the operator now issues, or that are no
-/// longer used).
+/// Whether the last status reports cert-manager `Certificate`s, which the spec may no longer
+/// ask for (so cert-manager would keep rewriting Secrets the operator now issues, or that are
+/// no longer used).
 fn had_cert_manager_certificates(cc: &ValidCounterCluster) -> bool {
     cc.status
         .as_ref()
         .is_some_and(|s| s.cert_manager_issuer.is_some())
 }
 
-/// Deletes both components' `Certificate`s, if this CounterCluster controls them.
+/// The components whose TLS Secrets the last status says the operator kept. A status from
+/// before `tlsComponents` existed kept the gateway's and the counter's.
+fn kept_tls_components(cc: &ValidCounterCluster) -> Vec<String> {
+    let Some(status) = cc.status.as_ref() else {
+        return Vec::new();
+    };
+    let kept_any = status.certificates.is_some() || status.cert_manager_issuer.is_some();
+    if status.tls_components.is_empty() && kept_any {
+        return [Component::Gateway, Component::Counter]
+            .map(|c| c.as_str().to_owned())
+            .to_vec();
+    }
+    status.tls_components.clone()
+}
+
+/// Deletes the `Certificate`s that the last status reports and `keep` leaves out, if this
+/// CounterCluster controls them.
 async fn delete_certificate_requests(
     cc: &ValidCounterCluster,
     ctx: &Context,
+    keep: &[Component],
 ) -> Result<(), ReconcileError> {
-    if !serves(&ctx.client, CERT_MANAGER_GROUP_VERSION, "certificates").await? {
+    let gone: Vec<Component> = [Component::Gateway, Component::Counter, Component::Redis]
+        .into_iter()
+        .filter(|c| !keep.contains(c) && kept_tls_components(cc).iter().any(|k| k == c.as_str()))
+        .collect();
+    if gone.is_empty() || !serves(&ctx.client, CERT_MANAGER_GROUP_VERSION, "certificates").await? {
         return Ok(());
     }
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &namespace(cc), &certificate_resource());
-    for component in TLS_COMPONENTS {
+    for component in gone {
         let name = tls_secret_name(cc, component);
         delete_owned(&api, "Certificate", &name, cc).await?;
     }
     Ok(())
 }
 
-/// The certificates of `security.tls` in the Secrets `<name>-gateway-tls` and
-/// `<name>-counter-tls`: issued with the operator's CA when the status records none, they are
-/// two thirds into their life, the CA rotated, or the reissue annotation changed; otherwise
-/// left as they are (the operator cannot read them, so the status is its record).
+/// The certificates of `components` in the Secrets `<name>-<component>-tls`: issued with the
+/// operator's CA when the status records none or other components, they are two thirds into
+/// their life, the CA rotated, or the reissue annotation changed; otherwise left as they are
+/// (the operator cannot read them, so the status is its record). Also the CA bundle they are
+/// trusted through.
 async fn ensure_certificates(
     cc: &ValidCounterCluster,
     ctx: &Context,
-) -> Result<CertificatesStatus, ReconcileError> {
+    components: &[Component],
+) -> Result<(CertificatesStatus, String), ReconcileError> {
     let now = OffsetDateTime::now_utc();
     let ca_secrets = Api::<Secret>::namespaced(ctx.client.clone(), &ctx.ca_namespace);
     let ca = CertificateAuthority::load_or_create(&ca_secrets, &ctx.ca_namespace, now).await?;
     let fingerprint = ca.fingerprint()?;
     let token = cc.annotations().get(REISSUE_ANNOTATION).cloned();
     let recorded = cc.status.as_ref().and_then(|s| s.certificates.as_ref());
-    if let Some(recorded) = recorded.filter(|r| still_good(r, &fingerprint, &token, now)) {
-        return Ok(recorded.clone());
+    let same_components = kept_tls_components(cc)
+        .iter()
+        .eq(components.iter().map(|c| c.as_str()));
+    if let Some(recorded) =
+        recorded.filter(|r| same_components && still_good(r, &fingerprint, &token, now))
+    {
+        return Ok((recorded.clone(), ca.trust_bundle()));
     }
     let secrets = api::<Secret>(&ctx.client, &namespace(cc));
     let mut not_after = None;
-    for component in TLS_COMPONENTS {
-        let issued = ca.issue(&leaf_request(cc, component), now)?;
+    for component in components {
+        let issued = ca.issue(&leaf_request(cc, *component), now)?;
         not_after = Some(issued.not_after);
-        apply(&secrets, &build_tls_secret(cc, component, &issued)).await?;
+        apply(&secrets, &build_tls_secret(cc, *component, &issued)).await?;
     }
     let not_after = not_after.expect("at least one component gets a certificate");
-    Ok(CertificatesStatus {
+    let status = CertificatesStatus {
         ca_fingerprint: fingerprint,
         issued_at: rfc3339(now),
         not_after: rfc3339(not_after),
         renew_at: rfc3339(now + (not_after - now) * 2 / 3),
         reissue_token: token,
-    })
+    };
+    Ok((status, ca.trust_bundle()))
 }
 
 /// Whether recorded certificates need not be issued again at `now`.

@@ -16,6 +16,11 @@
 //!   that primary with its link up: no `s_down`, `o_down` or `disconnected` flag,
 //!   `master-link-status` `ok`. Sentinels refresh what they know of replicas every 10 seconds
 //!   (every second during a failover), so the count can be that old.
+//! - With `security.tls.redis` the sentinels are asked over TLS ([`Trust`]): verified against
+//!   the operator's CA bundle when the operator issued their certificate; unverified when
+//!   cert-manager did, since the operator may not read the Secret with the issuer's CA. The
+//!   user sends no password and reads only the topology, so a forged answer could only
+//!   mislead `status.redis`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,6 +28,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use redis::{
     AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo,
+    TlsCertificates,
 };
 
 use super::build::child_name;
@@ -62,8 +68,18 @@ pub struct RedisPod {
     pub addr: String,
 }
 
-/// Asks the sentinels of `cc`'s replicated managed Redis, at their in-cluster hostnames.
-pub async fn observe_counter_cluster(cc: &CounterCluster) -> Replication {
+/// How the sentinels' TLS certificates are checked.
+#[derive(Clone, Debug)]
+pub enum Trust {
+    /// Against these PEM CA certificates.
+    Roots(String),
+    /// Not at all (encrypted, not authenticated).
+    Unverified,
+}
+
+/// Asks the sentinels of `cc`'s replicated managed Redis, at their in-cluster hostnames; over
+/// TLS when `tls` is given.
+pub async fn observe_counter_cluster(cc: &CounterCluster, tls: Option<&Trust>) -> Replication {
     let pods: Vec<RedisPod> = redis_addrs(cc)
         .into_iter()
         .enumerate()
@@ -72,16 +88,21 @@ pub async fn observe_counter_cluster(cc: &CounterCluster) -> Replication {
             addr,
         })
         .collect();
-    observe(&sentinel_addrs(cc), &sentinel_master_name(cc), &pods).await
+    observe(&sentinel_addrs(cc), &sentinel_master_name(cc), &pods, tls).await
 }
 
-/// Asks every sentinel in `sentinels` (`host:port`) about `master_name`; `pods` turn the
-/// address they name into a pod name.
-pub async fn observe(sentinels: &[String], master_name: &str, pods: &[RedisPod]) -> Replication {
+/// Asks every sentinel in `sentinels` (`host:port`) about `master_name`, over TLS when `tls`
+/// is given; `pods` turn the address they name into a pod name.
+pub async fn observe(
+    sentinels: &[String],
+    master_name: &str,
+    pods: &[RedisPod],
+    tls: Option<&Trust>,
+) -> Replication {
     // In the sentinels' order, so the reason for an unknown primary names the same sentinel
     // every time and an unchanged set does not rewrite the status.
     let asks = sentinels.iter().map(|addr| async move {
-        tokio::time::timeout(OBSERVE_TIMEOUT, ask(addr, master_name))
+        tokio::time::timeout(OBSERVE_TIMEOUT, ask(addr, master_name, tls))
             .await
             .unwrap_or_else(|_| {
                 Err(format!(
@@ -148,12 +169,22 @@ pub fn agree(answers: Vec<Result<SentinelView, String>>, pods: &[RedisPod]) -> R
 }
 
 /// One sentinel's answer, as [`OBSERVER_USER`].
-async fn ask(addr: &str, master_name: &str) -> Result<SentinelView, String> {
+async fn ask(addr: &str, master_name: &str, tls: Option<&Trust>) -> Result<SentinelView, String> {
     let (host, port) = addr
         .rsplit_once(':')
         .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
         .ok_or_else(|| format!("{addr}: not host:port"))?;
-    let info = ConnectionAddr::Tcp(host.to_owned(), port)
+    let host = host.to_owned();
+    let connection_addr = match tls {
+        None => ConnectionAddr::Tcp(host, port),
+        Some(trust) => ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: matches!(trust, Trust::Unverified),
+            tls_params: None,
+        },
+    };
+    let info = connection_addr
         .into_connection_info()
         .map_err(|e| format!("{addr}: {e}"))?
         .set_redis_settings(
@@ -164,7 +195,17 @@ async fn ask(addr: &str, master_name: &str) -> Result<SentinelView, String> {
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(OBSERVE_TIMEOUT))
         .set_response_timeout(Some(OBSERVE_TIMEOUT));
-    let mut con = Client::open(info)
+    let client = match tls {
+        Some(Trust::Roots(pem)) => Client::build_with_tls(
+            info,
+            TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone().into_bytes()),
+            },
+        ),
+        _ => Client::open(info),
+    };
+    let mut con = client
         .map_err(|e| format!("{addr}: {e}"))?
         .get_multiplexed_async_connection_with_config(&config)
         .await

@@ -112,6 +112,8 @@ pub struct Observed {
     /// The cert-manager issuer the `Certificate`s were applied for, with `security.tls` on
     /// and `issuerRef` set.
     pub cert_manager_issuer: Option<IssuerRef>,
+    /// The components whose TLS Secrets were kept, by either.
+    pub tls_components: Vec<String>,
     /// Every managed Redis pod, sentinel and counter pod runs its current template and is
     /// ready: a password rotation may take its next step.
     pub rolled_out: bool,
@@ -131,6 +133,7 @@ impl Observed {
             skipped: Vec::new(),
             certificates: None,
             cert_manager_issuer: None,
+            tls_components: Vec::new(),
             rolled_out: false,
         }
     }
@@ -192,6 +195,7 @@ pub fn compute_status(
         endpoint: Some(endpoint(cc)),
         certificates: observed.certificates.clone(),
         cert_manager_issuer: observed.cert_manager_issuer.clone(),
+        tls_components: observed.tls_components.clone(),
     }
 }
 

@@ -133,6 +133,12 @@ fn problems(cc: &CounterCluster) -> Vec<String> {
             }
         }
         RedisMode::External => {
+            if cc.spec.security.tls.redis {
+                problems.push(
+                    "spec.security.tls.redis: applies to the managed Redis only; an external Redis takes its TLS settings from spec.redis.external.tls"
+                        .into(),
+                );
+            }
             if let Some(external) = &cc.spec.redis.external {
                 check_redis_url(&external.url, &mut problems);
                 for addr in external.sentinel.iter().flat_map(|s| &s.addrs) {
@@ -409,5 +415,27 @@ mod tests {
             });
             assert_eq!(problems(&cc).len(), expect, "{url}: {:?}", problems(&cc));
         }
+    }
+
+    #[test]
+    fn redis_tls_is_for_the_managed_redis_only() {
+        let mut cc = cluster("likes");
+        cc.spec.security.tls.redis = true;
+        assert_eq!(problems(&cc), Vec::<String>::new());
+        cc.spec.redis.mode = RedisMode::External;
+        cc.spec.redis.external = Some(ExternalRedisSpec {
+            url: "rediss://cache.example:6380".into(),
+            password_secret_ref: None,
+            cluster: false,
+            sentinel: None,
+            min_replicas_ack: 0,
+            tls: None,
+        });
+        let problems = problems(&cc);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("spec.security.tls.redis: "),
+            "{problems:?}"
+        );
     }
 }

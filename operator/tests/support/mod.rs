@@ -7,7 +7,7 @@ pub mod control_plane;
 pub mod fake_api;
 pub mod jaeger;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use highpress_operator::crd::{
     CounterCluster, CounterClusterSpec, CounterTypeSpec, ExternalRedisSpec, ExternalSentinelSpec,
@@ -245,4 +245,20 @@ pub fn cel_counterexamples() -> Vec<(&'static str, CounterCluster)> {
             },
         ),
     ]
+}
+
+/// The `highpress` binary cargo built for the workspace's tests (`cargo test --workspace`).
+pub fn highpress_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join("highpress");
+    assert!(
+        binary.exists(),
+        "{} is missing: the pod wiring check runs the service binary that `cargo test --workspace` builds (or run `cargo build -p highpress`)",
+        binary.display()
+    );
+    binary
 }

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde::Serialize;
 
+use super::redis_tls::managed_redis_tls;
 use super::security::{
     REDIS_CA_FILE, REDIS_CLIENT_CERT_FILE, REDIS_CLIENT_KEY_FILE, TLS_CA_FILE, TLS_CERT_FILE,
     TLS_KEY_FILE, counter_server_name, external_redis_tls, tokens_file,
@@ -108,7 +109,7 @@ struct Redis {
     tls: Option<RedisTls>,
 }
 
-/// TLS to an external Redis, with the files `redis.external.tls` mounts.
+/// TLS to Redis, with the files `redis.external.tls` or `security.tls.redis` mounts.
 #[derive(Serialize)]
 struct RedisTls {
     enabled: bool,
@@ -269,16 +270,30 @@ fn redis_section(cc: &CounterCluster, cluster: bool) -> Redis {
         sentinel,
         min_replicas_ack: acks.then_some(min_replicas_ack),
         replica_ack_timeout_ms: acks.then_some(REPLICA_ACK_TIMEOUT_MS),
-        tls: external_redis_tls(cc).map(|tls| {
-            let client = tls.client_certificate_secret.is_some();
-            RedisTls {
-                enabled: true,
-                ca_file: tls.ca_secret_ref.as_ref().map(|_| REDIS_CA_FILE),
-                cert_file: client.then_some(REDIS_CLIENT_CERT_FILE),
-                key_file: client.then_some(REDIS_CLIENT_KEY_FILE),
-            }
-        }),
+        tls: redis_tls(cc),
     }
+}
+
+/// The service's `redis.tls`: an external Redis's `redis.external.tls`, or the managed Redis's
+/// CA with `security.tls.redis`.
+fn redis_tls(cc: &CounterCluster) -> Option<RedisTls> {
+    if managed_redis_tls(cc) {
+        return Some(RedisTls {
+            enabled: true,
+            ca_file: Some(REDIS_CA_FILE),
+            cert_file: None,
+            key_file: None,
+        });
+    }
+    external_redis_tls(cc).map(|tls| {
+        let client = tls.client_certificate_secret.is_some();
+        RedisTls {
+            enabled: true,
+            ca_file: tls.ca_secret_ref.as_ref().map(|_| REDIS_CA_FILE),
+            cert_file: client.then_some(REDIS_CLIENT_CERT_FILE),
+            key_file: client.then_some(REDIS_CLIENT_KEY_FILE),
+        }
+    })
 }
 
 /// `host:port` of the counter headless Service, which the gateway resolves to every counter pod.

@@ -14,7 +14,7 @@
 //! built without being applied, rendered and watched.
 //!
 //! One module per object family: [`config`] (the service's config ConfigMap), [`gateway`],
-//! [`counter`], [`redis`] (managed Redis), [`redis_password`] (its password and rotation),
+//! [`counter`], [`redis`] (managed Redis), [`redis_password`] (its password and rotation), [`redis_tls`] (its TLS),
 //! [`sentinel`] (its sentinels when replicated),
 //! [`pdb`], [`network_policy`], [`service_monitor`], [`security`] (the tokens and TLS Secrets in
 //! the pods), and [`pod`] (the pod security, probes and scheduling every pod shares).
@@ -33,6 +33,7 @@ pub mod pdb;
 pub mod pod;
 pub mod redis;
 pub mod redis_password;
+pub mod redis_tls;
 pub mod security;
 pub mod sentinel;
 pub mod service_monitor;

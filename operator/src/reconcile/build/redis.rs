@@ -13,6 +13,8 @@
 //! reads Redis at `localhost:6379` with the password from the same Secret key and serves
 //! `/metrics` and `/health` on port 9121, named `metrics` on the container and the Service.
 //! Disabled, neither the container nor the Service port exists.
+//!
+//! With `security.tls.redis`, Redis and the exporter speak TLS ([`super::redis_tls`]).
 
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
@@ -32,6 +34,10 @@ use super::pod::{
     REDIS_UID, pod_template, restricted_container_security_context, restricted_pod_security_context,
 };
 use super::redis_password::{password_plan, password_secret_name, rotation};
+use super::redis_tls::{
+    Renewal, listen_args, managed_redis_tls, redis_cli_tls_flags, supervise, tls_mount,
+};
+use super::security::{TLS_CA_FILE, tls_secret_name};
 use super::sentinel::{
     REDIS_START_SCRIPT, env_value, headless_service, pod_name_env, redis_pod_host, sentinel_addrs,
     sentinel_master_name, spread_over_nodes,
@@ -154,16 +160,8 @@ pub fn build_redis_statefulset(cc: &ValidCounterCluster) -> StatefulSet {
     let managed = &cc.spec.redis.managed;
     let replicated = managed.replicated();
     let append_only = if managed.append_only { "yes" } else { "no" };
-    let mut args: Vec<String> = [
-        "--port",
-        &REDIS_PORT.to_string(),
-        "--dir",
-        REDIS_DATA_PATH,
-        "--appendonly",
-        append_only,
-    ]
-    .map(str::to_owned)
-    .to_vec();
+    let mut args = listen_args(cc, REDIS_PORT);
+    args.extend(["--dir", REDIS_DATA_PATH, "--appendonly", append_only].map(str::to_owned));
     args.extend(auth_args(cc));
     let mut env = server_password_env(cc, replicated);
     let command = if replicated {
@@ -188,7 +186,7 @@ pub fn build_redis_statefulset(cc: &ValidCounterCluster) -> StatefulSet {
     } else {
         vec!["redis-server".to_owned()]
     };
-    let container = Container {
+    let mut container = Container {
         name: "redis".to_owned(),
         image: Some(managed.image.clone()),
         command: Some(command),
@@ -213,9 +211,13 @@ pub fn build_redis_statefulset(cc: &ValidCounterCluster) -> StatefulSet {
         readiness_probe: Some(Probe {
             exec: Some(ExecAction {
                 command: Some(
-                    ["sh", "-c", "redis-cli ping | grep -q PONG"]
-                        .map(str::to_owned)
-                        .to_vec(),
+                    [
+                        "sh",
+                        "-c",
+                        &format!("redis-cli {}ping | grep -q PONG", redis_cli_tls_flags(cc)),
+                    ]
+                    .map(str::to_owned)
+                    .to_vec(),
                 ),
             }),
             period_seconds: Some(5),
@@ -231,12 +233,15 @@ pub fn build_redis_statefulset(cc: &ValidCounterCluster) -> StatefulSet {
         security_context: Some(restricted_container_security_context()),
         ..Container::default()
     };
+    let tls_secret = tls_secret_name(cc, Component::Redis);
+    let volumes = supervise(cc, &mut container, Renewal::Reload, &tls_secret).map(|v| vec![v]);
     let mut containers = vec![container];
     if redis_exporter_enabled(cc) {
         containers.push(redis_exporter_container(cc));
     }
     let pod_spec = PodSpec {
         containers,
+        volumes,
         security_context: Some(restricted_pod_security_context(REDIS_UID)),
         automount_service_account_token: Some(false),
         ..PodSpec::default()
@@ -311,17 +316,20 @@ fn redis_exporter_container(cc: &CounterCluster) -> Container {
         timeout_seconds: Some(2),
         ..Probe::default()
     };
+    let tls = managed_redis_tls(cc);
+    let scheme = if tls { "rediss" } else { "redis" };
+    let mut env = vec![
+        env_value("REDIS_ADDR", format!("{scheme}://localhost:{REDIS_PORT}")),
+        secret_env(cc, "REDIS_PASSWORD"),
+    ];
+    if tls {
+        env.push(env_value("REDIS_EXPORTER_TLS_CA_CERT_FILE", TLS_CA_FILE));
+    }
     Container {
         name: "redis-exporter".to_owned(),
         image: Some(exporter.image.clone()),
-        env: Some(vec![
-            EnvVar {
-                name: "REDIS_ADDR".to_owned(),
-                value: Some(format!("redis://localhost:{REDIS_PORT}")),
-                value_from: None,
-            },
-            secret_env(cc, "REDIS_PASSWORD"),
-        ]),
+        env: Some(env),
+        volume_mounts: tls.then(|| vec![tls_mount()]),
         ports: Some(vec![ContainerPort {
             name: Some(REDIS_EXPORTER_PORT_NAME.to_owned()),
             container_port: REDIS_EXPORTER_PORT,

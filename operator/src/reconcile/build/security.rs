@@ -16,6 +16,8 @@ use k8s_openapi::api::core::v1::{KeyToPath, Secret, SecretVolumeSource, Volume, 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::json;
 
+use super::redis_tls::managed_redis_tls;
+use super::sentinel::sentinel_name;
 use super::{Component, child_name, namespace, object_meta};
 use crate::certificates::{IssuedCertificate, LEAF_LIFETIME, LeafRequest};
 use crate::crd::{CounterCluster, ExternalRedisTlsSpec, IssuerKind, IssuerRef, RedisMode};
@@ -69,29 +71,57 @@ pub fn metrics_server_name(cc: &CounterCluster) -> String {
     format!("{}.{}.svc", child_name(cc, "metrics"), namespace(cc))
 }
 
-/// `<name>-gateway-tls` or `<name>-counter-tls`.
+/// `<name>-gateway-tls`, `<name>-counter-tls` or `<name>-redis-tls`.
 pub fn tls_secret_name(cc: &CounterCluster, component: Component) -> String {
     child_name(cc, &format!("{}-tls", component.as_str()))
 }
 
-/// The components that get a certificate, in issue order.
-pub const TLS_COMPONENTS: [Component; 2] = [Component::Gateway, Component::Counter];
+/// The components that get a certificate, in issue order: the gateway and the counter with
+/// `security.tls.api` or `.grpc`, the managed Redis with `security.tls.redis`.
+pub fn tls_components(cc: &CounterCluster) -> Vec<Component> {
+    let mut components = Vec::new();
+    if cc.spec.security.tls.highpress() {
+        components.extend([Component::Gateway, Component::Counter]);
+    }
+    if managed_redis_tls(cc) {
+        components.push(Component::Redis);
+    }
+    components
+}
 
-/// What `component`'s certificate must say: its Service's DNS names, short to fully
-/// qualified, and the shared [`metrics_server_name`]; client authentication for the gateway
-/// only.
+/// A Service's DNS names, short to fully qualified.
+fn service_names(service: &str, ns: &str) -> [String; 4] {
+    [
+        service.to_owned(),
+        format!("{service}.{ns}"),
+        format!("{service}.{ns}.svc"),
+        format!("{service}.{ns}.svc.cluster.local"),
+    ]
+}
+
+/// What `component`'s certificate must say. The gateway's and the counter's: their Service's
+/// DNS names and the shared [`metrics_server_name`]; client authentication for the gateway
+/// only. The Redis one: the Redis and sentinel Services, every pod of theirs and `localhost`,
+/// as a server only (a counter's gRPC port must not take it for a gateway's).
 pub fn leaf_request(cc: &CounterCluster, component: Component) -> LeafRequest {
     let service = child_name(cc, component.as_str());
     let ns = namespace(cc);
+    let mut dns_names = service_names(&service, &ns).to_vec();
+    if component == Component::Redis {
+        for service in [service.clone(), sentinel_name(cc)] {
+            if service != dns_names[0] {
+                dns_names.extend(service_names(&service, &ns));
+            }
+            dns_names.push(format!("*.{service}.{ns}.svc"));
+            dns_names.push(format!("*.{service}.{ns}.svc.cluster.local"));
+        }
+        dns_names.extend(["localhost".to_owned(), "127.0.0.1".to_owned()]);
+    } else {
+        dns_names.push(metrics_server_name(cc));
+    }
     LeafRequest {
-        common_name: service.clone(),
-        dns_names: vec![
-            service.clone(),
-            format!("{service}.{ns}"),
-            format!("{service}.{ns}.svc"),
-            format!("{service}.{ns}.svc.cluster.local"),
-            metrics_server_name(cc),
-        ],
+        common_name: service,
+        dns_names,
         client_auth: component == Component::Gateway,
     }
 }
@@ -174,7 +204,8 @@ pub fn external_redis_tls(cc: &CounterCluster) -> Option<&ExternalRedisTlsSpec> 
 }
 
 /// The volumes and mounts `component`'s highpress container needs for `spec.security`, and
-/// the counters' for `redis.external.tls`.
+/// the counters' for the Redis CA and client certificate (`redis.external.tls`, or the managed
+/// Redis's `ca.crt` with `security.tls.redis`).
 pub fn security_volumes(
     cc: &CounterCluster,
     component: Component,
@@ -182,93 +213,72 @@ pub fn security_volumes(
     let security = &cc.spec.security;
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
-    // Readable by the pod's group (fsGroup), not by others.
-    let mode = Some(0o440);
+    let mut secret_volume = |name: &str, secret: &str, items: Option<Vec<KeyToPath>>, dir: &str| {
+        volumes.push(Volume {
+            name: name.to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.to_owned()),
+                items,
+                // Readable by the pod's group (fsGroup), not by others.
+                default_mode: Some(0o440),
+                optional: Some(false),
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: name.to_owned(),
+            mount_path: dir.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    };
+    let items = |pairs: &[(&str, &str)]| {
+        let items = pairs
+            .iter()
+            .map(|(key, path)| KeyToPath {
+                key: (*key).to_owned(),
+                path: (*path).to_owned(),
+                mode: None,
+            })
+            .collect();
+        Some(items)
+    };
     if let Some(tokens) = security
         .auth
         .tokens_secret_ref
         .as_ref()
         .filter(|_| security.auth.enabled)
     {
-        volumes.push(Volume {
-            name: "api-tokens".to_owned(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(tokens.name.clone()),
-                items: Some(vec![KeyToPath {
-                    key: tokens.key.clone(),
-                    path: tokens.key.clone(),
-                    mode: None,
-                }]),
-                default_mode: mode,
-                optional: Some(false),
-            }),
-            ..Volume::default()
-        });
-        mounts.push(VolumeMount {
-            name: "api-tokens".to_owned(),
-            mount_path: TOKENS_MOUNT_PATH.to_owned(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        });
+        let key = tokens.key.as_str();
+        secret_volume(
+            "api-tokens",
+            &tokens.name,
+            items(&[(key, key)]),
+            TOKENS_MOUNT_PATH,
+        );
     }
-    if component == Component::Counter
-        && let Some(tls) = external_redis_tls(cc)
-    {
-        let mut secret_volume =
-            |name: &str, secret: &str, items: Option<Vec<KeyToPath>>, dir: &str| {
-                volumes.push(Volume {
-                    name: name.to_owned(),
-                    secret: Some(SecretVolumeSource {
-                        secret_name: Some(secret.to_owned()),
-                        items,
-                        default_mode: mode,
-                        optional: Some(false),
-                    }),
-                    ..Volume::default()
-                });
-                mounts.push(VolumeMount {
-                    name: name.to_owned(),
-                    mount_path: format!("{REDIS_TLS_MOUNT_PATH}/{dir}"),
-                    read_only: Some(true),
-                    ..VolumeMount::default()
-                });
-            };
-        if let Some(ca) = &tls.ca_secret_ref {
-            let item = KeyToPath {
-                key: ca.key.clone(),
-                path: "ca.crt".to_owned(),
-                mode: None,
-            };
-            secret_volume("redis-ca", &ca.name, Some(vec![item]), "ca");
+    if component == Component::Counter {
+        let ca_dir = format!("{REDIS_TLS_MOUNT_PATH}/ca");
+        if let Some(tls) = external_redis_tls(cc) {
+            if let Some(ca) = &tls.ca_secret_ref {
+                let ca_items = items(&[(&ca.key, "ca.crt")]);
+                secret_volume("redis-ca", &ca.name, ca_items, &ca_dir);
+            }
+            if let Some(client) = &tls.client_certificate_secret {
+                let client_items = items(&[("tls.crt", "tls.crt"), ("tls.key", "tls.key")]);
+                let dir = format!("{REDIS_TLS_MOUNT_PATH}/client");
+                secret_volume("redis-client-certificate", client, client_items, &dir);
+            }
         }
-        if let Some(client) = &tls.client_certificate_secret {
-            let items = ["tls.crt", "tls.key"]
-                .map(|key| KeyToPath {
-                    key: key.to_owned(),
-                    path: key.to_owned(),
-                    mode: None,
-                })
-                .to_vec();
-            secret_volume("redis-client-certificate", client, Some(items), "client");
+        if managed_redis_tls(cc) {
+            // The CA alone: the Redis key stays in the Redis pods.
+            let secret = tls_secret_name(cc, Component::Redis);
+            let ca_items = items(&[("ca.crt", "ca.crt")]);
+            secret_volume("redis-ca", &secret, ca_items, &ca_dir);
         }
     }
-    if security.tls.any() {
-        volumes.push(Volume {
-            name: "tls".to_owned(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(tls_secret_name(cc, component)),
-                items: None,
-                default_mode: mode,
-                optional: Some(false),
-            }),
-            ..Volume::default()
-        });
-        mounts.push(VolumeMount {
-            name: "tls".to_owned(),
-            mount_path: TLS_MOUNT_PATH.to_owned(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        });
+    if security.tls.highpress() {
+        secret_volume("tls", &tls_secret_name(cc, component), None, TLS_MOUNT_PATH);
     }
     (volumes, mounts)
 }

@@ -28,6 +28,8 @@ use super::config::REDIS_PORT;
 use super::pod::{
     REDIS_UID, pod_template, restricted_container_security_context, restricted_pod_security_context,
 };
+use super::redis_tls::{Renewal, listen_args, redis_cli_tls_flags, supervise};
+use super::security::tls_secret_name;
 use super::{Component, child_name, namespace, object_meta, selector_labels};
 use crate::crd::CounterCluster;
 use crate::reconcile::replication::{OBSERVER_RULES, OBSERVER_USER};
@@ -214,7 +216,7 @@ pub fn build_sentinel_statefulset(cc: &ValidCounterCluster) -> StatefulSet {
             SENTINEL_FAILOVER_TIMEOUT_MS.to_string(),
         ),
     ]);
-    let container = Container {
+    let mut container = Container {
         name: "sentinel".to_owned(),
         image: Some(managed.image.clone()),
         command: Some(vec![
@@ -223,7 +225,7 @@ pub fn build_sentinel_statefulset(cc: &ValidCounterCluster) -> StatefulSet {
             SENTINEL_START_SCRIPT.to_owned(),
             "sentinel-start".to_owned(),
         ]),
-        args: Some(vec!["--port".to_owned(), SENTINEL_PORT.to_string()]),
+        args: Some(listen_args(cc, SENTINEL_PORT)),
         env: Some(env),
         ports: Some(vec![ContainerPort {
             name: Some("sentinel".to_owned()),
@@ -247,7 +249,10 @@ pub fn build_sentinel_statefulset(cc: &ValidCounterCluster) -> StatefulSet {
                     [
                         "sh",
                         "-c",
-                        &format!("redis-cli -p {SENTINEL_PORT} ping | grep -q PONG"),
+                        &format!(
+                            "redis-cli {}-p {SENTINEL_PORT} ping | grep -q PONG",
+                            redis_cli_tls_flags(cc)
+                        ),
                     ]
                     .map(str::to_owned)
                     .to_vec(),
@@ -266,13 +271,18 @@ pub fn build_sentinel_statefulset(cc: &ValidCounterCluster) -> StatefulSet {
         security_context: Some(restricted_container_security_context()),
         ..Container::default()
     };
+    // The certificate is the Redis pods': one names both Services.
+    let tls_secret = tls_secret_name(cc, Component::Redis);
+    let tls_volume = supervise(cc, &mut container, Renewal::Restart, &tls_secret);
+    let mut volumes = vec![Volume {
+        name: "config".to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }];
+    volumes.extend(tls_volume);
     let pod_spec = PodSpec {
         containers: vec![container],
-        volumes: Some(vec![Volume {
-            name: "config".to_owned(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Volume::default()
-        }]),
+        volumes: Some(volumes),
         security_context: Some(restricted_pod_security_context(REDIS_UID)),
         automount_service_account_token: Some(false),
         ..PodSpec::default()

@@ -19,6 +19,8 @@
 #   REDIS_PASSWORD       the Redis password: the sentinels' own and the one they use for Redis
 #   REDIS_OTHER_PASSWORD during a password rotation, a second password the sentinels accept
 #   REDISCLI_AUTH        the same as REDIS_PASSWORD, for redis-cli
+#   TLS_DIR              with TLS (security.tls.redis), the mounted certificate: redis-cli
+#                        trusts its ca.crt
 #   OBSERVER_USER, OBSERVER_RULES
 #                        the read-only user the operator asks about the primary and the
 #                        replicas, and its ACL rules (no password, topology reads only)
@@ -29,9 +31,15 @@ if [ -s "$SENTINEL_CONFIG" ]; then
     exec redis-server "$SENTINEL_CONFIG" --sentinel "$@"
 fi
 
+tls_flags=
+if [ -n "${TLS_DIR:-}" ]; then
+    tls_flags="--tls --cacert $TLS_DIR/ca.crt"
+fi
+
 primary=
 for sentinel in $SENTINEL_ADDRS; do
-    reply=$(timeout 3 redis-cli --no-auth-warning --raw -h "${sentinel%:*}" -p "${sentinel##*:}" \
+    # shellcheck disable=SC2086 # tls_flags is empty or two flags and a path
+    reply=$(timeout 3 redis-cli $tls_flags --no-auth-warning --raw -h "${sentinel%:*}" -p "${sentinel##*:}" \
         SENTINEL get-master-addr-by-name "$MASTER_NAME" 2>/dev/null) || continue
     host=$(printf '%s\n' "$reply" | sed -n 1p)
     host_port=$(printf '%s\n' "$reply" | sed -n 2p)
@@ -49,7 +57,8 @@ if [ -z "$primary" ]; then
     most=-1
     for redis in $REDIS_ADDRS; do
         # An unreachable Redis gives an empty answer, so no role.
-        info=$(timeout 3 redis-cli --no-auth-warning -h "${redis%:*}" -p "${redis##*:}" \
+        # shellcheck disable=SC2086 # tls_flags is empty or two flags and a path
+        info=$(timeout 3 redis-cli $tls_flags --no-auth-warning -h "${redis%:*}" -p "${redis##*:}" \
             INFO replication 2>/dev/null | tr -d '\r')
         role=$(printf '%s\n' "$info" | sed -n 's/^role://p')
         replicas=$(printf '%s\n' "$info" | sed -n 's/^connected_slaves://p')
