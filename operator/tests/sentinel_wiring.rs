@@ -99,6 +99,28 @@ impl Processes {
         kill_group(&mut child);
     }
 
+    /// Sends TERM to `name`'s own process alone, as the kubelet signals a container's PID 1,
+    /// and waits up to 30 s for it to end; whether it ended (the rest is killed either way).
+    fn terminate_leader(&mut self, name: &str) -> bool {
+        let at = self
+            .0
+            .iter()
+            .position(|(n, _, _)| n == name)
+            .unwrap_or_else(|| panic!("no process {name}"));
+        let (_, mut child, _) = self.0.remove(at);
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut ended = false;
+        while Instant::now() < deadline && !ended {
+            ended = child.try_wait().ok().flatten().is_some();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        kill_group(&mut child);
+        ended
+    }
+
     fn logs(&self) -> String {
         self.0
             .iter()
@@ -1308,6 +1330,98 @@ fn tls_on_the_managed_redis_covers_every_link_and_picks_up_renewed_certificates(
         || counted_on_every_pod("after").then_some(()),
     );
 
+    drop(processes);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// The single managed Redis (`replicas: 1`) with `security.tls.redis`: its container, run as
+/// written, answers over TLS alone, stops on TERM as the kubelet stops it, and serves a renewed
+/// certificate without a restart (the same process keeps the key it was given).
+#[test]
+fn a_single_tls_redis_reloads_a_renewed_certificate_in_place() {
+    assert!(
+        tools_present(),
+        "redis-server, redis-cli, timeout, sed and sh must be on PATH"
+    );
+    let mut cc = cluster();
+    cc.spec.security.tls.redis = true;
+    let objects = build_all(&cc.clone().valid(), &BuildContext::default());
+    let (_, redis) = objects.redis.expect("Redis");
+    assert!(objects.redis_sentinel.is_none());
+    let container = only_container(&redis);
+
+    let work = std::env::temp_dir().join(format!("highpress-single-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let tls_dir = work.join("tls");
+    std::fs::create_dir_all(&tls_dir).expect("a scratch dir");
+    let ca_file = tls_dir.join("ca.crt");
+    let ca = CertificateAuthority::generate(time::OffsetDateTime::now_utc()).expect("a CA");
+    let first = fingerprint_of(&write_certificate(&ca, &cc, &tls_dir), &work);
+
+    let pod = Pod {
+        name: "likes-redis-0".to_owned(),
+        host: "likes-redis".to_owned(),
+        port: free_port(),
+    };
+    let mut env = container_env(container, &pod.name, &[]);
+    env.insert("TLS_DIR".into(), tls_dir.to_string_lossy().into_owned());
+    env.insert("TLS_CHECK_SECONDS".into(), "1".into());
+    let data = work.join("data");
+    std::fs::create_dir_all(&data).expect("a data dir");
+    let mut processes = Processes::default();
+    processes.spawn(
+        &pod.name,
+        command_line(container, &env, pod.port, &data),
+        &work,
+    );
+    wait_until(
+        &processes,
+        Duration::from_secs(20),
+        "Redis to answer PONG over TLS",
+        || (redis_cli_tls(&ca_file, pod.port, &["ping"]).trim() == "PONG").then_some(()),
+    );
+    assert!(
+        !redis_cli(pod.port, &["ping"]).contains("PONG"),
+        "plain text answered"
+    );
+    assert_eq!(
+        served_fingerprint(pod.port).as_deref(),
+        Some(first.as_str())
+    );
+    assert_eq!(
+        redis_cli_tls(&ca_file, pod.port, &["set", "c:like:1", "7"]).trim(),
+        "OK"
+    );
+    let pid_before = redis_cli_tls(&ca_file, pod.port, &["info", "server"]);
+    let pid_before = info_field(&pid_before, "process_id");
+
+    let renewed = fingerprint_of(&write_certificate(&ca, &cc, &tls_dir), &work);
+    wait_until(
+        &processes,
+        Duration::from_secs(30),
+        "Redis to serve the renewed certificate",
+        || (served_fingerprint(pod.port).as_deref() == Some(renewed.as_str())).then_some(()),
+    );
+    let after = redis_cli_tls(&ca_file, pod.port, &["info", "server"]);
+    assert_eq!(
+        info_field(&after, "process_id"),
+        pid_before,
+        "reloaded, not restarted"
+    );
+    assert_eq!(
+        redis_cli_tls(&ca_file, pod.port, &["get", "c:like:1"]).trim(),
+        "7"
+    );
+
+    // TERM to the container's first process (the supervisor) reaches redis-server, which shuts
+    // down as it would when signalled itself, and the container ends.
+    assert!(
+        processes.terminate_leader(&pod.name),
+        "the container ended on TERM"
+    );
+    let log = std::fs::read_to_string(work.join("likes-redis-0.log")).unwrap_or_default();
+    assert!(log.contains("Received SIGTERM"), "{log}");
+    assert!(log.contains("ready to exit"), "{log}");
     drop(processes);
     let _ = std::fs::remove_dir_all(&work);
 }
