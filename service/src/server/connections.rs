@@ -5,11 +5,18 @@
 //! `body_read_timeout` is the body extractor's, `api::json`), and HTTP/2 bounded in concurrent
 //! streams, frame size and header-list size. So a client that opens connections and sends nothing, or half a header,
 //! holds a bounded number of descriptors for a bounded time.
+//!
+//! Both timeouts are kept by one timer per connection ([`Guarded`]), which the request path
+//! does not touch: hyper's own header timer would arm and disarm a timer in tokio's wheel for
+//! every request (a boxed `Sleep`, a lock, an insert and a removal). Hyper still says when it
+//! waits for a request's headers, through a per-connection [`HeadTimer`] that only writes the
+//! wait's deadline where the connection's timer looks when it fires.
 
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -57,6 +64,8 @@ pub struct Acceptor {
     listener: TcpListener,
     slots: Arc<Semaphore>,
     idle_timeout: Duration,
+    /// HTTP/1 only: how long a request's headers may take ([`HeadTimer`]).
+    header_timeout: Option<Duration>,
     kind: ServerKind,
 }
 
@@ -66,6 +75,10 @@ impl Acceptor {
             listener,
             slots: Arc::new(Semaphore::new(config.max_connections)),
             idle_timeout: config.idle_timeout,
+            header_timeout: match kind {
+                ServerKind::Http => Some(config.header_read_timeout),
+                ServerKind::Grpc => None,
+            },
             kind,
         }
     }
@@ -91,7 +104,13 @@ impl Acceptor {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            return Guarded::new(stream, permit, self.idle_timeout, self.kind);
+            return Guarded::new(
+                stream,
+                permit,
+                self.idle_timeout,
+                self.header_timeout,
+                self.kind,
+            );
         }
     }
 
@@ -117,21 +136,37 @@ impl Drop for Slot {
 }
 
 /// An accepted connection that holds its slot until dropped and ends itself (reads as end of
-/// stream) once a whole idle period passed with no byte either way: between `idle_timeout` and
-/// twice that after the last one. I/O only bumps a counter; the timer is looked at when a read
-/// finds nothing to read, and re-armed only when it fired after activity, so the request path
-/// reads no clock and touches no timer.
+/// stream) once a whole idle period passed with no byte either way (between `idle_timeout` and
+/// twice that after the last one), or, on HTTP/1, once hyper waited `header_read_timeout` for a
+/// request's headers ([`HeadTimer`]).
+///
+/// One timer keeps both. I/O only bumps a counter, and hyper's header wait only writes its
+/// deadline; the timer is looked at when a read finds nothing to read, and re-armed only when
+/// it fired: at the earliest of the idle deadline, the current header wait's deadline and, so
+/// that a header wait begun since is seen in time, one header timeout later. So the request
+/// path reads no clock for it and touches no timer; a busy connection re-arms the timer about
+/// once per header timeout.
 pub struct Guarded {
     stream: TcpStream,
-    idle_check: Pin<Box<Sleep>>,
+    check: Pin<Box<Sleep>>,
     idle_timeout: Duration,
-    /// Reads and writes done, and their number when the timer was last armed.
+    /// Reads and writes done, and their number when the timer last fired.
     activity: u64,
-    activity_at_arm: u64,
+    activity_at_check: u64,
+    /// When the timer last fired and found new activity (or the connection opened).
+    quiet_since: Instant,
     /// Whether the timer has been polled since it was last armed, so it will wake this task.
     armed: bool,
+    /// HTTP/1: the header wait hyper reports, and the header timeout.
+    head: Option<(Arc<HeadWatch>, Duration)>,
     kind: ServerKind,
     _slot: Slot,
+}
+
+/// Why a [`Guarded`] connection ends itself.
+enum Expired {
+    Idle,
+    Head,
 }
 
 impl Guarded {
@@ -139,17 +174,22 @@ impl Guarded {
         stream: TcpStream,
         permit: OwnedSemaphorePermit,
         idle_timeout: Duration,
+        header_timeout: Option<Duration>,
         kind: ServerKind,
     ) -> Self {
         let open = METRICS.connections.with_label_values(&[kind.label()]);
         open.inc();
+        let now = Instant::now();
+        let first_check = header_timeout.map_or(idle_timeout, |h| h.min(idle_timeout));
         Self {
             stream,
-            idle_check: Box::pin(tokio::time::sleep(idle_timeout)),
+            check: Box::pin(tokio::time::sleep_until(now + first_check)),
             idle_timeout,
             activity: 0,
-            activity_at_arm: 0,
+            activity_at_check: 0,
+            quiet_since: now,
             armed: false,
+            head: header_timeout.map(|timeout| (Arc::new(HeadWatch::new(now.into_std())), timeout)),
             kind,
             _slot: Slot {
                 _permit: permit,
@@ -158,26 +198,51 @@ impl Guarded {
         }
     }
 
-    /// Whether a whole idle period passed without I/O; otherwise the timer is armed to wake
-    /// `cx`'s task when the current period ends.
-    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.idle_check.is_elapsed() {
-            if self.activity == self.activity_at_arm {
-                return true;
+    /// Hyper's HTTP/1 timer for this connection, which reports its header waits here; `None`
+    /// for a gRPC connection.
+    pub fn head_timer(&self) -> Option<HeadTimer> {
+        self.head.as_ref().map(|(watch, _)| HeadTimer {
+            watch: watch.clone(),
+        })
+    }
+
+    /// Whether a whole idle period passed without I/O, or the current header wait's deadline
+    /// passed; otherwise the timer is armed to wake `cx`'s task when the next of them may be due.
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<Expired> {
+        loop {
+            if self.check.is_elapsed() {
+                let now = Instant::now();
+                if self.activity != self.activity_at_check {
+                    self.activity_at_check = self.activity;
+                    self.quiet_since = now;
+                } else if now >= self.quiet_since + self.idle_timeout {
+                    return Some(Expired::Idle);
+                }
+                let mut next = self.quiet_since + self.idle_timeout;
+                if let Some((watch, header_timeout)) = &self.head {
+                    if let Some(deadline) = watch.deadline() {
+                        let deadline = Instant::from_std(deadline);
+                        if deadline <= now {
+                            watch.expired.store(true, Ordering::Relaxed);
+                            return Some(Expired::Head);
+                        }
+                        next = next.min(deadline);
+                    }
+                    next = next.min(now + *header_timeout);
+                }
+                self.check.as_mut().reset(next);
+                self.armed = false;
             }
-            self.activity_at_arm = self.activity;
-            let next = Instant::now() + self.idle_timeout;
-            self.idle_check.as_mut().reset(next);
-            self.armed = false;
-        }
-        if !self.armed {
+            if self.armed {
+                return None;
+            }
             // Registers this task's waker; a connection is polled by one task only.
-            if self.idle_check.as_mut().poll(cx).is_ready() {
-                return self.activity == self.activity_at_arm;
+            if self.check.as_mut().poll(cx).is_pending() {
+                self.armed = true;
+                return None;
             }
-            self.armed = true;
+            // Already due: look again.
         }
-        false
     }
 
     fn touched<T>(&mut self, io: Poll<T>) -> Poll<T> {
@@ -196,15 +261,107 @@ impl AsyncRead for Guarded {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let read = Pin::new(&mut this.stream).poll_read(cx, buf);
-        if read.is_pending() && this.idle_expired(cx) {
-            METRICS
-                .connections_idle_closed
-                .with_label_values(&[this.kind.label()])
-                .inc();
-            // End of stream: the server closes the connection.
-            return Poll::Ready(Ok(()));
+        if read.is_pending() {
+            match this.expired(cx) {
+                None => {}
+                Some(Expired::Idle) => {
+                    METRICS
+                        .connections_idle_closed
+                        .with_label_values(&[this.kind.label()])
+                        .inc();
+                    // End of stream: the server closes the connection.
+                    return Poll::Ready(Ok(()));
+                }
+                // End of stream too: hyper drops the partial request and closes the connection.
+                Some(Expired::Head) => return Poll::Ready(Ok(())),
+            }
         }
         this.touched(read)
+    }
+}
+
+/// An HTTP/1 connection's header wait, as hyper reports it through [`HeadTimer`] and
+/// [`Guarded`] enforces it.
+struct HeadWatch {
+    base: std::time::Instant,
+    /// The current wait's deadline in nanoseconds after `base`; 0 when hyper is not waiting.
+    deadline: AtomicU64,
+    /// Set by the connection once a wait's deadline passed.
+    expired: AtomicBool,
+}
+
+impl HeadWatch {
+    fn new(base: std::time::Instant) -> Self {
+        Self {
+            base,
+            deadline: AtomicU64::new(0),
+            expired: AtomicBool::new(false),
+        }
+    }
+
+    fn start(&self, deadline: std::time::Instant) {
+        let nanos = deadline.saturating_duration_since(self.base).as_nanos();
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX).max(1);
+        self.deadline.store(nanos, Ordering::Relaxed);
+    }
+
+    fn deadline(&self) -> Option<std::time::Instant> {
+        match self.deadline.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(self.base + Duration::from_nanos(nanos)),
+        }
+    }
+}
+
+/// Hyper's HTTP/1 timer for one [`Guarded`] connection. Hyper's HTTP/1 server uses its timer
+/// for the header read timeout only: it asks for a sleep until the deadline when it starts
+/// waiting for a request's headers, polls it while they are incomplete, and drops it once they
+/// are in. This timer's sleeps register no waker: they write the deadline where the
+/// connection's own timer looks, which wakes the task and ends the connection once it passed.
+/// So they only work on the connection they were made for.
+pub struct HeadTimer {
+    watch: Arc<HeadWatch>,
+}
+
+impl hyper::rt::Timer for HeadTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep_until(std::time::Instant::now() + duration)
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.watch.start(deadline);
+        Box::pin(HeadSleep {
+            watch: self.watch.clone(),
+        })
+    }
+
+    fn reset(&self, _sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>, new_deadline: std::time::Instant) {
+        self.watch.start(new_deadline);
+    }
+}
+
+/// One header wait of a [`HeadTimer`]: ready once its connection found the deadline passed.
+struct HeadSleep {
+    watch: Arc<HeadWatch>,
+}
+
+impl std::future::Future for HeadSleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+        if self.watch.expired.load(Ordering::Relaxed) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl hyper::rt::Sleep for HeadSleep {}
+
+impl Drop for HeadSleep {
+    fn drop(&mut self) {
+        self.watch.deadline.store(0, Ordering::Relaxed);
     }
 }
 
@@ -354,6 +511,8 @@ pub async fn serve_http(
     tls: Option<Arc<ServerTls>>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Each connection's HTTP/1 timer is its own HeadTimer (below); this one only serves a
+    // connection without one.
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -382,6 +541,10 @@ pub async fn serve_http(
             None => Either::Right(app.clone()),
         };
         let service = TowerToHyperService::new(app);
+        let mut builder = builder.clone();
+        if let Some(timer) = connection.head_timer() {
+            builder.http1().timer(timer);
+        }
         match &tls {
             None => {
                 let serving = builder
@@ -396,7 +559,6 @@ pub async fn serve_http(
             }
             Some(tls) => {
                 let handshake = TlsAcceptor::from(tls.current()).accept(connection);
-                let builder = builder.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     // A failed or unfinished handshake is the client's; its slot is freed.
