@@ -47,7 +47,7 @@ impl<B: CounterBackend> FromRequest<AppState<B>> for JsonBody {
         };
         // Read up to the limit. An oversized body is drained (up to DRAIN_LIMIT) before the 413
         // is sent, so the client reads the answer instead of a connection reset. A body that
-        // arrives in one frame (the usual case) is kept as it is, without a copy.
+        // arrives in one frame (the usual case) is not joined.
         // The whole body must arrive within `server.body_read_timeout_ms`. Its timer is only
         // registered if the body is not all there at the first poll.
         let mut body = req.into_body();
@@ -90,9 +90,20 @@ impl<B: CounterBackend> FromRequest<AppState<B>> for JsonBody {
         if seen > limit {
             return Err(too_large());
         }
-        Ok(Self(joined.map_or(whole, BytesMut::freeze)))
+        match joined {
+            Some(joined) => Ok(Self(joined.freeze())),
+            // A body that arrived in one frame is a slice of hyper's read buffer, which it
+            // keeps alive: while the handler waits (for Redis), hyper reads on and would need a
+            // new buffer (8 KiB) for every request. A small body is copied out instead, so
+            // the connection reuses its buffer.
+            None if whole.len() <= COPIED_BODY_BYTES => Ok(Self(Bytes::copy_from_slice(&whole))),
+            None => Ok(Self(whole)),
+        }
     }
 }
+
+/// The largest body [`JsonBody`] copies out of hyper's read buffer.
+const COPIED_BODY_BYTES: usize = 1024;
 
 /// The most bytes of an oversized body read (and discarded) before answering 413.
 const DRAIN_LIMIT: usize = 1 << 20;
