@@ -154,10 +154,33 @@ impl Drop for Processes {
 }
 
 /// One pod's identity and where its process listens here.
+#[derive(Clone)]
 struct Pod {
     name: String,
     host: String,
     port: u16,
+}
+
+/// The three pods of the StatefulSet `service` (namespace `apps`), each on a free port.
+fn set_pods(service: &str) -> Vec<Pod> {
+    (0..3)
+        .map(|i| Pod {
+            name: format!("{service}-{i}"),
+            host: format!("{service}-{i}.{service}.apps.svc"),
+            port: free_port(),
+        })
+        .collect()
+}
+
+/// The Redis pods as the sentinels announce them here, for [`replication::observe`].
+fn announced(redis_pods: &[Pod]) -> Vec<RedisPod> {
+    redis_pods
+        .iter()
+        .map(|p| RedisPod {
+            name: p.name.clone(),
+            addr: format!("127.0.0.1:{}", p.port),
+        })
+        .collect()
 }
 
 /// The env of `container` in pod `pod_name` as a kubelet would set it (`$(VAR)` expanded from
@@ -355,29 +378,8 @@ fn three_redis_pods_and_three_sentinels_form_a_set_that_fails_over() {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).expect("a scratch dir");
 
-    let redis_pods: Vec<Pod> = (0..3)
-        .map(|i| Pod {
-            name: format!("likes-redis-{i}"),
-            host: format!("likes-redis-{i}.likes-redis.apps.svc"),
-            port: free_port(),
-        })
-        .collect();
-    let sentinel_pods: Vec<Pod> = (0..3)
-        .map(|i| Pod {
-            name: format!("likes-redis-sentinel-{i}"),
-            host: format!("likes-redis-sentinel-{i}.likes-redis-sentinel.apps.svc"),
-            port: free_port(),
-        })
-        .collect();
-    let all_pods: Vec<Pod> = redis_pods
-        .iter()
-        .chain(&sentinel_pods)
-        .map(|p| Pod {
-            name: p.name.clone(),
-            host: p.host.clone(),
-            port: p.port,
-        })
-        .collect();
+    let (redis_pods, sentinel_pods) = (set_pods("likes-redis"), set_pods("likes-redis-sentinel"));
+    let all_pods = [redis_pods.clone(), sentinel_pods.clone()].concat();
 
     let mut processes = Processes::default();
     let start_redis = |processes: &mut Processes, i: usize| {
@@ -494,13 +496,7 @@ fn three_redis_pods_and_three_sentinels_form_a_set_that_fails_over() {
         .iter()
         .map(|s| format!("127.0.0.1:{}", s.port))
         .collect();
-    let announced: Vec<RedisPod> = redis_pods
-        .iter()
-        .map(|p| RedisPod {
-            name: p.name.clone(),
-            addr: format!("127.0.0.1:{}", p.port),
-        })
-        .collect();
+    let announced = announced(&redis_pods);
     let observed = || {
         runtime.block_on(replication::observe(
             &sentinel_addrs,
@@ -762,25 +758,8 @@ fn a_password_rotation_refuses_no_client_and_loses_no_acknowledged_increment() {
     ));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).expect("a scratch dir");
-    let pods = |service: &str| -> Vec<Pod> {
-        (0..3)
-            .map(|i| Pod {
-                name: format!("{service}-{i}"),
-                host: format!("{service}-{i}.{service}.apps.svc"),
-                port: free_port(),
-            })
-            .collect()
-    };
-    let (redis_pods, sentinel_pods) = (pods("likes-redis"), pods("likes-redis-sentinel"));
-    let all_pods: Vec<Pod> = redis_pods
-        .iter()
-        .chain(&sentinel_pods)
-        .map(|p| Pod {
-            name: p.name.clone(),
-            host: p.host.clone(),
-            port: p.port,
-        })
-        .collect();
+    let (redis_pods, sentinel_pods) = (set_pods("likes-redis"), set_pods("likes-redis-sentinel"));
+    let all_pods = [redis_pods.clone(), sentinel_pods.clone()].concat();
     let sentinel_ports: Vec<u16> = sentinel_pods.iter().map(|p| p.port).collect();
 
     let mut processes = Processes::default();
@@ -1068,26 +1047,8 @@ fn tls_on_the_managed_redis_covers_every_link_and_picks_up_renewed_certificates(
     let ca = CertificateAuthority::generate(now).expect("a CA");
     let first = write_certificate(&ca, &cc, &tls_dir);
 
-    let pods = |service: &str| -> Vec<Pod> {
-        (0..3)
-            .map(|i| Pod {
-                name: format!("likes-{service}-{i}"),
-                host: format!("likes-{service}-{i}.likes-{service}.apps.svc"),
-                port: free_port(),
-            })
-            .collect()
-    };
-    let redis_pods = pods("redis");
-    let sentinel_pods = pods("redis-sentinel");
-    let all_pods: Vec<Pod> = redis_pods
-        .iter()
-        .chain(&sentinel_pods)
-        .map(|p| Pod {
-            name: p.name.clone(),
-            host: p.host.clone(),
-            port: p.port,
-        })
-        .collect();
+    let (redis_pods, sentinel_pods) = (set_pods("likes-redis"), set_pods("likes-redis-sentinel"));
+    let all_pods = [redis_pods.clone(), sentinel_pods.clone()].concat();
     let local_env = |container: &Container, pod: &Pod| {
         let mut env = container_env(container, &pod.name, &all_pods);
         assert_eq!(env["TLS_DIR"], TLS_MOUNT_PATH);
@@ -1178,13 +1139,7 @@ fn tls_on_the_managed_redis_covers_every_link_and_picks_up_renewed_certificates(
         .iter()
         .map(|s| format!("localhost:{}", s.port))
         .collect();
-    let announced: Vec<RedisPod> = redis_pods
-        .iter()
-        .map(|p| RedisPod {
-            name: p.name.clone(),
-            addr: format!("127.0.0.1:{}", p.port),
-        })
-        .collect();
+    let announced = announced(&redis_pods);
     let observe = |trust: Option<&Trust>| {
         runtime.block_on(replication::observe(
             &sentinel_addrs,
