@@ -984,11 +984,6 @@ fn default_issuer_group() -> String {
 }
 
 impl TlsSpec {
-    /// Whether any hop uses TLS, so the operator issues certificates.
-    pub fn any(&self) -> bool {
-        self.highpress() || self.redis
-    }
-
     /// Whether the highpress pods get a certificate (HTTPS or mutual TLS between the tiers).
     pub fn highpress(&self) -> bool {
         self.api || self.grpc
