@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
-use super::json::{JsonBody, ObjectWriter, Text, parse, success, success_object};
+use super::json::{
+    JsonBody, ObjectWriter, Scalar, Text, parse, scan_flat_object, success, success_object,
+};
 use crate::counter::CounterBackend;
 use crate::domain::rules as validate;
 use crate::domain::{CounterKey, Period};
@@ -27,6 +29,36 @@ struct IncrementRequest<'a> {
     user_id: Option<Text<'a>>,
     #[serde(alias = "delta")]
     increment: Option<i64>,
+}
+
+impl<'a> IncrementRequest<'a> {
+    /// The body, read by [`scan_flat_object`] in its usual form and by serde otherwise (so
+    /// serde decides every error, and the result is serde's either way).
+    fn read(body: &'a [u8]) -> Result<Self, ApiError> {
+        let mut req = Self {
+            resource_id: None,
+            counter_type: None,
+            user_id: None,
+            increment: None,
+        };
+        // A second value of a field (or both names of the increment) is serde's
+        // duplicate-field error, and an unknown field serde's to ignore: both go to serde.
+        let usual = scan_flat_object(body, |key, value| match value {
+            Scalar::Str(s) => {
+                let slot = match key {
+                    b"resource_id" => &mut req.resource_id,
+                    b"counter_type" => &mut req.counter_type,
+                    b"user_id" => &mut req.user_id,
+                    _ => return false,
+                };
+                slot.replace(Text::borrowed(s)).is_none()
+            }
+            Scalar::Int(n) => {
+                matches!(key, b"increment" | b"delta") && req.increment.replace(n).is_none()
+            }
+        });
+        if usual { Ok(req) } else { parse(body) }
+    }
 }
 
 #[derive(Serialize)]
@@ -91,7 +123,7 @@ pub async fn increment<B: CounterBackend>(
     IdempotencyKeyHeader(idempotency_header): IdempotencyKeyHeader,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let req: IncrementRequest = parse(&body)?;
+    let req = IncrementRequest::read(&body)?;
     let resource_id = required(&req.resource_id, "resource_id")?;
     validate::resource_id("resource_id", resource_id)?;
     let counter_type = required(&req.counter_type, "counter_type")?;
@@ -411,4 +443,122 @@ pub async fn method_not_allowed() -> ApiError {
         ErrorCode::MethodNotAllowed,
         "this route does not accept that method",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Fields<'a> = (
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<i64>,
+    );
+
+    fn fields<'a>(req: &'a IncrementRequest<'a>) -> Fields<'a> {
+        (
+            req.resource_id.as_deref(),
+            req.counter_type.as_deref(),
+            req.user_id.as_deref(),
+            req.increment,
+        )
+    }
+
+    /// Whether `scan_flat_object` read `body` itself (rather than leaving it to serde).
+    fn scanned(body: &[u8]) -> bool {
+        let mut req = None;
+        scan_flat_object(body, |_, _| {
+            req = Some(());
+            true
+        })
+    }
+
+    #[test]
+    fn the_usual_increment_body_is_read_as_serde_reads_it() {
+        let usual: &[&[u8]] = &[
+            br#"{"resource_id":"post-1","counter_type":"like","user_id":"u1","increment":1}"#,
+            br#" { "resource_id" : "p" ,"counter_type":"view" , "delta" : -3 } "#,
+            b"{\"resource_id\":\"p\"\n,\t\"counter_type\":\"like\"\r}",
+            r#"{"resource_id":"é ü 日本","counter_type":"like"}"#.as_bytes(),
+            br#"{"increment":0}"#,
+            br#"{"increment":-123456789012345678}"#,
+            br#"{"increment":123456789012345678}"#,
+            br#"{"resource_id":""}"#,
+            br#"{}"#,
+            b" {} \n",
+        ];
+        for body in usual {
+            assert!(scanned(body), "{}", String::from_utf8_lossy(body));
+            let fast = IncrementRequest::read(body).expect("reads");
+            let serde: IncrementRequest = parse(body).expect("serde reads");
+            assert_eq!(
+                fields(&fast),
+                fields(&serde),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn anything_else_is_left_to_serde_with_serdes_answer() {
+        let unusual: &[&[u8]] = &[
+            // Accepted by serde, in forms the scanner leaves to it.
+            br#"{"resource_id":"a\"b","counter_type":"like"}"#,
+            br#"{"resource_id":"a\u0041","counter_type":"like"}"#,
+            br#"{"resource_id":"p","unknown":"x"}"#,
+            br#"{"resource_id":"p","unknown":{"a":[1,2]}}"#,
+            br#"{"resource_id":null,"increment":null}"#,
+            br#"{"increment":1234567890123456789}"#,
+            br#"{"increment":-9223372036854775808}"#,
+            br#"{"re\u0073ource_id":"p"}"#,
+            // Refused by serde.
+            br#"{"increment":1,"delta":2}"#,
+            br#"{"increment":1,"increment":1}"#,
+            br#"{"resource_id":"a","resource_id":"b"}"#,
+            br#"{"increment":01}"#,
+            br#"{"increment":-0}"#,
+            br#"{"increment":1.0}"#,
+            br#"{"increment":1e3}"#,
+            br#"{"increment":-}"#,
+            br#"{"increment":9223372036854775808}"#,
+            br#"{"increment":"1"}"#,
+            br#"{"resource_id":1}"#,
+            br#"{"resource_id":true}"#,
+            br#"{"resource_id":"p",}"#,
+            br#"{"resource_id":"p""counter_type":"like"}"#,
+            br#"{"resource_id":"p"} x"#,
+            br#"{"resource_id":"p"}}"#,
+            br#"{"resource_id":"p""#,
+            br#"{"resource_id":"p"#,
+            br#"{"resource_id":"#,
+            br#"{"resource_id""#,
+            br#"{"resource_id"#,
+            br#"{,}"#,
+            b"{\"resource_id\":\"a\tb\"}",
+            b"{\"resource_id\":\"a\x01b\"}",
+            b"{\"resource_id\":\"\xff\"}",
+            b"\xef\xbb\xbf{}",
+            br#"["resource_id"]"#,
+            br#""resource_id""#,
+            b"",
+            b"   ",
+            b"{",
+        ];
+        for body in unusual {
+            let shown = String::from_utf8_lossy(body);
+            let fast = IncrementRequest::read(body);
+            let serde = parse::<IncrementRequest>(body);
+            match (&fast, &serde) {
+                (Ok(fast), Ok(serde)) => assert_eq!(fields(fast), fields(serde), "{shown}"),
+                (Err(fast), Err(serde)) => assert_eq!(fast, serde, "{shown}"),
+                _ => panic!(
+                    "{shown}: read {:?}, serde {:?}",
+                    fast.is_ok(),
+                    serde.is_ok()
+                ),
+            }
+        }
+    }
 }

@@ -169,9 +169,132 @@ pub fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// A value of a [`scan_flat_object`] field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scalar<'a> {
+    /// A string without escapes, borrowed from the body.
+    Str(&'a str),
+    /// An integer written plainly (`-?(0|[1-9][0-9]*)`, at most 18 digits).
+    Int(i64),
+}
+
+/// Reads a body in the usual form of a flat request: one JSON object whose values are plain
+/// strings (no escapes) and plain integers, calling `field` with each member's name (its bytes
+/// between the quotes) and value, in order. Returns false, having read nothing the caller must
+/// keep, on anything else (escapes, other value types, numbers serde reads otherwise, malformed
+/// JSON, a body that is not UTF-8) or when `field` returns false: the caller then parses the
+/// body with serde ([`parse`]), which decides. So for a body this accepts, the caller's result
+/// must be what serde gives, and every error case goes to serde.
+pub fn scan_flat_object<'a>(
+    body: &'a [u8],
+    mut field: impl FnMut(&'a [u8], Scalar<'a>) -> bool,
+) -> bool {
+    // One check for the whole body; the strings are then slices of it at quotes.
+    let Ok(text) = std::str::from_utf8(body) else {
+        return false;
+    };
+    let mut at = skip_ws(body, 0);
+    if body.get(at) != Some(&b'{') {
+        return false;
+    }
+    at = skip_ws(body, at + 1);
+    if body.get(at) == Some(&b'}') {
+        return skip_ws(body, at + 1) == body.len();
+    }
+    loop {
+        // A name with an escape holds a backslash, so it matches no field the caller knows.
+        if body.get(at) != Some(&b'"') {
+            return false;
+        }
+        let Some(len) = body[at + 1..].iter().position(|&b| b == b'"') else {
+            return false;
+        };
+        let name = &body[at + 1..at + 1 + len];
+        at = skip_ws(body, at + 1 + len + 1);
+        if body.get(at) != Some(&b':') {
+            return false;
+        }
+        at = skip_ws(body, at + 1);
+        let (value, next) = match body.get(at) {
+            Some(b'"') => match plain_string(text, at) {
+                Some((s, next)) => (Scalar::Str(s), next),
+                None => return false,
+            },
+            Some(b'-' | b'0'..=b'9') => match plain_integer(body, at) {
+                Some((n, next)) => (Scalar::Int(n), next),
+                None => return false,
+            },
+            _ => return false,
+        };
+        if !field(name, value) {
+            return false;
+        }
+        at = skip_ws(body, next);
+        match body.get(at) {
+            Some(b',') => at = skip_ws(body, at + 1),
+            Some(b'}') => return skip_ws(body, at + 1) == body.len(),
+            _ => return false,
+        }
+    }
+}
+
+/// The first index at or after `at` that is not JSON whitespace.
+fn skip_ws(body: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\t' | b'\r') = body.get(at) {
+        at += 1;
+    }
+    at
+}
+
+/// The string whose opening quote is at `at`, if it has no escape and no control character,
+/// and the index after its closing quote.
+fn plain_string(text: &str, at: usize) -> Option<(&str, usize)> {
+    let rest = &text.as_bytes()[at + 1..];
+    let len = rest
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    if rest[len] != b'"' {
+        return None;
+    }
+    // Both ends are at ASCII bytes, so at character boundaries.
+    Some((text.get(at + 1..at + 1 + len)?, at + 1 + len + 1))
+}
+
+/// The integer starting at `at`, if serde would read it as that i64 (no leading zero, no
+/// fraction or exponent, not `-0`), with at most 18 digits; and the index after it.
+fn plain_integer(body: &[u8], at: usize) -> Option<(i64, usize)> {
+    let negative = body[at] == b'-';
+    let start = at + usize::from(negative);
+    let digits = body[start..]
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(body.len() - start);
+    if digits == 0 || digits > 18 || (digits > 1 && body[start] == b'0') {
+        return None;
+    }
+    let end = start + digits;
+    if matches!(body.get(end), Some(b'.' | b'e' | b'E')) {
+        return None;
+    }
+    let magnitude = body[start..end]
+        .iter()
+        .fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
+    if negative && magnitude == 0 {
+        return None;
+    }
+    Some((if negative { -magnitude } else { magnitude }, end))
+}
+
 /// A string field of a request body, borrowed from the body unless it holds escapes. (serde's
 /// own `Option<Cow<str>>` copies every string into a new allocation, even with `borrow`.)
 pub struct Text<'a>(Cow<'a, str>);
+
+impl<'a> Text<'a> {
+    /// A string borrowed from the body.
+    pub fn borrowed(s: &'a str) -> Self {
+        Self(Cow::Borrowed(s))
+    }
+}
 
 impl Deref for Text<'_> {
     type Target = str;
