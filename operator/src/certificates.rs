@@ -273,9 +273,10 @@ impl CertificateAuthority {
     }
 
     /// The CA in `namespace`: read from its Secret, made and stored if there is none, and
-    /// rotated (and stored) when due. The leader alone calls this, so there is one writer; a
-    /// conflicting write (a resourceVersion changed under it) fails this reconcile, and the
-    /// next one reads the winner.
+    /// rotated (and stored) when due. Only the leader calls this, but its reconciles of
+    /// different CounterClusters run at once: when another one made or rotated the CA first
+    /// (the create finds the Secret, or the replace finds a newer resourceVersion), the
+    /// winner's CA is read and used.
     pub async fn load_or_create(
         secrets: &Api<Secret>,
         namespace: &str,
@@ -288,12 +289,19 @@ impl CertificateAuthority {
         match secrets.get_opt(CA_SECRET_NAME).await.map_err(api_error)? {
             None => {
                 let ca = Self::generate(now)?;
-                secrets
+                match secrets
                     .create(&PostParams::default(), &ca.to_secret(namespace))
                     .await
-                    .map_err(api_error)?;
-                tracing::info!(namespace, "made the operator's CA");
-                Ok(ca)
+                {
+                    Err(kube::Error::Api(status)) if status.code == 409 => {
+                        Self::read_winner(secrets, namespace).await
+                    }
+                    Err(e) => Err(api_error(e)),
+                    Ok(_) => {
+                        tracing::info!(namespace, "made the operator's CA");
+                        Ok(ca)
+                    }
+                }
             }
             Some(stored) => {
                 let ca = Self::from_secret(&stored)?;
@@ -302,14 +310,33 @@ impl CertificateAuthority {
                 };
                 let mut secret = rotated.to_secret(namespace);
                 secret.metadata.resource_version = stored.metadata.resource_version.clone();
-                secrets
+                match secrets
                     .replace(CA_SECRET_NAME, &PostParams::default(), &secret)
                     .await
-                    .map_err(api_error)?;
-                tracing::info!(namespace, "rotated the operator's CA");
-                Ok(rotated)
+                {
+                    Err(kube::Error::Api(status)) if status.code == 409 => {
+                        Self::read_winner(secrets, namespace).await
+                    }
+                    Err(e) => Err(api_error(e)),
+                    Ok(_) => {
+                        tracing::info!(namespace, "rotated the operator's CA");
+                        Ok(rotated)
+                    }
+                }
             }
         }
+    }
+
+    /// The CA another reconcile stored a moment ago.
+    async fn read_winner(secrets: &Api<Secret>, namespace: &str) -> Result<Self, CaError> {
+        let stored = secrets
+            .get(CA_SECRET_NAME)
+            .await
+            .map_err(|source| CaError::Api {
+                namespace: namespace.to_owned(),
+                source,
+            })?;
+        Self::from_secret(&stored)
     }
 }
 

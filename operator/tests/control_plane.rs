@@ -26,7 +26,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, PersistentVolumeClaim, Pod, Secret, Service,
+    ConfigMap, Container, PersistentVolumeClaim, Pod, PodSpec, PodTemplateSpec, Secret, Service,
 };
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -1275,8 +1275,14 @@ fn pod_wiring(suite: &mut Suite) {
         .expect("a pod spec")
         .containers[0];
     let mut processes = Processes::default();
-    let (redis_port, redis_cli) =
-        start_redis_as_written(&mut processes, &work, &statefulset, &secret, &config_map);
+    let (redis_port, redis_cli) = start_redis_as_written(
+        &mut processes,
+        &work,
+        &statefulset,
+        &secret,
+        &config_map,
+        None,
+    );
     assert_ne!(
         tool("redis-cli")
             .args(["-p", &redis_port.to_string(), "ping"])
@@ -1472,7 +1478,7 @@ fn secured_pod_wiring(suite: &mut Suite) {
         "likes",
         json!({"security": {
             "auth": {"enabled": true, "tokensSecretRef": {"name": "likes-tokens"}},
-            "tls": {"api": true, "grpc": true},
+            "tls": {"api": true, "grpc": true, "redis": true},
         }}),
     );
     suite.wait_ready(namespace, "likes");
@@ -1499,9 +1505,32 @@ fn secured_pod_wiring(suite: &mut Suite) {
     let secret = suite
         .get::<Secret>(namespace, &redis_secret_name(&statefulset))
         .expect("the Redis Secret");
+    // Redis with its certificate where its pod mounts it: TLS alone.
+    let redis_root = work.join("redis");
+    lay_out_secret_volumes(
+        suite,
+        namespace,
+        pod_spec(&statefulset.spec.as_ref().expect("a spec").template),
+        &redis_root,
+    );
     let mut processes = Processes::default();
-    let (redis_port, redis_cli) =
-        start_redis_as_written(&mut processes, &work, &statefulset, &secret, &config_map);
+    let (redis_port, redis_cli) = start_redis_as_written(
+        &mut processes,
+        &work,
+        &statefulset,
+        &secret,
+        &config_map,
+        Some(&redis_root),
+    );
+    let plain = tool("redis-cli")
+        .args(["-p", &redis_port.to_string(), "ping"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    assert!(
+        !plain.contains("PONG"),
+        "Redis answered plain text: {plain}"
+    );
 
     // Each component's files where its pod mounts them, and its config naming them there.
     let config_text = &config_map.data.as_ref().expect("data")["config.yaml"];
@@ -1511,7 +1540,8 @@ fn secured_pod_wiring(suite: &mut Suite) {
             .get::<Deployment>(namespace, &format!("likes-{name}"))
             .expect("the Deployment");
         let root = work.join(name);
-        lay_out_secret_volumes(suite, namespace, &deployment, &root);
+        let template = &deployment.spec.as_ref().expect("a spec").template;
+        lay_out_secret_volumes(suite, namespace, pod_spec(template), &root);
         let config_path = root.join("config.yaml");
         let rooted = config_text.replace(
             "/var/run/secrets/",
@@ -1620,6 +1650,7 @@ fn secured_pod_wiring(suite: &mut Suite) {
         "an unknown token"
     );
     assert_eq!(increment(Some(TOKEN)), "200", "the Secret's token");
+    // In Redis, which the counter reached over TLS with the CA its pod mounts.
     let keys = redis_cli(&["--scan", "--pattern", "*secured*"]);
     let key = keys
         .lines()
@@ -1748,22 +1779,18 @@ fn start_tiers(
     tiers
 }
 
-/// Writes the Secret volumes `deployment`'s container mounts under `root`, at their mount
+/// The pod spec of a workload's template.
+fn pod_spec(template: &PodTemplateSpec) -> &PodSpec {
+    template.spec.as_ref().expect("a pod spec")
+}
+
+/// Writes the Secret volumes the pod's first container mounts under `root`, at their mount
 /// paths, as the kubelet would (the keys `items` names, else every key).
-fn lay_out_secret_volumes(suite: &Suite, namespace: &str, deployment: &Deployment, root: &Path) {
-    let pod = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .expect("a pod spec");
+fn lay_out_secret_volumes(suite: &Suite, namespace: &str, pod: &PodSpec, root: &Path) {
     for mount in pod.containers[0].volume_mounts.iter().flatten() {
-        let volume = pod
-            .volumes
-            .iter()
-            .flatten()
-            .find(|v| v.name == mount.name)
-            .unwrap_or_else(|| panic!("the volume {}", mount.name));
-        let Some(source) = &volume.secret else {
+        // A mount without a pod volume is a StatefulSet's claim (Redis's data).
+        let volume = pod.volumes.iter().flatten().find(|v| v.name == mount.name);
+        let Some(source) = volume.and_then(|v| v.secret.as_ref()) else {
             continue;
         };
         let name = source.secret_name.clone().expect("a Secret name");
@@ -1789,14 +1816,18 @@ fn lay_out_secret_volumes(suite: &Suite, namespace: &str, deployment: &Deploymen
     }
 }
 
-/// Starts redis-server as the managed Redis StatefulSet's container says (its data dir in
-/// `work`, a free port); returns the port and a redis-cli with the Secret's password.
+/// Starts the managed Redis StatefulSet's container as written (its data dir in `work`, a
+/// free port); returns the port and a redis-cli with the Secret's password. With
+/// `security.tls.redis`, `mounts` is where its Secret volumes were laid out: the container's
+/// paths under `/var/run/secrets/` are mapped there, the TLS port is the one set, and redis-cli
+/// speaks TLS trusting the mounted `ca.crt`.
 fn start_redis_as_written(
     processes: &mut Processes,
     work: &Path,
     statefulset: &StatefulSet,
     secret: &Secret,
     config_map: &ConfigMap,
+    mounts: Option<&Path>,
 ) -> (u16, impl Fn(&[&str]) -> String + use<>) {
     let container = &statefulset
         .spec
@@ -1805,24 +1836,48 @@ fn start_redis_as_written(
         .expect("a pod spec")
         .containers[0];
     let port = free_port();
-    let env = container_env(container, secret, config_map);
+    let mut env = container_env(container, secret, config_map);
     let data_dir = work.join("redis-data");
     std::fs::create_dir_all(&data_dir).expect("the Redis data dir");
-    let args = expand_args(container, &env)
-        .into_iter()
-        .map(|arg| arg.replace("/data", &data_dir.to_string_lossy()))
-        .collect::<Vec<_>>();
-    let args = replace_flag(args, "--port", &port.to_string());
-    processes.spawn(
-        "redis",
-        tool(&container.command.as_ref().expect("a command")[0])
-            .args(&args)
-            .envs(&env),
-        work,
+    let rooted = |text: &str| match mounts {
+        Some(root) => text.replace(
+            "/var/run/secrets/",
+            &format!("{}/var/run/secrets/", root.display()),
+        ),
+        None => text.to_owned(),
+    };
+    for value in env.values_mut() {
+        *value = rooted(value);
+    }
+    let command = container.command.clone().expect("a command");
+    let words: Vec<String> = command[1..]
+        .iter()
+        .cloned()
+        .chain(expand_args(container, &env))
+        .map(|word| rooted(&word.replace("/data", &data_dir.to_string_lossy())))
+        .collect();
+    let tls = words.iter().any(|w| w == "--tls-port");
+    let words = replace_flag(
+        words,
+        if tls { "--tls-port" } else { "--port" },
+        &port.to_string(),
     );
+    processes.spawn("redis", tool(&command[0]).args(&words).envs(&env), work);
     let password = env["REDIS_PASSWORD"].clone();
+    let tls_flags: Vec<String> = match (tls, mounts) {
+        (true, Some(root)) => vec![
+            "--tls".to_owned(),
+            "--cacert".to_owned(),
+            root.join("var/run/secrets/highpress/tls/ca.crt")
+                .to_string_lossy()
+                .into_owned(),
+        ],
+        (true, None) => panic!("a TLS Redis needs its mounts laid out"),
+        _ => Vec::new(),
+    };
     let redis_cli = move |args: &[&str]| -> String {
         let output = tool("redis-cli")
+            .args(&tls_flags)
             .args(["-p", &port.to_string()])
             .args(args)
             .env("REDISCLI_AUTH", &password)
@@ -2334,12 +2389,13 @@ fn with_cert_manager_crds(suite: &mut Suite) {
             "owned by the CounterCluster"
         );
     }
-    let cc = suite.counter_cluster(namespace, name);
-    assert!(
-        condition(&cc, "Degraded").is_some_and(|c| c.status == "False"),
-        "no longer degraded: {:?}",
-        cc.status
-    );
+    // The status is written at the end of the reconcile that applied them.
+    wait_until(READY_TIMEOUT, "no longer degraded", || {
+        let cc = suite.counter_cluster(namespace, name);
+        condition(&cc, "Degraded")
+            .filter(|c| c.status == "False")
+            .map(|_| ())
+    });
 
     suite.patch_spec(
         namespace,
