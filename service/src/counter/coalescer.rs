@@ -508,7 +508,7 @@ impl FlushPlan {
         self.groups.clear();
         self.next.clear();
         self.deltas.clear();
-        let mut keys: Vec<&CounterKey> = Vec::new();
+        let mut keys: Vec<&CounterKey> = Vec::with_capacity(items.size_hint().0);
         for (i, (key, delta, plain)) in items.enumerate() {
             let i = i as u32;
             self.next.push(u32::MAX);
