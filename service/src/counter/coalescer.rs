@@ -61,12 +61,63 @@ type Reply = Result<Acknowledged, CounterError>;
 struct PendingIncrement {
     key: CounterKey,
     delta: i64,
-    conditions: Conditions,
     reply: oneshot::Sender<Reply>,
+    /// What only some increments carry, behind one box so that the usual increment stays
+    /// small: it is moved several times between the handler and the flusher.
+    extra: Option<Box<PendingExtra>>,
+}
+
+struct PendingExtra {
+    conditions: Conditions,
     /// The span of the request this increment belongs to, when tracing is enabled.
     trace: Option<SpanContext>,
     /// The requester, kept only when events are on (for the increment's event).
     user_id: Option<Box<str>>,
+}
+
+/// The conditions of an increment without any.
+static NO_CONDITIONS: Conditions = Conditions {
+    unique_user: None,
+    idempotency: None,
+};
+
+impl PendingIncrement {
+    fn new(
+        key: CounterKey,
+        delta: i64,
+        reply: oneshot::Sender<Reply>,
+        conditions: Conditions,
+        trace: Option<SpanContext>,
+        user_id: Option<Box<str>>,
+    ) -> Self {
+        let extra = (!conditions.is_empty() || trace.is_some() || user_id.is_some()).then(|| {
+            Box::new(PendingExtra {
+                conditions,
+                trace,
+                user_id,
+            })
+        });
+        Self {
+            key,
+            delta,
+            reply,
+            extra,
+        }
+    }
+
+    fn conditions(&self) -> &Conditions {
+        self.extra
+            .as_ref()
+            .map_or(&NO_CONDITIONS, |e| &e.conditions)
+    }
+
+    fn trace(&self) -> Option<&SpanContext> {
+        self.extra.as_ref().and_then(|e| e.trace.as_ref())
+    }
+
+    fn user_id(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.user_id.as_deref())
+    }
 }
 
 /// What waits in the queue: increments, and the rare reset, ordered with them.
@@ -128,14 +179,9 @@ impl Coalescer {
     ) -> Reply {
         let (reply, answer) = oneshot::channel();
         let trace = telemetry::enabled().then(|| telemetry::span_context(&Span::current()));
-        self.enqueue(Pending::Increment(PendingIncrement {
-            key,
-            delta,
-            conditions,
-            reply,
-            trace,
-            user_id,
-        }))?;
+        self.enqueue(Pending::Increment(PendingIncrement::new(
+            key, delta, reply, conditions, trace, user_id,
+        )))?;
         // A dropped reply means the increment was never flushed: not applied, not acknowledged.
         answer.await.unwrap_or(Err(CounterError::ShuttingDown))
     }
@@ -263,7 +309,7 @@ impl<S: Store> Flusher<S> {
             .map(|(p, r)| CounterEvent {
                 kind: EventKind::Increment,
                 key: p.key.clone(),
-                user_id: p.user_id.clone().unwrap_or_default(),
+                user_id: p.user_id().map(Box::from).unwrap_or_default(),
                 increment: p.delta,
                 current_value: r
                     .as_ref()
@@ -293,7 +339,7 @@ impl<S: Store> Flusher<S> {
         self.plan.group(
             batch
                 .iter()
-                .map(|p| (&p.key, p.delta, p.conditions.is_empty())),
+                .map(|p| (&p.key, p.delta, p.conditions().is_empty())),
         );
         METRICS.flushes.inc();
         METRICS.flush_batch_size.observe(batch.len() as f64);
@@ -426,7 +472,7 @@ fn flush_span(batch: &[PendingIncrement]) -> Span {
     );
     let links = telemetry::adopt(
         &span,
-        batch.iter().filter_map(|p| p.trace.as_ref()),
+        batch.iter().filter_map(|p| p.trace()),
         MAX_FLUSH_LINKS,
     );
     span.record("links", links as i64);
@@ -582,7 +628,7 @@ impl FlushPlan {
                         .members(g)
                         .map(|i| GuardedItem {
                             delta: batch[i].delta,
-                            conditions: &batch[i].conditions,
+                            conditions: batch[i].conditions(),
                         })
                         .collect(),
                 });
@@ -897,14 +943,14 @@ mod tests {
     }
 
     fn pending(resource: &str, delta: i64, conditions: Conditions) -> PendingIncrement {
-        PendingIncrement {
-            key: CounterKey::new("like", resource),
+        PendingIncrement::new(
+            CounterKey::new("like", resource),
             delta,
+            oneshot::channel().0,
             conditions,
-            reply: oneshot::channel().0,
-            trace: None,
-            user_id: None,
-        }
+            None,
+            None,
+        )
     }
 
     #[test]
@@ -928,7 +974,7 @@ mod tests {
         plan.group(
             batch
                 .iter()
-                .map(|p| (&p.key, p.delta, p.conditions.is_empty())),
+                .map(|p| (&p.key, p.delta, p.conditions().is_empty())),
         );
         let mut retry = Vec::new();
         let (write, slots) = plan.write(&batch, Duration::from_secs(9), &mut retry);
