@@ -16,6 +16,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -2065,7 +2066,8 @@ fn grpc_serving(suite: &Suite, addr: SocketAddr) -> bool {
     })
 }
 
-/// Processes of one scenario, killed when dropped.
+/// Processes of one scenario, each in its own process group, killed (the whole group, so a
+/// start script's server goes too) when dropped.
 #[derive(Default)]
 struct Processes(Vec<(String, Child, PathBuf)>);
 
@@ -2074,6 +2076,7 @@ impl Processes {
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("a log file");
         let child = command
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("a log file"))
             .stderr(file)
@@ -2094,6 +2097,11 @@ impl Processes {
 impl Drop for Processes {
     fn drop(&mut self) {
         for (_, child, _) in &mut self.0 {
+            // The group id is the child's pid (`process_group(0)`).
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
