@@ -56,24 +56,25 @@ class RenderTest(unittest.TestCase):
         lines = readme.targets_table(load_fixture()).splitlines()
         self.assertEqual(lines[0], "| row | what | measured | target | met |")
         self.assertEqual(lines[2], "| P1 | standalone increments/s ÷ ceiling, c=500, hot key "
-                                   "| 0.86 | ≥ 0.95 | no |")
+                                   "| 0.87 | ≥ 0.95 | no |")
         self.assertIn("| P5b-lb | the same with leaderboards on (informational) "
-                      "| 0.641 cmd/inc, 1.00 × limit | – | – |", lines)
+                      "| 0.637 cmd/inc, 1.00 × limit | – | – |", lines)
         self.assertIn("| P8 | errors and lost acknowledged increments, all runs, both "
                       "topologies | 0 | 0 | yes |", lines)
         self.assertIn("| H3 | Redis bytes per counter, leaderboards on, after that load "
-                      "| 73 B (1,982,778 counters; off 72 B) | ≤ 80 B | yes |", lines)
+                      "| 73 B (1,958,141 counters; off 73 B) | ≤ 80 B | yes |", lines)
 
     def test_peers_rows_leave_out_the_plain_sides_of_e1_and_u1(self):
         table = readme.peers_table(load_fixture())
-        self.assertIn("| redis-benchmark `INCR -c 50` | 156,177 | 0.3 ms | 1 | – |", table)
-        self.assertIn("| naive: axum + one `INCRBY` per request | 100,217 | 9.2 ms | 1.000 "
-                      "| 13.5 |", table)
-        self.assertNotIn("106,510", table)  # events off
-        self.assertNotIn("103,128", table)  # unique off
-        self.assertNotIn("102,701", table)  # min_replicas_ack 0
-        self.assertNotIn("95,323", table)  # appendfsync everysec
-        self.assertEqual(len(table.splitlines()), 2 + 15)
+        self.assertIn("| redis-benchmark `INCR -c 50` | 126,199 | 0.6 ms | 1 | – |", table)
+        self.assertIn("| naive: axum + one `INCRBY` per request | 76,907 | 12.0 ms | 1.001 "
+                      "| 17.2 |", table)
+        self.assertNotIn("84,199", table)  # events off
+        self.assertNotIn("78,297", table)  # unique off
+        self.assertNotIn("76,301", table)  # min_replicas_ack 0
+        self.assertNotIn("70,603", table)  # appendfsync everysec
+        self.assertNotIn("85,985", table)  # security off
+        self.assertEqual(len(table.splitlines()), 2 + 17)
 
     def test_unmeasured_rows(self):
         bench = copy.deepcopy(load_fixture())
@@ -96,16 +97,16 @@ class RenderTest(unittest.TestCase):
         self.assertTrue(lines[i - 1].startswith("| U1 |"))
         self.assertEqual(lines[i], "| R1 | increments/s with `redis.min_replicas_ack: 1` ÷ 0 "
                                    "(a `WAIT` per flush), one replica, uniform 1,000 "
-                                   "(informational) | 0.99 (101,904 ÷ 102,701; p99 8.8 ms ÷ "
-                                   "8.7 ms; 0.973 ÷ 0.965 cmd/inc) | – | – |")
+                                   "(informational) | 0.98 (75,151 ÷ 76,301; p99 12.9 ms ÷ "
+                                   "12.7 ms; 0.976 ÷ 0.959 cmd/inc) | – | – |")
         self.assertEqual(lines[i + 1], "| R2 | increments/s with Redis AOF `appendfsync always` "
-                                       "÷ `everysec`, uniform 1,000 (informational) | 0.96 "
-                                       "(91,530 ÷ 95,323; p99 9.3 ms ÷ 11.4 ms) | – | – |")
+                                       "÷ `everysec`, uniform 1,000 (informational) | 0.99 "
+                                       "(69,829 ÷ 70,603; p99 12.7 ms ÷ 15.4 ms) | – | – |")
         table = readme.peers_table(bench)
         self.assertIn("| **highpress** standalone, uniform 1,000, `WAIT` for 1 replica "
-                      "| 101,904 | 8.8 ms | 0.973 | 13.2 |", table)
+                      "| 75,151 | 12.9 ms | 0.976 | 17.6 |", table)
         self.assertIn("| **highpress** standalone, uniform 1,000, AOF fsync always "
-                      "| 91,530 | 9.3 ms | 0.957 | 13.8 |", table)
+                      "| 69,829 | 12.7 ms | 0.959 | 18.5 |", table)
 
     def test_r2_without_a_p99_and_a_run_without_r1_or_r2(self):
         bench = copy.deepcopy(load_fixture())
@@ -113,7 +114,7 @@ class RenderTest(unittest.TestCase):
         r2["everysec_p99_ms"] = None
         lines = readme.targets_table(bench).splitlines()
         self.assertIn("| R2 | increments/s with Redis AOF `appendfsync always` ÷ `everysec`, "
-                      "uniform 1,000 (informational) | 0.96 (91,530 ÷ 95,323; p99 9.3 ms ÷ –) "
+                      "uniform 1,000 (informational) | 0.99 (69,829 ÷ 70,603; p99 12.7 ms ÷ –) "
                       "| – | – |", lines)
         bench["targets"] = [r for r in bench["targets"] if r["row"] not in ("R1", "R2")]
         bench["peers"] = [p for p in bench["peers"]
