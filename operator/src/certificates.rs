@@ -286,22 +286,13 @@ impl CertificateAuthority {
             namespace: namespace.to_owned(),
             source,
         };
-        match secrets.get_opt(CA_SECRET_NAME).await.map_err(api_error)? {
+        let (written, ca, what) = match secrets.get_opt(CA_SECRET_NAME).await.map_err(api_error)? {
             None => {
                 let ca = Self::generate(now)?;
-                match secrets
+                let written = secrets
                     .create(&PostParams::default(), &ca.to_secret(namespace))
-                    .await
-                {
-                    Err(kube::Error::Api(status)) if status.code == 409 => {
-                        Self::read_winner(secrets, namespace).await
-                    }
-                    Err(e) => Err(api_error(e)),
-                    Ok(_) => {
-                        tracing::info!(namespace, "made the operator's CA");
-                        Ok(ca)
-                    }
-                }
+                    .await;
+                (written, ca, "made")
             }
             Some(stored) => {
                 let ca = Self::from_secret(&stored)?;
@@ -310,33 +301,23 @@ impl CertificateAuthority {
                 };
                 let mut secret = rotated.to_secret(namespace);
                 secret.metadata.resource_version = stored.metadata.resource_version.clone();
-                match secrets
+                let written = secrets
                     .replace(CA_SECRET_NAME, &PostParams::default(), &secret)
-                    .await
-                {
-                    Err(kube::Error::Api(status)) if status.code == 409 => {
-                        Self::read_winner(secrets, namespace).await
-                    }
-                    Err(e) => Err(api_error(e)),
-                    Ok(_) => {
-                        tracing::info!(namespace, "rotated the operator's CA");
-                        Ok(rotated)
-                    }
-                }
+                    .await;
+                (written, rotated, "rotated")
             }
+        };
+        match written {
+            Ok(_) => {
+                tracing::info!(namespace, "{what} the operator's CA");
+                Ok(ca)
+            }
+            // Another reconcile made or rotated it first: use the CA it stored.
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                Self::from_secret(&secrets.get(CA_SECRET_NAME).await.map_err(api_error)?)
+            }
+            Err(e) => Err(api_error(e)),
         }
-    }
-
-    /// The CA another reconcile stored a moment ago.
-    async fn read_winner(secrets: &Api<Secret>, namespace: &str) -> Result<Self, CaError> {
-        let stored = secrets
-            .get(CA_SECRET_NAME)
-            .await
-            .map_err(|source| CaError::Api {
-                namespace: namespace.to_owned(),
-                source,
-            })?;
-        Self::from_secret(&stored)
     }
 }
 
