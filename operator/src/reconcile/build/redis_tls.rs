@@ -14,9 +14,11 @@
 //!   [`TLS_SUPERVISE_SCRIPT`], which has Redis load it with `CONFIG SET` and restarts a sentinel
 //!   (which has no CONFIG), one sentinel at a time.
 
-use k8s_openapi::api::core::v1::{Container, EnvVar, SecretVolumeSource, Volume, VolumeMount};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Volume, VolumeMount};
 
-use super::security::{TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE, TLS_MOUNT_PATH};
+use super::security::{
+    TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE, TLS_MOUNT_PATH, read_only_mount, secret_volume,
+};
 use super::sentinel::env_value;
 use crate::crd::{CounterCluster, RedisMode};
 
@@ -113,24 +115,10 @@ pub fn supervise(
 
 /// The TLS Secret's mount, read-only.
 pub fn tls_mount() -> VolumeMount {
-    VolumeMount {
-        name: TLS_VOLUME.to_owned(),
-        mount_path: TLS_MOUNT_PATH.to_owned(),
-        read_only: Some(true),
-        ..VolumeMount::default()
-    }
+    read_only_mount(TLS_VOLUME, TLS_MOUNT_PATH)
 }
 
-/// The TLS Secret `secret` as a volume, readable by the pod's group.
+/// The TLS Secret `secret` as a volume.
 pub fn tls_volume(secret: &str) -> Volume {
-    Volume {
-        name: TLS_VOLUME.to_owned(),
-        secret: Some(SecretVolumeSource {
-            secret_name: Some(secret.to_owned()),
-            items: None,
-            default_mode: Some(0o440),
-            optional: Some(false),
-        }),
-        ..Volume::default()
-    }
+    secret_volume(TLS_VOLUME, secret, None)
 }

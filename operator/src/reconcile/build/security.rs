@@ -203,6 +203,31 @@ pub fn external_redis_tls(cc: &CounterCluster) -> Option<&ExternalRedisTlsSpec> 
         .flatten()
 }
 
+/// The Secret `secret` as the volume `name` (the keys `items` names, else every key), readable
+/// by the pod's group (fsGroup), not by others.
+pub fn secret_volume(name: &str, secret: &str, items: Option<Vec<KeyToPath>>) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_owned()),
+            items,
+            default_mode: Some(0o440),
+            optional: Some(false),
+        }),
+        ..Volume::default()
+    }
+}
+
+/// The volume `name` mounted read-only at `path`.
+pub fn read_only_mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }
+}
+
 /// The volumes and mounts `component`'s highpress container needs for `spec.security`, and
 /// the counters' for the Redis CA and client certificate (`redis.external.tls`, or the managed
 /// Redis's `ca.crt` with `security.tls.redis`).
@@ -213,24 +238,9 @@ pub fn security_volumes(
     let security = &cc.spec.security;
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
-    let mut secret_volume = |name: &str, secret: &str, items: Option<Vec<KeyToPath>>, dir: &str| {
-        volumes.push(Volume {
-            name: name.to_owned(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.to_owned()),
-                items,
-                // Readable by the pod's group (fsGroup), not by others.
-                default_mode: Some(0o440),
-                optional: Some(false),
-            }),
-            ..Volume::default()
-        });
-        mounts.push(VolumeMount {
-            name: name.to_owned(),
-            mount_path: dir.to_owned(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        });
+    let mut mount_secret = |name: &str, secret: &str, items: Option<Vec<KeyToPath>>, dir: &str| {
+        volumes.push(secret_volume(name, secret, items));
+        mounts.push(read_only_mount(name, dir));
     };
     let items = |pairs: &[(&str, &str)]| {
         let items = pairs
@@ -250,7 +260,7 @@ pub fn security_volumes(
         .filter(|_| security.auth.enabled)
     {
         let key = tokens.key.as_str();
-        secret_volume(
+        mount_secret(
             "api-tokens",
             &tokens.name,
             items(&[(key, key)]),
@@ -262,23 +272,23 @@ pub fn security_volumes(
         if let Some(tls) = external_redis_tls(cc) {
             if let Some(ca) = &tls.ca_secret_ref {
                 let ca_items = items(&[(&ca.key, "ca.crt")]);
-                secret_volume("redis-ca", &ca.name, ca_items, &ca_dir);
+                mount_secret("redis-ca", &ca.name, ca_items, &ca_dir);
             }
             if let Some(client) = &tls.client_certificate_secret {
                 let client_items = items(&[("tls.crt", "tls.crt"), ("tls.key", "tls.key")]);
                 let dir = format!("{REDIS_TLS_MOUNT_PATH}/client");
-                secret_volume("redis-client-certificate", client, client_items, &dir);
+                mount_secret("redis-client-certificate", client, client_items, &dir);
             }
         }
         if managed_redis_tls(cc) {
             // The CA alone: the Redis key stays in the Redis pods.
             let secret = tls_secret_name(cc, Component::Redis);
             let ca_items = items(&[("ca.crt", "ca.crt")]);
-            secret_volume("redis-ca", &secret, ca_items, &ca_dir);
+            mount_secret("redis-ca", &secret, ca_items, &ca_dir);
         }
     }
     if security.tls.highpress() {
-        secret_volume("tls", &tls_secret_name(cc, component), None, TLS_MOUNT_PATH);
+        mount_secret("tls", &tls_secret_name(cc, component), None, TLS_MOUNT_PATH);
     }
     (volumes, mounts)
 }
