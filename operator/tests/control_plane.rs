@@ -1589,29 +1589,31 @@ fn secured_pod_wiring(suite: &mut Suite) {
 
     // The readiness probes, over HTTPS (the counter's on its HTTP port), each answered with a
     // certificate for its Service that the operator's CA signed.
-    let https = |component: &str, port: u16, path: &str, extra: &[&str]| -> (bool, String) {
-        let host = format!("likes-{component}.{namespace}.svc");
-        let output = Command::new("curl")
-            .args([
-                "-sS",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "5",
-            ])
-            .args(["--cacert", &file(component, "ca.crt")])
-            .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
-            .args(extra)
-            .arg(format!("https://{host}:{port}{path}"))
-            .output()
-            .expect("curl");
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-        )
-    };
+    let https =
+        |component: &str, port: u16, path: &str, extra: &[&str]| -> (bool, String, String) {
+            let host = format!("likes-{component}.{namespace}.svc");
+            let output = Command::new("curl")
+                .args([
+                    "-sS",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--max-time",
+                    "5",
+                ])
+                .args(["--cacert", &file(component, "ca.crt")])
+                .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
+                .args(extra)
+                .arg(format!("https://{host}:{port}{path}"))
+                .output()
+                .expect("curl");
+            (
+                output.status.success(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        };
     for (name, port) in [("counter", counter_http), ("gateway", gateway_http)] {
         let probe = container(name).readiness_probe.expect("a readiness probe");
         let get = probe.http_get.expect("an HTTP readiness probe");
@@ -1642,7 +1644,11 @@ fn secured_pod_wiring(suite: &mut Suite) {
         if let Some(auth) = &auth {
             extra.extend(["-H", auth.as_str()]);
         }
-        https("gateway", gateway_http, "/api/v1/counter/increment", &extra).1
+        let (_, code, stderr) = https("gateway", gateway_http, "/api/v1/counter/increment", &extra);
+        if code == "000" {
+            eprintln!("curl: {stderr}\n{}", processes.log_tails(40));
+        }
+        code
     };
     assert_eq!(increment(None), "401", "no token");
     assert_eq!(
@@ -2083,6 +2089,13 @@ impl Processes {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         self.0.push((name.to_owned(), child, log));
+    }
+
+    fn log_tails(&self, lines: usize) -> String {
+        self.0
+            .iter()
+            .map(|(name, _, log)| format!("--- {name} ---\n{}\n", log_tail(log, lines)))
+            .collect()
     }
 
     fn assert_running(&mut self) {

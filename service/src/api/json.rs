@@ -105,8 +105,9 @@ impl<B: CounterBackend> FromRequest<AppState<B>> for JsonBody {
 /// The largest body [`JsonBody`] copies out of hyper's read buffer.
 const COPIED_BODY_BYTES: usize = 1024;
 
-/// The most bytes of an oversized body read (and discarded) before answering 413.
-const DRAIN_LIMIT: usize = 1 << 20;
+/// The most bytes of a body read and discarded: before answering 413, or after an answer
+/// given before the body was read (`server::late_body`).
+pub const DRAIN_LIMIT: usize = 1 << 20;
 
 fn is_json_media_type(value: &str) -> bool {
     if value == "application/json" {

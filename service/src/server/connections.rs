@@ -21,6 +21,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -33,8 +34,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
-use tower::util::Either;
 
+use super::late_body::LateBody;
 use crate::api::rate_limit::PeerAddr;
 use crate::config::ServerConfig;
 use crate::metrics::METRICS;
@@ -500,7 +501,8 @@ impl tonic::transport::server::Connected for Guarded {
 /// and lets in-flight requests finish for at most `drain`. With `tag_peers`, each request
 /// carries its connection's client address ([`PeerAddr`]), for rate limits by address. With
 /// `tls`, each connection first completes a TLS handshake, on its own task and within the
-/// header-read timeout.
+/// header-read timeout. An HTTP/2 request's body is a [`LateBody`], read to its end even when
+/// the route answers without reading it.
 pub async fn serve_http(
     app: Router,
     acceptor: Acceptor,
@@ -531,15 +533,22 @@ pub async fn serve_http(
             () = shutdown.cancelled() => break,
         };
         // Only rate limits by address need the peer on each request.
-        let app = match tag_peers.then(|| connection.peer_ip()).flatten() {
-            Some(address) => Either::Left(app.clone().map_request(
-                move |mut request: hyper::Request<Incoming>| {
+        let peer = tag_peers.then(|| connection.peer_ip()).flatten();
+        let body_read_timeout = config.body_read_timeout;
+        let app = app
+            .clone()
+            .map_request(move |request: hyper::Request<Incoming>| {
+                // The one boxing of the body that axum would do anyway.
+                let mut request = if request.version() == hyper::Version::HTTP_2 {
+                    request.map(|body| Body::new(LateBody::new(body, body_read_timeout)))
+                } else {
+                    request.map(Body::new)
+                };
+                if let Some(address) = peer {
                     request.extensions_mut().insert(PeerAddr(address));
-                    request
-                },
-            )),
-            None => Either::Right(app.clone()),
-        };
+                }
+                request
+            });
         let service = TowerToHyperService::new(app);
         let mut builder = builder.clone();
         if let Some(timer) = connection.head_timer() {

@@ -2,9 +2,11 @@
 //! SIGTERM or ctrl-c shuts down in order: stop accepting (gRPC health turns NOT_SERVING), finish
 //! in-flight requests, flush the coalescer, write the last leaderboard deltas, hand the last
 //! events to Kafka (bounded by `kafka.flush_timeout_ms`), exit. No acknowledged increment is
-//! lost on the way. What one connection may cost a server is bounded in [`connections`].
+//! lost on the way. What one connection may cost a server is bounded in [`connections`]; an
+//! HTTP/2 body still arriving after its answer is read in [`late_body`].
 
 pub mod connections;
+mod late_body;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
