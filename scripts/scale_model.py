@@ -14,15 +14,16 @@ import argparse
 import json
 import math
 
-# Defaults: benchmark of 2026-11-25, commit 7f41dbf (README), 2-vCPU AMD EPYC VM.
+# Defaults: the README's benchmark of 2026-12-07, commit 772191a (its bench.json is
+# bench/tests/fixtures/readme-bench.json), 2-vCPU Intel Xeon VM.
 DEFAULTS = {
     # CPU seconds per million acknowledged increments, highpress processes plus Redis.
-    "cpu_split_hot": 40.4,
+    "cpu_split_hot": 18.4,
     # Redis commands per acknowledged increment by key distribution (c=500).
-    "cmds": {"hot": 0.0099, "uniform_1k": 1.07, "zipf_100k": 0.642},
+    "cmds": {"hot": 0.0111, "uniform_1k": 0.960, "zipf_100k": 0.633},
     # Share of the split's highpress CPU spent in the gateway (HTTP, JSON, gRPC client) rather
-    # than the counter: /proc/<pid>/stat over a 6 s wrk run, hot key, c=500 (docs/scale.md):
-    # gateway 676 ticks, counter 97, Redis 19.
+    # than the counter: /proc/<pid>/stat over a 6 s wrk run, hot key, c=500, measured once on
+    # 2026-11-25 at 7f41dbf (docs/scale.md): gateway 676 ticks, counter 97, Redis 19.
     "gateway_share": 676 / (676 + 97),
 }
 

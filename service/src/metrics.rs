@@ -56,6 +56,8 @@ pub struct Metrics {
     pub connections: IntGaugeVec,
     pub connections_rejected: IntCounterVec,
     pub connections_idle_closed: IntCounterVec,
+    pub connections_header_timeout: IntCounterVec,
+    pub tls_handshakes_failed: IntCounterVec,
     pub auth_requests: IntCounterVec,
     pub auth_rejected_missing: IntCounter,
     pub auth_rejected_unknown: IntCounter,
@@ -402,6 +404,22 @@ impl Metrics {
             &["server"],
         )
         .expect("valid metric");
+        let connections_header_timeout = IntCounterVec::new(
+            Opts::new(
+                "highpress_connections_header_timeout_total",
+                "HTTP/1 connections closed because a request's headers did not arrive within server.header_read_timeout_ms, by server.",
+            ),
+            &["server"],
+        )
+        .expect("valid metric");
+        let tls_handshakes_failed = IntCounterVec::new(
+            Opts::new(
+                "highpress_tls_handshakes_failed_total",
+                "TLS handshakes that failed (no or an unknown client certificate, plain text on a TLS port, a protocol error) or did not finish within server.header_read_timeout_ms, by server.",
+            ),
+            &["server"],
+        )
+        .expect("valid metric");
         let auth_requests = IntCounterVec::new(
             Opts::new(
                 "highpress_auth_requests_total",
@@ -487,6 +505,8 @@ impl Metrics {
             Box::new(connections.clone()),
             Box::new(connections_rejected.clone()),
             Box::new(connections_idle_closed.clone()),
+            Box::new(connections_header_timeout.clone()),
+            Box::new(tls_handshakes_failed.clone()),
             Box::new(auth_requests.clone()),
             Box::new(auth_rejected.clone()),
             Box::new(auth_reloads.clone()),
@@ -526,7 +546,10 @@ impl Metrics {
             connections.with_label_values(&[server]);
             connections_rejected.with_label_values(&[server]);
             connections_idle_closed.with_label_values(&[server]);
+            tls_handshakes_failed.with_label_values(&[server]);
         }
+        // Only HTTP/1 has a header timeout.
+        connections_header_timeout.with_label_values(&["http"]);
         for result in ["loaded", "failed"] {
             auth_reloads.with_label_values(&[result]);
         }
@@ -582,6 +605,8 @@ impl Metrics {
             connections,
             connections_rejected,
             connections_idle_closed,
+            connections_header_timeout,
+            tls_handshakes_failed,
             auth_requests,
             auth_rejected_missing: auth_rejected.with_label_values(&["missing"]),
             auth_rejected_unknown: auth_rejected.with_label_values(&["unknown"]),

@@ -97,6 +97,16 @@ async fn half_sent_headers_are_closed_at_the_header_timeout_while_others_are_ser
     )
     .await;
     assert_eq!(hp.value("served", "like").await, 20);
+    let timed_out = metric(
+        &hp.url("/metrics"),
+        r#"highpress_connections_header_timeout_total{server="http"}"#,
+    )
+    .await;
+    // Each attacker, and any idle keep-alive connection of the client above.
+    assert!(
+        timed_out >= ATTACKERS as u64,
+        "{timed_out} header timeouts counted for {ATTACKERS} attackers"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

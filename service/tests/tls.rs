@@ -216,6 +216,22 @@ fn a_client_ca_requires_a_client_certificate_it_signed() {
         0,
         "no client certificate"
     );
+    certs.issue_by("stranger", "other-ca");
+    assert_eq!(
+        curl(&certs, hp.port, "/livez", &[], Some("stranger")).0,
+        0,
+        "a client certificate another CA signed"
+    );
+    let (_, metrics) = curl(&certs, hp.port, "/metrics", &[], Some("client"));
+    assert!(
+        metrics.contains("highpress_tls_handshakes_failed_total{server=\"http\"} 2"),
+        "both refusals counted: {}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("handshakes"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 #[test]
@@ -497,4 +513,11 @@ async fn gateway_and_counters_talk_mutual_tls_and_counters_refuse_anyone_else() 
         .output()
         .expect("curl runs");
     assert_eq!(String::from_utf8_lossy(&plain.stdout), "000");
+    // Each refusal counted on the counter's gRPC port: the two certificates and plain HTTP/2.
+    let failed = support::metric(
+        &hp.counters[0].metrics_url(),
+        r#"highpress_tls_handshakes_failed_total{server="grpc"}"#,
+    )
+    .await;
+    assert_eq!(failed, 3, "refused handshakes counted on the counter");
 }

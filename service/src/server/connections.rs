@@ -274,7 +274,13 @@ impl AsyncRead for Guarded {
                     return Poll::Ready(Ok(()));
                 }
                 // End of stream too: hyper drops the partial request and closes the connection.
-                Some(Expired::Head) => return Poll::Ready(Ok(())),
+                Some(Expired::Head) => {
+                    METRICS
+                        .connections_header_timeout
+                        .with_label_values(&[this.kind.label()])
+                        .inc();
+                    return Poll::Ready(Ok(()));
+                }
             }
         }
         this.touched(read)
@@ -462,6 +468,7 @@ impl Acceptor {
         handshake_timeout: Duration,
     ) -> impl futures::Stream<Item = io::Result<TlsConnection>> {
         let (done, handshaken) = tokio::sync::mpsc::channel(64);
+        let kind = self.kind;
         tokio::spawn(async move {
             loop {
                 let connection = tokio::select! {
@@ -471,7 +478,8 @@ impl Acceptor {
                 let handshake = TlsAcceptor::from(tls.current()).accept(connection);
                 let done = done.clone();
                 tokio::spawn(async move {
-                    if let Ok(Ok(stream)) = tokio::time::timeout(handshake_timeout, handshake).await
+                    if let Some(stream) =
+                        handshaken_within(kind, handshake_timeout, handshake).await
                     {
                         let _ = done.send(Ok(TlsConnection(stream))).await;
                     }
@@ -479,6 +487,28 @@ impl Acceptor {
             }
         });
         tokio_stream::wrappers::ReceiverStream::new(handshaken)
+    }
+}
+
+/// The connection once `handshake` completed within `timeout`; `None`, counted in
+/// `highpress_tls_handshakes_failed_total`, when it failed or took longer.
+async fn handshaken_within(
+    kind: ServerKind,
+    timeout: Duration,
+    handshake: tokio_rustls::Accept<Guarded>,
+) -> Option<tokio_rustls::server::TlsStream<Guarded>> {
+    match tokio::time::timeout(timeout, handshake).await {
+        Ok(Ok(stream)) => Some(stream),
+        outcome => {
+            if let Ok(Err(e)) = outcome {
+                tracing::debug!(error = %e, server = kind.label(), "TLS handshake failed");
+            }
+            METRICS
+                .tls_handshakes_failed
+                .with_label_values(&[kind.label()])
+                .inc();
+            None
+        }
     }
 }
 
@@ -567,11 +597,12 @@ pub async fn serve_http(
                 });
             }
             Some(tls) => {
+                let kind = connection.kind;
                 let handshake = TlsAcceptor::from(tls.current()).accept(connection);
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     // A failed or unfinished handshake is the client's; its slot is freed.
-                    let Ok(Ok(stream)) = tokio::time::timeout(handshake_timeout, handshake).await
+                    let Some(stream) = handshaken_within(kind, handshake_timeout, handshake).await
                     else {
                         return;
                     };
