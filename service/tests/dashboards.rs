@@ -51,7 +51,7 @@ const OPERATOR_NOT_RUN: &str = "this test does not start the operator (the opera
      on a real control plane and cover its metrics)";
 
 /// The alerts the chart must ship.
-const REQUIRED_ALERTS: [&str; 10] = [
+const REQUIRED_ALERTS: [&str; 11] = [
     "HighpressHighErrorRate",
     "HighpressHighLatencyP99",
     "HighpressStoreUnavailable",
@@ -62,10 +62,12 @@ const REQUIRED_ALERTS: [&str; 10] = [
     "HighpressEventsOutboxFilling",
     "HighpressEventsRelayLagging",
     "HighpressRateLimiting",
+    "HighpressCounterTlsHandshakesFailing",
 ];
 
-/// The overview's events panels, each with the metric it must query.
-const EVENTS_PANELS: [(&str, &str); 5] = [
+/// The overview's panels that docs/observability.md names (rows Events (Kafka) and
+/// Connections and access), each with a metric one of its queries must read.
+const NAMED_PANELS: [(&str, &str); 8] = [
     ("Events waiting in the outbox", "highpress_events_queued"),
     (
         "Oldest undelivered event",
@@ -80,6 +82,12 @@ const EVENTS_PANELS: [(&str, &str); 5] = [
         "Kafka producer errors per second",
         "highpress_events_producer_errors_total",
     ),
+    ("Open connections", "highpress_connections{"),
+    (
+        "Connections closed by the server",
+        "highpress_tls_handshakes_failed_total",
+    ),
+    ("Requests refused by auth", "highpress_auth_rejected_total"),
 ];
 
 const RUNBOOK_PREFIX: &str =
@@ -223,7 +231,7 @@ fn dashboards_are_well_formed_grafana_json() {
         assert!(names.contains(want), "{want} missing: {names:?}");
     }
     let mut uids = BTreeSet::new();
-    let mut events_panels = BTreeSet::new();
+    let mut named_panels = BTreeSet::new();
     for (file, d) in &all {
         let uid = d["uid"].as_str().unwrap_or_else(|| panic!("{file}: uid"));
         assert!(
@@ -292,9 +300,11 @@ fn dashboards_are_well_formed_grafana_json() {
                 );
                 assert_eq!(t["datasource"]["uid"], "${datasource}", "{file}: {title}");
                 let expr = t["expr"].as_str().expect("expr");
-                if let Some((_, metric)) = EVENTS_PANELS.iter().find(|(t, _)| *t == title) {
-                    assert!(expr.contains(metric), "{file}: {title} must query {metric}");
-                    events_panels.insert(title);
+                if NAMED_PANELS
+                    .iter()
+                    .any(|&(t, metric)| t == title && expr.contains(metric))
+                {
+                    named_panels.insert(title);
                 }
                 let bad = unfiltered_selectors(expr);
                 assert!(
@@ -309,8 +319,11 @@ fn dashboards_are_well_formed_grafana_json() {
         }
         assert!(queries > 0, "{file} has no queries");
     }
-    let want: BTreeSet<&str> = EVENTS_PANELS.iter().map(|(t, _)| *t).collect();
-    assert_eq!(events_panels, want, "the overview's Events (Kafka) panels");
+    let want: BTreeSet<&str> = NAMED_PANELS.iter().map(|(t, _)| *t).collect();
+    assert_eq!(
+        named_panels, want,
+        "the overview's panels the docs name, each reading its metric"
+    );
 }
 
 #[test]
