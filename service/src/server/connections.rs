@@ -262,26 +262,16 @@ impl AsyncRead for Guarded {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let read = Pin::new(&mut this.stream).poll_read(cx, buf);
-        if read.is_pending() {
-            match this.expired(cx) {
-                None => {}
-                Some(Expired::Idle) => {
-                    METRICS
-                        .connections_idle_closed
-                        .with_label_values(&[this.kind.label()])
-                        .inc();
-                    // End of stream: the server closes the connection.
-                    return Poll::Ready(Ok(()));
-                }
-                // End of stream too: hyper drops the partial request and closes the connection.
-                Some(Expired::Head) => {
-                    METRICS
-                        .connections_header_timeout
-                        .with_label_values(&[this.kind.label()])
-                        .inc();
-                    return Poll::Ready(Ok(()));
-                }
-            }
+        if read.is_pending()
+            && let Some(expired) = this.expired(cx)
+        {
+            let closed = match expired {
+                Expired::Idle => &METRICS.connections_idle_closed,
+                Expired::Head => &METRICS.connections_header_timeout,
+            };
+            closed.with_label_values(&[this.kind.label()]).inc();
+            // End of stream: hyper drops a partial request, and the server closes the connection.
+            return Poll::Ready(Ok(()));
         }
         this.touched(read)
     }
